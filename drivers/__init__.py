@@ -1,0 +1,1 @@
+"""Hardware drivers and their register/pin-level emulators. Never imports `node`."""

@@ -1,0 +1,82 @@
+"""`streetnode` command line: ``main(argv) -> int``.
+
+Expected faults become a one-line message and a documented exit code (see
+`node.errors`); a traceback is printed only with ``STREETNODE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from node import __version__
+from node.errors import EX_FAILURE, ConfigError, StreetnodeError
+
+# subcommand modules under node.commands, in the order --help lists them
+COMMAND_MODULES = ["config_cmd"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streetnode",
+        description="Street-pole environmental node: sample sensors, buffer durably, upload to the city.",
+        epilog="Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable, 74 I/O, 77 permission, "
+        "78 configuration. Set STREETNODE_DEBUG=1 for tracebacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"streetnode {__version__}")
+    parser.add_argument("-c", "--config", metavar="PATH",
+                        help="configuration file "
+                        "(default: $STREETNODE_CONFIG or /etc/streetnode/config.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"node.commands.{name}").register(sub)
+    return parser
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("STREETNODE_DEBUG", "") not in ("", "0")
+
+
+def run_guarded(func: object, args: object, prog: str) -> int:
+    """Call ``func(args)``, turning expected errors into messages and exit codes."""
+    try:
+        return int(func(args) or 0)  # type: ignore[operator]
+    except ConfigError as e:
+        if debug_enabled():
+            traceback.print_exc()
+        for line in e.problems:
+            print(f"{prog}: config: {line}", file=sys.stderr)
+        return e.exit_code
+    except StreetnodeError as e:
+        if debug_enabled():
+            traceback.print_exc()
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # the CLI edge: no traceback unless asked
+        if debug_enabled():
+            traceback.print_exc()
+        else:
+            print(f"{prog}: internal error: {type(e).__name__}: {e} "
+                  "(set STREETNODE_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EX_FAILURE
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return run_guarded(args.func, args, "streetnode")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""The node's TOML configuration: schema, validation and the effective configuration.
+
+Validation collects every problem at once, one line each, naming the key path
+(``sensors[1].adress: unknown key; did you mean 'address'?``). A `Config`
+holds plain dicts with every default filled in; durations are seconds (float),
+sizes are bytes (int), I2C addresses are ints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from node.errors import ConfigError
+from node.units import format_duration, format_size, parse_duration, parse_size
+
+DEFAULT_PATH = "/etc/streetnode/config.toml"
+ENV_VAR = "STREETNODE_CONFIG"
+REQUIRED = object()
+
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key: its kind, default and limits."""
+
+    kind: str  # str int float bool duration size address pin path url node_id name choice table
+    default: Any = None
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[Any, ...] = ()
+    secret: bool = False
+    schema: dict[str, Field] | None = None  # for kind == "table"
+
+
+def _f(kind: str, default: Any = None, **kw: Any) -> Field:
+    return Field(kind, default, **kw)
+
+
+# ---------------------------------------------------------------- schema
+LOCATION = {
+    "lat": _f("float", REQUIRED, lo=-90, hi=90),
+    "lon": _f("float", REQUIRED, lo=-180, hi=180),
+    "ward": _f("str"),
+    "label": _f("str"),
+}
+
+SECTIONS: dict[str, dict[str, Field]] = {
+    "node": {
+        "id": _f("node_id", REQUIRED),
+        "state_dir": _f("path", "/var/lib/streetnode"),
+        "log_level": _f("choice", "info", choices=("debug", "info", "warning", "error")),
+        "location": _f("table", None, schema=LOCATION),
+    },
+    "central": {
+        "url": _f("url", None, secret=True),
+        "key_file": _f("path", "/etc/streetnode/node.key"),
+        "ca_bundle": _f("path", None),
+        "connect_timeout": _f("duration", 5.0, lo=0.1, hi=120),
+        "read_timeout": _f("duration", 30.0, lo=0.1, hi=600),
+    },
+    "buffer": {
+        "max_size": _f("size", 1024**3, lo=1024**2),
+        "max_age": _f("duration", None, lo=60),
+        "overflow_readings": _f("int", 20000, lo=100, hi=1_000_000),
+    },
+    "upload": {
+        "interval": _f("duration", 30.0, lo=1, hi=86400),
+        "max_batch_readings": _f("int", 5000, lo=10, hi=100_000),
+        "max_batch_bytes": _f("size", 512 * 1024, lo=4096, hi=64 * 1024**2),
+        "live_readings": _f("int", 500, lo=1, hi=100_000),
+        "backoff_initial": _f("duration", 5.0, lo=0.1, hi=3600),
+        "backoff_max": _f("duration", 600.0, lo=1, hi=86400),
+    },
+    "storm": {
+        "enabled": _f("bool", True),
+        "pressure_drop_hpa_3h": _f("float", 3.0, lo=0.1, hi=100),
+        "rain_rate_mm_h": _f("float", 20.0, lo=0.1, hi=1000),
+        "flood_depth_cm": _f("float", 10.0, lo=0.1, hi=1000),
+        "interval": _f("duration", 5.0, lo=0.1, hi=3600),
+        "upload_interval": _f("duration", 10.0, lo=0.1, hi=3600),
+        "clear_after": _f("duration", 1800.0, lo=0, hi=86400),
+        "clear_ratio": _f("float", 0.5, lo=0.0, hi=1.0),
+    },
+    "status_led": {
+        "pin": _f("pin", None),
+        "active_high": _f("bool", True),
+    },
+    "emulation": {
+        "enabled": _f("bool", False),
+        "scenario": _f("str", "calm"),
+        "speed": _f("float", 1.0, lo=0.01, hi=100000),
+    },
+}
+
+_SENSOR_COMMON = {
+    "type": _f("str", REQUIRED),
+    "name": _f("name", REQUIRED),
+    "interval": _f("duration", 10.0, lo=0.1, hi=86400),
+    "enabled": _f("bool", True),
+}
+
+SENSOR_TYPES: dict[str, dict[str, Field]] = {
+    "bme280": {
+        "bus": _f("int", 1, lo=0, hi=255),
+        "address": _f("address", 0x76),
+        "oversampling": _f("choice", 1, choices=(1, 2, 4, 8, 16)),
+    },
+    "pm25": {
+        "bus": _f("int", 1, lo=0, hi=255),
+        "address": _f("address", 0x12),
+    },
+    "flood": {
+        "trigger_pin": _f("pin", REQUIRED),
+        "echo_pin": _f("pin", REQUIRED),
+        "mount_height_cm": _f("float", REQUIRED, lo=10, hi=1000),
+        "max_distance_cm": _f("float", 450.0, lo=20, hi=1000),
+        "pings": _f("int", 5, lo=1, hi=31),
+    },
+    "rain": {
+        "pin": _f("pin", REQUIRED),
+        "mm_per_tip": _f("float", 0.2794, lo=0.01, hi=10),
+        "debounce": _f("duration", 0.05, lo=0.0, hi=2.0),
+    },
+    "health": {
+        "interval": _f("duration", 60.0, lo=1, hi=86400),
+    },
+}
+
+
+@dataclass
+class Config:
+    """The effective configuration: every section a dict with defaults filled in."""
+
+    node: dict[str, Any]
+    central: dict[str, Any]
+    sensors: list[dict[str, Any]]
+    buffer: dict[str, Any]
+    upload: dict[str, Any]
+    storm: dict[str, Any]
+    status_led: dict[str, Any]
+    emulation: dict[str, Any]
+    source: str = field(default="<memory>")
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.node["state_dir"])
+
+    def sensor(self, name: str) -> dict[str, Any]:
+        for s in self.sensors:
+            if s["name"] == name:
+                return s
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------- value checks
+def _expect(kind: str, f: Field) -> str:
+    rng = ""
+    if f.lo is not None and f.hi is not None:
+        rng = f" from {f.lo:g} to {f.hi:g}"
+    elif f.lo is not None:
+        rng = f" of at least {f.lo:g}"
+    return {
+        "str": "a string",
+        "int": f"an integer{rng}",
+        "float": f"a number{rng}",
+        "bool": "true or false",
+        "duration": f"a duration such as \"10s\", \"5m\" or \"2h\"{_drange(f)}",
+        "size": f"a size such as \"256MiB\" or \"1GiB\"{_srange(f)}",
+        "address": "an I2C address from 0x03 to 0x77, as \"0x76\" or an integer",
+        "pin": "a BCM GPIO number from 0 to 27",
+        "path": "a file system path (string)",
+        "url": "an http:// or https:// URL",
+        "node_id": "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        "name": "1-32 lowercase letters, digits or '_', starting with a letter",
+        "choice": "one of " + ", ".join(repr(c) for c in f.choices),
+        "table": "a table",
+    }[kind]
+
+
+def _drange(f: Field) -> str:
+    if f.lo is not None and f.hi is not None:
+        return f" from {format_duration(f.lo)} to {format_duration(f.hi)}"
+    if f.lo is not None:
+        return f" of at least {format_duration(f.lo)}"
+    return ""
+
+
+def _srange(f: Field) -> str:
+    return f" of at least {format_size(int(f.lo))}" if f.lo is not None else ""
+
+
+def _in_range(v: float, f: Field) -> bool:
+    return (f.lo is None or v >= f.lo) and (f.hi is None or v <= f.hi)
+
+
+def _convert(value: Any, f: Field) -> Any:
+    """The typed value, or raise ValueError (message is filled in by the caller)."""
+    k = f.kind
+    if k in ("str", "path"):
+        if not isinstance(value, str) or not value:
+            raise ValueError
+        return value
+    if k == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or not _in_range(value, f):
+            raise ValueError
+        return value
+    if k == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _in_range(value, f):
+            raise ValueError
+        return float(value)
+    if k == "bool":
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if k == "duration":
+        v = parse_duration(value)
+        if not _in_range(v, f):
+            raise ValueError
+        return v
+    if k == "size":
+        v = parse_size(value)
+        if not _in_range(v, f):
+            raise ValueError
+        return v
+    if k == "address":
+        if isinstance(value, str) and re.fullmatch(r"0[xX][0-9a-fA-F]{1,2}", value):
+            value = int(value, 16)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0x03 <= value <= 0x77:
+            raise ValueError
+        return value
+    if k == "pin":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 27:
+            raise ValueError
+        return value
+    if k == "url":
+        if not isinstance(value, str):
+            raise ValueError
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError
+        return value.rstrip("/")
+    if k == "node_id":
+        if not isinstance(value, str) or not _NODE_ID_RE.match(value):
+            raise ValueError
+        return value
+    if k == "name":
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            raise ValueError
+        return value
+    if k == "choice":
+        if isinstance(value, bool) or value not in f.choices:
+            raise ValueError
+        return value
+    raise AssertionError(f"unknown field kind {k}")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_table(
+    raw: Any, schema: dict[str, Field], path: str, problems: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: expected a table, got {_describe(raw)}")
+        raw = {}
+    for key in raw:
+        if key not in schema:
+            hint = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            more = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(schema)}"
+            problems.append(f"{path}.{key}: unknown key{more}")
+    for key, f in schema.items():
+        where = f"{path}.{key}"
+        if key not in raw:
+            if f.default is REQUIRED:
+                problems.append(f"{where}: missing required key ({_expect(f.kind, f)})")
+            out[key] = None if f.default is REQUIRED else f.default
+            continue
+        if f.kind == "table":
+            out[key] = _check_table(raw[key], f.schema or {}, where, problems)
+            continue
+        try:
+            out[key] = _convert(raw[key], f)
+        except ValueError:
+            problems.append(f"{where}: expected {_expect(f.kind, f)}, got {_describe(raw[key])}")
+            out[key] = None
+    return out
+
+
+def _check_sensors(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        problems.append("sensors: expected an array of tables ([[sensors]])")
+        return []
+    sensors: list[dict[str, Any]] = []
+    seen_names: dict[str, int] = {}
+    pins: dict[int, str] = {}
+    for i, entry in enumerate(raw):
+        path = f"sensors[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{path}: expected a table")
+            continue
+        stype = entry.get("type")
+        if stype not in SENSOR_TYPES:
+            hint = difflib.get_close_matches(str(stype), list(SENSOR_TYPES), n=1, cutoff=0.6)
+            more = f"; did you mean '{hint[0]}'?" if hint else ""
+            expected = ", ".join(repr(t) for t in SENSOR_TYPES)
+            if stype is None:
+                problems.append(f"{path}.type: missing required key (one of {expected})")
+            else:
+                problems.append(f"{path}.type: unknown sensor type {stype!r}{more} (one of {expected})")
+            continue
+        schema = {**_SENSOR_COMMON, **SENSOR_TYPES[stype]}
+        sensor = _check_table(entry, schema, path, problems)
+        name = sensor.get("name")
+        if name is not None:
+            if name in seen_names:
+                problems.append(
+                    f"{path}.name: duplicate sensor name {name!r} (also sensors[{seen_names[name]}].name)"
+                )
+            else:
+                seen_names[name] = i
+        for key, f in schema.items():
+            pin = sensor.get(key)
+            if f.kind == "pin" and pin is not None:
+                if pin in pins:
+                    problems.append(f"{path}.{key}: GPIO {pin} is already used by {pins[pin]}")
+                else:
+                    pins[pin] = f"{path}.{key}"
+        sensors.append(sensor)
+    return sensors
+
+
+def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
+    """Check a parsed TOML document; raise `ConfigError` listing every problem."""
+    problems: list[str] = []
+    known = [*SECTIONS, "sensors"]
+    for key in raw:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            more = f"; did you mean '{hint[0]}'?" if hint else f"; known sections: {', '.join(known)}"
+            problems.append(f"{key}: unknown section{more}")
+    sections = {name: _check_table(raw.get(name, {}), schema, name, problems)
+                for name, schema in SECTIONS.items()}
+    sensors = _check_sensors(raw.get("sensors", []), problems)
+    led_pin = sections["status_led"].get("pin")
+    if led_pin is not None:
+        for i, s in enumerate(sensors):
+            for key in ("pin", "trigger_pin", "echo_pin"):
+                if s.get(key) == led_pin:
+                    problems.append(f"status_led.pin: GPIO {led_pin} is already used by sensors[{i}].{key}")
+    up = sections["upload"]
+    if up.get("backoff_initial") and up.get("backoff_max") and up["backoff_initial"] > up["backoff_max"]:
+        problems.append("upload.backoff_initial: expected at most upload.backoff_max")
+    if problems:
+        raise ConfigError(problems)
+    return Config(sensors=sensors, source=source, **sections)
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    """--config PATH, else $STREETNODE_CONFIG, else /etc/streetnode/config.toml."""
+    if path:
+        return Path(path)
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the configuration file; raise `ConfigError` on any problem."""
+    p = resolve_path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: configuration file not found (use --config PATH or ${ENV_VAR})") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read configuration file: {e.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return validate(raw, source=str(p))
+
+
+# ---------------------------------------------------------------- effective config as TOML
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password or parts.username:
+        netloc = f"***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        parts = parts._replace(query="***")
+    return urlunsplit(parts)
+
+
+def _toml_value(value: Any, f: Field) -> str:
+    if f.kind == "duration":
+        return f'"{format_duration(value)}"'
+    if f.kind == "size":
+        return f'"{format_size(value)}"'
+    if f.kind == "address":
+        return f"0x{value:02x}"
+    if f.kind == "url" and f.secret:
+        value = _redact_url(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _toml_table(values: dict[str, Any], schema: dict[str, Field]) -> tuple[list[str], list[str]]:
+    lines, subtables = [], []
+    for key, f in schema.items():
+        v = values.get(key)
+        if f.kind == "table":
+            if v:
+                subtables.append(key)
+            continue
+        if v is None:
+            lines.append(f"# {key} = (not set)")
+        else:
+            lines.append(f"{key} = {_toml_value(v, f)}")
+    return lines, subtables
+
+
+def to_toml(cfg: Config) -> str:
+    """The effective configuration as TOML, defaults filled in, secrets redacted."""
+    out: list[str] = [f"# effective configuration from {cfg.source}"]
+    for name, schema in SECTIONS.items():
+        values = getattr(cfg, name)
+        lines, subtables = _toml_table(values, schema)
+        out += ["", f"[{name}]", *lines]
+        for sub in subtables:
+            sub_lines, _ = _toml_table(values[sub], schema[sub].schema or {})
+            out += ["", f"[{name}.{sub}]", *sub_lines]
+    for s in cfg.sensors:
+        schema = {**_SENSOR_COMMON, **SENSOR_TYPES[s["type"]]}
+        lines, _ = _toml_table(s, schema)
+        out += ["", "[[sensors]]", *lines]
+    return "\n".join(out) + "\n"
+
+
+def sensor_schema(stype: str) -> dict[str, Field]:
+    """All keys a sensor of this type accepts (common keys included)."""
+    return {**_SENSOR_COMMON, **SENSOR_TYPES[stype]}
+

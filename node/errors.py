@@ -1,0 +1,49 @@
+"""Error hierarchy of the node and the exit codes the CLI maps them to.
+
+Exit codes (documented in README):
+  0  success
+  1  runtime failure (or diag: warnings)
+  2  usage error (or diag: failures)
+  69 EX_UNAVAILABLE: a required service or device is not reachable
+  74 EX_IOERR: the state directory or buffer cannot be used
+  77 EX_NOPERM: a key file or device has the wrong permissions
+  78 EX_CONFIG: the configuration is invalid
+"""
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_USAGE = 2
+EX_UNAVAILABLE = 69
+EX_IOERR = 74
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+
+class StreetnodeError(Exception):
+    """Root of every error the node raises on purpose."""
+
+    exit_code = EX_FAILURE
+
+
+class ConfigError(StreetnodeError, ValueError):
+    """The configuration is invalid; ``problems`` holds one line per problem."""
+
+    exit_code = EX_CONFIG
+
+    def __init__(self, problems: list[str] | str) -> None:
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class KeyFileError(StreetnodeError, PermissionError):
+    """The node key file is missing, empty or readable by others."""
+
+    exit_code = EX_NOPERM
+
+
+class StorageError(StreetnodeError, OSError):
+    """The state directory or the buffer cannot be used at all."""
+
+    exit_code = EX_IOERR

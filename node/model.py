@@ -1,0 +1,108 @@
+"""The records that flow sampler -> buffer -> uploader -> central.
+
+Channel names are ``"<sensor name>.<quantity>"`` where the quantity carries
+its unit (``air.pm2_5_ugm3``, ``weather.pressure_hpa``); `CHANNEL_UNITS`
+maps the quantity to its unit and wire resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# quantity -> (unit, resolution). Values are rounded to the resolution by the
+# sampler, so the buffer and the wire hold exactly the same numbers.
+CHANNEL_UNITS: dict[str, tuple[str, float]] = {
+    "temperature_c": ("°C", 0.01),
+    "humidity_pct": ("%", 0.01),
+    "pressure_hpa": ("hPa", 0.01),
+    "pm1_0_ugm3": ("µg/m³", 1.0),
+    "pm2_5_ugm3": ("µg/m³", 1.0),
+    "pm10_ugm3": ("µg/m³", 1.0),
+    "depth_cm": ("cm", 0.1),
+    "distance_cm": ("cm", 0.1),
+    "rain_mm": ("mm", 0.0001),
+    "rain_rate_mm_h": ("mm/h", 0.01),
+    "cpu_temp_c": ("°C", 0.1),
+    "disk_used_pct": ("%", 0.1),
+    "load_1m": ("", 0.01),
+    "uptime_s": ("s", 1.0),
+    "throttled": ("", 1.0),
+}
+
+
+def quantity(channel: str) -> str:
+    return channel.rsplit(".", 1)[-1]
+
+
+def unit_of(channel: str) -> tuple[str, float]:
+    """(unit, resolution) of a channel; unknown quantities get ("", 0.001)."""
+    return CHANNEL_UNITS.get(quantity(channel), ("", 0.001))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value as the sampler hands it to the buffer."""
+
+    channel: str
+    value: float | None  # None when the sensor faulted (flags has Quality.FAULT)
+    flags: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When a sampling cycle was taken."""
+
+    wall_ms: int  # time.time() in ms; may be wrong before the clock is synchronized
+    boot_ms: int  # CLOCK_BOOTTIME in ms: never steps, restarts at 0 each boot
+    boot_id: str  # /proc/sys/kernel/random/boot_id (or a stand-in)
+    synced: bool  # the wall clock was synchronized when the cycle was taken
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A stored reading with its identity: (node id, epoch, seq) is never reused."""
+
+    seq: int
+    channel: str
+    value: float | None
+    flags: int
+    wall_ms: int
+    boot_ms: int
+    boot_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A run of sequence numbers that will never be delivered, and why."""
+
+    epoch: int
+    first_seq: int
+    last_seq: int
+    count: int
+    first_wall_ms: int | None
+    last_wall_ms: int | None
+    reason: str  # "evicted_size", "evicted_age", "disk_full", "overflow", "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Something the city's operators should know about (corruption, rejection...)."""
+
+    id: int
+    wall_ms: int
+    kind: str  # "buffer_corrupt", "batch_rejected", "disk_full", "sensor_fault", ...
+    detail: str
+    count: int | None = None
+
+
+@dataclass
+class Batch:
+    """What the buffer hands the uploader: ack or release it by ``id``."""
+
+    id: int
+    node_id: str
+    epoch: int
+    readings: list[Reading]
+    gaps: list[Gap] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    live: bool = False  # claimed newest-first (the live batch after an outage)
