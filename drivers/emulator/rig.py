@@ -11,9 +11,9 @@
 * ``rig.inject(target, fault)`` / ``rig.clear(target=None, fault=None)`` — target is a kind
   ("bme280", "pm25", "flood", "rain") or an I2C address (0x76, "0x12").
 
-Rain tips are emitted by ``pump()`` (with contact bounce while ``speed`` <= 100): at most one tip per call, and only once the scenario
-clock has moved ``min_tip_gap_s`` past the previous one, so a debouncing gauge counts every
-tip. A daemon thread calls ``pump()`` (``autorun=True``); tests with a manual clock call it.
+Rain tips are emitted by ``pump()`` (with contact bounce while ``speed`` <= 100): at most
+one tip per call, and only once the scenario clock has moved 1.5 debounce windows past the
+previous one, so a debouncing gauge counts every tip. A daemon thread calls ``pump()`` (``autorun=True``); tests with a manual clock call it.
 """
 
 from __future__ import annotations
