@@ -13,7 +13,8 @@
 
 Rain tips are emitted by ``pump()`` (with contact bounce while ``speed`` <= 100): at most
 one tip per call, and only once the scenario clock has moved 1.5 debounce windows past the
-previous one, so a debouncing gauge counts every tip. A daemon thread calls ``pump()`` (``autorun=True``); tests with a manual clock call it.
+previous one, so a debouncing gauge counts every tip. A daemon thread calls ``pump()``
+(``autorun=True``); tests with a manual clock call it themselves.
 """
 
 from __future__ import annotations
