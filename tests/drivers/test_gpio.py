@@ -213,3 +213,14 @@ def test_status_led_active_low():
     led.probe()
     assert factory.pin(LED_PIN).state == 1  # off = high for an active-low LED
     led.close()
+
+
+def test_attaching_the_ranger_after_the_pins_are_claimed_is_explained():
+    rig = EmulatedRig("calm")
+    ranger = FloodRanger(TRIG, ECHO, mount_height_cm=300.0, pin_factory=rig.pin_factory)
+    ranger.probe()
+    try:
+        with pytest.raises(ValueError, match="before FloodRanger.probe"):
+            rig.attach_ranger(TRIG, ECHO, 300.0)
+    finally:
+        ranger.close()
