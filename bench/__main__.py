@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["buffer", "drain", "agent"]
+BENCHMARKS = ["buffer", "drain", "agent", "drivers"]
 
 
 def _fmt(v: object) -> str:
