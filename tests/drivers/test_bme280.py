@@ -155,3 +155,40 @@ def test_constructor_does_no_io_and_validates():
     BME280(Exploding(), 0x76, oversampling=4)
     with pytest.raises(ValueError, match="oversampling"):
         BME280(Exploding(), oversampling=3)
+
+
+def test_emulated_soft_reset_and_register_semantics(chip, bus):
+    bus.write_byte_data(0x76, 0xF5, 0xA0)
+    bus.write_byte_data(0x76, 0xF2, 0x03)
+    assert bus.read_byte_data(0x76, 0xF5) == 0xA0
+    assert bus.read_i2c_block_data(0x76, 0xF7, 8) == [0x80, 0, 0, 0x80, 0, 0, 0x80, 0]  # no conversion yet
+    bus.write_byte_data(0x76, 0xE0, 0xB6)  # soft reset
+    assert bus.read_byte_data(0x76, 0xF5) == 0 and bus.read_byte_data(0x76, 0xF2) == 0
+    assert bus.read_byte_data(0x76, 0xD0) == 0x60
+    calib = bytes(bus.read_i2c_block_data(0x76, 0x88, 6))
+    assert int.from_bytes(calib[:2], "little") == 28009  # dig_T1 of the real part
+
+
+def test_bus_lock_deadline_is_a_timeout_not_a_bus_error(chip, bus):
+    import threading
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def hog():
+        with bus.lock:
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hog)
+    t.start()
+    held.wait(2)
+    try:
+        from drivers.i2c import BusDeviceAdapter
+
+        adapter = BusDeviceAdapter(bus, lock_timeout_s=0.05)  # adafruit_bus_device would spin forever
+        with pytest.raises(SensorTimeout, match="busy"):
+            adapter.try_lock()
+    finally:
+        release.set()
+        t.join()
