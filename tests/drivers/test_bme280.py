@@ -3,11 +3,14 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.bme280 import BME280
 from drivers.emulator import EmulatedBME280, FakeSMBus, Weather, scenario
 from drivers.errors import BusError, DriverError, SensorNotFound, SensorTimeout, WrongChip
 from drivers.quality import Quality
+from tests.drivers.conftest import ManualClock
 
 # datasheet resolution per oversampling (°C, hPa); humidity is always 16 bit (~0.008 %RH)
 RES_T = {1: 0.0050, 2: 0.0025, 4: 0.0012, 8: 0.0006, 16: 0.0003}
@@ -192,3 +195,17 @@ def test_bus_lock_deadline_is_a_timeout_not_a_bus_error(chip, bus):
     finally:
         release.set()
         t.join()
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.floats(-39.0, 84.0), h=st.floats(1.0, 99.0), p=st.floats(310.0, 1090.0),
+       osr=st.sampled_from([1, 2, 4, 8, 16]), seed=st.integers(0, 1000))
+def test_read_back_within_one_lsb_anywhere_in_range(t, h, p, osr, seed):
+    clock = ManualClock()
+    chip = EmulatedBME280(timing=False, seed=seed)
+    chip.static_truth = Weather(t, h, p)
+    m = BME280(FakeSMBus({0x76: chip}), oversampling=osr, clock=clock, sleep=clock.sleep).read()
+    assert m.ok
+    assert m["temperature_c"] == pytest.approx(t, abs=RES_T[osr] * 1.1 + 0.0002)
+    assert m["pressure_hpa"] == pytest.approx(p, abs=RES_P[osr] * 1.5)
+    assert m["humidity_pct"] == pytest.approx(h, abs=RES_H * 1.5)
