@@ -228,3 +228,18 @@ def test_attaching_the_ranger_after_the_pins_are_claimed_is_explained():
             rig.attach_ranger(TRIG, ECHO, 300.0)
     finally:
         ranger.close()
+
+
+def test_claimed_pin_is_a_driver_error_naming_the_pin():
+    from drivers.errors import SensorNotFound
+
+    factory = mock_factory()
+    gauge = RainGauge(REED, pin_factory=factory)
+    gauge.probe()
+    try:
+        with pytest.raises(SensorNotFound, match="GPIO17"):
+            StatusLED(REED, pin_factory=factory).show("ok")
+        with pytest.raises(SensorNotFound, match="GPIO17"):
+            RainGauge(REED, pin_factory=factory).probe()
+    finally:
+        gauge.close()
