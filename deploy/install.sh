@@ -31,7 +31,7 @@ OPTIONAL_PACKAGES=(python3-lgpio python3-libgpiod)
 # exit codes, as node/errors.py
 EX_FAILURE=1 EX_USAGE=2 EX_UNAVAILABLE=69 EX_NOPERM=77 EX_CONFIG=78
 
-NODE_ID="" CENTRAL_URL="" KEY_FILE="" ROOT="" WHEEL=""
+NODE_ID="" CENTRAL_URL="" KEY_FILE="" KEY_TMP="" ROOT="" WHEEL=""
 DRY_RUN=0 UNINSTALL=0 PURGE=0 NO_DEPS=0 DIAG="auto" DIAG_EMULATE=0
 NO_SYSTEM=0
 [[ "${STREETNODE_INSTALL_TEST:-}" == "1" ]] && NO_SYSTEM=1
@@ -50,7 +50,7 @@ Install (or upgrade) the streetnode agent on this Raspberry Pi, as root.
                       (required on the first install; an existing config is never rewritten)
   --central-url URL   the city's receiver, https://...; without it the node only buffers
   --key-file PATH     the node key printed by 'streetnode-central node add'; stored as
-                      $KEY, mode 0600, owned by $SERVICE_USER
+                      $KEY, mode 0600, owned by $SERVICE_USER ('-': read it from stdin)
   --wheel FILE        install this streetnode wheel instead of the checkout $SRC_DIR
   --root DIR          stage everything under DIR instead of / (images, tests): no apt, no
                       raspi-config, no systemctl; the unit is enabled by its wants symlink
@@ -132,6 +132,14 @@ parse_args() {
     fi
     if [[ -n "$CENTRAL_URL" && ! "$CENTRAL_URL" =~ ^https?://[^/[:space:]\"]+[^[:space:]\"]*$ ]]; then
         die $EX_CONFIG "--central-url: expected an http:// or https:// URL, got '$CENTRAL_URL'"
+    fi
+    if [[ "$KEY_FILE" == "-" ]]; then
+        # the key on standard input, as 'streetnode-central node add' prints the command
+        KEY_TMP="$(umask 077 && mktemp)"
+        trap 'rm -f "$KEY_TMP"' EXIT
+        cat >"$KEY_TMP"
+        KEY_FILE="$KEY_TMP"
+        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "--key-file -: no key on standard input"
     fi
     if [[ -n "$KEY_FILE" ]]; then
         [[ -f "$KEY_FILE" && -r "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: cannot read '$KEY_FILE'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ def test_staged_venv_runs_and_names_the_final_path(pristine):
     assert script == "#!/opt/streetnode/venv/bin/python"
     assert str(root) not in (venv / "pyvenv.cfg").read_text()
     p = subprocess.run([venv / "bin/python", "-m", "node.cli", "config", "check",
-                        root / "etc/streetnode/config.toml"], capture_output=True, text=True, timeout=60, cwd="/")
+                        root / "etc/streetnode/config.toml"],
+                       capture_output=True, text=True, timeout=60, cwd="/")
     assert p.returncode == 0, p.stderr
     assert 'id = "hn-test-0007"' in p.stdout
 
@@ -206,3 +208,14 @@ def test_not_root_fails_with_exit_77(tmp_path):
 
 def test_script_is_executable():
     assert os.access(INSTALL_SH, os.X_OK)
+
+
+def test_key_from_stdin_as_the_provisioning_line_pipes_it(tmp_path, wheel):
+    e = dict(os.environ, STREETNODE_PYTHON=sys.executable)
+    p = subprocess.run(["bash", INSTALL_SH, *map(str, base_args(tmp_path, wheel)), "--node-id", "hn-pipe",
+                        "--key-file", "-"], input="k3y-from-central\n", capture_output=True, text=True,
+                       env=e, timeout=120, cwd="/")
+    assert p.returncode == 0, p.stderr
+    key = tmp_path / "etc/streetnode/node.key"
+    assert key.read_text() == "k3y-from-central\n"
+    assert mode(key) == 0o600
