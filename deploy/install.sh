@@ -24,7 +24,8 @@ MODULES_FILE="/etc/modules-load.d/streetnode.conf"
 STAMP="$PREFIX/.installed"
 MIN_PY_MAJOR=3
 MIN_PY_MINOR=11
-BASE_PACKAGES=(python3 python3-venv i2c-tools)
+# procps: /bin/kill for the unit's ExecReload= (missing on a minimal Debian)
+BASE_PACKAGES=(python3 python3-venv i2c-tools procps)
 # installed when the distribution has them (Raspberry Pi OS has all; Debian lacks python3-lgpio)
 OPTIONAL_PACKAGES=(python3-lgpio python3-libgpiod)
 
@@ -409,6 +410,11 @@ install_venv() {
         run "$PYTHON" -m venv --system-site-packages "$venv"
     fi
     local what="${WHEEL:-$SRC_DIR}"
+    if systemd_running && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null; then
+        # the agent flushes its buffer on SIGTERM; it is started again by activate_unit
+        changed "$UNIT_NAME stopped for the upgrade"
+        run systemctl stop "$UNIT_NAME"
+    fi
     changed "$VENV: install streetnode from $what"
     ((DRY_RUN)) && return 0
     local pip=("$py" -m pip --disable-pip-version-check --no-input -q)
@@ -524,14 +530,14 @@ run_diag() {
         skipped "streetnode diag (--root/--no-system/--no-diag; run it on the node)"
         return 0
     fi
-    if ((DRY_RUN)); then echo "would run: $exe diag --config $CONFIG"; return 0; fi
+    if ((DRY_RUN)); then echo "would run: $exe --config $CONFIG diag"; return 0; fi
     local cmd=("$(R "$exe")")
     [[ -n "$ROOT" ]] && cmd=("$(R "$VENV")/bin/python" -m node.cli)
     if ! "${cmd[@]}" diag --help >/dev/null 2>&1; then
         skipped "streetnode diag (this version has no diag command)"
         return 0
     fi
-    local args=(diag --config "$(R "$CONFIG")")
+    local args=(--config "$(R "$CONFIG")" diag)
     ((DIAG_EMULATE)) && args+=(--emulate)
     local as=()
     if ((!NO_SYSTEM)) && [[ -z "$ROOT" ]] && command -v runuser >/dev/null; then
@@ -550,6 +556,9 @@ run_diag() {
 do_install() {
     say "installing streetnode from ${WHEEL:-$SRC_DIR} into ${ROOT:-/}$( ((DRY_RUN)) && echo ' (dry run)')"
     check_debian
+    if [[ -z "$NODE_ID" && ! -f "$(R "$CONFIG")" ]]; then
+        die $EX_USAGE "--node-id is required on the first install (no $CONFIG yet)"
+    fi
     local have_python=1
     check_python || have_python=0
     install_packages

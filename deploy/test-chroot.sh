@@ -4,7 +4,8 @@
 # Makes a minimal Debian with debootstrap (cached under $STREETNODE_CHROOT_DIR, default
 # /var/tmp/streetnode-chroot), copies it fresh for every run, and inside it via chroot:
 #   1. runs the whole installer as on a Pi (apt, user, venv + pip, config, key, unit),
-#   2. runs it again and expects "0 changes",
+#   2. runs it again and expects "0 changes"; installs systemd with deploy/ci-deps.sh and runs
+#      systemd-analyze verify/security on the unit as installed,
 #   3. runs `streetnode diag --emulate` (when this version has diag),
 #   4. upgrades over a non-empty buffer and checks it stays byte-identical,
 #   5. --uninstall keeps config/key/buffer; --uninstall --purge removes them and the user.
@@ -130,6 +131,18 @@ check "config check as the service user" in_chroot runuser -u streetnode -- /opt
 step "second run" "${INSTALL[@]}" || true
 if grep -q '^install.sh: 0 changes' <<<"$OUT"; then pass "second run: 0 changes"; else
     fail "second run changed something"; grep -E '^changed' <<<"$OUT" | sed 's/^/    /'; fi
+
+# 2b. the CI prerequisite script installs systemd; then check the unit as really installed
+step "deploy/ci-deps.sh" sh /root/streetnode/deploy/ci-deps.sh || true
+check "ci-deps.sh installed systemd-analyze" in_chroot sh -c 'command -v systemd-analyze'
+rc=0; step "systemd-analyze verify" systemd-analyze verify /etc/systemd/system/streetnode.service || rc=$?
+if ((rc == 0)) && [[ -z "$OUT" ]]; then pass "systemd-analyze verify of the installed unit: clean"; else
+    fail "systemd-analyze verify of the installed unit: exit $rc"; while IFS= read -r l; do echo "    $l"; done <<<"$OUT"; fi
+rc=0; step "systemd-analyze security" systemd-analyze security --offline=yes --threshold=20 \
+    /etc/systemd/system/streetnode.service || rc=$?
+EXPOSURE="$(grep -o 'Overall exposure level[^:]*: [0-9.]*' <<<"$OUT" || true)"
+if ((rc == 0)); then pass "security of the installed unit: ${EXPOSURE##* } <= 2.0"; else
+    fail "security of the installed unit: exit $rc (${EXPOSURE##* })"; fi
 
 # 3. diag --emulate
 if in_chroot /opt/streetnode/venv/bin/streetnode diag --help >/dev/null 2>&1; then

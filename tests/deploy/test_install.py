@@ -169,6 +169,7 @@ def test_bad_arguments(tmp_path, wheel, args, code, message):
     assert r.rc == code, r.out + r.err
     assert message in r.err
     assert "Traceback" not in r.err
+    assert list(tmp_path.iterdir()) == []  # nothing was done before failing
 
 
 def test_python_too_old_fails_before_any_change(tmp_path, wheel):
