@@ -320,7 +320,7 @@ install_packages() {
         sed 's/^/  apt: /' /tmp/streetnode-apt-update.log >&2
         die $EX_UNAVAILABLE "apt-get update failed: no network to the package mirrors? connect the node and run again"
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || die $EX_UNAVAILABLE "apt-get install ${missing[*]} failed (see above)"
 }
 
