@@ -443,6 +443,19 @@ install_venv() {
     echo "$fp" >"$stamp"
 }
 
+# on a Pi, gpiozero needs lgpio (apt's python3-lgpio on Raspberry Pi OS, seen through the venv)
+check_gpio_backend() {
+    ((DRY_RUN)) && return 0
+    [[ -z "$ROOT" ]] || return 0
+    grep -qa "Raspberry Pi" /proc/device-tree/model 2>/dev/null || return 0
+    if "$(R "$VENV")/bin/python" -c 'import lgpio' >/dev/null 2>&1; then
+        unchanged "GPIO backend lgpio importable"
+    else
+        warn "lgpio is not importable in $VENV: GPIO sensors will not work; on Raspberry Pi OS" \
+            "'apt-get install python3-lgpio', elsewhere '$VENV/bin/pip install lgpio'"
+    fi
+}
+
 write_config() {
     local ids cfg
     ids="$(owner_ids root "$SERVICE_USER")"
@@ -571,6 +584,7 @@ do_install() {
     ensure_dir "$ETC_DIR" 0750 root "$SERVICE_USER"
     ensure_dir "$STATE_DIR" 0750 "$SERVICE_USER" "$SERVICE_USER"
     install_venv
+    check_gpio_backend
     write_config
     store_key
     check_config
