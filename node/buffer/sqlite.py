@@ -319,7 +319,7 @@ class SqliteBuffer:
                     return False
                 # a full file system: free pages inside our own file and retry once
                 if attempt == 0 and store.error_code(e) == store.SQLITE_FULL and \
-                        self._evict_oldest(max(len(pending.samples) * 20, 200), "disk_full"):
+                        self._try_evict(max(len(pending.samples) * 20, 200), "disk_full"):
                     continue
                 return False
         return False
@@ -445,6 +445,13 @@ class SqliteBuffer:
                                              " ORDER BY seq LIMIT ?", (win[0], hi, n - len(out)))]
             start = hi + 1
         return out
+
+    def _try_evict(self, n: int, reason: str) -> int:
+        try:
+            return self._evict_oldest(n, reason)
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+            return 0
 
     def _evict_oldest(self, n: int, reason: str, below: int | None = None) -> int:
         seqs = self._unclaimed_oldest(n, below)

@@ -130,15 +130,26 @@ def peek_count(path: Path) -> int | None:
 
 
 def peek_meta(path: Path) -> dict[str, object]:
-    """meta of a database that may be unusable for writing (read-only disk, corruption)."""
-    try:
-        db = sqlite3.connect("file:" + str(path) + "?mode=ro&immutable=1", uri=True, timeout=1.0)
-        try:
-            return dict(db.execute("SELECT k, v FROM meta").fetchall())
-        finally:
-            db.close()
-    except (sqlite3.Error, OSError):
+    """meta of a database that may be unusable for writing (read-only disk, corruption).
+
+    ``seq_hw`` is raised to the highest sequence number found, so nothing is handed out twice.
+    """
+    if not path.exists():
         return {}
+    for query in ("mode=ro", "mode=ro&immutable=1"):  # immutable: no -shm can be made (read-only fs)
+        try:
+            db = sqlite3.connect("file:" + str(path) + "?" + query, uri=True, timeout=1.0)
+            try:
+                meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+                top = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+                                 " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
+                meta["seq_hw"] = max(int(meta.get("seq_hw", 0) or 0), int(top or 0))  # type: ignore[call-overload]
+                return meta
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError, ValueError):
+            continue
+    return {}
 
 
 def read_epoch_file(path: Path) -> int:
