@@ -9,21 +9,23 @@ import time
 from pathlib import Path
 
 SCHEMA_VERSION = 1
-DEFAULT_PAGE_SIZE = 4096
+DEFAULT_PAGE_SIZE = 512  # each fsynced commit appends page+24 bytes to the WAL: see docs/buffer.md
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024  # full quick_check on open up to this size
 
 # Compact layout: one row per sampling cycle holds the time stamp, one row per
 # reading holds only (seq, channel id, value, flags). The reading's cycle is the
 # one with the greatest first_seq <= seq, so readings need no cycle column.
+# `value` has no type affinity: an integer count of the channel's resolution
+# (2345 for 23.45 at 0.01) when exact, else a REAL; flags 0 take no bytes.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, res REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS boots(id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS cycles(
     first_seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, wall_ms INTEGER NOT NULL,
     boot_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clk INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS readings(
-    seq INTEGER PRIMARY KEY, ch INTEGER NOT NULL, value REAL, flags INTEGER NOT NULL);
+    seq INTEGER PRIMARY KEY, ch INTEGER NOT NULL, value, flags INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps(
     id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL, count INTEGER NOT NULL, first_wall_ms INTEGER,

@@ -69,6 +69,14 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path):
                     maybe_gone.discard(s)
         if not path.exists():
             continue
+        # a restart: every acknowledged reading is there, claimed-but-unacked ones included
+        buf = SqliteBuffer(path, "node-crash", max_size=1 << 20)
+        batch = buf.claim(1_000_000)
+        present = {r.seq: r.value for r in batch.readings} if batch else {}
+        epoch = epoch or buf.epoch
+        assert buf.epoch == epoch, f"seed {seed}: epoch changed without corruption"
+        buf.release(batch.id) if batch else None
+        buf.close()
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", f"seed {seed}"
         gaps = db.execute("SELECT first_seq, last_seq, count FROM gaps ORDER BY first_seq").fetchall()
@@ -76,13 +84,6 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(tmp_path):
         for (_, last, _), (first, _, _) in zip(gaps, gaps[1:], strict=False):
             assert last < first, f"seed {seed}: overlapping gaps {gaps}"
         evicted = {s for first, last, _ in gaps for s in range(first, last + 1)}
-        # a restart: every acknowledged reading is there, claimed-but-unacked ones included
-        buf = SqliteBuffer(path, "node-crash", max_size=1 << 20)
-        batch = buf.claim(1_000_000)
-        present = {r.seq: r.value for r in batch.readings} if batch else {}
-        assert buf.epoch == epoch
-        buf.release(batch.id) if batch else None
-        buf.close()
         assert not evicted & set(present), f"seed {seed}: a reading is both present and in a gap"
         for s in evicted & set(expected):  # evicted by the size cap: accounted for, exactly
             expected.pop(s)
