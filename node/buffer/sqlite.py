@@ -38,6 +38,7 @@ from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
 RETRY_S = 5.0  # retry a refusing disk at most this often
 AGE_CHECK_S = 60.0
 EVICT_CHUNK = 5000  # readings evicted per step, so put() stays short
+SIZE_CHECK_EVERY = 16  # puts between two size checks while far from the cap
 
 
 @dataclass(slots=True)
@@ -85,6 +86,8 @@ class SqliteBuffer:
         self._retry_at = 0.0
         self._age_at = 0.0
         self._disk_error: str | None = None
+        self._since_check = SIZE_CHECK_EVERY
+        self._near_cap = False
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> SqliteBuffer:
@@ -427,19 +430,30 @@ class SqliteBuffer:
         db = self._db
         assert db is not None
         try:
-            pages = db.execute("PRAGMA page_count").fetchone()[0]
-            free = db.execute("PRAGMA freelist_count").fetchone()[0]
-            used = (pages - free) * self._page_size
-            if used > self._data_cap and self._count:
-                per = used / self._count
-                n = math.ceil((used - self._data_cap * 0.97) / per)
-                self._evict_oldest(min(max(n, 1), EVICT_CHUNK), "evicted_size")
+            # the size check costs two queries: between checks the file grows by at most
+            # SIZE_CHECK_EVERY cycles, well inside the WAL/slack margin kept below the cap
+            self._since_check += 1
+            if self._since_check >= SIZE_CHECK_EVERY or self._near_cap:
+                self._since_check = 0
+                self._check_size()
             now = self._clock()
             if self.max_age is not None and now >= self._age_at:
                 self._age_at = now + AGE_CHECK_S
                 self._evict_aged(int((now - self.max_age) * 1000))
         except (sqlite3.Error, OSError) as e:
             self._failed(e)
+
+    def _check_size(self) -> None:
+        db = self._db
+        assert db is not None
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        used = (pages - free) * self._page_size
+        self._near_cap = used > self._data_cap * 0.95
+        if used > self._data_cap and self._count:
+            per = used / self._count
+            n = math.ceil((used - self._data_cap * 0.97) / per)
+            self._evict_oldest(min(max(n, 1), EVICT_CHUNK), "evicted_size")
 
     def _claimed_gap_ids(self) -> set[int]:
         return {g for c in self._claims.values() for g in c.gap_ids}
