@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from node.buffer import queries, store
 from node.buffer.base import (
@@ -35,6 +36,10 @@ from node.buffer.base import (
 from node.errors import StorageError
 from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
 
+if TYPE_CHECKING:
+    from node.config import Config
+
+FILE_NAME = "buffer.db"
 RETRY_S = 5.0  # retry a refusing disk at most this often
 AGE_CHECK_S = 60.0
 EVICT_CHUNK = 5000  # readings evicted per step, so put() stays short
@@ -88,6 +93,13 @@ class SqliteBuffer:
         self._disk_error: str | None = None
         self._since_check = SIZE_CHECK_EVERY
         self._near_cap = False
+
+    @classmethod
+    def from_config(cls, config: Config, *, clock: Callable[[], float] = time.time) -> SqliteBuffer:
+        """The buffer the configuration describes: ``<node.state_dir>/buffer.db``."""
+        b = config.buffer
+        return cls(Path(config.node["state_dir"]) / FILE_NAME, config.node["id"], max_size=b["max_size"],
+                   max_age=b["max_age"], overflow_readings=b["overflow_readings"], clock=clock)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> SqliteBuffer:
