@@ -94,14 +94,15 @@ class SqliteBuffer:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def open(self) -> None:
-        """Open (or create) the store now; a corrupt file is moved aside and a new epoch starts.
+    def open(self) -> bool:
+        """Open (or create) the store now; True when readings go to disk.
 
-        Raises StorageError only if the state directory cannot be used at all and nothing
-        can be held; a full or read-only disk leaves the buffer in overflow mode instead.
+        A corrupt or foreign file is moved aside and a new epoch starts. A full or read-only
+        disk, or a state directory that cannot be made, never raises: the buffer holds cycles
+        in its bounded memory overflow and retries the disk every few seconds.
         """
         with self._lock:
-            self._ensure_open()
+            return self._ensure_open()
 
     def close(self) -> None:
         with self._lock:
