@@ -355,7 +355,8 @@ class SqliteBuffer:
                     new_boot[p.stamp.boot_id] = boot
                     db.execute("INSERT INTO boots VALUES (?, ?)", (boot, p.stamp.boot_id))
                 rows = []
-                for i, s in enumerate(p.samples):
+                seq = p.seq
+                for s in p.samples:
                     ch = self._channels.get(s.channel) or new_ch.get(s.channel)
                     if ch is None:
                         ch = len(self._channels) + len(new_ch) + 1
@@ -363,7 +364,8 @@ class SqliteBuffer:
                         new_info[ch] = (s.channel, unit_of(s.channel)[1])
                         db.execute("INSERT INTO channels VALUES (?, ?, ?)", (ch, *new_info[ch]))
                     res = (self._channel_info.get(ch) or new_info[ch])[1]
-                    rows.append((p.seq + i, ch, encode_value(s.value, res), int(s.flags)))
+                    rows.append((seq, ch, encode_value(s.value, res), s.flags))
+                    seq += 1
                 db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?)",
                            (p.seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk))
                 db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
