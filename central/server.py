@@ -8,7 +8,9 @@ status and stores nothing; every response carries ``X-Streetnode-Server-Time``
 from __future__ import annotations
 
 import csv
+import importlib.resources
 import io
+import json
 import socket
 import threading
 import time
@@ -74,6 +76,11 @@ class ServerTimeMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_time)
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of the v1 ingest document (central/schema_v1.json)."""
+    return json.loads(importlib.resources.files("central").joinpath("schema_v1.json").read_text("utf-8"))
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int = DEFAULT_MAX_BODY,
@@ -155,7 +162,16 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
             raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
         return result.as_dict()
 
-    @app.post(protocol.INGEST_PATH)
+    schema = load_schema()
+
+    @app.get("/v1/schema")
+    def get_schema() -> JSONResponse:
+        """The JSON Schema of the (decompressed) ingest document."""
+        return JSONResponse(schema, media_type="application/schema+json")
+
+    @app.post(protocol.INGEST_PATH, openapi_extra={"requestBody": {"required": True, "content": {
+        protocol.CONTENT_TYPE: {"schema": {"type": "string", "format": "binary",
+                                           "description": "gzip of a document valid against /v1/schema"}}}}})
     async def ingest(request: Request) -> JSONResponse:
         """Store a signed, gzip-compressed v1 batch (see docs/protocol.md)."""
         body = await read_body(request, max_body)
