@@ -179,8 +179,8 @@ class SqlStore(Store):
 
     def ingest(self, batch: IngestBatch, *, signature: str, expires_ms: int, now_ms: int) -> IngestResult:
         node, epoch = batch.node_id, batch.epoch
-        rows = [(node, epoch, r.seq, r.channel, r.value, r.flags, r.wall_ms, r.boot_ms, r.boot_id, now_ms)
-                for r in batch.readings]
+        head, tail = (node, epoch), (now_ms,)
+        rows = [head + row + tail for row in batch.rows()]
 
         def run(cur: Any) -> IngestResult:
             self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))
