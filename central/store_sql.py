@@ -14,6 +14,7 @@ from central.store import (
     Replay,
     Store,
     StoredReading,
+    StoreError,
     UnknownNode,
 )
 from node.model import Gap, Incident
@@ -78,6 +79,9 @@ TABLES = [
 class SqlStore(Store):
     """Shared implementation; subclasses provide the connection and the bulk reading insert."""
 
+    # errors of the database driver that mean "the store is unusable right now" (become StoreError)
+    backend_errors: tuple[type[BaseException], ...] = ()
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
 
@@ -108,6 +112,9 @@ class SqlStore(Store):
                 rows = self._exec(cur, sql, params).fetchall()
                 conn.commit()
                 return rows
+            except self.backend_errors as e:
+                self._failed(conn)
+                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
             except BaseException:
                 conn.rollback()
                 raise
@@ -121,9 +128,19 @@ class SqlStore(Store):
                 result = fn(cur)
                 conn.commit()
                 return result
+            except self.backend_errors as e:
+                self._failed(conn)
+                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
             except BaseException:
                 conn.rollback()
                 raise
+
+    def _failed(self, conn: Any) -> None:
+        """Roll back after a driver error; a broken connection is reopened on next use."""
+        try:
+            conn.rollback()
+        except Exception:  # the connection is gone; _connection() replaces it
+            pass
 
     def create_schema(self) -> None:
         def run(cur: Any) -> None:
