@@ -171,14 +171,15 @@ class SqlStore(Store):
         rows = self._query("SELECT key_hex FROM nodes WHERE node_id = ?", (node_id,))
         return bytes.fromhex(rows[0][0]) if rows else None
 
-    def list_nodes(self) -> list[NodeInfo]:
+    def list_nodes(self, node_id: str | None = None) -> list[NodeInfo]:
+        where, params = ("WHERE n.node_id = ? ", (node_id,)) if node_id is not None else ("", ())
         rows = self._query(
             "SELECT n.node_id, n.created_ms, n.last_seen_ms, n.health_json, "
             "(SELECT COUNT(*) FROM readings r WHERE r.node_id = n.node_id), "
             "(SELECT COUNT(*) FROM gaps g WHERE g.node_id = n.node_id), "
             "(SELECT COALESCE(SUM(g.count), 0) FROM gaps g WHERE g.node_id = n.node_id), "
             "(SELECT COUNT(*) FROM incidents i WHERE i.node_id = n.node_id) "
-            "FROM nodes n ORDER BY n.node_id")
+            f"FROM nodes n {where}ORDER BY n.node_id", params)
         return [NodeInfo(r[0], int(r[1]), None if r[2] is None else int(r[2]),
                          None if r[3] is None else json.loads(r[3]), int(r[4]), int(r[5]), int(r[6]),
                          int(r[7])) for r in rows]

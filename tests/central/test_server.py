@@ -265,3 +265,28 @@ def test_postgres_connection_lost_then_recovers(pg_url):
     finally:
         stop()
         store.close()
+
+
+def test_tls(tmp_path):
+    import shutil
+
+    from tests.central.helpers import make_tls_cert
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl CLI not installed: cannot make a test certificate")
+    cert, key = make_tls_cert(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.add_node(NODE, KEY, now_ms())
+    url, stop = serve_in_thread(store, tls_cert=cert, tls_key=key)
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        body = body_of(make_batch(range(5)))
+        h = {**protocol.BODY_HEADERS, **protocol.sign_request(KEY, "POST", "/v1/ingest", body, now_ms(),
+                                                                node_id=NODE)}
+        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30, verify=cert)
+        assert r.json()["stored"] == 5
+        with pytest.raises(requests.exceptions.SSLError):  # the node always verifies
+            requests.get(url + "/healthz", timeout=30)
+    finally:
+        stop()
+        store.close()
