@@ -2,17 +2,20 @@
 
 The key is the node's only secret: the node refuses to start when the file is
 missing, empty, or readable by anyone but its owner (`KeyFileError`, exit 77).
-The file holds the key as text (surrounding whitespace is stripped); hex keys are
-used as the text itself, exactly as `streetnode-central node add` prints them.
+The file holds the key as 64 hex digits, exactly as `streetnode-central node add`
+prints it (surrounding whitespace is ignored); `load_key` returns the 32 key bytes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 from node.errors import KeyFileError
+
+_HEX_KEY = re.compile(rb"[0-9a-fA-F]{64}")
 
 
 def load_key(path: str | os.PathLike[str]) -> bytes:
@@ -43,4 +46,7 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
     if not key:
         raise KeyFileError(f"central.key_file: {p} is empty; copy the key printed by "
                            f"`streetnode-central node add` into it")
-    return key
+    if not _HEX_KEY.fullmatch(key):
+        raise KeyFileError(f"central.key_file: {p} does not hold a key (expected 64 hex digits, "
+                           f"as printed by `streetnode-central node add`)")
+    return bytes.fromhex(key.decode("ascii"))

@@ -17,6 +17,7 @@ from typing import Any
 
 # 401 error codes of the receiver (docs/protocol.md)
 STALE_TIMESTAMP = "stale_timestamp"
+HEADER_SERVER_TIME = "X-Streetnode-Server-Time"  # ms since the epoch, on every central response
 REPLAY = "replay"
 
 
@@ -95,14 +96,19 @@ def classify(status: int | None, headers: Mapping[str, str], body: Any, *, now: 
 def server_time_ms(headers: Mapping[str, str], body: Any) -> tuple[int, int] | None:
     """(server time in ms, its uncertainty in ms) from a response, or None.
 
-    ``server_time_ms`` in a JSON body is exact to the millisecond; the ``Date``
-    header has whole seconds, so its midpoint is used with ±500 ms.
+    ``server_time_ms`` in a JSON body and the ``X-Streetnode-Server-Time``
+    header are exact to the millisecond; the ``Date`` header has whole seconds,
+    so its midpoint is used with ±500 ms. ``headers`` may be any mapping.
     """
     if isinstance(body, Mapping):
         value = body.get("server_time_ms")
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return int(value), 0
-    date = headers.get("Date")
+    lower = {k.lower(): v for k, v in headers.items()}
+    value = lower.get(HEADER_SERVER_TIME.lower(), "").strip()
+    if value.isdigit() and len(value) <= 15:
+        return int(value), 0
+    date = lower.get("date")
     if date:
         try:
             when = email.utils.parsedate_to_datetime(date)

@@ -16,20 +16,30 @@ def _write(path, data: bytes, mode: int):
     return path
 
 
-def test_private_key_file_is_loaded_and_stripped(tmp_path):
-    p = _write(tmp_path / "node.key", b"  0123abcd\n", 0o600)
-    assert load_key(p) == b"0123abcd"
-    assert load_key(str(p)) == b"0123abcd"
+HEX = "00112233445566778899aabbccddeeff" * 2
+
+
+def test_private_key_file_is_loaded_and_decoded(tmp_path):
+    p = _write(tmp_path / "node.key", f"  {HEX}\n".encode(), 0o600)
+    assert load_key(p) == bytes.fromhex(HEX)
+    assert len(load_key(str(p))) == 32
 
 
 def test_owner_read_only_is_accepted(tmp_path):
-    p = _write(tmp_path / "node.key", b"k", 0o400)
-    assert load_key(p) == b"k"
+    p = _write(tmp_path / "node.key", HEX.upper().encode(), 0o400)
+    assert load_key(p) == bytes.fromhex(HEX)
+
+
+@pytest.mark.parametrize("text", [b"k", HEX[:-1].encode(), (HEX + "0").encode(), b"zz" * 32])
+def test_text_that_is_not_a_hex_key_is_refused(tmp_path, text):
+    p = _write(tmp_path / "node.key", text, 0o600)
+    with pytest.raises(KeyFileError, match="expected 64 hex digits"):
+        load_key(p)
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o610, 0o601])
 def test_group_or_other_access_is_refused_with_chmod_remedy(tmp_path, mode):
-    p = _write(tmp_path / "node.key", b"secret", mode)
+    p = _write(tmp_path / "node.key", HEX.encode(), mode)
     with pytest.raises(KeyFileError) as e:
         load_key(p)
     msg = str(e.value)

@@ -98,5 +98,7 @@ def test_server_time_prefers_body_then_date_header():
     date = email.utils.formatdate(1_790_000_123, usegmt=True)
     assert server_time_ms({"Date": date}, {"error": "stale_timestamp", "server_time_ms": 17}) == (17, 0)
     assert server_time_ms({"Date": date}, None) == (1_790_000_123_500, 500)
+    assert server_time_ms({"date": date, "x-streetnode-server-time": "1790000123456"}, None) == \
+        (1_790_000_123_456, 0)
     assert server_time_ms({"Date": "garbage"}, {"server_time_ms": "x"}) is None
     assert server_time_ms({}, {"server_time_ms": True}) is None
