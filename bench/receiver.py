@@ -1,4 +1,4 @@
-"""The real receiver on a loopback port for benchmarks: ``with receiver(db_url, {node: key}) as (url, store)``."""
+"""The real receiver on loopback for benchmarks: ``with receiver(url, {node: key}) as (url, store)``."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ class RoundResult:
     alert: bool = False
 
 
-_EMPTY, _SENT, _FAILED = "empty", "sent", "failed"
+_EMPTY, _SENT, _FAILED, _STOPPED = "empty", "sent", "failed", "stopped"
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -170,7 +170,7 @@ class Uploader:
 
     # ------------------------------------------------------------------ one batch
     def _send_next(self, res: RoundResult, *, newest_first: bool, limit: int, alert: bool = False) -> str:
-        """Claim, encode, post and settle one batch; returns _EMPTY, _SENT or _FAILED."""
+        """Claim, encode, post and settle one batch; returns _EMPTY, _SENT, _FAILED or _STOPPED."""
         n = limit
         while True:
             batch = self.buffer.claim(n, newest_first=newest_first)
@@ -206,7 +206,9 @@ class Uploader:
                 self._status["dead_lettered"] += 1
                 self._status["last_error"] = res.error = f"batch rejected: {reason}"
                 log.warning("central refused batch %s (%d readings) for good: %s", batch.id, count, reason)
-                return _SENT
+                # a refused batch of only gaps/incidents leaves a new incident behind: end the round
+                # rather than loop on it
+                return _SENT if count else _STOPPED
             self.buffer.release(batch.id)
             self._failed(res, verdict)
             return _FAILED
