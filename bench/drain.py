@@ -218,6 +218,9 @@ def run(quick: bool = False) -> list[dict]:
                          tls.handshake_up + tls.handshake_down, "B"))
         rows.append(_row("steady state bytes per day incl. TLS + TCP/IP (new connection each round)",
                          per_round * 86400 / ROUND_S, "B/day", "HTTP payload only", http_day, "report"))
+        rows.append(_row("steady state bytes per day incl. TLS + TCP/IP (connection kept alive)",
+                         tls.ip_reused() * 86400 / ROUND_S, "B/day", "HTTP payload only", http_day,
+                         "report"))
     return rows
 
 

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from node import protocol
+from node import __version__, protocol
 from node.model import Batch
 from node.upload_policy import Action, Backoff, Verdict, classify, server_time_ms
 
@@ -132,6 +132,10 @@ class Uploader:
         self._next_attempt_at = 0.0
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
+        # every header byte is paid for on a metered SIM, every round
+        self._session.headers["User-Agent"] = f"streetnode/{__version__}"
+        for name in ("Accept", "Connection"):  # */* and keep-alive are HTTP/1.1 defaults
+            self._session.headers.pop(name, None)
         self._status: dict[str, Any] = {
             "last_attempt_at": None, "last_success_at": None, "last_error": None,
             "consecutive_failures": 0, "auth_failed": False, "bytes_sent": 0, "bytes_received": 0,

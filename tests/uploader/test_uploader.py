@@ -265,3 +265,25 @@ def test_chaos_every_fault_then_every_reading_exactly_once(buf, central, proxy):
     time.sleep(1.5)  # let the delayed request's late answer finish
     assert central.seqs() == list(range(1, total + 1))
     assert buf.stats().readings == 0
+
+
+def test_failure_mid_backfill_releases_the_prefetched_batch(buf, central, proxy):
+    total = fill(buf, 200)  # live 100 + backfill batches of 300
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=300)
+    proxy.set("pass", count=2)
+    proxy.set("status", count=1, status=503)  # the second backfill batch, while the third is claimed
+    res = up.run_round()
+    assert res.error.startswith("HTTP 503") and res.readings == 400
+    assert buf.stats().claimed == 0 and buf.stats().readings == total - 400
+    res = up.run_round()
+    assert res.backlog_empty and res.readings == total - 400
+    assert central.seqs() == list(range(1, total + 1))
+
+
+def test_request_headers_are_lean(buf, central, proxy):
+    fill(buf, 1)
+    up = make_uploader(buf, proxy.url, central.key)
+    up.run_round()
+    head = proxy.recorded[0].split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert "user-agent: streetnode/" in head and "accept: */*" not in head and "connection:" not in head
+    assert "content-encoding: gzip" in head and "x-streetnode-signature:" in head
