@@ -36,6 +36,8 @@ def redact(url: str) -> str:
 
 
 class PgStore(SqlStore):
+    backend_errors = (psycopg.OperationalError, psycopg.InterfaceError)  # server gone, connection broken
+
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url, self.schema = split_schema(url)
@@ -59,7 +61,8 @@ class PgStore(SqlStore):
                              "ON COMMIT DELETE ROWS")
                 conn.commit()
             except psycopg.Error as e:
-                raise StoreError(f"--db {redact(self.url)}: cannot connect: {e}".strip()) from None
+                reason = " ".join(str(e).split())  # one line
+                raise StoreError(f"--db {redact(self.url)}: cannot connect: {reason}") from None
             self._conn = conn
         return self._conn
 

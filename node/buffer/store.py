@@ -8,22 +8,27 @@ import sqlite3
 import time
 from pathlib import Path
 
+from node.buffer.base import BufferStats
+from node.errors import StorageError
+
 SCHEMA_VERSION = 1
-DEFAULT_PAGE_SIZE = 4096
+DEFAULT_PAGE_SIZE = 512  # each fsynced commit appends page+24 bytes to the WAL: see docs/buffer.md
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024  # full quick_check on open up to this size
 
 # Compact layout: one row per sampling cycle holds the time stamp, one row per
 # reading holds only (seq, channel id, value, flags). The reading's cycle is the
 # one with the greatest first_seq <= seq, so readings need no cycle column.
+# `value` has no type affinity: an integer count of the channel's resolution
+# (2345 for 23.45 at 0.01) when exact, else a REAL; flags 0 take no bytes.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, res REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS boots(id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS cycles(
     first_seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, wall_ms INTEGER NOT NULL,
     boot_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clk INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS readings(
-    seq INTEGER PRIMARY KEY, ch INTEGER NOT NULL, value REAL, flags INTEGER NOT NULL);
+    seq INTEGER PRIMARY KEY, ch INTEGER NOT NULL, value, flags INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps(
     id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL, count INTEGER NOT NULL, first_wall_ms INTEGER,
@@ -130,15 +135,26 @@ def peek_count(path: Path) -> int | None:
 
 
 def peek_meta(path: Path) -> dict[str, object]:
-    """meta of a database that may be unusable for writing (read-only disk, corruption)."""
-    try:
-        db = sqlite3.connect("file:" + str(path) + "?mode=ro&immutable=1", uri=True, timeout=1.0)
-        try:
-            return dict(db.execute("SELECT k, v FROM meta").fetchall())
-        finally:
-            db.close()
-    except (sqlite3.Error, OSError):
+    """meta of a database that may be unusable for writing (read-only disk, corruption).
+
+    ``seq_hw`` is raised to the highest sequence number found, so nothing is handed out twice.
+    """
+    if not path.exists():
         return {}
+    for query in ("mode=ro", "mode=ro&immutable=1"):  # immutable: no -shm can be made (read-only fs)
+        try:
+            db = sqlite3.connect("file:" + str(path) + "?" + query, uri=True, timeout=1.0)
+            try:
+                meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+                top = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+                                 " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
+                meta["seq_hw"] = max(int(meta.get("seq_hw", 0) or 0), int(top or 0))  # type: ignore[call-overload]
+                return meta
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError, ValueError):
+            continue
+    return {}
 
 
 def read_epoch_file(path: Path) -> int:
@@ -160,3 +176,38 @@ def write_epoch_file(path: Path, epoch: int) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def inspect(path: Path, *, check: bool = False) -> BufferStats:
+    """Stats of a buffer file through a read-only connection (safe beside a running daemon)."""
+    if not path.exists():
+        raise StorageError(f"buffer: {path} does not exist")
+    try:
+        db = connect_readonly(path)
+        try:
+            meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+            count = db.execute("SELECT count(*) FROM readings" if file_size(path) <= QUICK_CHECK_MAX_BYTES
+                               else "SELECT coalesce(sum(n), 0) FROM cycles").fetchone()[0]
+            last = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+                              " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
+            oldest, newest, gaps, incidents = ends_and_pending(db)
+            integrity = None
+            if check:
+                rows = db.execute("PRAGMA integrity_check").fetchall()
+                integrity = "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:5])
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"buffer: cannot read {path}: {e}") from e
+    return BufferStats(str(meta.get("node_id", "")), int(meta.get("epoch", 0)), int(count),
+                       file_size(path), oldest, newest,
+                       max(int(last), int(meta.get("seq_hw", 0) or 0)), 0, gaps, incidents, 0, 0,
+                       integrity)
+
+
+def ends_and_pending(db: sqlite3.Connection) -> tuple[int | None, int | None, int, int]:
+    oldest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq LIMIT 1").fetchone()
+    newest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq DESC LIMIT 1").fetchone()
+    gaps = db.execute("SELECT count(*) FROM gaps").fetchone()[0]
+    incidents = db.execute("SELECT count(*) FROM incidents").fetchone()[0]
+    return (oldest[0] if oldest else None, newest[0] if newest else None, int(gaps), int(incidents))
