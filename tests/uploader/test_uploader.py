@@ -287,3 +287,14 @@ def test_request_headers_are_lean(buf, central, proxy):
     head = proxy.recorded[0].split(b"\r\n\r\n", 1)[0].decode().lower()
     assert "user-agent: streetnode/" in head and "accept: */*" not in head and "connection:" not in head
     assert "content-encoding: gzip" in head and "x-streetnode-signature:" in head
+
+
+def test_dead_letter_mid_backfill_goes_on_with_the_prefetched_batch(buf, central, proxy):
+    total = fill(buf, 200)  # live 100, then backfill 300, 300, 300
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=300)
+    proxy.set("pass", count=1)
+    proxy.set("status", count=1, status=400, body={"error": "bad_json"})  # first backfill batch
+    res = up.run_round()
+    assert res.backlog_empty and res.dead_lettered_readings == 300
+    assert res.readings == total - 300 and buf.stats().claimed == 0
+    assert central.seqs() == list(range(301, total + 1))
