@@ -175,7 +175,7 @@ class Uploader:
             outcome = self._backfill(res, deadline)
         res.backlog_empty = outcome == _EMPTY
         if outcome != _FAILED:
-            res.next_attempt_at = self._clock()
+            self._next_attempt_at = res.next_attempt_at = self._clock()
         return res
 
     # ------------------------------------------------------------------ batches
@@ -264,7 +264,11 @@ class Uploader:
             if not count and not batch.gaps and not batch.incidents:
                 self.buffer.ack(batch.id)
                 return None
-            body = self._encode(batch, alert=alert)
+            try:
+                body = self._encode(batch, alert=alert)
+            except ValueError as e:  # ProtocolError: a poison batch must not block newer data
+                self._dead_letter(res, batch, f"cannot encode: {e}")
+                continue
             if len(body) > self.max_batch_bytes and count > 1:
                 self.buffer.release(batch.id)
                 n = max(1, min(count - 1, int(count * self.max_batch_bytes / len(body) * _SHRINK)))
@@ -289,13 +293,7 @@ class Uploader:
                      count // 2)
             return count // 2
         if action in (Action.SPLIT, Action.DEAD_LETTER):
-            reason = f"{verdict.reason}{_detail(answer)}"
-            self.buffer.dead_letter(batch.id, reason)
-            res.dead_lettered += 1
-            res.dead_lettered_readings += count
-            self._status["dead_lettered"] += 1
-            self._status["last_error"] = res.error = f"batch rejected: {reason}"
-            log.warning("central refused batch %s (%d readings) for good: %s", batch.id, count, reason)
+            self._dead_letter(res, batch, f"{verdict.reason}{_detail(answer)}")
             # a refused batch of only gaps/incidents leaves a new incident behind: end the round
             # rather than loop on it
             return _SENT if count else _STOPPED
@@ -303,8 +301,21 @@ class Uploader:
         self._failed(res, verdict)
         return _FAILED
 
+    def _dead_letter(self, res: RoundResult, batch: Batch, reason: str) -> None:
+        count = len(batch.readings)
+        self.buffer.dead_letter(batch.id, reason)
+        res.dead_lettered += 1
+        res.dead_lettered_readings += count
+        self._status["dead_lettered"] += 1
+        self._status["last_error"] = res.error = f"batch rejected: {reason}"
+        log.warning("batch %s (%d readings) dropped for good: %s", batch.id, count, reason)
+
     def _encode(self, batch: Batch, *, alert: bool) -> bytes:
-        health = dict(self._health())
+        try:
+            health = dict(self._health())
+        except Exception as e:  # health is best effort; it never holds readings back
+            log.warning("health snapshot failed: %s: %s", type(e).__name__, e)
+            health = {}
         if alert:
             health[ALERT_HEALTH_KEY] = True
         return protocol.encode_batch(batch, health=health, sent_ms=self._now_ms())
@@ -404,7 +415,10 @@ class Uploader:
         if offset is not None:
             log.info("central clock offset %+d ms", offset)
             if self.on_clock_offset is not None:
-                self.on_clock_offset(offset)
+                try:
+                    self.on_clock_offset(offset)
+                except Exception:  # the agent's business; uploads go on
+                    log.exception("on_clock_offset(%d) failed", offset)
 
 
 # ---------------------------------------------------------------------- helpers
