@@ -108,9 +108,9 @@ def _plain_json_gzip_per_reading(readings: list[Reading]) -> float:
     return total / len(readings)
 
 
-def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver, *, stock: bool = False) -> dict[str, float]:
+def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver) -> dict[str, float]:
     key = secrets.token_bytes(32)
-    with receiver(db_url, {NODE: key}, stock=stock) as (url, store):
+    with receiver(db_url, {NODE: key}) as (url, store):
         up = Uploader(buf, url, key, NODE, max_batch_readings=BATCH)
         t0 = time.perf_counter()
         sent = sent_bytes = attempts = 0
@@ -231,11 +231,6 @@ def run(quick: bool = False) -> list[dict]:
                                  "SqliteBuffer claim + encode + ack, no network", node_side))
                 rows.append(_row("drain rate vs the receiver alone", d["rate"], "readings/s",
                                  "pre-encoded bodies posted back to back", central_side))
-                buf = _copy_buffer(template, tmp / "buffer-stock.db")
-                stock = _drain(db_url("stock"), buf, n, receiver, stock=True)
-                buf.close()
-                rows.append(_row("drain rate (sqlite, stock `serve`: no TCP_NODELAY)", stock["rate"],
-                                 "readings/s", f"raw {name} Store.ingest", raw, "≥ 0.5×"))
                 plain = _plain_json_gzip_per_reading(readings)
                 rows.append(_row("wire bytes per reading during drain", d["wire"], "B/reading",
                                  "gzip plain JSON rows (body only)", plain, "≤ 2 B"))
