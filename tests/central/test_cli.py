@@ -135,3 +135,15 @@ def test_serve_subprocess_on_postgres(pg_url, cli_env):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_serve_on_a_busy_port_exits_69(tmp_path, cli_env):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run(["serve", "--listen", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 'c.db'}"], cli_env)
+    assert r.returncode == 69 and f"--listen 127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
