@@ -1,0 +1,59 @@
+"""The real receiver for benchmarks, as its own process (like on the central's server).
+
+``with receiver(db_url, {node: key}) as (url, store)`` registers the nodes, runs
+the receiver and yields its URL and a store handle for checking what was stored.
+
+It runs ``streetnode-central serve --listen 127.0.0.1:0`` as shipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from central.store import Store, open_store
+
+_ENTRY = "import sys; from central.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.1):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("listening on "):
+                return line.split()[-1]
+    raise RuntimeError(f"streetnode-central serve did not start (exit code {proc.poll()})")
+
+
+@contextlib.contextmanager
+def receiver(db_url: str, nodes: dict[str, bytes]) -> Iterator[tuple[str, Store]]:
+    store = open_store(db_url)
+    try:
+        for node_id, key in nodes.items():
+            store.add_node(node_id, key, int(time.time() * 1000))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--listen", "127.0.0.1:0",
+                                 "--db", db_url], stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            yield _wait_for_url(proc, 30), store
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    finally:
+        store.close()
