@@ -171,14 +171,13 @@ class MemoryBuffer:
             seqs = sorted(s for s in self._readings if c.lo <= s <= c.hi)
             self._drop(seqs, "rejected")
             detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
-            if not seqs:
+            if not seqs:  # only gaps/incidents refused: drop them, record no new incident (see sqlite)
                 for i in c.gap_ids:
                     self._gaps.pop(i, None)
                 for i in c.incident_ids:
                     self._incidents.pop(i, None)
-                detail = (f"batch of {len(c.gap_ids)} gaps and {len(c.incident_ids)} incidents "
-                          f"rejected and dropped: {reason}")
-            self.record_incident("batch_rejected", detail, len(seqs))
+            else:
+                self.record_incident("batch_rejected", detail, len(seqs))
             return True
 
     def correct_clock(self, boot_id: str, offset_ms: int) -> int:

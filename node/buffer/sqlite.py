@@ -8,6 +8,7 @@ claims live in memory, so a crash releases them by construction.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sqlite3
 import threading
@@ -32,6 +33,8 @@ from node.buffer.base import (
 from node.buffer.overflow import Overflow, Pending
 from node.errors import StorageError
 from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from node.config import Config
@@ -587,13 +590,15 @@ class SqliteBuffer:
                                                  " ORDER BY seq", (c.lo, c.hi))]
                 queries.delete_as_gaps(db, self.epoch, seqs, "rejected", self._claimed_gap_ids())
                 detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
-                if not seqs:  # only gaps/incidents were refused: do not resend them forever
+                if not seqs:  # only gaps/incidents were refused: drop them, and record no new
+                    # incident (it would ride the next batch and could be refused the same way forever)
                     db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids])
                     db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
-                    detail = (f"batch of {len(c.gap_ids)} gaps and {len(c.incident_ids)} incidents "
-                              f"rejected and dropped: {reason}")
-                db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
-                           (int(self._clock() * 1000), "batch_rejected", detail, len(seqs)))
+                    log.warning("central refused %d gaps and %d incidents for good; dropped them: %s",
+                                len(c.gap_ids), len(c.incident_ids), reason)
+                else:
+                    db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
+                               (int(self._clock() * 1000), "batch_rejected", detail, len(seqs)))
                 db.execute("COMMIT")
                 self._count -= len(seqs)
                 self._dropped += len(seqs)

@@ -117,6 +117,21 @@ def test_dead_letter_records_gap_and_incident(buffer):
     assert buffer.claim(100) is None
 
 
+def test_rejected_gaps_only_batch_is_dropped_without_a_new_incident(buffer):
+    """A central that refuses a batch of only gaps/incidents must not start an endless loop."""
+    for i in range(2):
+        buffer.put(cycle(i), stamp(i))
+    buffer.dead_letter(buffer.claim(5).id, "400 bad reading")
+    buffer.ack(buffer.claim(100).id)  # the rest of the readings go through
+    buffer.record_incident("sensor_fault", "weather: EIO")
+    meta = buffer.claim(100)
+    assert meta is not None and meta.readings == [] and len(meta.incidents) == 1
+    assert buffer.dead_letter(meta.id, "413 too large")
+    st = buffer.stats()
+    assert (st.readings, st.gaps_pending, st.incidents_pending) == (0, 0, 0)
+    assert buffer.claim(100) is None
+
+
 def test_incidents_ride_along_once(buffer):
     buffer.record_incident("sensor_fault", "air: no answer at 0x12", 3)
     batch = buffer.claim(10)
