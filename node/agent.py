@@ -61,7 +61,8 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def build_hardware(cfg: Config, scenario: str | None, clock: Callable[[], float] = time.monotonic) -> Hardware:
+def build_hardware(cfg: Config, scenario: str | None,
+                   clock: Callable[[], float] = time.monotonic) -> Hardware:
     """Real buses and pins, or the emulated rig playing ``scenario`` (None: real hardware)."""
     if scenario is None:
         return RealHardware()
@@ -260,7 +261,8 @@ class Agent:
         assert self.sampler is not None
         self.sampler.interval_cap = self.cfg.storm["interval"] if on else None
         self.sampler.reschedule()
-        self._upload_interval = float(self.cfg.storm["upload_interval"] if on else self.cfg.upload["interval"])
+        iv = self.cfg.storm["upload_interval"] if on else self.cfg.upload["interval"]
+        self._upload_interval = float(iv)
         self._wake_upload.set()
 
     def _incident(self, kind: str, detail: str) -> None:
@@ -275,7 +277,8 @@ class Agent:
             if cfg.node[key] != self.cfg.node[key]:
                 log.warning("node.%s changed: takes effect after a restart", key)
                 cfg.node[key] = self.cfg.node[key]
-        if (cfg.central, cfg.buffer, cfg.emulation) != (self.cfg.central, self.cfg.buffer, self.cfg.emulation):
+        old = self.cfg
+        if (cfg.central, cfg.buffer, cfg.emulation) != (old.central, old.buffer, old.emulation):
             log.warning("[central], [buffer] and [emulation] changes take effect after a restart")
             cfg.central, cfg.buffer, cfg.emulation = self.cfg.central, self.cfg.buffer, self.cfg.emulation
         if cfg.sensors != self.cfg.sensors:
@@ -461,4 +464,5 @@ class Agent:
             self.uploader.close()
         if self.buffer is not None:
             self.buffer.close()
-        log.info("stopped: %d readings sampled in %d cycles", self.counters["readings"], self.counters["cycles"])
+        c = self.counters
+        log.info("stopped: %d readings sampled in %d cycles", c["readings"], c["cycles"])

@@ -226,8 +226,8 @@ def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
             if agent.storm.state.active != storm_seen:
                 storm_seen = agent.storm.state.active
                 st = agent.storm.state
-                prog.event(t, ("STORM mode ON: " + ", ".join(f"{r} {st.levels.get(r, 0):.1f}" for r in st.reasons)
-                               + " -> faster sampling, alert upload") if storm_seen else
+                why = ", ".join(f"{r} {st.levels.get(r, 0):.1f}" for r in st.reasons)
+                prog.event(t, f"STORM mode ON: {why} -> faster sampling, alert upload" if storm_seen else
                            "storm mode OFF (hysteresis cleared): normal intervals")
             if agent.led_state != led:
                 led = agent.led_state

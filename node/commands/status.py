@@ -82,8 +82,8 @@ def _fmt_age(s: Any) -> str:
 def render(info: dict[str, Any]) -> str:
     d, b, u = info["daemon"], info["backlog"], info["upload"]
     now = time.time()
-    lines = [f"node {info['node_id']}: daemon {'running (pid %s)' % d['pid'] if d['running'] else 'stopped'}"
-             f", status {info['led']}"]
+    daemon = f"running (pid {d['pid']})" if d["running"] else "stopped"
+    lines = [f"node {info['node_id']}: daemon {daemon}, status {info['led']}"]
     if "error" in b:
         lines.append(f"backlog: {b['error']}")
     else:
@@ -95,17 +95,20 @@ def render(info: dict[str, Any]) -> str:
     else:
         def ago(t: Any) -> str:
             return "never" if not t else f"{_fmt_age(now - float(t))} ago"
+        err = f", error: {u['last_error']}" if u.get("last_error") else ""
         lines.append(f"upload: last attempt {ago(u.get('last_attempt_at'))}, last success "
-                     f"{ago(u.get('last_success_at'))}" + (f", error: {u['last_error']}" if u.get("last_error") else ""))
+                     f"{ago(u.get('last_success_at'))}{err}")
     for s in info["sensors"]:
         extra = f" ({s['error']}, retry in {s.get('retry_in_s')}s)" if s.get("state") == "fault" else ""
         lines.append(f"sensor {s['name']} ({s['type']}): {s['state']}{extra}")
     c = info["clock"]
     corr = c.get("last_correction")
-    lines.append(f"clock: {'synchronized' if c.get('synced_now') else 'not synchronized' if c.get('synced_now') is False else 'sync unknown'}"
+    sync = {True: "synchronized", False: "not synchronized"}.get(c.get("synced_now"), "sync unknown")
+    lines.append(f"clock: {sync}"
                  + (f", last correction {corr['offset_ms']:+d} ms ({corr['source']})" if corr else ""))
     s = info["storm"]
-    lines.append("storm mode: " + ("ON (" + ", ".join(s.get("reasons", [])) + ")" if s.get("active") else "off"))
+    reasons = ", ".join(s.get("reasons", []))
+    lines.append("storm mode: " + (f"ON ({reasons})" if s.get("active") else "off"))
     return "\n".join(lines)
 
 

@@ -63,8 +63,8 @@ def test_intervals_and_rounding():
     s = make(now, {"weather": w, "air": a})
     c = s.sample()
     got = {x.channel: (x.value, x.flags) for x in c.samples}
-    assert got == {"weather.temperature_c": (28.12, 0), "weather.pressure_hpa": (1009.88, int(Quality.CLAMPED)),
-                   "air.pm2_5_ugm3": (42.0, 0)}
+    assert got == {"weather.temperature_c": (28.12, 0),
+                   "weather.pressure_hpa": (1009.88, int(Quality.CLAMPED)), "air.pm2_5_ugm3": (42.0, 0)}
     assert c.values["pressure_hpa"] == 1009.88
     now[0] = 105.0
     assert {x.channel for x in s.sample().samples} == {"air.pm2_5_ugm3"}
