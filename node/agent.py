@@ -76,7 +76,7 @@ class Agent:
 
     def __init__(self, cfg: Config, *, scenario: str | None = None, notifier: Notifier | None = None,
                  mono: Callable[[], float] = time.monotonic, clock: Clock | None = None,
-                 hardware: Hardware | None = None) -> None:
+                 hardware: Hardware | None = None, registry: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.scenario = scenario if scenario is not None else (
             cfg.emulation["scenario"] if cfg.emulation["enabled"] else None)
@@ -85,6 +85,7 @@ class Agent:
         self._mono = mono
         self.clock = clock or Clock()
         self._hw = hardware
+        self._registry = registry
         self.buffer: Any = None
         self.sampler: Sampler | None = None
         self.uploader: Any = None
@@ -120,7 +121,7 @@ class Agent:
         self.buffer.open()
         if self._hw is None:
             self._hw = build_hardware(self.cfg, self.scenario, self._mono)
-        self.sampler = Sampler(self.cfg.sensors, self._hw, clock=self._mono)
+        self.sampler = Sampler(self.cfg.sensors, self._hw, clock=self._mono, registry=self._registry)
         self.sampler.open()
         self._build_led()
 
@@ -237,8 +238,9 @@ class Agent:
                 continue
             self.counters["corrections"] += 1
             self.counters["corrected_readings"] += int(n or 0)
-            log.info("clock %s: %d unsynchronized readings of this boot corrected by %+d ms",
-                     c.source, int(n or 0), c.offset_ms)
+            log.log(logging.INFO if n else logging.DEBUG,
+                    "clock %s: %d unsynchronized readings of this boot corrected by %+d ms",
+                    c.source, int(n or 0), c.offset_ms)
 
     def _storm(self, now: float, values: dict[str, float]) -> None:
         values = dict(values)
@@ -284,7 +286,8 @@ class Agent:
         if cfg.sensors != self.cfg.sensors:
             assert self.sampler is not None
             self.sampler.close()
-            self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono)  # type: ignore[arg-type]
+            self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono,  # type: ignore[arg-type]
+                                   registry=self._registry)
             self.sampler.open()
         self.cfg = cfg
         active = self.storm.state.active
