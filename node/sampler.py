@@ -83,13 +83,13 @@ class EmulatedHardware:
 def _bme280(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.bme280 import BME280
 
-    return BME280(hw.bus(cfg["bus"]), cfg["address"], oversampling=cfg["oversampling"])
+    return BME280(hw.bus(cfg["bus"]), cfg["address"], name=cfg["name"], oversampling=cfg["oversampling"])
 
 
 def _pm25(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.pm25 import PM25
 
-    return PM25(hw.bus(cfg["bus"]), cfg["address"])
+    return PM25(hw.bus(cfg["bus"]), cfg["address"], name=cfg["name"])
 
 
 def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
