@@ -134,6 +134,7 @@ class Agent:
 
             self.led = StatusLED(pin, active_high=self.cfg.status_led["active_high"],
                                  pin_factory=self._hw.pin_factory)  # type: ignore[union-attr]
+            self.led.probe()
         except Exception as e:
             log.warning("status LED on GPIO %s unavailable: %s", pin, e)
 
@@ -390,7 +391,7 @@ class Agent:
         self.led_state = target
         if self.led is not None:
             try:
-                self.led.set_state(target)
+                self.led.show(target)
             except Exception as e:
                 log.debug("LED: %s", e)
 

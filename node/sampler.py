@@ -44,6 +44,8 @@ class Hardware(Protocol):
 class RealHardware:
     """I2C through `drivers.i2c.open_bus`, GPIO through gpiozero's default pin factory."""
 
+    speed = 1.0
+
     def bus(self, n: int) -> Any:
         from drivers.i2c import open_bus
 
@@ -62,6 +64,8 @@ class EmulatedHardware:
 
     def __init__(self, rig: Any) -> None:
         self.rig = rig
+        self.speed = float(getattr(rig, "speed", 1.0))
+        self._prepared: set[str] = set()
 
     def bus(self, n: int) -> Any:
         return self.rig.bus(n)
@@ -72,6 +76,10 @@ class EmulatedHardware:
 
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None:
         t = sensor_cfg["type"]
+        key = f"{t}:{sensor_cfg.get('pin')}:{sensor_cfg.get('trigger_pin')}:{sensor_cfg.get('echo_pin')}"
+        if key in self._prepared:  # a re-probe or a reload: the emulated device is already wired
+            return
+        self._prepared.add(key)
         if t == "flood":
             self.rig.attach_ranger(sensor_cfg["trigger_pin"], sensor_cfg["echo_pin"],
                                    mount_height_cm=sensor_cfg["mount_height_cm"])
@@ -97,20 +105,21 @@ def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 
     return FloodRanger(cfg["trigger_pin"], cfg["echo_pin"], mount_height_cm=cfg["mount_height_cm"],
                        max_distance_cm=cfg["max_distance_cm"], pings=cfg["pings"],
-                       pin_factory=hw.pin_factory)
+                       pin_factory=hw.pin_factory, name=cfg["name"])
 
 
 def _rain(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.rain import RainGauge
 
-    return RainGauge(cfg["pin"], mm_per_tip=cfg["mm_per_tip"], debounce=cfg["debounce"],
-                     pin_factory=hw.pin_factory)
+    speed = getattr(hw, "speed", 1.0)  # a time-compressed scenario tips the bucket faster
+    return RainGauge(cfg["pin"], mm_per_tip=cfg["mm_per_tip"], debounce_s=cfg["debounce"] / speed,
+                     rate_window_s=600.0 / speed, pin_factory=hw.pin_factory, name=cfg["name"])
 
 
 def _health(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.health import NodeHealth
 
-    return NodeHealth()
+    return NodeHealth(name=cfg["name"])
 
 
 REGISTRY: dict[str, Callable[[Mapping[str, Any], Hardware], Any]] = {
