@@ -31,6 +31,7 @@ from typing import Any
 from drivers.quality import Quality
 from node.clock import Clock, save_last_known_good_time
 from node.config import Config
+from node.errors import ConfigError
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
 from node.storm import StormDetector
@@ -68,7 +69,11 @@ def build_hardware(cfg: Config, scenario: str | None,
         return RealHardware()
     from drivers.emulator import EmulatedRig
 
-    return EmulatedHardware(EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock))
+    try:
+        rig = EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock)
+    except ValueError as e:
+        raise ConfigError(f"emulation.scenario: {e}") from None
+    return EmulatedHardware(rig)
 
 
 class Agent:
@@ -244,10 +249,7 @@ class Agent:
                     c.source, int(n or 0), c.offset_ms)
 
     def _storm(self, now: float, values: dict[str, float]) -> None:
-        values = dict(values)
-        if "rain_rate_mm_h" in values and self.speed != 1.0:
-            values["rain_rate_mm_h"] /= self.speed  # rates over compressed time: back to scenario units
-        ev = self.storm.observe(now * self.speed, values)
+        ev = self.storm.observe(now * self.speed, values)  # scenario seconds (rates are the rig's)
         if ev is True:
             self.counters["storms"] += 1
             log.warning("storm mode ON (%s): sampling every %gs, alert upload now",
@@ -461,6 +463,8 @@ class Agent:
                 self.led.close()
             except Exception:
                 pass
+        if self._hw is not None:
+            self._hw.close()
         if drain_s > 0 and self.uploader is not None and (t is None or not t.is_alive()):
             self._drain(drain_s)
         self._write_state()

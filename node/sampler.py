@@ -35,16 +35,21 @@ BACKOFF_MAX_S = 300.0
 class Hardware(Protocol):
     """Where drivers get their bus and pins."""
 
+    speed: float  # scenario seconds per second (1.0 on real hardware)
+
     def bus(self, n: int) -> Any: ...
     @property
     def pin_factory(self) -> Any: ...
+    def sensor_clock(self) -> float: ...
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None: ...
+    def close(self) -> None: ...
 
 
 class RealHardware:
     """I2C through `drivers.i2c.open_bus`, GPIO through gpiozero's default pin factory."""
 
     speed = 1.0
+    sensor_clock = staticmethod(time.monotonic)
 
     def bus(self, n: int) -> Any:
         from drivers.i2c import open_bus
@@ -58,13 +63,17 @@ class RealHardware:
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
 
 class EmulatedHardware:
     """The emulated rig of `drivers.emulator`: I2C chips on ``rig.bus(n)``, GPIO on its mock pins."""
 
     def __init__(self, rig: Any) -> None:
         self.rig = rig
-        self.speed = float(getattr(rig, "speed", 1.0))
+        self.speed = float(rig.speed)
+        self.sensor_clock = rig.scenario_clock
         self._prepared: set[str] = set()
 
     def bus(self, n: int) -> Any:
@@ -84,7 +93,11 @@ class EmulatedHardware:
             self.rig.attach_ranger(sensor_cfg["trigger_pin"], sensor_cfg["echo_pin"],
                                    mount_height_cm=sensor_cfg["mount_height_cm"])
         elif t == "rain":
-            self.rig.attach_rain(sensor_cfg["pin"], mm_per_tip=sensor_cfg["mm_per_tip"])
+            self.rig.attach_rain(sensor_cfg["pin"], mm_per_tip=sensor_cfg["mm_per_tip"],
+                                 debounce_s=sensor_cfg["debounce"])
+
+    def close(self) -> None:
+        self.rig.close()
 
 
 # ---------------------------------------------------------------- the registry
@@ -111,9 +124,9 @@ def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 def _rain(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.rain import RainGauge
 
-    speed = getattr(hw, "speed", 1.0)  # a time-compressed scenario tips the bucket faster
-    return RainGauge(cfg["pin"], mm_per_tip=cfg["mm_per_tip"], debounce_s=cfg["debounce"] / speed,
-                     rate_window_s=600.0 / speed, pin_factory=hw.pin_factory, name=cfg["name"])
+    # debounce and rain rate in the hardware's time: scenario time on a time-compressed rig
+    return RainGauge(cfg["pin"], mm_per_tip=cfg["mm_per_tip"], debounce_s=cfg["debounce"],
+                     pin_factory=hw.pin_factory, name=cfg["name"], clock=hw.sensor_clock)
 
 
 def _health(cfg: Mapping[str, Any], hw: Hardware) -> Any:
