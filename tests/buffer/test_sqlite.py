@@ -69,7 +69,7 @@ def test_eviction_past_the_cap_drops_oldest_as_exact_gaps(tmp_path, clock):
     cap = 1 << 20
     b = make(tmp_path, clock, max_size=cap)
     biggest = 0
-    n_cycles = 2500
+    n_cycles = 5000
     for i in range(n_cycles):
         res = b.put(cycle(i, 15), stamp(i))
         assert res.durable
@@ -97,7 +97,7 @@ def test_eviction_skips_claimed_readings(tmp_path, clock):
     b = make(tmp_path, clock, max_size=1 << 20)
     b.put(cycle(0, 15), stamp(0))
     inflight = b.claim(10)
-    for i in range(1, 2500):
+    for i in range(1, 5000):
         b.put(cycle(i, 15), stamp(i))
     b.ack(inflight.id)  # still all there to delete: eviction left them alone
     batch = b.claim(100)
