@@ -132,7 +132,7 @@ def soak(url: str, key: bytes, seconds: float, *, fast: float | None, speed: flo
         if p.poll() is not None:
             raise RuntimeError(f"bench: the node exited with {p.returncode} (config {cfg})")
         try:
-            warm = min(10.0, seconds / 4)
+            warm = min(10.0, seconds / 4) if fast is None else max(35.0, seconds / 4)  # past an upload
             time.sleep(warm)
             first = rss_kib(p.pid)
             peak = first
@@ -167,7 +167,7 @@ def run(quick: bool = False) -> list[dict]:
             w, e, peak = soak(url, key, 15 if quick else 60, fast=None, speed=1.0)
             rows.append(_row("steady RSS, example config", e / 1024, "MiB", "idle python", bare_rss / 1024,
                              "<= 35 MiB"))
-            secs = 30 if quick else 300
+            secs = 60 if quick else 300
             w, e, peak = soak(url, key, secs, fast=100, speed=720.0)
             rows.append(_row(f"RSS growth over {secs}s, sampling 100x the example rate",
                              (e - w) / 1024, "MiB", "RSS after warm-up", w / 1024, "~0 (no growth)"))

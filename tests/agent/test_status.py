@@ -54,3 +54,12 @@ def test_status_bad_config_is_one_line_exit_78(tmp_path, node_env):
     r = status(cfg, node_env)
     assert r.returncode == 78
     assert "node.state_dir" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_refuses_to_start_without_a_usable_key(tmp_path, node_env):
+    cfg = write_config(tmp_path, url="http://127.0.0.1:9", key=b"\x01" * 32)
+    (tmp_path / "node.key").chmod(0o644)
+    r = subprocess.run([sys.executable, "-m", "node", "--config", str(cfg), "run"], cwd=ROOT, env=node_env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 77
+    assert "central.key_file" in r.stderr and "chmod 600" in r.stderr and "Traceback" not in r.stderr
