@@ -125,6 +125,7 @@ class Uploader:
         self._health = health or dict
         self._backoff = Backoff(backoff_initial, backoff_max, rng)
         self._reported_offset: int | None = None
+        self._last_signed_ms = 0
         self._next_attempt_at = 0.0
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
@@ -249,8 +250,14 @@ class Uploader:
         verdict: Verdict = Verdict(Action.RETRY, "not sent")
         answer: Any = None
         for attempt in range(2):
+            # a resend within the same millisecond must not repeat its signature (replay); a clock
+            # corrected backwards simply starts a new sequence
+            ts = self._now_ms()
+            if 0 <= self._last_signed_ms - ts < 1000:
+                ts = self._last_signed_ms + 1
+            self._last_signed_ms = ts
             headers = dict(protocol.BODY_HEADERS)
-            headers.update(protocol.sign_request(self._key, "POST", self.path, body, self._now_ms(),
+            headers.update(protocol.sign_request(self._key, "POST", self.path, body, self._last_signed_ms,
                                                  node_id=self.node_id))
             t0 = self._clock()
             self._status["last_attempt_at"] = t0
