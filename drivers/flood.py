@@ -39,6 +39,13 @@ def _sensor_class() -> type:
             self._on_ping = on_ping
             super().__init__(*args, **kw)
 
+        def close(self) -> None:
+            # stop the ping thread before gpiozero closes the trigger pin under it
+            queue = getattr(self, "_queue", None)
+            if queue is not None:
+                queue.stop()
+            super().close()
+
         def _read(self) -> float | None:
             value = super()._read()
             if value is None:
