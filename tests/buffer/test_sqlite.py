@@ -226,3 +226,13 @@ def test_sampler_and_uploader_threads(tmp_path, clock):
     assert not errors
     assert sorted(got) == list(range(1, 1501))
     b.close()
+
+
+def test_from_config(tmp_path):
+    from node.config import validate
+    cfg = validate({"node": {"id": "hn-0042", "state_dir": str(tmp_path / "state")},
+                    "buffer": {"max_size": "2MiB", "max_age": "7d"}})
+    b = SqliteBuffer.from_config(cfg)
+    assert (b.path, b.node_id, b.max_size, b.max_age) == (tmp_path / "state" / "buffer.db", "hn-0042",
+                                                          2 * 1024**2, 7 * 86400.0)
+    assert not (tmp_path / "state").exists()
