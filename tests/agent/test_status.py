@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.agent.conftest import start_node, state, stop_node, wait_for, write_config
 from tests.conftest import ROOT
 
@@ -29,7 +27,6 @@ def test_status_before_the_daemon_ever_ran(tmp_path, node_env):
 
 
 def test_status_after_the_daemon_stopped(tmp_path, node_env):
-    pytest.importorskip("drivers.emulator", reason="the emulated rig (#3) has not landed on this branch")
     cfg = write_config(tmp_path)
     p = start_node(cfg, node_env)
     wait_for(lambda: state(tmp_path).get("counters", {}).get("readings", 0) >= 10, what="readings", proc=p)
