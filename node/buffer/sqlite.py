@@ -72,6 +72,7 @@ class SqliteBuffer:
         self._dropped = 0
         self._integrity: str | None = None
         self._held = Overflow(self.overflow_limit)
+        self._pending_corrupt: tuple[str, int | None] | None = None  # incident for the new file
         self._retry_at = 0.0
         self._age_at = 0.0
         self._disk_error: str | None = None
@@ -94,14 +95,15 @@ class SqliteBuffer:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def open(self) -> None:
-        """Open (or create) the store now; a corrupt file is moved aside and a new epoch starts.
+    def open(self) -> bool:
+        """Open (or create) the store now; True when readings go to disk.
 
-        Raises StorageError only if the state directory cannot be used at all and nothing
-        can be held; a full or read-only disk leaves the buffer in overflow mode instead.
+        A corrupt or foreign file is moved aside and a new epoch starts. A full or read-only
+        disk, or a state directory that cannot be made, never raises: the buffer holds cycles
+        in its bounded memory overflow and retries the disk every few seconds.
         """
         with self._lock:
-            self._ensure_open()
+            return self._ensure_open()
 
     def close(self) -> None:
         with self._lock:
@@ -186,8 +188,6 @@ class SqliteBuffer:
         self._db = None
         db.close()
         return problem
-
-    _pending_corrupt: tuple[str, int | None] | None = None
 
     def _quarantine(self, reason: str, tag: str = "corrupt") -> int:
         count = store.peek_count(self.path)
@@ -354,7 +354,8 @@ class SqliteBuffer:
                     new_boot[p.stamp.boot_id] = boot
                     db.execute("INSERT INTO boots VALUES (?, ?)", (boot, p.stamp.boot_id))
                 rows = []
-                for i, s in enumerate(p.samples):
+                seq = p.seq
+                for s in p.samples:
                     ch = self._channels.get(s.channel) or new_ch.get(s.channel)
                     if ch is None:
                         ch = len(self._channels) + len(new_ch) + 1
@@ -362,7 +363,8 @@ class SqliteBuffer:
                         new_info[ch] = (s.channel, unit_of(s.channel)[1])
                         db.execute("INSERT INTO channels VALUES (?, ?, ?)", (ch, *new_info[ch]))
                     res = (self._channel_info.get(ch) or new_info[ch])[1]
-                    rows.append((p.seq + i, ch, encode_value(s.value, res), int(s.flags)))
+                    rows.append((seq, ch, encode_value(s.value, res), s.flags))
+                    seq += 1
                 db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?)",
                            (p.seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk))
                 db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
