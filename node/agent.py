@@ -32,6 +32,7 @@ from drivers.quality import Quality
 from node.clock import Clock, save_last_known_good_time
 from node.config import Config
 from node.errors import ConfigError, StorageError
+from node.model import Sample
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
 from node.storm import StormDetector
@@ -127,10 +128,7 @@ class Agent:
             self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"node.state_dir: cannot create {self.cfg.state_dir}: {e.strerror}") from None
-        b = self.cfg.buffer
-        self.buffer = SqliteBuffer(self.cfg.state_dir / "buffer.db", self.cfg.node["id"],
-                                   max_size=b["max_size"], max_age=b["max_age"],
-                                   overflow_readings=b["overflow_readings"])
+        self.buffer = SqliteBuffer.from_config(self.cfg)
         self.buffer.open()
         if self._hw is None:
             self._hw = build_hardware(self.cfg, self.scenario, self._mono)
@@ -215,9 +213,7 @@ class Agent:
         if self.first_durable_at is not None and self.upload_enabled and self._upload_thread is None:
             self._start_uploader()  # after the first durable reading: keep requests off the start path
 
-    def _commit(self, samples: list) -> None:
-        from node.model import Sample
-
+    def _commit(self, samples: list[Sample]) -> None:
         if self.storm.state.active:
             storm = int(Quality.STORM)
             samples = [Sample(s.channel, s.value, s.flags | storm) for s in samples]
