@@ -364,8 +364,8 @@ class Agent:
         self.counters["upload_rounds"] += 1
         self.counters["uploaded"] += res.readings
         self.counters["duplicates"] += res.duplicates
-        self.last_round = {"at": time.time(), "readings": res.readings, "error": res.error,
-                           "backlog_empty": res.backlog_empty, "alert": alert}
+        self.last_round = {"at": time.time(), "readings": res.readings, "live": res.live_readings,
+                           "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
         if res.error:
             log.warning("upload: %s (retry in %.0fs)", res.error, max(0.0, res.next_attempt_at - time.time()))
         if up.clock_offset_ms is not None:

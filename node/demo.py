@@ -194,6 +194,7 @@ def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
                                   name="agent", daemon=True)
         runner.start()
         phase, down_at, storm_seen, led = "up", 0.0, False, "starting"
+        seen_round: object = None
         while runner.is_alive():
             t = mono() - t0
             if phase == "up" and t >= 0.35 * active:
@@ -208,6 +209,12 @@ def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
             if t >= active and not agent.stopping:
                 prog.event(t, "stopping the agent (as on SIGTERM), draining the backlog")
                 agent.stop()
+            r = agent.last_round
+            if phase == "back" and r is not seen_round and r.get("readings"):
+                seen_round = r  # the first round after the outage: the live batch, then backfill
+                phase = "caught up"
+                prog.event(t, f"first round after the outage: {r.get('live', 0)} newest readings first "
+                           f"(live), then {r['readings'] - r.get('live', 0)} backfilled oldest-first")
             backlog = _backlog(agent)
             s.backlog_peak = max(s.backlog_peak, backlog)
             if agent.storm.state.active != storm_seen:
