@@ -28,10 +28,15 @@ class PlainFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
 
-    def formatException(self, ei: object) -> str:
+    def format(self, record: logging.LogRecord) -> str:
         if os.environ.get("STREETNODE_DEBUG", "") not in ("", "0"):
-            return super().formatException(ei)  # type: ignore[arg-type]
-        return ""
+            return super().format(record)
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None  # one line per event
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
 
 
 def level_for(config_level: str | None, verbose: int) -> int:
