@@ -18,7 +18,7 @@ jumping by more than ``step_ms``) is taken as the clock being set.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import json
 import os
 import threading
@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from node.model import Stamp
 
@@ -58,30 +59,46 @@ def boot_ms() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
 
 
-class _Timex(ctypes.Structure):
-    # struct timex of the plain (not _TIME_BITS=64) adjtimex symbol: longs and ints.
-    _fields_ = [
-        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
-        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
-        ("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long), ("tick", ctypes.c_long),
-        ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
-        ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
-        ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
-        ("_pad", ctypes.c_int * 11),
-    ]
+@functools.cache
+def _adjtimex() -> tuple[Any, Any] | None:
+    """(adjtimex function, struct timex type), loaded once; ctypes is imported only here."""
+    import ctypes
 
+    class Timex(ctypes.Structure):
+        # struct timex of the plain (not _TIME_BITS=64) adjtimex symbol: longs and ints
+        _fields_ = [
+            ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+            ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+            ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+            ("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long), ("tick", ctypes.c_long),
+            ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
+            ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
+            ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
+            ("_pad", ctypes.c_int * 11),
+        ]
 
-def kernel_synchronized() -> bool | None:
-    """The kernel NTP state via adjtimex(modes=0); None if the call is unavailable."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         fn = getattr(libc, "adjtimex", None) or libc.ntp_adjtime
-        tx = _Timex()
-        state = fn(ctypes.byref(tx))
     except (OSError, AttributeError):
         return None
-    if state < 0:
+    return fn, Timex
+
+
+def kernel_synchronized() -> bool | None:
+    """The kernel NTP state via adjtimex(modes=0); None if the call is unavailable or refused.
+
+    With timesyncd's flag file present this is never called (and ctypes never loaded).
+    """
+    import ctypes
+
+    loaded = _adjtimex()
+    if loaded is None:
+        return None
+    fn, timex = loaded
+    tx = timex()
+    state = fn(ctypes.byref(tx))
+    if state < 0:  # EPERM under ProtectClock= / a seccomp filter
         return None
     return state != _TIME_ERROR and not tx.status & _STA_UNSYNC
 
