@@ -20,6 +20,7 @@ demo: $(VENV)/.installed-dev
 
 # make test: ruff + the whole pytest suite
 test: $(VENV)/.installed-dev
+	sh deploy/ci-deps.sh
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 

@@ -123,9 +123,12 @@ def _decimals(resolution: float) -> int:
     return 6
 
 
+MAX_SCALED = MAX_SAFE_INT // 2  # so that every delta of two scaled values fits in MAX_SAFE_INT
+
+
 def _scaled(value: float, decimals: int) -> int | None:
     """The integer n with n / 10**decimals == value exactly, or None."""
-    if not math.isfinite(value) or abs(value) > 1e12:
+    if not math.isfinite(value) or abs(value) * 10**decimals > MAX_SCALED:
         return None
     n = round(value * 10**decimals)
     back = n / 10**decimals if decimals else float(n)
@@ -139,11 +142,36 @@ def _unscale(n: int, decimals: int) -> float:
 
 
 def _deltas(values: list[int]) -> list[int]:
-    out, prev = [], 0
-    for v in values:
-        out.append(v - prev)
-        prev = v
-    return out
+    return [b - a for a, b in zip(itertools.chain((0,), values), values, strict=False)]
+
+
+def _encode_values(values: list[float | None], decimals: int) -> tuple[list[int | None], list[list[Any]]]:
+    """Delta-coded scaled integers (None for no value) and the [index, exact] exceptions."""
+    p = 10**decimals
+    if None not in values:  # fast path: every value an exact multiple of the resolution
+        try:
+            scaled = [round(v * p) for v in values]  # type: ignore[operator]  (no None here)
+            if (scaled and max(map(abs, scaled)) <= MAX_SCALED
+                    and [n / p for n in scaled] == values
+                    and not any(v == 0 and math.copysign(1.0, v) < 0 for v in values)):  # type: ignore
+                return _deltas(scaled), []
+        except (OverflowError, ValueError):  # inf or nan: the slow path handles them
+            pass
+    out: list[int | None] = []
+    exact: list[list[Any]] = []
+    prev = 0
+    for i, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        n = _scaled(value, decimals)
+        if n is None:
+            out.append(None)
+            exact.append([i, value if math.isfinite(value) else repr(value)])
+            continue
+        out.append(n - prev)
+        prev = n
+    return out, exact
 
 
 def _rle(values: list[Any]) -> list[Any]:
@@ -159,19 +187,19 @@ def _rle(values: list[Any]) -> list[Any]:
 
 def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> dict[str, Any]:
     """The v1 JSON document for ``batch`` (before serialization and gzip)."""
-    readings = sorted(batch.readings, key=lambda r: r.seq)
+    readings = sorted(batch.readings, key=operator.attrgetter("seq"))  # O(n) when already sorted
+    if len({r.seq for r in readings}) != len(readings):
+        dup = next(a.seq for a, b in zip(readings, readings[1:], strict=False) if a.seq == b.seq)
+        raise ProtocolError(f"readings[seq={dup}]", "duplicate sequence number in one batch")
     boots: list[str] = []
     boot_index: dict[str, int] = {}
     stamp_index: dict[tuple[int, int, str], int] = {}
     walls: list[int] = []
     offsets: list[int] = []
     stamp_boots: list[int] = []
-    per_channel: dict[str, list[tuple[Reading, int]]] = {}
-    prev_seq = None
+    # channel -> (seqs, stamp indexes, values, flags)
+    columns: dict[str, tuple[list[int], list[int], list[float | None], list[int]]] = {}
     for r in readings:
-        if r.seq == prev_seq:
-            raise ProtocolError(f"readings[seq={r.seq}]", "duplicate sequence number in one batch")
-        prev_seq = r.seq
         key = (r.wall_ms, r.boot_ms, r.boot_id)
         si = stamp_index.get(key)
         if si is None:
@@ -183,35 +211,21 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
             walls.append(r.wall_ms)
             offsets.append(r.wall_ms - r.boot_ms)
             stamp_boots.append(bi)
-        per_channel.setdefault(r.channel, []).append((r, si))
+        col = columns.get(r.channel)
+        if col is None:
+            col = columns[r.channel] = ([], [], [], [])
+        col[0].append(r.seq)
+        col[1].append(si)
+        col[2].append(r.value)
+        col[3].append(r.flags)
 
     channels = []
-    for name, rows in per_channel.items():
+    for name, (seqs, stamp_ids, raw_values, flags) in columns.items():
         unit, resolution = unit_of(name)
         decimals = _decimals(resolution)
-        values: list[int | None] = []
-        exact: list[list[Any]] = []
-        prev = 0
-        for i, (r, _) in enumerate(rows):
-            if r.value is None:
-                values.append(None)
-                continue
-            n = _scaled(r.value, decimals)
-            if n is None:
-                values.append(None)
-                exact.append([i, r.value if math.isfinite(r.value) else repr(r.value)])
-                continue
-            values.append(n - prev)
-            prev = n
-        ch: dict[str, Any] = {
-            "name": name,
-            "unit": unit,
-            "dec": decimals,
-            "s": _deltas([r.seq for r, _ in rows]),
-            "t": _deltas([si for _, si in rows]),
-            "v": values,
-        }
-        flags = [r.flags for r, _ in rows]
+        values, exact = _encode_values(raw_values, decimals)
+        ch: dict[str, Any] = {"name": name, "unit": unit, "dec": decimals, "s": _deltas(seqs),
+                              "t": _deltas(stamp_ids), "v": values}
         if any(flags):
             ch["f"] = _rle(flags)
         if exact:

@@ -213,3 +213,18 @@ def test_gunzip_limited_accepts_exact_cap():
     raw = zlib.compress(data)  # zlib, not gzip framing
     with pytest.raises(ProtocolError):
         protocol.gunzip_limited(raw, 1000)
+
+
+def test_non_finite_and_negative_zero_values_travel_exactly():
+    vals = [float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 21.5]
+    r = [Reading(i, "a.temperature_c", v, 0, 10, 5, "b") for i, v in enumerate(vals)]
+    out = decode_body(encode_batch(Batch(1, "n", 0, r), health={}, sent_ms=0), max_decompressed=MAX)
+    assert [repr(x.value) for x in out.readings] == [repr(v) for v in vals]
+
+
+def test_huge_values_stay_within_safe_integers():
+    vals = [-9e15, 9e15, 1e12, -1e12, 4.5e15]
+    for ch in ("a.rain_mm", "a.pm2_5_ugm3"):
+        r = [Reading(i, ch, v, 0, 10, 5, "b") for i, v in enumerate(vals)]
+        out = decode_body(encode_batch(Batch(1, "n", 0, r), health={}, sent_ms=0), max_decompressed=MAX)
+        assert [x.value for x in out.readings] == vals

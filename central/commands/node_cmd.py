@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import secrets
 import sys
@@ -38,10 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     nsub = p.add_subparsers(dest="node_cmd", required=True, metavar="ACTION")
     add = nsub.add_parser("add", help="create a node and print its key once")
     add.add_argument("node_id", metavar="ID")
+    add.add_argument("--url", metavar="URL", default=None,
+                     help="the central's public URL, for the install command printed with the key "
+                     "(default: $STREETNODE_CENTRAL_URL)")
     add_db_option(add)
     add.set_defaults(func=add_cmd)
     rotate = nsub.add_parser("rotate", help="give a node a new key and print it once")
     rotate.add_argument("node_id", metavar="ID")
+    rotate.add_argument("--url", metavar="URL", default=None, help="as for 'node add'")
     add_db_option(rotate)
     rotate.set_defaults(func=rotate_cmd)
     ls = nsub.add_parser("list", help="list nodes with last seen time and counts")
@@ -55,10 +60,18 @@ def _check_id(node_id: str) -> None:
                           "starting with a letter or digit")
 
 
-def _print_key(node_id: str, key: bytes, verb: str) -> None:
+def install_command(node_id: str, key: bytes, url: str | None) -> str:
+    """The one line a technician runs on the Pi (deploy/provision.md)."""
+    central = url or os.environ.get("STREETNODE_CENTRAL_URL") or "https://CENTRAL.EXAMPLE"
+    return (f"printf '%s\\n' '{format_key(key)}' | sudo deploy/install.sh --node-id {node_id} "
+            f"--central-url {central} --key-file -")
+
+
+def _print_key(node_id: str, key: bytes, verb: str, url: str | None) -> None:
     print(format_key(key))
     print(f"streetnode-central: {verb} node {node_id}; the key above is shown only now: write it to the "
-          "node's key_file (chmod 600)", file=sys.stderr)
+          "node's key_file (chmod 600), or install the node with:", file=sys.stderr)
+    print(f"  {install_command(node_id, key, url)}", file=sys.stderr)
 
 
 def add_cmd(args: argparse.Namespace) -> int:
@@ -71,7 +84,7 @@ def add_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"ID {args.node_id!r}: {e}") from None
     finally:
         store.close()
-    _print_key(args.node_id, key, "added")
+    _print_key(args.node_id, key, "added", args.url)
     return 0
 
 
@@ -85,7 +98,7 @@ def rotate_cmd(args: argparse.Namespace) -> int:
         raise ConfigError(f"ID {args.node_id!r}: no such node (add it with 'node add')") from None
     finally:
         store.close()
-    _print_key(args.node_id, key, "re-keyed")
+    _print_key(args.node_id, key, "re-keyed", args.url)
     return 0
 
 

@@ -135,3 +135,25 @@ def test_serve_subprocess_on_postgres(pg_url, cli_env):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_serve_on_a_busy_port_exits_69(tmp_path, cli_env):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = run(["serve", "--listen", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path / 'c.db'}"], cli_env)
+    assert r.returncode == 69 and f"--listen 127.0.0.1:{port}" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_node_add_prints_the_install_command(tmp_path, cli_env):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    r = run(["node", "add", "pole-7", "--db", db, "--url", "https://central.city.example"], cli_env)
+    assert r.returncode == 0, r.stderr
+    key = r.stdout.strip()
+    assert len(key) == 64
+    assert (f"printf '%s\\n' '{key}' | sudo deploy/install.sh --node-id pole-7 "
+            "--central-url https://central.city.example --key-file -") in r.stderr

@@ -147,13 +147,42 @@ def test_open_bus_missing_and_not_an_adapter(tmp_path):
         open_bus(8, dev_dir=str(tmp_path))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses file permissions")
-def test_open_bus_permission(tmp_path):
-    node = tmp_path / "i2c-9"
-    node.write_text("")
-    node.chmod(0)
-    with pytest.raises(BusPermissionError, match="usermod -aG i2c"):
-        open_bus(9, dev_dir=str(tmp_path))
+def test_open_bus_permission():
+    """A device node the user may not open gives BusPermissionError with the group remedy.
+
+    Root bypasses file permissions (CI runs as root), so there the check runs in a
+    forked child that has dropped to the unprivileged user nobody.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        node = os.path.join(d, "i2c-9")
+        open(node, "w").close()
+        os.chmod(node, 0)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: drop privileges, try, report through the pipe
+            msg = "no error"
+            try:
+                if os.geteuid() == 0:
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                open_bus(9, dev_dir=d)
+            except BusPermissionError as e:
+                msg = f"BusPermissionError: {e}"
+            except BaseException as e:
+                msg = f"{type(e).__name__}: {e}"
+            os.write(w, msg.encode())
+            os._exit(0)
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        out = os.read(r, 4096).decode()
+        os.close(r)
+    assert status == 0
+    assert out.startswith("BusPermissionError: i2c-9: no permission to open"), out
+    assert "usermod -aG i2c" in out
 
 
 def test_importing_drivers_is_light():

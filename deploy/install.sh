@@ -1,0 +1,633 @@
+#!/usr/bin/env bash
+# deploy/install.sh: turn a fresh Raspberry Pi OS (Bookworm/Trixie, 32- or 64-bit) into a streetnode
+# node, repeatably.  Run it again to upgrade; --uninstall [--purge] to remove.  See docs/install.md.
+#
+# Every action is reported as one line: "changed: ...", "unchanged: ...", "skipped: ...",
+# "removed: ..." (with --dry-run: "would change: ...").  The last line counts the changes;
+# a second run on an installed node prints "install.sh: 0 changes".
+set -euo pipefail
+umask 022
+
+PROG="install.sh"
+SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE_USER="streetnode"
+PREFIX="/opt/streetnode"
+VENV="$PREFIX/venv"
+ETC_DIR="/etc/streetnode"
+CONFIG="$ETC_DIR/config.toml"
+KEY="$ETC_DIR/node.key"
+STATE_DIR="/var/lib/streetnode"
+UNIT_NAME="streetnode.service"
+UNIT_DIR="/etc/systemd/system"
+WANTS_DIR="$UNIT_DIR/multi-user.target.wants"
+MODULES_FILE="/etc/modules-load.d/streetnode.conf"
+STAMP="$PREFIX/.installed"
+MIN_PY_MAJOR=3
+MIN_PY_MINOR=11
+# procps: /bin/kill for the unit's ExecReload= (missing on a minimal Debian)
+BASE_PACKAGES=(python3 python3-venv i2c-tools procps)
+# installed when the distribution has them (Raspberry Pi OS has all; Debian lacks python3-lgpio)
+OPTIONAL_PACKAGES=(python3-lgpio python3-libgpiod)
+
+# exit codes, as node/errors.py
+EX_FAILURE=1 EX_USAGE=2 EX_UNAVAILABLE=69 EX_NOPERM=77 EX_CONFIG=78
+
+NODE_ID="" CENTRAL_URL="" KEY_FILE="" KEY_TMP="" ROOT="" WHEEL=""
+DRY_RUN=0 UNINSTALL=0 PURGE=0 NO_DEPS=0 DIAG="auto" DIAG_EMULATE=0
+NO_SYSTEM=0
+[[ "${STREETNODE_INSTALL_TEST:-}" == "1" ]] && NO_SYSTEM=1
+PIP_ARGS=()
+PYTHON="${STREETNODE_PYTHON:-python3}"
+OS_RELEASE="${STREETNODE_OS_RELEASE:-/etc/os-release}"
+CHANGES=0
+CONFIG_BAD=0
+
+usage() {
+    cat <<EOF
+Usage: deploy/install.sh [OPTIONS]
+Install (or upgrade) the streetnode agent on this Raspberry Pi, as root.
+
+  --node-id ID        the node's id, as registered with 'streetnode-central node add ID'
+                      (required on the first install; an existing config is never rewritten)
+  --central-url URL   the city's receiver, https://...; without it the node only buffers
+  --key-file PATH     the node key printed by 'streetnode-central node add'; stored as
+                      $KEY, mode 0600, owned by $SERVICE_USER ('-': read it from stdin)
+  --wheel FILE        install this streetnode wheel instead of the checkout $SRC_DIR
+  --root DIR          stage everything under DIR instead of / (images, tests): no apt, no
+                      raspi-config, no systemctl; the unit is enabled by its wants symlink
+  --dry-run           print every action, change nothing
+  --uninstall         stop and remove the service, unit and $PREFIX; keeps the config,
+                      the key and the buffer ($ETC_DIR, $STATE_DIR)
+  --purge             with --uninstall: also remove $ETC_DIR, $STATE_DIR and the user
+  --no-system         test mode (same as STREETNODE_INSTALL_TEST=1): skip apt, raspi-config,
+                      user/group creation, file ownership and systemctl; files, modes, the venv
+                      and the enable symlink are still made.  Needs --root unless you are root.
+  --no-deps           install the package without its Python dependencies (tests, or images
+                      that ship them otherwise)
+  --pip-arg ARG       pass ARG to pip (repeatable), e.g. --pip-arg=--no-index
+                      --pip-arg=--find-links=/media/usb/wheels for an offline install
+  --diag / --no-diag  run 'streetnode diag' at the end (default: yes, except with --root)
+  --emulate           run the final diag on emulated hardware (diag --emulate)
+  -h, --help          this help
+
+Environment: STREETNODE_PYTHON (interpreter for the venv, default python3),
+STREETNODE_INSTALL_TEST=1 (as --no-system), STREETNODE_OS_RELEASE (os-release file to check).
+Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable (no network, not Debian-like, Python too
+old), 77 not root, 78 bad argument value.
+EOF
+}
+
+say() { echo "$PROG: $*"; }
+warn() { echo "$PROG: warning: $*" >&2; }
+die() { local code="$1"; shift; echo "$PROG: error: $*" >&2; exit "$code"; }
+
+changed() {
+    CHANGES=$((CHANGES + 1))
+    if ((DRY_RUN)); then echo "would change: $*"; else echo "changed: $*"; fi
+}
+unchanged() { echo "unchanged: $*"; }
+skipped() { echo "skipped: $*"; }
+removed() {
+    CHANGES=$((CHANGES + 1))
+    if ((DRY_RUN)); then echo "would remove: $*"; else echo "removed: $*"; fi
+}
+# run CMD...: execute, or only print it with --dry-run
+run() {
+    if ((DRY_RUN)); then echo "would run: $*"; else "$@"; fi
+}
+
+# ------------------------------------------------------------------ arguments
+need_value() { [[ $# -ge 2 && -n "$2" ]] || die $EX_USAGE "$1 needs a value (see --help)"; }
+
+parse_args() {
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --node-id) need_value "$@"; NODE_ID="$2"; shift ;;
+            --node-id=*) NODE_ID="${1#*=}" ;;
+            --central-url) need_value "$@"; CENTRAL_URL="$2"; shift ;;
+            --central-url=*) CENTRAL_URL="${1#*=}" ;;
+            --key-file) need_value "$@"; KEY_FILE="$2"; shift ;;
+            --key-file=*) KEY_FILE="${1#*=}" ;;
+            --wheel) need_value "$@"; WHEEL="$2"; shift ;;
+            --wheel=*) WHEEL="${1#*=}" ;;
+            --root) need_value "$@"; ROOT="$2"; shift ;;
+            --root=*) ROOT="${1#*=}" ;;
+            --pip-arg) need_value "$@"; PIP_ARGS+=("$2"); shift ;;
+            --pip-arg=*) PIP_ARGS+=("${1#*=}") ;;
+            --dry-run) DRY_RUN=1 ;;
+            --uninstall) UNINSTALL=1 ;;
+            --purge) PURGE=1 ;;
+            --no-system) NO_SYSTEM=1 ;;
+            --no-deps) NO_DEPS=1 ;;
+            --diag) DIAG="yes" ;;
+            --no-diag) DIAG="no" ;;
+            --emulate) DIAG_EMULATE=1 ;;
+            -h | --help) usage; exit 0 ;;
+            *) die $EX_USAGE "unknown option '$1' (see --help)" ;;
+        esac
+        shift
+    done
+    if ((PURGE && !UNINSTALL)); then die $EX_USAGE "--purge only goes with --uninstall"; fi
+    if [[ -n "$NODE_ID" && ! "$NODE_ID" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
+        die $EX_CONFIG "--node-id: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got '$NODE_ID'"
+    fi
+    if [[ -n "$CENTRAL_URL" && ! "$CENTRAL_URL" =~ ^https?://[^/[:space:]\"]+[^[:space:]\"]*$ ]]; then
+        die $EX_CONFIG "--central-url: expected an http:// or https:// URL, got '$CENTRAL_URL'"
+    fi
+    if [[ "$KEY_FILE" == "-" ]]; then
+        # the key on standard input, as 'streetnode-central node add' prints the command
+        KEY_TMP="$(umask 077 && mktemp)"
+        trap 'rm -f "$KEY_TMP"' EXIT
+        cat >"$KEY_TMP"
+        KEY_FILE="$KEY_TMP"
+        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "--key-file -: no key on standard input"
+    fi
+    if [[ -n "$KEY_FILE" ]]; then
+        [[ -f "$KEY_FILE" && -r "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: cannot read '$KEY_FILE'"
+        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: '$KEY_FILE' is empty"
+    fi
+    if [[ -n "$WHEEL" ]]; then
+        [[ -f "$WHEEL" && "$WHEEL" == *.whl ]] || die $EX_CONFIG "--wheel: expected a .whl file, got '$WHEEL'"
+        WHEEL="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
+    fi
+    if [[ -n "$ROOT" ]]; then
+        [[ -d "$ROOT" ]] || die $EX_CONFIG "--root: '$ROOT' is not a directory"
+        ROOT="$(cd "$ROOT" && pwd)"
+        if [[ "$ROOT" == "/" ]]; then ROOT=""; fi
+    fi
+}
+
+# ------------------------------------------------------------------ checks that fail early
+check_root() {
+    if [[ $EUID -eq 0 ]]; then return; fi
+    if ((NO_SYSTEM)) && [[ -n "$ROOT" ]]; then return; fi
+    if ((DRY_RUN)); then warn "not root: a real run must be started as root (sudo)"; return; fi
+    die $EX_NOPERM "must be run as root (try: sudo $0 $*)"
+}
+
+check_debian() {
+    ((NO_SYSTEM)) && return
+    local id="" like=""
+    if [[ -r "$OS_RELEASE" ]]; then
+        # shellcheck disable=SC1090
+        id="$(. "$OS_RELEASE" && echo "${ID:-}")"
+        # shellcheck disable=SC1090
+        like="$(. "$OS_RELEASE" && echo "${ID_LIKE:-}")"
+    fi
+    if [[ "$id" != "debian" && "$id" != "raspbian" && " $like " != *" debian "* ]]; then
+        die $EX_UNAVAILABLE "not a Debian-like system (ID='$id' in $OS_RELEASE); streetnode needs Raspberry Pi OS or Debian"
+    fi
+    if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+        die $EX_UNAVAILABLE "apt-get/dpkg-query not found; streetnode needs Raspberry Pi OS or Debian"
+    fi
+}
+
+# python_ok: exit 0 when $PYTHON exists and is new enough; else print why and return 1
+check_python() {
+    local v
+    if ! v="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; then
+        return 1
+    fi
+    local major="${v%%.*}" minor="${v#*.}"
+    if ((major < MIN_PY_MAJOR || (major == MIN_PY_MAJOR && minor < MIN_PY_MINOR))); then
+        die $EX_UNAVAILABLE "Python $v is too old: streetnode needs Python $MIN_PY_MAJOR.$MIN_PY_MINOR or newer (Raspberry Pi OS Bookworm or later)"
+    fi
+    return 0
+}
+
+# ------------------------------------------------------------------ file helpers (ROOT-aware)
+R() { echo "$ROOT$1"; }
+
+# numeric uid/gid of a name in ROOT's passwd/group ("" when unknown)
+uid_of() { awk -F: -v n="$1" '$1 == n { print $3 }' "$(R /etc/passwd)" 2>/dev/null || true; }
+gid_of() { awk -F: -v n="$1" '$1 == n { print $3 }' "$(R /etc/group)" 2>/dev/null || true; }
+
+# owner_ids USER GROUP -> "uid gid", or "" when ownership is not managed (--no-system)
+owner_ids() {
+    ((NO_SYSTEM)) && return 0
+    local u g
+    u="$(uid_of "$1")" g="$(gid_of "$2")"
+    if [[ -z "$u" || -z "$g" ]]; then
+        ((DRY_RUN)) && { echo "$1 $2"; return 0; }
+        die $EX_FAILURE "user '$1' or group '$2' missing in $(R /etc/passwd)"
+    fi
+    echo "$u $g"
+}
+
+# fix_meta PATH MODE "UID GID" LABEL: chmod/chown when they differ
+fix_meta() {
+    local path="$1" mode="$2" ids="$3" label="$4" cur want
+    cur="$(stat -c '%a' "$path")"
+    if [[ "$cur" != "${mode#0}" ]]; then
+        changed "$label mode $cur -> $mode"
+        run chmod "$mode" "$path"
+    fi
+    [[ -z "$ids" ]] && return 0
+    cur="$(stat -c '%u %g' "$path")"
+    want="$ids"
+    if [[ "$cur" != "$want" ]]; then
+        changed "$label owner $cur -> $want"
+        run chown "${want% *}:${want#* }" "$path"
+    fi
+}
+
+# ensure_dir DIR MODE USER GROUP
+ensure_dir() {
+    local dir="$1" mode="$2" ids
+    ids="$(owner_ids "$3" "$4")"
+    if [[ -d "$(R "$dir")" ]]; then
+        fix_meta "$(R "$dir")" "$mode" "$ids" "$dir"
+        return 0
+    fi
+    changed "$dir (directory, mode $mode, $3:$4)"
+    run mkdir -p "$(R "$dir")"
+    run chmod "$mode" "$(R "$dir")"
+    [[ -n "$ids" ]] && run chown "${ids% *}:${ids#* }" "$(R "$dir")"
+    return 0
+}
+
+# ensure_file SRC DEST MODE USER GROUP: copy when the content differs (atomically), fix mode/owner
+ensure_file() {
+    local src="$1" dest="$2" mode="$3" ids dst
+    ids="$(owner_ids "$4" "$5")"
+    dst="$(R "$dest")"
+    if [[ -f "$dst" ]] && cmp -s "$src" "$dst"; then
+        unchanged "$dest"
+        fix_meta "$dst" "$mode" "$ids" "$dest"
+        return 0
+    fi
+    if [[ -e "$dst" ]]; then changed "$dest (updated, mode $mode)"; else changed "$dest (new, mode $mode)"; fi
+    ((DRY_RUN)) && return 0
+    mkdir -p "$(dirname "$dst")"
+    local tmp="$dst.new.$$"
+    install -m "$mode" "$src" "$tmp"
+    [[ -n "$ids" ]] && chown "${ids% *}:${ids#* }" "$tmp"
+    sync -d "$tmp" 2>/dev/null || true
+    mv -f "$tmp" "$dst"
+}
+
+# ensure_symlink TARGET LINK
+ensure_symlink() {
+    local target="$1" link="$2" l
+    l="$(R "$link")"
+    if [[ -L "$l" && "$(readlink "$l")" == "$target" ]]; then
+        unchanged "$link -> $target"
+        return 0
+    fi
+    changed "$link -> $target"
+    run mkdir -p "$(dirname "$l")"
+    run ln -sfn "$target" "$l"
+}
+
+# remove_path PATH: rm -rf when present
+remove_path() {
+    local p
+    p="$(R "$1")"
+    if [[ -e "$p" || -L "$p" ]]; then
+        removed "$1"
+        run rm -rf -- "$p"
+    fi
+    return 0
+}
+
+systemd_running() { [[ -z "$ROOT" ]] && ((!NO_SYSTEM)) && [[ -d /run/systemd/system ]]; }
+
+# ------------------------------------------------------------------ install steps
+install_packages() {
+    if ((NO_SYSTEM)); then skipped "apt packages (--no-system)"; return 0; fi
+    local all=("${BASE_PACKAGES[@]}") missing=() p
+    for p in "${OPTIONAL_PACKAGES[@]}"; do
+        if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
+            || apt-cache show "$p" >/dev/null 2>&1; then
+            all+=("$p")
+        fi
+    done
+    if [[ -n "$ROOT" ]]; then
+        skipped "apt packages (--root: install in the image: ${all[*]})"
+        return 0
+    fi
+    for p in "${all[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        unchanged "apt packages (${all[*]})"
+        return 0
+    fi
+    changed "apt packages: install ${missing[*]}"
+    ((DRY_RUN)) && { echo "would run: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"; return 0; }
+    if ! apt-get update -q >/tmp/streetnode-apt-update.log 2>&1 \
+        || grep -qE '^(W|E): (Failed to fetch|Some index files failed)' /tmp/streetnode-apt-update.log; then
+        sed 's/^/  apt: /' /tmp/streetnode-apt-update.log >&2
+        die $EX_UNAVAILABLE "apt-get update failed: no network to the package mirrors? connect the node and run again"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        || die $EX_UNAVAILABLE "apt-get install ${missing[*]} failed (see above)"
+}
+
+enable_i2c() {
+    local tmp
+    tmp="$(mktemp)"
+    printf '# streetnode: I2C sensors (BME280, PMSA003I) via /dev/i2c-*\ni2c-dev\n' >"$tmp"
+    ensure_file "$tmp" "$MODULES_FILE" 0644 root root
+    rm -f "$tmp"
+    if ((NO_SYSTEM)) || [[ -n "$ROOT" ]]; then
+        skipped "enable I2C (--root/--no-system: set dtparam=i2c_arm=on in the image's config.txt)"
+        return 0
+    fi
+    if command -v raspi-config >/dev/null 2>&1; then
+        if [[ "$(raspi-config nonint get_i2c 2>/dev/null || echo 1)" == "0" ]]; then
+            unchanged "I2C enabled (raspi-config)"
+        else
+            changed "I2C: raspi-config nonint do_i2c 0 (takes effect after a reboot)"
+            run raspi-config nonint do_i2c 0
+        fi
+    else
+        skipped "enable I2C: raspi-config not found; on a Pi add 'dtparam=i2c_arm=on' to" \
+            "/boot/firmware/config.txt (Bookworm+) and reboot"
+    fi
+}
+
+ensure_group() {
+    if [[ -n "$(gid_of "$1")" ]]; then unchanged "group $1"; return 0; fi
+    changed "group $1 (system)"
+    run groupadd --system ${ROOT:+--root "$ROOT"} "$1"
+}
+
+create_user() {
+    if ((NO_SYSTEM)); then skipped "user $SERVICE_USER and groups i2c, gpio (--no-system)"; return 0; fi
+    ensure_group i2c
+    ensure_group gpio
+    if [[ -z "$(uid_of "$SERVICE_USER")" ]]; then
+        changed "user $SERVICE_USER (system, groups i2c gpio, no login)"
+        run useradd --system ${ROOT:+--root "$ROOT"} --user-group --groups i2c,gpio \
+            --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
+            --comment "streetnode agent" "$SERVICE_USER"
+        return 0
+    fi
+    local g members
+    for g in i2c gpio; do
+        members="$(awk -F: -v n="$g" '$1 == n { print $4 }' "$(R /etc/group)")"
+        if [[ ",$members," == *",$SERVICE_USER,"* ]]; then
+            unchanged "user $SERVICE_USER in group $g"
+        else
+            changed "user $SERVICE_USER: add to group $g"
+            run usermod ${ROOT:+--root "$ROOT"} -aG "$g" "$SERVICE_USER"
+        fi
+    done
+}
+
+# the fingerprint of what would be installed: changes when the code or the install options change
+source_fingerprint() {
+    {
+        echo "deps=$((1 - NO_DEPS))"
+        if [[ -n "$WHEEL" ]]; then
+            sha256sum <"$WHEEL"
+        else
+            (cd "$SRC_DIR" && find pyproject.toml node drivers central -type f \
+                ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z \
+                | xargs -0 sha256sum)
+        fi
+    } | sha256sum | cut -d' ' -f1
+}
+
+install_venv() {
+    local venv stamp fp py
+    venv="$(R "$VENV")" stamp="$(R "$STAMP")"
+    if [[ -z "$WHEEL" && ! -f "$SRC_DIR/pyproject.toml" ]]; then
+        die $EX_CONFIG "no pyproject.toml in $SRC_DIR: run install.sh from a streetnode checkout or pass --wheel"
+    fi
+    fp="$(source_fingerprint)"
+    py="$venv/bin/python"
+    if [[ -x "$py" ]] && "$py" -c 'import node' >/dev/null 2>&1 \
+        && [[ -f "$stamp" && "$(cat "$stamp")" == "$fp" ]]; then
+        unchanged "$VENV (streetnode $("$py" -c 'import node; print(node.__version__)'))"
+        return 0
+    fi
+    if [[ ! -x "$py" ]] || ! "$py" -c 'import sys' >/dev/null 2>&1; then
+        changed "$VENV (new virtualenv, with system site packages for lgpio/gpiod)"
+        # a venv whose interpreter vanished (OS upgrade) is rebuilt; config, key and buffer stay
+        run rm -rf "$venv"
+        run "$PYTHON" -m venv --system-site-packages "$venv"
+    fi
+    local what="${WHEEL:-$SRC_DIR}"
+    if systemd_running && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null; then
+        # the agent flushes its buffer on SIGTERM; it is started again by activate_unit
+        changed "$UNIT_NAME stopped for the upgrade"
+        run systemctl stop "$UNIT_NAME"
+    fi
+    changed "$VENV: install streetnode from $what"
+    ((DRY_RUN)) && return 0
+    local pip=("$py" -m pip --disable-pip-version-check --no-input -q)
+    local src="$WHEEL" tmpd=""
+    if [[ -z "$src" ]]; then
+        tmpd="$(mktemp -d)"
+        "${pip[@]}" wheel --no-deps -w "$tmpd" "${PIP_ARGS[@]}" "$SRC_DIR" \
+            || die $EX_UNAVAILABLE "could not build the streetnode wheel from $SRC_DIR (pip needs setuptools from PyPI: network?)"
+        src="$(ls "$tmpd"/streetnode-*.whl)"
+    fi
+    local dep=()
+    ((NO_DEPS)) && dep=(--no-deps)
+    "${pip[@]}" install "${dep[@]}" "${PIP_ARGS[@]}" "$src" \
+        || die $EX_UNAVAILABLE "pip could not install streetnode and its dependencies (network to PyPI/piwheels?)"
+    # the same version number may carry new code: replace the package itself every time
+    "${pip[@]}" install --no-deps --force-reinstall "${PIP_ARGS[@]}" "$src" \
+        || die $EX_FAILURE "pip could not reinstall streetnode from $src"
+    [[ -n "$tmpd" ]] && rm -rf "$tmpd"
+    if [[ -n "$ROOT" ]]; then
+        # staged venv: its scripts must name the final path, not the staging directory
+        local f
+        for f in "$venv"/bin/* "$venv/pyvenv.cfg"; do
+            [[ -f "$f" && ! -L "$f" ]] && grep -Iq "$venv" "$f" && sed -i "s|$venv|$VENV|g" "$f"
+        done
+    fi
+    echo "$fp" >"$stamp"
+}
+
+# on a Pi, gpiozero needs lgpio (apt's python3-lgpio on Raspberry Pi OS, seen through the venv)
+check_gpio_backend() {
+    ((DRY_RUN)) && return 0
+    [[ -z "$ROOT" ]] || return 0
+    grep -qa "Raspberry Pi" /proc/device-tree/model 2>/dev/null || return 0
+    if "$(R "$VENV")/bin/python" -c 'import lgpio' >/dev/null 2>&1; then
+        unchanged "GPIO backend lgpio importable"
+    else
+        warn "lgpio is not importable in $VENV: GPIO sensors will not work; on Raspberry Pi OS" \
+            "'apt-get install python3-lgpio', elsewhere '$VENV/bin/pip install lgpio'"
+    fi
+}
+
+write_config() {
+    local ids cfg
+    ids="$(owner_ids root "$SERVICE_USER")"
+    cfg="$(R "$CONFIG")"
+    if [[ -f "$cfg" ]]; then
+        unchanged "$CONFIG (kept as it is)"
+        fix_meta "$cfg" 0640 "$ids" "$CONFIG"
+        local cur_id
+        cur_id="$(sed -n 's/^id *= *"\([^"]*\)".*/\1/p' "$cfg" | head -n1)"
+        if [[ -n "$NODE_ID" && "$cur_id" != "$NODE_ID" ]]; then
+            warn "$CONFIG keeps node id '$cur_id', not '$NODE_ID': edit the file to change it"
+        fi
+        if [[ -n "$CENTRAL_URL" ]] && ! grep -qF "url = \"$CENTRAL_URL\"" "$cfg"; then
+            warn "$CONFIG keeps its [central] url; edit the file to use $CENTRAL_URL"
+        fi
+        return 0
+    fi
+    [[ -n "$NODE_ID" ]] || die $EX_USAGE "--node-id is required on the first install (no $CONFIG yet)"
+    local tmp
+    tmp="$(mktemp)"
+    local url_sed="s|^url = \"[^\"]*\"|# url = \"https://central.example.org\"  # set to upload; without it the node only buffers|"
+    if [[ -n "$CENTRAL_URL" ]]; then
+        local url_esc
+        url_esc="$(printf '%s' "$CENTRAL_URL" | sed 's/[&|\\]/\\&/g')"
+        url_sed="s|^url = \"[^\"]*\"|url = \"$url_esc\"|"
+    fi
+    sed -e "0,/^id = \"[^\"]*\"/s//id = \"$NODE_ID\"/" -e "$url_sed" \
+        "$SRC_DIR/deploy/config.example.toml" >"$tmp"
+    ensure_file "$tmp" "$CONFIG" 0640 root "$SERVICE_USER"
+    rm -f "$tmp"
+    [[ -z "$CENTRAL_URL" ]] && warn "no --central-url: the node will only buffer until [central] url is set in $CONFIG"
+    return 0
+}
+
+store_key() {
+    local ids k
+    ids="$(owner_ids "$SERVICE_USER" "$SERVICE_USER")"
+    k="$(R "$KEY")"
+    if [[ -n "$KEY_FILE" ]]; then
+        ensure_file "$KEY_FILE" "$KEY" 0600 "$SERVICE_USER" "$SERVICE_USER"
+    elif [[ -f "$k" ]]; then
+        unchanged "$KEY (kept)"
+        fix_meta "$k" 0600 "$ids" "$KEY"
+    else
+        warn "no node key: uploads stay off until you run again with --key-file (from 'streetnode-central node add')"
+    fi
+}
+
+# check_config: validate the config with the installed package; remember a failure for the exit code
+check_config() {
+    ((DRY_RUN)) && return 0
+    local out
+    if out="$("$(R "$VENV")/bin/python" -m node.cli config check "$(R "$CONFIG")" 2>&1 >/dev/null)"; then
+        unchanged "$CONFIG is valid (streetnode config check)"
+    else
+        printf '  %s\n' "${out//$'\n'/$'\n'  }" >&2
+        warn "$CONFIG is not valid (above): the service will not start until it is fixed"
+        CONFIG_BAD=1
+    fi
+}
+
+install_unit() {
+    ensure_file "$SRC_DIR/systemd/$UNIT_NAME" "$UNIT_DIR/$UNIT_NAME" 0644 root root
+    ensure_symlink "$UNIT_DIR/$UNIT_NAME" "$WANTS_DIR/$UNIT_NAME"
+}
+
+# start or restart the service when systemd runs here and something changed
+activate_unit() {
+    if ! systemd_running; then
+        skipped "systemctl (no running systemd here: the service starts at the next boot)"
+        return 0
+    fi
+    run systemctl daemon-reload
+    if ((CHANGES == 0)) && systemctl is-active --quiet "$UNIT_NAME"; then
+        unchanged "$UNIT_NAME running"
+        return 0
+    fi
+    changed "$UNIT_NAME (re)started"
+    run systemctl restart "$UNIT_NAME" || warn "$UNIT_NAME did not start: see 'journalctl -u $UNIT_NAME'"
+}
+
+run_diag() {
+    local exe="$VENV/bin/streetnode"
+    if [[ "$DIAG" == "no" ]] || { [[ "$DIAG" == "auto" ]] && { [[ -n "$ROOT" ]] || ((NO_SYSTEM)); }; }; then
+        skipped "streetnode diag (--root/--no-system/--no-diag; run it on the node)"
+        return 0
+    fi
+    if ((DRY_RUN)); then echo "would run: $exe --config $CONFIG diag"; return 0; fi
+    local cmd=("$(R "$exe")")
+    [[ -n "$ROOT" ]] && cmd=("$(R "$VENV")/bin/python" -m node.cli)
+    if ! "${cmd[@]}" diag --help >/dev/null 2>&1; then
+        skipped "streetnode diag (this version has no diag command)"
+        return 0
+    fi
+    local args=(--config "$(R "$CONFIG")" diag)
+    ((DIAG_EMULATE)) && args+=(--emulate)
+    local as=()
+    if ((!NO_SYSTEM)) && [[ -z "$ROOT" ]] && command -v runuser >/dev/null; then
+        as=(runuser -u "$SERVICE_USER" --)
+    fi
+    say "running: streetnode ${args[*]}"
+    local rc=0
+    "${as[@]}" "${cmd[@]}" "${args[@]}" || rc=$?
+    if ((rc == 0)); then
+        say "diag: all checks passed"
+    else
+        say "diag: exit $rc (warnings or failures above, e.g. sensors not wired yet); the install itself is complete"
+    fi
+}
+
+do_install() {
+    say "installing streetnode from ${WHEEL:-$SRC_DIR} into ${ROOT:-/}$( ((DRY_RUN)) && echo ' (dry run)')"
+    check_debian
+    if [[ -z "$NODE_ID" && ! -f "$(R "$CONFIG")" ]]; then
+        die $EX_USAGE "--node-id is required on the first install (no $CONFIG yet)"
+    fi
+    local have_python=1
+    check_python || have_python=0
+    install_packages
+    if ((!have_python)); then
+        ((DRY_RUN)) || check_python || die $EX_UNAVAILABLE "$PYTHON not found (apt should have installed python3)"
+    fi
+    enable_i2c
+    create_user
+    ensure_dir "$PREFIX" 0755 root root
+    ensure_dir "$ETC_DIR" 0750 root "$SERVICE_USER"
+    ensure_dir "$STATE_DIR" 0750 "$SERVICE_USER" "$SERVICE_USER"
+    install_venv
+    check_gpio_backend
+    write_config
+    store_key
+    check_config
+    install_unit
+    activate_unit
+    run_diag
+}
+
+do_uninstall() {
+    say "removing streetnode from ${ROOT:-/}$( ((PURGE)) && echo ' (purge)')$( ((DRY_RUN)) && echo ' (dry run)')"
+    if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
+        changed "$UNIT_NAME stopped and disabled"
+        run systemctl disable --now "$UNIT_NAME" || true
+    fi
+    remove_path "$WANTS_DIR/$UNIT_NAME"
+    remove_path "$UNIT_DIR/$UNIT_NAME"
+    remove_path "$MODULES_FILE"
+    remove_path "$PREFIX"
+    systemd_running && run systemctl daemon-reload
+    if ((PURGE)); then
+        remove_path "$ETC_DIR"
+        remove_path "$STATE_DIR"
+        if ((!NO_SYSTEM)) && [[ -n "$(uid_of "$SERVICE_USER")" ]]; then
+            removed "user $SERVICE_USER"
+            run userdel ${ROOT:+--root "$ROOT"} "$SERVICE_USER"
+        fi
+    else
+        [[ -e "$(R "$ETC_DIR")" ]] && say "kept: $ETC_DIR (config, node key)"
+        [[ -e "$(R "$STATE_DIR")" ]] && say "kept: $STATE_DIR (buffered readings)"
+        say "--uninstall --purge removes them too"
+    fi
+}
+
+main() {
+    parse_args "$@"
+    check_root "$@"
+    if ((UNINSTALL)); then do_uninstall; else do_install; fi
+    if ((DRY_RUN)); then
+        say "dry run: $CHANGES changes would be made"
+    else
+        say "$CHANGES changes"
+    fi
+    if ((CONFIG_BAD)); then die $EX_CONFIG "installed, but $CONFIG is invalid: fix it, then run install.sh again"; fi
+}
+
+main "$@"
