@@ -3,12 +3,7 @@
 ``with receiver(db_url, {node: key}) as (url, store)`` registers the nodes, runs
 the receiver and yields its URL and a store handle for checking what was stored.
 
-``stock=True`` runs ``streetnode-central serve --listen 127.0.0.1:0`` as shipped.
-By default the same app (`create_app` + `make_server`) is served from a socket
-made with ``IPPROTO_TCP``: central's ``bind()`` creates ``socket(AF_INET,
-SOCK_STREAM)`` with proto 0, so asyncio does not set TCP_NODELAY on accepted
-connections and every response on a kept-alive connection stalls ~40 ms (Nagle
-against the client's delayed ACK). Both are measured by bench.drain.
+It runs ``streetnode-central serve --listen 127.0.0.1:0`` as shipped.
 """
 
 from __future__ import annotations
@@ -24,20 +19,7 @@ from collections.abc import Iterator
 
 from central.store import Store, open_store
 
-_STOCK = "import sys; from central.cli import main; sys.exit(main(sys.argv[1:]))"
-_NODELAY = """
-import socket, sys
-from central.server import create_app, make_server
-from central.store import open_store
-store = open_store(sys.argv[-1])
-sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-sock.bind(("127.0.0.1", 0))
-sock.listen(2048)
-sock.setblocking(False)
-print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-make_server(create_app(store)).run(sockets=[sock])
-"""
+_ENTRY = "import sys; from central.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -56,14 +38,13 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def receiver(db_url: str, nodes: dict[str, bytes], *, stock: bool = False) -> Iterator[tuple[str, Store]]:
+def receiver(db_url: str, nodes: dict[str, bytes]) -> Iterator[tuple[str, Store]]:
     store = open_store(db_url)
     try:
         for node_id, key in nodes.items():
             store.add_node(node_id, key, int(time.time() * 1000))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        code = _STOCK if stock else _NODELAY
-        proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--listen", "127.0.0.1:0",
+        proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--listen", "127.0.0.1:0",
                                  "--db", db_url], stdout=subprocess.PIPE, text=True, env=env)
         try:
             yield _wait_for_url(proc, 30), store

@@ -175,7 +175,7 @@ class Uploader:
             outcome = self._backfill(res, deadline)
         res.backlog_empty = outcome == _EMPTY
         if outcome != _FAILED:
-            res.next_attempt_at = self._clock()
+            self._next_attempt_at = res.next_attempt_at = self._clock()
         return res
 
     # ------------------------------------------------------------------ batches
@@ -194,38 +194,58 @@ class Uploader:
             n = out
 
     def _backfill(self, res: RoundResult, deadline: float | None) -> str:
-        """Oldest-first batches; the next one is claimed and encoded while the current one is in flight."""
+        """Oldest-first batches, pipelined one deep: the next batch is claimed and encoded while the
+        current one is in flight, and posted as soon as the current one is acknowledged (before the
+        buffer's ack), so the central never waits for the node's SD card."""
         cap = self.max_batch_readings
-        if deadline is not None and self._clock() >= deadline:
+        if self._deadline_passed(deadline):
             return _SENT
-        prep = self._prepare(res, cap, newest_first=False)
-        while prep is not None:
-            future = self._pool().submit(self._post, prep[1], res)
-            nxt = None
-            try:
-                if deadline is None or self._clock() < deadline:
-                    nxt = self._prepare(res, cap, newest_first=False)
-                verdict, answer = future.result()
-            except BaseException:
-                future.result()  # never leave a request running behind our back
+        cur = self._prepare(res, cap, newest_first=False)
+        if cur is None:
+            return _EMPTY
+        unsettled = [cur[0]]
+        future: concurrent.futures.Future[tuple[Verdict, Any]] | None = self._pool().submit(
+            self._post, cur[1], res)
+        try:
+            while True:
+                nxt = None if self._deadline_passed(deadline) else self._prepare(res, cap, newest_first=False)
                 if nxt is not None:
+                    unsettled.append(nxt[0])
+                assert future is not None
+                verdict, answer = future.result()
+                future = None
+                self._report_clock()
+                if verdict.action is Action.ACK and nxt is not None:
+                    future = self._pool().submit(self._post, nxt[1], res)
+                out = self._settle(res, cur[0], verdict, answer, live=False)
+                unsettled.remove(cur[0])
+                if out == _SENT:  # acknowledged, or dead-lettered and the queue goes on
+                    if nxt is None:
+                        return _SENT if self._deadline_passed(deadline) else _EMPTY
+                    cur = nxt
+                    if future is None:
+                        future = self._pool().submit(self._post, cur[1], res)
+                    continue
+                if nxt is not None:  # not posted: the current batch was not acknowledged
                     self.buffer.release(nxt[0].id)
-                self.buffer.release(prep[0].id)
-                raise
-            self._report_clock()
-            out = self._settle(res, prep[0], verdict, answer, live=False)
-            if out == _SENT:
-                if nxt is None and deadline is not None and self._clock() >= deadline:
-                    return _SENT
-                prep = nxt
-                continue
-            if nxt is not None:
-                self.buffer.release(nxt[0].id)
-            if isinstance(out, str):
-                return out
-            cap = out  # 413: smaller batches for the rest of the round
-            prep = self._prepare(res, cap, newest_first=False)
-        return _EMPTY
+                    unsettled.remove(nxt[0])
+                if isinstance(out, str):
+                    return out
+                cap = out  # 413: smaller batches for the rest of the round
+                cur = self._prepare(res, cap, newest_first=False)
+                if cur is None:
+                    return _EMPTY
+                unsettled.append(cur[0])
+                future = self._pool().submit(self._post, cur[1], res)
+        except BaseException:
+            if future is not None:
+                concurrent.futures.wait([future])  # never leave a request running behind our back
+            for batch in unsettled:
+                self.buffer.release(batch.id)
+            raise
+
+    def _deadline_passed(self, deadline: float | None) -> bool:
+        return deadline is not None and self._clock() >= deadline
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -244,7 +264,11 @@ class Uploader:
             if not count and not batch.gaps and not batch.incidents:
                 self.buffer.ack(batch.id)
                 return None
-            body = self._encode(batch, alert=alert)
+            try:
+                body = self._encode(batch, alert=alert)
+            except ValueError as e:  # ProtocolError: a poison batch must not block newer data
+                self._dead_letter(res, batch, f"cannot encode: {e}")
+                continue
             if len(body) > self.max_batch_bytes and count > 1:
                 self.buffer.release(batch.id)
                 n = max(1, min(count - 1, int(count * self.max_batch_bytes / len(body) * _SHRINK)))
@@ -269,13 +293,7 @@ class Uploader:
                      count // 2)
             return count // 2
         if action in (Action.SPLIT, Action.DEAD_LETTER):
-            reason = f"{verdict.reason}{_detail(answer)}"
-            self.buffer.dead_letter(batch.id, reason)
-            res.dead_lettered += 1
-            res.dead_lettered_readings += count
-            self._status["dead_lettered"] += 1
-            self._status["last_error"] = res.error = f"batch rejected: {reason}"
-            log.warning("central refused batch %s (%d readings) for good: %s", batch.id, count, reason)
+            self._dead_letter(res, batch, f"{verdict.reason}{_detail(answer)}")
             # a refused batch of only gaps/incidents leaves a new incident behind: end the round
             # rather than loop on it
             return _SENT if count else _STOPPED
@@ -283,8 +301,21 @@ class Uploader:
         self._failed(res, verdict)
         return _FAILED
 
+    def _dead_letter(self, res: RoundResult, batch: Batch, reason: str) -> None:
+        count = len(batch.readings)
+        self.buffer.dead_letter(batch.id, reason)
+        res.dead_lettered += 1
+        res.dead_lettered_readings += count
+        self._status["dead_lettered"] += 1
+        self._status["last_error"] = res.error = f"batch rejected: {reason}"
+        log.warning("batch %s (%d readings) dropped for good: %s", batch.id, count, reason)
+
     def _encode(self, batch: Batch, *, alert: bool) -> bytes:
-        health = dict(self._health())
+        try:
+            health = dict(self._health())
+        except Exception as e:  # health is best effort; it never holds readings back
+            log.warning("health snapshot failed: %s: %s", type(e).__name__, e)
+            health = {}
         if alert:
             health[ALERT_HEALTH_KEY] = True
         return protocol.encode_batch(batch, health=health, sent_ms=self._now_ms())
@@ -384,7 +415,10 @@ class Uploader:
         if offset is not None:
             log.info("central clock offset %+d ms", offset)
             if self.on_clock_offset is not None:
-                self.on_clock_offset(offset)
+                try:
+                    self.on_clock_offset(offset)
+                except Exception:  # the agent's business; uploads go on
+                    log.exception("on_clock_offset(%d) failed", offset)
 
 
 # ---------------------------------------------------------------------- helpers

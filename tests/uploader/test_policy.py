@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.utils
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from node.upload_policy import Action, Backoff, classify, retry_after_seconds, server_time_ms
 
@@ -102,3 +104,18 @@ def test_server_time_prefers_body_then_date_header():
         (1_790_000_123_456, 0)
     assert server_time_ms({"Date": "garbage"}, {"server_time_ms": "x"}) is None
     assert server_time_ms({}, {"server_time_ms": True}) is None
+
+
+@given(initial=st.floats(0.1, 100), factor=st.floats(1, 1000), draws=st.lists(st.floats(0, 1), max_size=40),
+       retry_after=st.one_of(st.none(), st.floats(0, 1e6)))
+def test_backoff_stays_within_zero_and_cap_and_respects_retry_after(initial, factor, draws, retry_after):
+    cap = initial * factor
+    it = iter(draws)
+    b = Backoff(initial, cap, lambda: next(it, 0.5))
+    for i in range(len(draws)):
+        ceiling = b.ceiling()
+        d = b.next_delay(retry_after)
+        assert 0 <= d <= cap
+        assert ceiling == min(cap, initial * 2**i)
+        if retry_after is not None:
+            assert d >= min(retry_after, cap)

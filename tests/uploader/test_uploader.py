@@ -287,3 +287,41 @@ def test_request_headers_are_lean(buf, central, proxy):
     head = proxy.recorded[0].split(b"\r\n\r\n", 1)[0].decode().lower()
     assert "user-agent: streetnode/" in head and "accept: */*" not in head and "connection:" not in head
     assert "content-encoding: gzip" in head and "x-streetnode-signature:" in head
+
+
+def test_dead_letter_mid_backfill_goes_on_with_the_prefetched_batch(buf, central, proxy):
+    total = fill(buf, 200)  # live 100, then backfill 300, 300, 300
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=300)
+    proxy.set("pass", count=1)
+    proxy.set("status", count=1, status=400, body={"error": "bad_json"})  # first backfill batch
+    res = up.run_round()
+    assert res.backlog_empty and res.dead_lettered_readings == 300
+    assert res.readings == total - 300 and buf.stats().claimed == 0
+    assert central.seqs() == list(range(301, total + 1))
+
+
+def test_a_successful_round_clears_the_backoff(buf, central, proxy):
+    fill(buf, 5)
+    up = make_uploader(buf, proxy.url, central.key, backoff_initial=50, rng=lambda: 1.0)
+    proxy.set("status", count=1, status=502)
+    up.run_round()
+    assert not up.ready()
+    fill(buf, 5, start=5)
+    assert up.run_round().error is None  # the agent may force a round (e.g. a storm alert)
+    assert up.ready() and up.status()["consecutive_failures"] == 0
+
+
+def test_a_failing_health_snapshot_or_clock_hook_never_holds_readings_back(buf, central):
+    total = fill(buf, 5)
+
+    def broken_health():
+        raise OSError("vcgencmd not found")
+
+    def broken_hook(offset_ms):
+        raise RuntimeError("agent bug")
+
+    up = make_uploader(buf, central.url, central.key, health=broken_health, on_clock_offset=broken_hook,
+                       clock=lambda: time.time() - 900)
+    res = up.run_round()
+    assert res.error is None and res.readings == total
+    assert central.seqs() == list(range(1, total + 1))

@@ -1,0 +1,48 @@
+"""TLS to the real receiver: verified against a custom CA bundle, refused without it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from central.server import serve_in_thread
+from node.uploader import Uploader
+from tests.uploader.conftest import NODE, Central, fill
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+
+
+@pytest.fixture
+def tls_central(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    c = Central(tmp_path)
+    c._stop()  # replace the plain-HTTP server by a TLS one on the same store
+    c.url, c._stop = serve_in_thread(c.store, tls_cert=str(cert), tls_key=str(key))
+    c.cert = cert
+    yield c
+    c.close()
+
+
+def test_custom_ca_bundle_is_verified(buf, tls_central):
+    assert tls_central.url.startswith("https://127.0.0.1:")
+    total = fill(buf, 10)
+    up = Uploader(buf, tls_central.url, tls_central.key, NODE, ca_bundle=str(tls_central.cert))
+    res = up.run_round()
+    assert res.error is None and res.readings == total
+    assert tls_central.seqs() == list(range(1, total + 1))
+    up.close()
+
+
+def test_unknown_certificate_is_refused_and_the_data_kept(buf, tls_central):
+    total = fill(buf, 10)
+    up = Uploader(buf, tls_central.url, tls_central.key, NODE, rng=lambda: 0.5)
+    res = up.run_round()
+    assert res.error.startswith("SSLError") and "CERTIFICATE_VERIFY_FAILED" in res.error
+    assert res.next_attempt_at > up.status()["last_attempt_at"]
+    assert tls_central.seqs() == [] and buf.stats().readings == total
+    up.close()
