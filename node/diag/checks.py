@@ -1,0 +1,54 @@
+"""Which checks run, in which order, with which prerequisites and deadlines."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from functools import partial
+
+from node import __version__
+from node.diag import system
+from node.diag.context import DiagContext
+from node.diag.core import Check, Report, Runner
+
+OVERALL_DEADLINE_S = 9.0  # the issue promises <= 10 s; keep a margin for start-up and output
+
+
+def i2c_buses(ctx: DiagContext) -> list[int]:
+    if ctx.cfg is None:
+        return []
+    return sorted({s["bus"] for s in ctx.cfg.sensors if s["enabled"] and "bus" in s})
+
+
+def build_checks(ctx: DiagContext) -> list[Check]:
+    checks = [Check("config", system.check_config, deadline=1.0)]
+    for n in i2c_buses(ctx):
+        checks.append(Check(f"i2c.bus{n}", partial(system.check_i2c_bus, n=n), deadline=2.0))
+    checks += [
+        Check("clock", system.check_clock, deadline=2.0),
+        Check("disk", system.check_disk, deadline=2.0),
+        Check("power", system.check_power, deadline=1.0),
+        Check("cpu_temp", system.check_cpu_temp, deadline=1.0),
+        Check("service", system.check_service, deadline=4.0),
+    ]
+    return checks
+
+
+def node_info(ctx: DiagContext) -> dict[str, object]:
+    return {
+        "id": ctx.node_id,
+        "config": ctx.cfg.source if ctx.cfg else ctx.config_path,
+        "hostname": socket.gethostname(),
+        "streetnode": __version__,
+        "emulated": ctx.emulate,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ctx.wall())),
+    }
+
+
+def run_diag(ctx: DiagContext, *, overall_deadline: float = OVERALL_DEADLINE_S,
+             clock: Callable[[], float] = time.monotonic) -> Report:
+    """Run every check for this node; never raises for a failing check."""
+    t0 = clock()
+    results = Runner(build_checks(ctx), overall_deadline=overall_deadline, clock=clock).run(ctx)
+    return Report(results, clock() - t0, node_info(ctx))
