@@ -1,0 +1,164 @@
+"""The central's storage interface, implemented by `SqliteStore` and `PgStore`.
+
+Readings are unique by (node, epoch, seq): storing a batch again stores
+nothing twice. Accepted request signatures are remembered in the same
+transaction as the batch, so a replay is refused even after a restart.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from node.model import Gap, Incident
+from node.protocol import IngestBatch
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used."""
+
+
+class UnknownNode(StoreError, KeyError):
+    pass
+
+
+class NodeExists(StoreError, ValueError):
+    pass
+
+
+class Replay(StoreError):
+    """This request signature was already accepted."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    stored: int
+    duplicates: int
+    gaps: int
+    incidents: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "gaps": self.gaps,
+                "incidents": self.incidents}
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    created_ms: int
+    last_seen_ms: int | None
+    health: dict[str, Any] | None
+    readings: int
+    gaps: int
+    missing_readings: int  # sum of the gaps' counts
+    incidents: int
+
+
+@dataclass(frozen=True)
+class StoredReading:
+    node_id: str
+    epoch: int
+    seq: int
+    channel: str
+    unit: str
+    value: float | None
+    flags: int
+    wall_ms: int
+    boot_ms: int
+    boot_id: str
+    received_ms: int
+
+
+READING_COLUMNS = ("node_id", "epoch", "seq", "channel", "unit", "value", "flags", "wall_ms", "boot_ms",
+                   "boot_id", "received_ms")
+
+
+class Store(abc.ABC):
+    """One contract for every backend (see tests/central/test_store_contract.py)."""
+
+    @abc.abstractmethod
+    def create_schema(self) -> None:
+        """Create the tables if they do not exist (idempotent)."""
+
+    # ---- nodes and keys
+    @abc.abstractmethod
+    def add_node(self, node_id: str, key: bytes, now_ms: int) -> None:
+        """Raises `NodeExists`."""
+
+    @abc.abstractmethod
+    def set_key(self, node_id: str, key: bytes) -> None:
+        """Replace a node's key; raises `UnknownNode`."""
+
+    @abc.abstractmethod
+    def node_key(self, node_id: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    def list_nodes(self) -> list[NodeInfo]: ...
+
+    # ---- ingest
+    @abc.abstractmethod
+    def ingest(self, batch: IngestBatch, *, signature: str, expires_ms: int, now_ms: int) -> IngestResult:
+        """Store a decoded batch and remember its signature, in one transaction.
+
+        Raises `Replay` (storing nothing) when the signature was already accepted.
+        """
+
+    @abc.abstractmethod
+    def accept_signature(self, node_id: str, signature: str, *, expires_ms: int, now_ms: int) -> None:
+        """Remember a signature (for requests without a batch, e.g. ping); raises `Replay`."""
+
+    # ---- reading back
+    @abc.abstractmethod
+    def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
+                 until_ms: int | None = None, limit: int | None = None) -> list[StoredReading]:
+        """Readings by wall time (since inclusive, until exclusive), then epoch and seq."""
+
+    @abc.abstractmethod
+    def count_readings(self, node_id: str | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def seqs(self, node_id: str, epoch: int) -> list[int]:
+        """Every stored sequence number of one node epoch, ascending (each exactly once)."""
+
+    @abc.abstractmethod
+    def gaps(self, node_id: str) -> list[Gap]: ...
+
+    @abc.abstractmethod
+    def incidents(self, node_id: str) -> list[Incident]: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+def default_db_url() -> str:
+    """sqlite:///<state dir>/central.db; the state dir is $STREETNODE_CENTRAL_STATE or ./."""
+    state = os.environ.get("STREETNODE_CENTRAL_STATE") or os.environ.get("STATE_DIRECTORY") or "."
+    return f"sqlite:///{os.path.abspath(os.path.join(state, 'central.db'))}"
+
+
+def open_store(url: str) -> Store:
+    """Open (and create the schema of) ``sqlite:///path`` or ``postgresql://...``.
+
+    A ``schema=NAME`` query parameter on a PostgreSQL URL puts the tables in that schema.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from central.store_sqlite import SqliteStore
+
+        path = url[len("sqlite://"):]
+        if path.startswith("/") and not path.startswith("//"):
+            path = path[1:] if path.startswith("/./") else path
+        if not path or path == "/":
+            raise StoreError(f"--db {url}: expected sqlite:///path/to/central.db")
+        store: Store = SqliteStore(path)
+    elif scheme in ("postgresql", "postgres"):
+        from central.store_pg import PgStore
+
+        store = PgStore(url)
+    else:
+        raise StoreError(f"--db {url!r}: expected sqlite:///path or postgresql://...")
+    store.create_schema()
+    return store

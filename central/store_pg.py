@@ -1,0 +1,78 @@
+"""PostgreSQL store (psycopg 3): batches are COPYed into a temp table, then
+``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, so a re-sent batch stores nothing twice."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+
+from central.store import StoreError
+from central.store_sql import SqlStore
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, received_ms"
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Remove our ``schema=`` query parameter from a PostgreSQL URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = [(k, v) for k, v in query if k != "schema"]
+    if schema is not None and not _SCHEMA_RE.match(schema):
+        raise StoreError(f"--db: schema={schema!r}: expected a lowercase SQL identifier")
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class PgStore(SqlStore):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url, self.schema = split_schema(url)
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._conn = None
+        if self._conn is None:
+            try:
+                conn = psycopg.connect(self.url, connect_timeout=10)
+                if self.schema:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                    conn.execute(f'SET search_path TO "{self.schema}"')
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_readings (node_id TEXT, "
+                             "epoch BIGINT, seq BIGINT, channel TEXT, value DOUBLE PRECISION, flags BIGINT, "
+                             "wall_ms BIGINT, boot_ms BIGINT, boot_id TEXT, received_ms BIGINT) "
+                             "ON COMMIT DELETE ROWS")
+                conn.commit()
+            except psycopg.Error as e:
+                raise StoreError(f"--db {redact(self.url)}: cannot connect: {e}".strip()) from None
+            self._conn = conn
+        return self._conn
+
+    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+        with cur.copy(f"COPY incoming_readings ({_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming_readings "
+                    "ON CONFLICT DO NOTHING")
+        return cur.rowcount  # incoming_readings empties itself on commit
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,260 @@
+"""SQL shared by the SQLite and PostgreSQL stores (written with ``?`` placeholders)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from central.store import (
+    IngestResult,
+    NodeExists,
+    NodeInfo,
+    Replay,
+    Store,
+    StoredReading,
+    UnknownNode,
+)
+from node.model import Gap, Incident
+from node.protocol import IngestBatch
+
+TABLES = [
+    """CREATE TABLE IF NOT EXISTS nodes (
+        node_id TEXT PRIMARY KEY,
+        key_hex TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        last_seen_ms BIGINT,
+        health_json TEXT,
+        health_ms BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS channels (
+        node_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        PRIMARY KEY (node_id, channel))""",
+    """CREATE TABLE IF NOT EXISTS readings (
+        node_id TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        channel TEXT NOT NULL,
+        value DOUBLE PRECISION,
+        flags BIGINT NOT NULL,
+        wall_ms BIGINT NOT NULL,
+        boot_ms BIGINT NOT NULL,
+        boot_id TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (node_id, epoch, seq))""",
+    "CREATE INDEX IF NOT EXISTS readings_by_time ON readings (node_id, wall_ms)",
+    """CREATE TABLE IF NOT EXISTS gaps (
+        node_id TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        first_seq BIGINT NOT NULL,
+        last_seq BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        first_wall_ms BIGINT,
+        last_wall_ms BIGINT,
+        reason TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (node_id, epoch, first_seq, last_seq, reason))""",
+    """CREATE TABLE IF NOT EXISTS incidents (
+        node_id TEXT NOT NULL,
+        epoch BIGINT NOT NULL,
+        incident_id BIGINT NOT NULL,
+        wall_ms BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        count BIGINT,
+        received_ms BIGINT NOT NULL,
+        PRIMARY KEY (node_id, epoch, incident_id))""",
+    """CREATE TABLE IF NOT EXISTS signatures (
+        node_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        PRIMARY KEY (node_id, signature))""",
+    "CREATE INDEX IF NOT EXISTS signatures_by_expiry ON signatures (expires_ms)",
+]
+
+
+class SqlStore(Store):
+    """Shared implementation; subclasses provide the connection and the bulk reading insert."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    # ---- backend hooks
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    def _connection(self) -> Any:
+        raise NotImplementedError
+
+    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` (columns as in `readings`), skipping existing keys; returns how many were new."""
+        raise NotImplementedError
+
+    def _begin(self, conn: Any) -> None:
+        """Start a write transaction."""
+
+    # ---- helpers
+    def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
+        cur.execute(self._sql(sql), params)
+        return cur
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                cur = conn.cursor()
+                rows = self._exec(cur, sql, params).fetchall()
+                conn.commit()
+                return rows
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def _write(self, fn: Any) -> Any:
+        with self._lock:
+            conn = self._connection()
+            try:
+                self._begin(conn)
+                cur = conn.cursor()
+                result = fn(cur)
+                conn.commit()
+                return result
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def create_schema(self) -> None:
+        def run(cur: Any) -> None:
+            for stmt in TABLES:
+                self._exec(cur, stmt)
+
+        self._write(run)
+
+    # ---- nodes
+    def add_node(self, node_id: str, key: bytes, now_ms: int) -> None:
+        def run(cur: Any) -> None:
+            self._exec(cur, "INSERT INTO nodes (node_id, key_hex, created_ms) VALUES (?, ?, ?) "
+                       "ON CONFLICT (node_id) DO NOTHING", (node_id, key.hex(), now_ms))
+            if cur.rowcount != 1:
+                raise NodeExists(f"node {node_id!r} already exists (use 'node rotate' for a new key)")
+
+        self._write(run)
+
+    def set_key(self, node_id: str, key: bytes) -> None:
+        def run(cur: Any) -> None:
+            self._exec(cur, "UPDATE nodes SET key_hex = ? WHERE node_id = ?", (key.hex(), node_id))
+            if cur.rowcount != 1:
+                raise UnknownNode(f"unknown node {node_id!r}")
+
+        self._write(run)
+
+    def node_key(self, node_id: str) -> bytes | None:
+        rows = self._query("SELECT key_hex FROM nodes WHERE node_id = ?", (node_id,))
+        return bytes.fromhex(rows[0][0]) if rows else None
+
+    def list_nodes(self) -> list[NodeInfo]:
+        rows = self._query(
+            "SELECT n.node_id, n.created_ms, n.last_seen_ms, n.health_json, "
+            "(SELECT COUNT(*) FROM readings r WHERE r.node_id = n.node_id), "
+            "(SELECT COUNT(*) FROM gaps g WHERE g.node_id = n.node_id), "
+            "(SELECT COALESCE(SUM(g.count), 0) FROM gaps g WHERE g.node_id = n.node_id), "
+            "(SELECT COUNT(*) FROM incidents i WHERE i.node_id = n.node_id) "
+            "FROM nodes n ORDER BY n.node_id")
+        return [NodeInfo(r[0], int(r[1]), None if r[2] is None else int(r[2]),
+                         None if r[3] is None else json.loads(r[3]), int(r[4]), int(r[5]), int(r[6]),
+                         int(r[7])) for r in rows]
+
+    # ---- ingest
+    def _accept(self, cur: Any, node_id: str, signature: str, expires_ms: int, now_ms: int) -> None:
+        self._exec(cur, "DELETE FROM signatures WHERE expires_ms < ?", (now_ms,))
+        self._exec(cur, "INSERT INTO signatures (node_id, signature, expires_ms) VALUES (?, ?, ?) "
+                   "ON CONFLICT (node_id, signature) DO NOTHING", (node_id, signature, expires_ms))
+        if cur.rowcount != 1:
+            raise Replay(f"signature of node {node_id!r} was already accepted")
+
+    def accept_signature(self, node_id: str, signature: str, *, expires_ms: int, now_ms: int) -> None:
+        self._write(lambda cur: self._accept(cur, node_id, signature, expires_ms, now_ms))
+
+    def ingest(self, batch: IngestBatch, *, signature: str, expires_ms: int, now_ms: int) -> IngestResult:
+        node, epoch = batch.node_id, batch.epoch
+        rows = [(node, epoch, r.seq, r.channel, r.value, r.flags, r.wall_ms, r.boot_ms, r.boot_id, now_ms)
+                for r in batch.readings]
+
+        def run(cur: Any) -> IngestResult:
+            self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))
+            if not cur.fetchall():
+                raise UnknownNode(f"unknown node {node!r}")
+            self._accept(cur, node, signature, expires_ms, now_ms)
+            stored = self._insert_readings(cur, rows) if rows else 0
+            gaps = self._insert_many(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, "
+                                     "first_wall_ms, last_wall_ms, reason, received_ms) VALUES "
+                                     "(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                     [(node, g.epoch, g.first_seq, g.last_seq, g.count, g.first_wall_ms,
+                                       g.last_wall_ms, g.reason, now_ms) for g in batch.gaps])
+            incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "
+                                          "kind, detail, count, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                                          "ON CONFLICT DO NOTHING",
+                                          [(node, epoch, i.id, i.wall_ms, i.kind, i.detail, i.count, now_ms)
+                                           for i in batch.incidents])
+            for channel, unit in batch.units.items():
+                self._exec(cur, "INSERT INTO channels (node_id, channel, unit) VALUES (?, ?, ?) "
+                           "ON CONFLICT (node_id, channel) DO UPDATE SET unit = excluded.unit",
+                           (node, channel, unit))
+            self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
+                       "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
+            return IngestResult(stored, len(rows) - stored, gaps, incidents)
+
+        return self._write(run)
+
+    def _insert_many(self, cur: Any, sql: str, rows: Iterable[tuple[Any, ...]]) -> int:
+        n = 0
+        for row in rows:  # few rows: one statement each gives an exact count on every backend
+            self._exec(cur, sql, row)
+            n += max(cur.rowcount, 0)
+        return n
+
+    # ---- reading back
+    def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
+                 until_ms: int | None = None, limit: int | None = None) -> list[StoredReading]:
+        sql = ("SELECT r.node_id, r.epoch, r.seq, r.channel, COALESCE(c.unit, ''), r.value, r.flags, "
+               "r.wall_ms, r.boot_ms, r.boot_id, r.received_ms FROM readings r LEFT JOIN channels c "
+               "ON c.node_id = r.node_id AND c.channel = r.channel WHERE r.node_id = ?")
+        params: list[Any] = [node_id]
+        if channel is not None:
+            sql += " AND r.channel = ?"
+            params.append(channel)
+        if since_ms is not None:
+            sql += " AND r.wall_ms >= ?"
+            params.append(since_ms)
+        if until_ms is not None:
+            sql += " AND r.wall_ms < ?"
+            params.append(until_ms)
+        sql += " ORDER BY r.wall_ms, r.epoch, r.seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [StoredReading(r[0], int(r[1]), int(r[2]), r[3], r[4], None if r[5] is None else float(r[5]),
+                              int(r[6]), int(r[7]), int(r[8]), r[9], int(r[10]))
+                for r in self._query(sql, params)]
+
+    def count_readings(self, node_id: str | None = None) -> int:
+        if node_id is None:
+            return int(self._query("SELECT COUNT(*) FROM readings")[0][0])
+        return int(self._query("SELECT COUNT(*) FROM readings WHERE node_id = ?", (node_id,))[0][0])
+
+    def seqs(self, node_id: str, epoch: int) -> list[int]:
+        rows = self._query("SELECT seq FROM readings WHERE node_id = ? AND epoch = ? ORDER BY seq",
+                           (node_id, epoch))
+        return [int(r[0]) for r in rows]
+
+    def gaps(self, node_id: str) -> list[Gap]:
+        rows = self._query("SELECT epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason "
+                           "FROM gaps WHERE node_id = ? ORDER BY epoch, first_seq", (node_id,))
+        return [Gap(int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def incidents(self, node_id: str) -> list[Incident]:
+        rows = self._query("SELECT incident_id, wall_ms, kind, detail, count FROM incidents "
+                           "WHERE node_id = ? ORDER BY epoch, incident_id", (node_id,))
+        return [Incident(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]

@@ -1,0 +1,228 @@
+"""Time without an RTC: stamps, sync detection, step detection, corrections.
+
+A Pi boots with a stale wall clock (fake-hwclock) and steps it when NTP
+syncs. Every sampling cycle is stamped with wall time, CLOCK_BOOTTIME (never
+steps) and the boot id, plus whether the wall clock was synchronized. While
+it is not, `Clock` remembers the wall-minus-boot offset its stamps were taken
+with; when the clock becomes synchronized (or the central's time is learned
+during upload) the difference between the new and the remembered offset is
+the error of those readings, handed out as a `Correction` for
+``buffer.correct_clock(boot_id, offset_ms)``.
+
+Sync detection (`is_synchronized`): systemd-timesyncd's flag file, else the
+kernel's own NTP state via ``adjtimex(2)`` with ``modes = 0`` (read-only;
+``STA_UNSYNC`` / ``TIME_ERROR``), which works with chrony or ntpd too. None
+means unknown; then a step of the wall clock (the wall-minus-boot offset
+jumping by more than ``step_ms``) is taken as the clock being set.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.model import Stamp
+
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+SYNC_FLAG_PATHS = ("/run/systemd/timesync/synchronized",)
+LKG_FILE = "clock.json"
+
+_STA_UNSYNC = 0x0040
+_TIME_ERROR = 5
+_fallback_boot_id: str | None = None
+
+
+def read_boot_id(path: str = BOOT_ID_PATH) -> str:
+    """The kernel's boot id; a per-process random stand-in when unreadable."""
+    global _fallback_boot_id
+    try:
+        text = Path(path).read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    if _fallback_boot_id is None:
+        _fallback_boot_id = "nobootid-" + uuid.uuid4().hex
+    return _fallback_boot_id
+
+
+def boot_ms() -> int:
+    """CLOCK_BOOTTIME in ms: monotonic, counts suspend, restarts at 0 each boot."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * 1000)
+
+
+class _Timex(ctypes.Structure):
+    # struct timex of the plain (not _TIME_BITS=64) adjtimex symbol: longs and ints.
+    _fields_ = [
+        ("modes", ctypes.c_uint), ("offset", ctypes.c_long), ("freq", ctypes.c_long),
+        ("maxerror", ctypes.c_long), ("esterror", ctypes.c_long), ("status", ctypes.c_int),
+        ("constant", ctypes.c_long), ("precision", ctypes.c_long), ("tolerance", ctypes.c_long),
+        ("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long), ("tick", ctypes.c_long),
+        ("ppsfreq", ctypes.c_long), ("jitter", ctypes.c_long), ("shift", ctypes.c_int),
+        ("stabil", ctypes.c_long), ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long),
+        ("errcnt", ctypes.c_long), ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int),
+        ("_pad", ctypes.c_int * 11),
+    ]
+
+
+def kernel_synchronized() -> bool | None:
+    """The kernel NTP state via adjtimex(modes=0); None if the call is unavailable."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = getattr(libc, "adjtimex", None) or libc.ntp_adjtime
+        tx = _Timex()
+        state = fn(ctypes.byref(tx))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return state != _TIME_ERROR and not tx.status & _STA_UNSYNC
+
+
+def is_synchronized(*, paths: Sequence[str] = SYNC_FLAG_PATHS, kernel: bool = True) -> bool | None:
+    """True if the wall clock is NTP-synchronized, False if not, None if unknown."""
+    for p in paths:
+        if os.path.exists(p):
+            return True
+    return kernel_synchronized() if kernel else None
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """Readings of ``boot_id`` stamped while unsynced are ``offset_ms`` off."""
+
+    boot_id: str
+    offset_ms: int
+    source: str  # "ntp", "step" or "central"
+
+
+class Clock:
+    """Stamps cycles and turns clock sync events into `Correction`s.
+
+    While unsynchronized, stamps follow the boot clock from the first
+    unsynced stamp (``wall = boot + base``), so a step of the wall clock
+    before sync is detected cannot split them: one offset corrects them all.
+    Thread-safe: the sampling thread calls `stamp`/`poll`, the uploader thread
+    `learn_offset`. Corrections queue until `take_corrections`.
+    """
+
+    def __init__(
+        self,
+        *,
+        wall: Callable[[], float] = time.time,
+        boot: Callable[[], int] = boot_ms,
+        sync: Callable[[], bool | None] = is_synchronized,
+        boot_id: str | None = None,
+        step_ms: int = 2000,
+        sync_poll_s: float = 0.5,
+    ) -> None:
+        self._wall, self._boot, self._sync = wall, boot, sync
+        self._boot_id = boot_id
+        self._step_ms, self._sync_poll_ms = step_ms, int(sync_poll_s * 1000)
+        self._lock = threading.Lock()
+        self._synced: bool | None = None
+        self._set_by_step = False
+        self._last_sync_check: int | None = None
+        self._last_offset: int | None = None
+        self._base: int | None = None  # wall - boot of stamps waiting for a correction
+        self._pending: list[Correction] = []
+        self.last_correction: Correction | None = None
+
+    @property
+    def boot_id(self) -> str:
+        if self._boot_id is None:
+            self._boot_id = read_boot_id()
+        return self._boot_id
+
+    @property
+    def synced(self) -> bool | None:
+        """The last sync state seen (None: unknown)."""
+        return self._synced
+
+    def _check(self) -> tuple[int, int, bool]:
+        """(wall ms, boot ms, synced); queue a correction on the unsynced -> synced edge."""
+        wall, boot = int(self._wall() * 1000), int(self._boot())
+        offset = wall - boot
+        stepped = self._last_offset is not None and abs(offset - self._last_offset) > self._step_ms
+        self._last_offset = offset
+        due = self._last_sync_check is None or boot - self._last_sync_check >= self._sync_poll_ms
+        if due or stepped:
+            self._last_sync_check = boot
+            s = self._sync()
+            if s is None and (stepped or self._set_by_step):
+                self._set_by_step = True  # unknown sync state: a step means the clock was set
+                s = True
+            self._synced = s
+        if self._synced:
+            if self._base is not None:
+                self._queue(offset - self._base, "step" if self._set_by_step else "ntp")
+            return wall, boot, True
+        return wall, boot, False
+
+    def _queue(self, offset_ms: int, source: str) -> Correction:
+        c = Correction(self.boot_id, int(offset_ms), source)
+        self._pending.append(c)
+        self.last_correction = c
+        self._base = None
+        return c
+
+    def poll(self) -> bool:
+        """Check for sync/step events without stamping; returns the sync state."""
+        with self._lock:
+            return self._check()[2]
+
+    def stamp(self) -> Stamp:
+        with self._lock:
+            wall, boot, synced = self._check()
+            if synced:
+                return Stamp(wall, boot, self.boot_id, True)
+            if self._base is None:
+                self._base = wall - boot
+            return Stamp(boot + self._base, boot, self.boot_id, False)
+
+    def learn_offset(self, offset_ms: int) -> Correction | None:
+        """The central's clock minus ours (learned during upload): corrects unsynced stamps.
+
+        Later unsynced stamps follow the central's time (and are corrected again
+        by the next learned offset, usually by a few ms).
+        """
+        with self._lock:
+            wall, boot, synced = self._check()
+            if synced:
+                return None  # our own clock is synchronized: trust it
+            central_base = wall + int(offset_ms) - boot
+            if self._base is None:
+                self._base = central_base
+                return None
+            c = self._queue(central_base - self._base, "central")
+            self._base = central_base
+            return c
+
+    def take_corrections(self) -> list[Correction]:
+        with self._lock:
+            out, self._pending = self._pending, []
+            return out
+
+
+def last_known_good_time(state_dir: str | os.PathLike[str]) -> int | None:
+    """Wall ms last seen while the clock was synchronized (persisted by the agent)."""
+    try:
+        data = json.loads((Path(state_dir) / LKG_FILE).read_text())
+        return int(data["wall_ms"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def save_last_known_good_time(state_dir: str | os.PathLike[str], wall_ms: int) -> None:
+    """Atomically record a synchronized wall time (call rarely: SD-card wear)."""
+    path = Path(state_dir) / LKG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"wall_ms": int(wall_ms)}))
+    os.replace(tmp, path)

@@ -1,0 +1,58 @@
+"""Logging to stderr, journald-friendly.
+
+Under systemd (``JOURNAL_STREAM`` set) lines carry a ``<N>`` syslog priority
+prefix and no timestamp: journald adds its own. Elsewhere: a timestamp, the
+level and the logger name. Level: ``-v`` (info), ``-vv`` (debug), else the
+config's ``node.log_level``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6)
+        text = f"{record.name}: {record.getMessage()}"
+        if record.exc_info and os.environ.get("STREETNODE_DEBUG", "") not in ("", "0"):
+            text += "\n" + self.formatException(record.exc_info)
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+class PlainFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatException(self, ei: object) -> str:
+        if os.environ.get("STREETNODE_DEBUG", "") not in ("", "0"):
+            return super().formatException(ei)  # type: ignore[arg-type]
+        return ""
+
+
+def level_for(config_level: str | None, verbose: int) -> int:
+    if verbose >= 2:
+        return logging.DEBUG
+    if verbose == 1:
+        return min(logging.INFO, logging.getLevelName((config_level or "info").upper()))
+    return logging.getLevelName((config_level or "info").upper())
+
+
+def setup(config_level: str | None = "info", verbose: int = 0, stream: object = None) -> logging.Handler:
+    """Install one stderr handler on the ``streetnode`` logger tree and the root."""
+    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler.setFormatter(JournalFormatter() if os.environ.get("JOURNAL_STREAM") else PlainFormatter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_streetnode", False):
+            root.removeHandler(h)
+    handler._streetnode = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level_for(config_level, verbose))
+    for noisy in ("urllib3", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler

@@ -1,0 +1,559 @@
+"""The v1 wire format shared by node and central (see docs/protocol.md).
+
+A batch travels as gzip-compressed JSON in a columnar layout: readings are
+grouped per channel; sequence numbers, stamp indexes and values (integers in
+the channel's decimal resolution) are delta-encoded; a sampling cycle's
+stamp (wall_ms, boot_ms, boot id) is stored once in a stamp table; flags are
+run-length encoded; boot ids sit in a small table referenced by index. Decoding
+reproduces every `Reading` exactly (values that are not exact multiples of the
+resolution travel verbatim in a per-channel exception list).
+
+Requests are signed with HMAC-SHA256 over method, path, timestamp, node id and
+the body's SHA-256 (`sign_request` / `verify_signature`).
+
+This module runs on the Pi: it imports only the standard library and node.model.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import hmac
+import json
+import math
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.model import Batch, Gap, Incident, Reading, unit_of
+
+PROTOCOL_VERSION = 1
+INGEST_PATH = "/v1/ingest"
+PING_PATH = "/v1/ping"
+CONTENT_TYPE = "application/vnd.streetnode.v1+json"
+CONTENT_ENCODING = "gzip"
+# headers every ingest body is sent with (besides the signature headers)
+BODY_HEADERS = {"Content-Type": CONTENT_TYPE, "Content-Encoding": CONTENT_ENCODING}
+HEADER_NODE = "X-Streetnode-Node"
+HEADER_TIMESTAMP = "X-Streetnode-Timestamp"
+HEADER_SIGNATURE = "X-Streetnode-Signature"
+HEADER_SERVER_TIME = "X-Streetnode-Server-Time"  # on every central response, ms since the epoch
+TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
+
+MAX_SAFE_INT = 2**53 - 1
+MAX_DECIMALS = 9
+MAX_CHANNELS = 1024
+MAX_BOOTS = 4096
+MAX_STR = 256
+MAX_DETAIL = 4096
+MAX_HEALTH_KEYS = 64
+GAP_REASONS = ("evicted_size", "evicted_age", "disk_full", "overflow", "rejected")
+
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SIG_RE = re.compile(r"^[0-9a-f]{64}$")
+_TS_RE = re.compile(r"^[0-9]{1,15}$")
+
+
+class ProtocolError(ValueError):
+    """A body or header that does not follow the protocol; ``field`` names where."""
+
+    def __init__(self, field: str, message: str, *, code: str = "schema") -> None:
+        self.field = field
+        self.message = message
+        self.code = code  # "schema", "bad_gzip", "bad_json", "too_large"
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+@dataclass
+class IngestBatch:
+    """A decoded, validated ingest body."""
+
+    node_id: str
+    epoch: int
+    sent_ms: int
+    readings: list[Reading]
+    gaps: list[Gap] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+    health: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)  # channel -> unit
+    batch_id: int | None = None
+
+
+# ---------------------------------------------------------------- encoding helpers
+def _decimals(resolution: float) -> int:
+    """Decimal digits of a power-of-ten resolution (0.01 -> 2); others get 6."""
+    if resolution > 0:
+        k = -math.log10(resolution)
+        if abs(k - round(k)) < 1e-9 and 0 <= round(k) <= MAX_DECIMALS:
+            return int(round(k))
+    return 6
+
+
+def _scaled(value: float, decimals: int) -> int | None:
+    """The integer n with n / 10**decimals == value exactly, or None."""
+    if not math.isfinite(value) or abs(value) > 1e12:
+        return None
+    n = round(value * 10**decimals)
+    back = n / 10**decimals if decimals else float(n)
+    if back != value or math.copysign(1.0, back) != math.copysign(1.0, value):
+        return None
+    return n
+
+
+def _unscale(n: int, decimals: int) -> float:
+    return n / 10**decimals if decimals else float(n)
+
+
+def _deltas(values: list[int]) -> list[int]:
+    out, prev = [], 0
+    for v in values:
+        out.append(v - prev)
+        prev = v
+    return out
+
+
+def _rle(values: list[Any]) -> list[Any]:
+    """[a, a, a, b] -> [3, a, 1, b]."""
+    out: list[Any] = []
+    for v in values:
+        if out and out[-1] == v and type(out[-1]) is type(v):
+            out[-2] += 1
+        else:
+            out.extend((1, v))
+    return out
+
+
+def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> dict[str, Any]:
+    """The v1 JSON document for ``batch`` (before serialization and gzip)."""
+    readings = sorted(batch.readings, key=lambda r: r.seq)
+    boots: list[str] = []
+    boot_index: dict[str, int] = {}
+    stamp_index: dict[tuple[int, int, str], int] = {}
+    walls: list[int] = []
+    offsets: list[int] = []
+    stamp_boots: list[int] = []
+    per_channel: dict[str, list[tuple[Reading, int]]] = {}
+    prev_seq = None
+    for r in readings:
+        if r.seq == prev_seq:
+            raise ProtocolError(f"readings[seq={r.seq}]", "duplicate sequence number in one batch")
+        prev_seq = r.seq
+        key = (r.wall_ms, r.boot_ms, r.boot_id)
+        si = stamp_index.get(key)
+        if si is None:
+            bi = boot_index.get(r.boot_id)
+            if bi is None:
+                bi = boot_index[r.boot_id] = len(boots)
+                boots.append(r.boot_id)
+            si = stamp_index[key] = len(walls)
+            walls.append(r.wall_ms)
+            offsets.append(r.wall_ms - r.boot_ms)
+            stamp_boots.append(bi)
+        per_channel.setdefault(r.channel, []).append((r, si))
+
+    channels = []
+    for name, rows in per_channel.items():
+        unit, resolution = unit_of(name)
+        decimals = _decimals(resolution)
+        values: list[int | None] = []
+        exact: list[list[Any]] = []
+        prev = 0
+        for i, (r, _) in enumerate(rows):
+            if r.value is None:
+                values.append(None)
+                continue
+            n = _scaled(r.value, decimals)
+            if n is None:
+                values.append(None)
+                exact.append([i, r.value if math.isfinite(r.value) else repr(r.value)])
+                continue
+            values.append(n - prev)
+            prev = n
+        ch: dict[str, Any] = {
+            "name": name,
+            "unit": unit,
+            "dec": decimals,
+            "s": _deltas([r.seq for r, _ in rows]),
+            "t": _deltas([si for _, si in rows]),
+            "v": values,
+        }
+        flags = [r.flags for r, _ in rows]
+        if any(flags):
+            ch["f"] = _rle(flags)
+        if exact:
+            ch["x"] = exact
+        channels.append(ch)
+
+    doc: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "node": batch.node_id,
+        "epoch": batch.epoch,
+        "batch": batch.id,
+        "sent_ms": sent_ms,
+        "boots": boots,
+        "stamps": {"wall": _deltas(walls), "off": _deltas(offsets), "boot": _rle(stamp_boots)},
+        "channels": channels,
+        "gaps": [
+            {"epoch": g.epoch, "first_seq": g.first_seq, "last_seq": g.last_seq, "count": g.count,
+             "first_wall_ms": g.first_wall_ms, "last_wall_ms": g.last_wall_ms, "reason": g.reason}
+            for g in batch.gaps
+        ],
+        "incidents": [
+            {"id": i.id, "wall_ms": i.wall_ms, "kind": i.kind, "detail": i.detail, "count": i.count}
+            for i in batch.incidents
+        ],
+        "health": dict(health),
+    }
+    return doc
+
+
+def encode_batch(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> bytes:
+    """The gzip-compressed v1 body for ``batch``; send it with `BODY_HEADERS`."""
+    doc = encode_payload(batch, health=health, sent_ms=sent_ms)
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+
+
+# ---------------------------------------------------------------- decoding
+def gunzip_limited(raw: bytes, max_decompressed: int) -> bytes:
+    """Decompress one gzip member, refusing more than ``max_decompressed`` bytes."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(raw, max_decompressed + 1)
+    except zlib.error as e:
+        raise ProtocolError("body", f"not valid gzip ({e})", code="bad_gzip") from None
+    if len(out) > max_decompressed:
+        raise ProtocolError("body", f"decompresses to more than {max_decompressed} bytes",
+                            code="too_large")
+    if not d.eof:
+        raise ProtocolError("body", "truncated gzip stream", code="bad_gzip")
+    if d.unused_data:
+        raise ProtocolError("body", "trailing data after the gzip stream", code="bad_gzip")
+    return out
+
+
+def _int(v: Any, path: str, lo: int = -MAX_SAFE_INT, hi: int = MAX_SAFE_INT) -> int:
+    if type(v) is not int:
+        raise ProtocolError(path, f"expected an integer, got {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ProtocolError(path, f"expected an integer in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _opt_int(v: Any, path: str, lo: int = -MAX_SAFE_INT) -> int | None:
+    return None if v is None else _int(v, path, lo)
+
+
+def _str(v: Any, path: str, max_len: int = MAX_STR, pattern: re.Pattern[str] | None = None) -> str:
+    if not isinstance(v, str):
+        raise ProtocolError(path, f"expected a string, got {type(v).__name__}")
+    if len(v) > max_len:
+        raise ProtocolError(path, f"longer than {max_len} characters")
+    if pattern is not None and not pattern.match(v):
+        raise ProtocolError(path, f"does not match {pattern.pattern}")
+    return v
+
+
+def _list(v: Any, path: str) -> list[Any]:
+    if not isinstance(v, list):
+        raise ProtocolError(path, f"expected an array, got {type(v).__name__}")
+    return v
+
+
+def _obj(v: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise ProtocolError(path, f"expected an object, got {type(v).__name__}")
+    for k in required:
+        if k not in v:
+            raise ProtocolError(f"{path}.{k}" if path else k, "required")
+    allowed = set(required) | set(optional)
+    for k in v:
+        if k not in allowed:
+            raise ProtocolError(f"{path}.{k}" if path else k, "unknown key")
+    return v
+
+
+def _undelta(deltas: list[Any], path: str, lo: int = -MAX_SAFE_INT) -> list[int]:
+    out, acc = [], 0
+    for i, d in enumerate(deltas):
+        acc += _int(d, f"{path}[{i}]")
+        if not lo <= acc <= MAX_SAFE_INT:
+            raise ProtocolError(f"{path}[{i}]", f"running value {acc} out of range")
+        out.append(acc)
+    return out
+
+
+def _unrle(runs: list[Any], path: str, total: int, item: Any) -> list[Any]:
+    if len(runs) % 2:
+        raise ProtocolError(path, "expected [count, value, count, value, ...]")
+    out: list[Any] = []
+    for i in range(0, len(runs), 2):
+        n = _int(runs[i], f"{path}[{i}]", 1, total)
+        v = item(runs[i + 1], f"{path}[{i + 1}]")
+        if len(out) + n > total:
+            raise ProtocolError(path, f"runs cover more than {total} items")
+        out.extend([v] * n)
+    if len(out) != total:
+        raise ProtocolError(path, f"runs cover {len(out)} items, expected {total}")
+    return out
+
+
+def _float(v: Any, path: str) -> float:
+    if type(v) is int and abs(v) <= MAX_SAFE_INT:
+        return float(v)
+    if type(v) is float and math.isfinite(v):
+        return v
+    if v in ("nan", "inf", "-inf"):
+        return float(v)
+    raise ProtocolError(path, "expected a number")
+
+
+def _decode_stamps(doc: dict[str, Any], n_boots: int) -> list[tuple[int, int, int]]:
+    st = _obj(doc["stamps"], "stamps", ("wall", "off", "boot"))
+    walls = _undelta(_list(st["wall"], "stamps.wall"), "stamps.wall", lo=0)
+    offs = _undelta(_list(st["off"], "stamps.off"), "stamps.off")
+    if len(offs) != len(walls):
+        raise ProtocolError("stamps.off", f"has {len(offs)} items, expected {len(walls)}")
+    boots = _unrle(_list(st["boot"], "stamps.boot"), "stamps.boot", len(walls),
+                   lambda v, p: _int(v, p, 0, n_boots - 1))
+    stamps = []
+    for i, (w, o, b) in enumerate(zip(walls, offs, boots, strict=True)):
+        boot_ms = w - o
+        if not 0 <= boot_ms <= MAX_SAFE_INT:
+            raise ProtocolError(f"stamps.off[{i}]", f"gives boot_ms {boot_ms} out of range")
+        stamps.append((w, boot_ms, b))
+    return stamps
+
+
+def _decode_channel(ch: Any, path: str, stamps: list[tuple[int, int, int]], boots: list[str],
+                    out: list[Reading]) -> tuple[str, str]:
+    ch = _obj(ch, path, ("name", "dec", "s", "t", "v"), ("unit", "f", "x"))
+    name = _str(ch["name"], f"{path}.name")
+    if not name:
+        raise ProtocolError(f"{path}.name", "empty channel name")
+    unit = _str(ch.get("unit", ""), f"{path}.unit", 32)
+    dec = _int(ch["dec"], f"{path}.dec", 0, MAX_DECIMALS)
+    seqs = _undelta(_list(ch["s"], f"{path}.s"), f"{path}.s", lo=0)
+    n = len(seqs)
+    tis = _undelta(_list(ch["t"], f"{path}.t"), f"{path}.t", lo=0)
+    vals = _list(ch["v"], f"{path}.v")
+    for key, col in (("t", tis), ("v", vals)):
+        if len(col) != n:
+            raise ProtocolError(f"{path}.{key}", f"has {len(col)} items, expected {n} (as {path}.s)")
+    flags = (_unrle(_list(ch["f"], f"{path}.f"), f"{path}.f", n, lambda v, p: _int(v, p, 0, 2**31 - 1))
+             if "f" in ch else [0] * n)
+    exact: dict[int, float] = {}
+    for j, item in enumerate(_list(ch.get("x", []), f"{path}.x")):
+        item = _list(item, f"{path}.x[{j}]")
+        if len(item) != 2:
+            raise ProtocolError(f"{path}.x[{j}]", "expected [index, value]")
+        idx = _int(item[0], f"{path}.x[{j}][0]", 0, n - 1)
+        if vals[idx] is not None:
+            raise ProtocolError(f"{path}.x[{j}][0]", f"{path}.v[{idx}] must be null")
+        exact[idx] = _float(item[1], f"{path}.x[{j}][1]")
+    acc = 0
+    for i in range(n):
+        ti = tis[i]
+        if ti >= len(stamps):
+            raise ProtocolError(f"{path}.t[{i}]", f"stamp index {ti} but only {len(stamps)} stamps")
+        d = vals[i]
+        value: float | None
+        if d is None:
+            value = exact.get(i)
+        else:
+            acc += _int(d, f"{path}.v[{i}]")
+            if abs(acc) > MAX_SAFE_INT:
+                raise ProtocolError(f"{path}.v[{i}]", "running value out of range")
+            value = _unscale(acc, dec)
+        wall_ms, boot_ms, bi = stamps[ti]
+        out.append(Reading(seq=seqs[i], channel=name, value=value, flags=flags[i],
+                           wall_ms=wall_ms, boot_ms=boot_ms, boot_id=boots[bi]))
+    return name, unit
+
+
+def _decode_gap(g: Any, path: str) -> Gap:
+    g = _obj(g, path, ("epoch", "first_seq", "last_seq", "count", "reason"),
+             ("first_wall_ms", "last_wall_ms"))
+    first, last = _int(g["first_seq"], f"{path}.first_seq", 0), _int(g["last_seq"], f"{path}.last_seq", 0)
+    if last < first:
+        raise ProtocolError(f"{path}.last_seq", "smaller than first_seq")
+    return Gap(epoch=_int(g["epoch"], f"{path}.epoch", 0), first_seq=first, last_seq=last,
+               count=_int(g["count"], f"{path}.count", 0),
+               first_wall_ms=_opt_int(g.get("first_wall_ms"), f"{path}.first_wall_ms"),
+               last_wall_ms=_opt_int(g.get("last_wall_ms"), f"{path}.last_wall_ms"),
+               reason=_str(g["reason"], f"{path}.reason", 64))
+
+
+def _decode_incident(i: Any, path: str) -> Incident:
+    i = _obj(i, path, ("id", "wall_ms", "kind", "detail"), ("count",))
+    return Incident(id=_int(i["id"], f"{path}.id", 0), wall_ms=_int(i["wall_ms"], f"{path}.wall_ms"),
+                    kind=_str(i["kind"], f"{path}.kind", 64),
+                    detail=_str(i["detail"], f"{path}.detail", MAX_DETAIL),
+                    count=_opt_int(i.get("count"), f"{path}.count", 0))
+
+
+def _decode_health(h: Any) -> dict[str, Any]:
+    if not isinstance(h, dict):
+        raise ProtocolError("health", f"expected an object, got {type(h).__name__}")
+    if len(h) > MAX_HEALTH_KEYS:
+        raise ProtocolError("health", f"more than {MAX_HEALTH_KEYS} keys")
+    for k, v in h.items():
+        _str(k, "health", 64)
+        if v is not None and not isinstance(v, str | int | float | bool):
+            raise ProtocolError(f"health.{k}", "expected a string, number, boolean or null")
+        if isinstance(v, str) and len(v) > MAX_STR:
+            raise ProtocolError(f"health.{k}", f"longer than {MAX_STR} characters")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ProtocolError(f"health.{k}", "expected a finite number")
+    for k in ("backlog_readings", "oldest_reading_age_s"):
+        if h.get(k) is not None and (isinstance(h[k], bool) or not isinstance(h[k], int | float)):
+            raise ProtocolError(f"health.{k}", "expected a number or null")
+    if h.get("firmware") is not None and not isinstance(h["firmware"], str):
+        raise ProtocolError("health.firmware", "expected a string")
+    return dict(h)
+
+
+def decode_document(doc: Any) -> IngestBatch:
+    """Validate a parsed v1 document and rebuild its readings."""
+    doc = _obj(doc, "", ("v", "node", "epoch", "sent_ms", "boots", "stamps", "channels"),
+               ("batch", "gaps", "incidents", "health"))
+    if doc["v"] != PROTOCOL_VERSION or type(doc["v"]) is not int:
+        raise ProtocolError("v", f"unsupported protocol version {doc['v']!r}, expected {PROTOCOL_VERSION}")
+    node_id = _str(doc["node"], "node", 64, _NODE_ID_RE)
+    epoch = _int(doc["epoch"], "epoch", 0)
+    sent_ms = _int(doc["sent_ms"], "sent_ms", 0)
+    batch_id = _opt_int(doc.get("batch"), "batch")
+    boots = [_str(b, f"boots[{i}]", 64) for i, b in enumerate(_list(doc["boots"], "boots"))]
+    if len(boots) > MAX_BOOTS:
+        raise ProtocolError("boots", f"more than {MAX_BOOTS} boot ids")
+    stamps = _decode_stamps(doc, len(boots))
+    channels = _list(doc["channels"], "channels")
+    if len(channels) > MAX_CHANNELS:
+        raise ProtocolError("channels", f"more than {MAX_CHANNELS} channels")
+    readings: list[Reading] = []
+    units: dict[str, str] = {}
+    for i, ch in enumerate(channels):
+        name, unit = _decode_channel(ch, f"channels[{i}]", stamps, boots, readings)
+        if name in units:
+            raise ProtocolError(f"channels[{i}].name", f"channel {name!r} appears twice")
+        units[name] = unit
+    readings.sort(key=lambda r: r.seq)
+    for a, b in zip(readings, readings[1:], strict=False):
+        if a.seq == b.seq:
+            raise ProtocolError("channels", f"sequence number {a.seq} appears twice")
+    gaps = [_decode_gap(g, f"gaps[{i}]") for i, g in enumerate(_list(doc.get("gaps", []), "gaps"))]
+    incidents = [_decode_incident(x, f"incidents[{i}]")
+                 for i, x in enumerate(_list(doc.get("incidents", []), "incidents"))]
+    return IngestBatch(node_id=node_id, epoch=epoch, sent_ms=sent_ms, readings=readings, gaps=gaps,
+                       incidents=incidents, health=_decode_health(doc.get("health", {})), units=units,
+                       batch_id=batch_id)
+
+
+def decode_body(raw: bytes, *, max_decompressed: int) -> IngestBatch:
+    """Gunzip (bounded), parse and validate an ingest body; raises `ProtocolError`."""
+    text = gunzip_limited(raw, max_decompressed)
+    try:
+        doc = json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ProtocolError("body", f"not valid UTF-8 JSON ({e})", code="bad_json") from None
+    return decode_document(doc)
+
+
+def _reject_constant(name: str) -> float:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+# ---------------------------------------------------------------- signing
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def string_to_sign(method: str, path: str, timestamp: int, node_id: str, body: bytes) -> bytes:
+    """What the signature covers: version, method, path, timestamp, node id, SHA-256 of the body."""
+    return f"streetnode-v1\n{method.upper()}\n{path}\n{timestamp}\n{node_id}\n{body_digest(body)}".encode()
+
+
+def signature(key: bytes, method: str, path: str, body: bytes, timestamp: int, *, node_id: str) -> str:
+    return hmac.new(key, string_to_sign(method, path, timestamp, node_id, body), hashlib.sha256).hexdigest()
+
+
+def sign_request(key: bytes, method: str, path: str, body: bytes, timestamp: int, *,
+                 node_id: str) -> dict[str, str]:
+    """Authentication headers for one request; ``timestamp`` is the node's wall time in ms."""
+    return {
+        HEADER_NODE: node_id,
+        HEADER_TIMESTAMP: str(int(timestamp)),
+        HEADER_SIGNATURE: signature(key, method, path, body, int(timestamp), node_id=node_id),
+    }
+
+
+def verify_signature(key: bytes, method: str, path: str, body: bytes, timestamp: int, sig: str, *,
+                     node_id: str) -> bool:
+    """True when ``sig`` is the signature of this request (constant-time comparison)."""
+    return hmac.compare_digest(signature(key, method, path, body, timestamp, node_id=node_id), sig)
+
+
+@dataclass(frozen=True)
+class AuthHeaders:
+    node_id: str
+    timestamp: int
+    signature: str
+
+
+def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
+    """The three authentication headers, validated; raises `ProtocolError` naming the header."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    values = []
+    for name in (HEADER_NODE, HEADER_TIMESTAMP, HEADER_SIGNATURE):
+        v = lower.get(name.lower())
+        if v is None:
+            raise ProtocolError(name, "missing header", code="bad_signature")
+        values.append(v.strip())
+    node_id, ts, sig = values
+    if not _NODE_ID_RE.match(node_id):
+        raise ProtocolError(HEADER_NODE, "expected a node id", code="bad_signature")
+    if not _TS_RE.match(ts):
+        raise ProtocolError(HEADER_TIMESTAMP, "expected milliseconds since the epoch", code="bad_signature")
+    if not _SIG_RE.match(sig):
+        raise ProtocolError(HEADER_SIGNATURE, "expected 64 lowercase hex digits", code="bad_signature")
+    return AuthHeaders(node_id, int(ts), sig)
+
+
+def timestamp_fresh(timestamp: int, now_ms: int, window_ms: int = TIMESTAMP_WINDOW_MS) -> bool:
+    return abs(now_ms - timestamp) <= window_ms
+
+
+# ---------------------------------------------------------------- keys and server time
+def parse_key(text: str) -> bytes:
+    """The HMAC key from its text form (64 hex digits, as `streetnode-central node add` prints)."""
+    t = text.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", t):
+        raise ValueError("expected 64 hex digits (the key printed by 'streetnode-central node add')")
+    return bytes.fromhex(t)
+
+
+def format_key(key: bytes) -> str:
+    return key.hex()
+
+
+def server_time_ms(headers: Mapping[str, str], payload: Any = None) -> int | None:
+    """The central's wall time from a response: JSON ``server_time_ms``, our header, or ``Date``.
+
+    Use ``server_time_ms(...) - local_ms`` (ideally at the round trip's midpoint) as the clock offset.
+    """
+    if isinstance(payload, dict) and type(payload.get("server_time_ms")) is int:
+        return payload["server_time_ms"]
+    lower = {k.lower(): v for k, v in headers.items()}
+    v = lower.get(HEADER_SERVER_TIME.lower(), "").strip()
+    if _TS_RE.match(v):
+        return int(v)
+    date = lower.get("date")
+    if date:
+        try:
+            return int(email.utils.parsedate_to_datetime(date).timestamp() * 1000)
+        except (TypeError, ValueError):
+            return None
+    return None
