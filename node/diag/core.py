@@ -65,7 +65,8 @@ class Check:
     fn: CheckFn
     deadline: float = 3.0  # seconds from the check's start
     needs: tuple[str, ...] = ()
-    remedy_on_timeout: str = "run `streetnode diag` again; if it hangs again, report it with `streetnode bundle`"
+    remedy_on_timeout: str = ("run `streetnode diag` again; if it hangs again, "
+                              "report it with `streetnode bundle`")
 
 
 @dataclass

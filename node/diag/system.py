@@ -201,6 +201,8 @@ def check_clock(ctx: DiagContext) -> Result:
     flag = ctx.path(TIMESYNC_FLAG)
     # under a training/test root only the flag file counts, never this machine's kernel state
     synced = clock.is_synchronized(paths=[str(flag)], kernel=not ctx.explicit_root)
+    if synced is None and ctx.explicit_root:
+        synced = False
     now = ctx.wall()
     if synced:
         how = "systemd-timesyncd" if flag.exists() else "kernel NTP state"
