@@ -1,0 +1,109 @@
+"""What both buffers share: result types, the claim bookkeeping and small helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from drivers.quality import Quality
+from node.model import Gap
+
+# clock state of a sampling cycle, stored once per cycle
+CLK_SYNCED = 0
+CLK_UNSYNCED = 1
+CLK_CORRECTED = 2
+CLK_FLAGS = {CLK_SYNCED: 0, CLK_UNSYNCED: int(Quality.CLOCK_UNSYNCED),
+             CLK_CORRECTED: int(Quality.CLOCK_CORRECTED)}
+
+MAX_RIDE_ALONG = 200  # gaps / incidents carried by one batch at most
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """Sequence numbers given to one sampling cycle (``last_seq < first_seq`` for an empty cycle).
+
+    ``durable`` is True when the cycle is on disk; False only while the disk
+    refuses writes and the cycle waits in the bounded in-memory overflow.
+    """
+
+    first_seq: int
+    last_seq: int
+    durable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    node_id: str
+    epoch: int
+    readings: int  # readings waiting in the buffer (claimed ones included)
+    bytes_on_disk: int  # database + WAL file
+    oldest_wall_ms: int | None
+    newest_wall_ms: int | None
+    last_seq: int  # highest sequence number handed out in this epoch (0: none yet)
+    claimed: int  # readings in batches claimed and not yet acked/released
+    gaps_pending: int
+    incidents_pending: int
+    overflow_readings: int  # readings held in memory while the disk refuses writes
+    dropped_total: int  # readings recorded as gaps by this process (evicted, overflow, rejected)
+    integrity: str | None  # "ok", a problem description, or None when not checked
+
+
+@dataclass(slots=True)
+class Claim:
+    """One claimed batch: a closed seq range plus the gaps/incidents riding along."""
+
+    lo: int
+    hi: int
+    count: int
+    gap_ids: list[int] = field(default_factory=list)
+    incident_ids: list[int] = field(default_factory=list)
+
+
+def clock_state(synced: bool) -> int:
+    return CLK_SYNCED if synced else CLK_UNSYNCED
+
+
+def free_window(claims: Iterable[Claim], start: int, newest_first: bool) -> tuple[int, int] | None:
+    """The unclaimed seq window reachable from ``start`` without crossing a claim.
+
+    Oldest-first: ``(lo, hi)`` with ``lo >= start``; newest-first: ``hi <= start``.
+    Returns None when ``start`` itself lies inside a claim (the caller moves past it).
+    """
+    lo, hi = (start, 1 << 62) if not newest_first else (0, start)
+    for c in claims:
+        if c.lo <= start <= c.hi:
+            return None
+        if not newest_first and c.lo > start:
+            hi = min(hi, c.lo - 1)
+        if newest_first and c.hi < start:
+            lo = max(lo, c.hi + 1)
+    return lo, hi
+
+
+def runs(seqs: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """Contiguous runs of sorted ``seqs`` as (first, last, index of first, index of last)."""
+    out: list[tuple[int, int, int, int]] = []
+    start = 0
+    for i in range(1, len(seqs) + 1):
+        if i == len(seqs) or seqs[i] != seqs[i - 1] + 1:
+            out.append((seqs[start], seqs[i - 1], start, i - 1))
+            start = i
+    return out
+
+
+def gaps_for(epoch: int, seqs: Sequence[int], walls: Sequence[int | None], reason: str) -> list[Gap]:
+    """One Gap per contiguous run of the sorted ``seqs`` (``walls`` aligned with them)."""
+    return [
+        Gap(epoch, first, last, j - i + 1, walls[i], walls[j], reason)
+        for first, last, i, j in runs(seqs)
+    ]
+
+
+def merge_gap(prev: Gap | None, new: Gap) -> Gap | None:
+    """``prev`` extended by ``new`` when they join up with the same reason, else None."""
+    if prev is None or prev.reason != new.reason or prev.epoch != new.epoch:
+        return None
+    if prev.last_seq + 1 != new.first_seq:
+        return None
+    return Gap(prev.epoch, prev.first_seq, new.last_seq, prev.count + new.count,
+               prev.first_wall_ms, new.last_wall_ms, prev.reason)

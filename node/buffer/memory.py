@@ -1,0 +1,208 @@
+"""`MemoryBuffer`: the buffer contract in memory, for tests and for running without a state dir."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+
+from node.buffer.base import (
+    CLK_CORRECTED,
+    CLK_FLAGS,
+    CLK_UNSYNCED,
+    MAX_RIDE_ALONG,
+    BufferStats,
+    Claim,
+    PutResult,
+    clock_state,
+    gaps_for,
+    merge_gap,
+)
+from node.model import Batch, Gap, Incident, Reading, Sample, Stamp
+
+
+class MemoryBuffer:
+    """Same interface and semantics as `SqliteBuffer`, bounded by ``max_readings``; nothing survives."""
+
+    def __init__(self, node_id: str, *, max_readings: int = 100_000, max_age: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.node_id = node_id
+        self.epoch = 1
+        self.max_readings = int(max_readings)
+        self.max_age = max_age
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._readings: dict[int, tuple[str, float | None, int, int]] = {}  # seq -> (ch, value, flags, cycle)
+        self._cycles: dict[int, list] = {}  # first_seq -> [n, wall_ms, boot_ms, boot_id, clk]
+        self._gaps: dict[int, Gap] = {}
+        self._incidents: dict[int, Incident] = {}
+        self._claims: dict[int, Claim] = {}
+        self._next = {"seq": 1, "batch": 1, "gap": 1, "incident": 1}
+        self._dropped = 0
+
+    def __enter__(self) -> MemoryBuffer:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._claims.clear()
+
+    def _take(self, key: str, n: int = 1) -> int:
+        v = self._next[key]
+        self._next[key] = v + n
+        return v
+
+    def put(self, samples: Sequence[Sample], stamp: Stamp) -> PutResult:
+        samples = list(samples)
+        with self._lock:
+            first = self._take("seq", len(samples))
+            if samples:
+                self._cycles[first] = [len(samples), stamp.wall_ms, stamp.boot_ms, stamp.boot_id,
+                                       clock_state(stamp.synced)]
+                for i, s in enumerate(samples):
+                    self._readings[first + i] = (s.channel, s.value, int(s.flags), first)
+            over = len(self._readings) - self.max_readings
+            if over > 0:
+                self._drop(self._unclaimed_oldest(over), "evicted_size")
+            if self.max_age is not None:
+                cutoff = int((self._clock() - self.max_age) * 1000)
+                old = [s for s in self._unclaimed_oldest(len(self._readings))
+                       if self._cycles[self._readings[s][3]][4] != CLK_UNSYNCED
+                       and self._cycles[self._readings[s][3]][1] < cutoff]
+                self._drop(old, "evicted_age")
+            return PutResult(first, first + len(samples) - 1, True)
+
+    def _claimed(self, seq: int) -> bool:
+        return any(c.lo <= seq <= c.hi for c in self._claims.values())
+
+    def _unclaimed_oldest(self, n: int) -> list[int]:
+        out = []
+        for seq in self._readings:
+            if len(out) >= n:
+                break
+            if not self._claimed(seq):
+                out.append(seq)
+        return out
+
+    def _drop(self, seqs: list[int], reason: str) -> None:
+        if not seqs:
+            return
+        walls = [self._cycles[self._readings[s][3]][1] for s in seqs]
+        for s in seqs:
+            self._forget(s)
+        taken = {g for c in self._claims.values() for g in c.gap_ids}
+        for g in gaps_for(self.epoch, seqs, walls, reason):
+            last_id = max(self._gaps, default=None)
+            merged = None
+            if last_id is not None and last_id not in taken:
+                merged = merge_gap(self._gaps[last_id], g)
+            if merged is not None:
+                self._gaps[last_id] = merged  # type: ignore[index]
+            else:
+                self._gaps[self._take("gap")] = g
+        self._dropped += len(seqs)
+
+    def _forget(self, seq: int) -> None:
+        _, _, _, cycle = self._readings.pop(seq)
+        c = self._cycles[cycle]
+        if not any(s in self._readings for s in range(cycle, cycle + c[0])):
+            del self._cycles[cycle]
+
+    def claim(self, max_readings: int, *, newest_first: bool = False) -> Batch | None:
+        with self._lock:
+            order = sorted(self._readings, reverse=newest_first)
+            seqs: list[int] = []
+            for s in order:
+                if self._claimed(s):
+                    if seqs:
+                        break
+                    continue
+                seqs.append(s)
+                if len(seqs) >= max(1, max_readings):
+                    break
+            seqs.sort()
+            taken_g = {g for c in self._claims.values() for g in c.gap_ids}
+            taken_i = {i for c in self._claims.values() for i in c.incident_ids}
+            gap_ids = [i for i in self._gaps if i not in taken_g][:MAX_RIDE_ALONG]
+            inc_ids = [i for i in self._incidents if i not in taken_i][:MAX_RIDE_ALONG]
+            if not seqs and not gap_ids and not inc_ids:
+                return None
+            readings = []
+            for s in seqs:
+                ch, value, flags, cycle = self._readings[s]
+                _, wall, boot_ms, boot_id, clk = self._cycles[cycle]
+                readings.append(Reading(s, ch, value, flags | CLK_FLAGS[clk], wall, boot_ms, boot_id))
+            batch_id = self._take("batch")
+            lo, hi = (seqs[0], seqs[-1]) if seqs else (0, -1)
+            self._claims[batch_id] = Claim(lo, hi, len(seqs), gap_ids, inc_ids)
+            return Batch(batch_id, self.node_id, self.epoch, readings, [self._gaps[i] for i in gap_ids],
+                         [self._incidents[i] for i in inc_ids], live=newest_first)
+
+    def ack(self, batch_id: int) -> bool:
+        with self._lock:
+            c = self._claims.pop(batch_id, None)
+            if c is None:
+                return False
+            for s in [s for s in self._readings if c.lo <= s <= c.hi]:
+                self._forget(s)
+            for i in c.gap_ids:
+                self._gaps.pop(i, None)
+            for i in c.incident_ids:
+                self._incidents.pop(i, None)
+            return True
+
+    def release(self, batch_id: int) -> bool:
+        with self._lock:
+            return self._claims.pop(batch_id, None) is not None
+
+    def dead_letter(self, batch_id: int, reason: str) -> bool:
+        with self._lock:
+            c = self._claims.pop(batch_id, None)
+            if c is None:
+                return False
+            seqs = sorted(s for s in self._readings if c.lo <= s <= c.hi)
+            self._drop(seqs, "rejected")
+            detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
+            if not seqs:
+                for i in c.gap_ids:
+                    self._gaps.pop(i, None)
+                for i in c.incident_ids:
+                    self._incidents.pop(i, None)
+                detail = (f"batch of {len(c.gap_ids)} gaps and {len(c.incident_ids)} incidents "
+                          f"rejected and dropped: {reason}")
+            self.record_incident("batch_rejected", detail, len(seqs))
+            return True
+
+    def correct_clock(self, boot_id: str, offset_ms: int) -> int:
+        with self._lock:
+            n = 0
+            for first, c in self._cycles.items():
+                if c[3] == boot_id and c[4] == CLK_UNSYNCED:
+                    c[1] += int(offset_ms)
+                    c[4] = CLK_CORRECTED
+                    n += sum(1 for s in range(first, first + c[0]) if s in self._readings)
+            return n
+
+    def record_incident(self, kind: str, detail: str, count: int | None = None) -> None:
+        with self._lock:
+            i = self._take("incident")
+            self._incidents[i] = Incident(i, int(self._clock() * 1000), kind, detail, count)
+
+    def check_integrity(self) -> str:
+        return "ok"
+
+    def stats(self) -> BufferStats:
+        with self._lock:
+            walls = [c[1] for c in self._cycles.values()]
+            return BufferStats(self.node_id, self.epoch, len(self._readings), 0,
+                               walls[0] if walls else None, walls[-1] if walls else None,
+                               self._next["seq"] - 1, sum(c.count for c in self._claims.values()),
+                               len(self._gaps), len(self._incidents), 0, self._dropped, "ok")

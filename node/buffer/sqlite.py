@@ -1,0 +1,690 @@
+"""The SD-card buffer: SQLite in WAL mode, durable when ``put`` returns, bounded, self-healing.
+
+I/O starts on first use (or an explicit ``open()``); the constructor only stores.
+One connection guarded by one lock serves the sampler and uploader threads;
+claims live in memory, so a crash releases them by construction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from node.buffer import queries, store
+from node.buffer.base import (
+    CLK_CORRECTED,
+    CLK_UNSYNCED,
+    MAX_RIDE_ALONG,
+    BufferStats,
+    Claim,
+    PutResult,
+    clock_state,
+    free_window,
+    gaps_for,
+    merge_gap,
+)
+from node.errors import StorageError
+from node.model import Batch, Gap, Incident, Sample, Stamp
+
+RETRY_S = 5.0  # retry a refusing disk at most this often
+AGE_CHECK_S = 60.0
+EVICT_CHUNK = 5000  # readings evicted per step, so put() stays short
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A cycle waiting in memory while the disk refuses writes."""
+
+    seq: int
+    samples: list[Sample]
+    stamp: Stamp
+    clk: int
+
+
+class SqliteBuffer:
+    def __init__(self, path: str | Path, node_id: str, *, max_size: int = 1 << 30,
+                 max_age: float | None = None, overflow_readings: int = 20000,
+                 clock: Callable[[], float] = time.time, page_size: int = store.DEFAULT_PAGE_SIZE) -> None:
+        self.path = Path(path)
+        self.node_id = node_id
+        self.epoch = 0
+        self.max_size = int(max_size)
+        self.max_age = max_age
+        self.overflow_limit = int(overflow_readings)
+        self._clock = clock
+        self._page_size = page_size
+        self._autockpt = max(16, min(1000, self.max_size // page_size // 64))
+        wal_budget = (self._autockpt + 64) * (page_size + 24)
+        self._data_cap = max(self.max_size - wal_budget - 16 * page_size, 8 * page_size)
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._opened = False
+        self._channels: dict[str, int] = {}
+        self._boots: dict[str, int] = {}
+        self._boot_names: dict[int, str] = {}
+        self._claims: dict[int, Claim] = {}
+        self._next_batch = 1
+        self._next_seq = 1
+        self._count = 0
+        self._dropped = 0
+        self._integrity: str | None = None
+        self._overflow: deque[_Pending] = deque()
+        self._overflow_n = 0
+        self._mem_gaps: list[Gap] = []
+        self._mem_incidents: list[tuple[int, str, str, int | None]] = []
+        self._retry_at = 0.0
+        self._age_at = 0.0
+        self._disk_error: str | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> SqliteBuffer:
+        self.open()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open (or create) the store now; a corrupt file is moved aside and a new epoch starts.
+
+        Raises StorageError only if the state directory cannot be used at all and nothing
+        can be held; a full or read-only disk leaves the buffer in overflow mode instead.
+        """
+        with self._lock:
+            self._ensure_open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error, OSError):
+                    self._flush_overflow(force=True)
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+            self._db = None
+            self._opened = False
+            self._claims.clear()
+
+    def _ensure_open(self) -> bool:
+        if self._db is not None:
+            return True
+        if self._opened and self._clock() < self._retry_at:
+            return False
+        try:
+            self._open_db()
+            self._disk_error = None
+            return True
+        except (sqlite3.Error, OSError) as e:
+            if not store.is_disk_error(e) and not store.is_corrupt(e):
+                raise
+            self._note_disk_error(e)
+            if not self._opened:  # first attempt: learn epoch and seq so puts can number cycles
+                meta = store.peek_meta(self.path)
+                self.epoch = int(meta.get("epoch", 0) or 0)  # type: ignore[call-overload]
+                hw = int(meta.get("seq_hw", 0) or 0)  # type: ignore[call-overload]
+                self._next_seq = max(self._next_seq, hw + 1)
+            self._opened = True
+            return False
+
+    def _open_db(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"buffer: cannot create state directory {self.path.parent}: {e}") from e
+        old_epoch = 0
+        reason = None
+        try:
+            db = store.connect(self.path, page_size=self._page_size, autocheckpoint=self._autockpt)
+            try:
+                self._integrity = store.quick_check(db, self.path)
+                if self._integrity != "ok":
+                    reason = self._integrity
+                else:
+                    meta = self._init_schema(db)
+                    if meta.get("node_id") not in (None, self.node_id):
+                        reason = f"belongs to node {meta.get('node_id')!r}, not {self.node_id!r}"
+            except sqlite3.DatabaseError as e:
+                if not store.is_corrupt(e):
+                    db.close()
+                    raise
+                reason = str(e)
+            if reason is not None:
+                db.close()
+        except sqlite3.DatabaseError as e:
+            if not store.is_corrupt(e):
+                raise
+            reason = str(e)
+        if reason is not None:
+            old_epoch = self._quarantine(reason)
+            db = store.connect(self.path, page_size=self._page_size, autocheckpoint=self._autockpt)
+            self._integrity = "ok"
+            meta = self._init_schema(db, min_epoch=old_epoch + 1)
+        self._db = db
+        self._opened = True
+        self._load_state(meta)
+        if self._pending_corrupt is not None:
+            what, count = self._pending_corrupt
+            self._pending_corrupt = None
+            self._insert_incident("buffer_corrupt", what, count)
+
+    _pending_corrupt: tuple[str, int | None] | None = None
+
+    def _quarantine(self, reason: str) -> int:
+        count = store.peek_count(self.path)
+        epoch = int(store.peek_meta(self.path).get("epoch", 0) or 0)  # type: ignore[call-overload]
+        moved = store.quarantine(self.path, self._clock(),
+                                 "corrupt" if "belongs to node" not in reason else "other-node")
+        self._pending_corrupt = (f"{self.path.name} (epoch {epoch or '?'}) unusable: {reason}; "
+                                 f"moved to {moved.name}", count)
+        return max(epoch, self.epoch)
+
+    def _init_schema(self, db: sqlite3.Connection, min_epoch: int = 1) -> dict[str, object]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in store.SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+            if "epoch" not in meta:
+                epoch_file = Path(str(self.path) + ".epoch")
+                epoch = max(min_epoch, store.read_epoch_file(epoch_file) + 1)
+                meta = {"node_id": self.node_id, "epoch": epoch, "seq_hw": 0,
+                        "schema": store.SCHEMA_VERSION, "created_ms": int(self._clock() * 1000)}
+                db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+                db.execute("COMMIT")
+                store.write_epoch_file(epoch_file, epoch)
+            else:
+                db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return meta
+
+    def _load_state(self, meta: dict[str, object]) -> None:
+        db = self._db
+        assert db is not None
+        new_epoch = int(meta["epoch"])  # type: ignore[call-overload]
+        if new_epoch != self.epoch:
+            # seqs numbered for another epoch (held in memory before) are renumbered on flush
+            self._next_seq = 1
+            for p in self._overflow:
+                p.seq = -1
+        self.epoch = new_epoch
+        self._claims.clear()  # claims left by a crashed process are simply gone
+        self._channels = {n: i for i, n in db.execute("SELECT id, name FROM channels")}
+        self._boots = {b: i for i, b in db.execute("SELECT id, boot_id FROM boots")}
+        self._boot_names = {i: b for b, i in self._boots.items()}
+        top = db.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+            " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0),"
+            " coalesce((SELECT max(last_seq) FROM gaps WHERE epoch = ?), 0))", (self.epoch,)).fetchone()[0]
+        hw = int(meta.get("seq_hw", 0) or 0)  # type: ignore[call-overload]
+        self._next_seq = max(self._next_seq, int(top) + 1, hw + 1)
+        self._count = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+
+    def _note_disk_error(self, e: BaseException) -> None:
+        first = self._disk_error is None
+        self._disk_error = "disk_full" if store.error_code(e) == store.SQLITE_FULL or \
+            getattr(e, "errno", None) == 28 else "disk_error"
+        self._retry_at = self._clock() + RETRY_S
+        if first:
+            self._mem_incidents.append((int(self._clock() * 1000), self._disk_error,
+                                        f"buffer {self.path.name}: {e}", None))
+
+    def _corrupt_at_runtime(self, e: BaseException) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            assert self._db is not None
+            self._db.close()
+        self._db = None
+        self._integrity = str(e)
+        old = self._quarantine(str(e))
+        self.epoch = max(self.epoch, old)
+        try:
+            db = store.connect(self.path, page_size=self._page_size, autocheckpoint=self._autockpt)
+            meta = self._init_schema(db, min_epoch=self.epoch + 1)
+            self._db = db
+            self._integrity = "ok"
+            self._load_state(meta)
+            what, count = self._pending_corrupt or ("", None)
+            self._pending_corrupt = None
+            self._insert_incident("buffer_corrupt", what, count)
+        except (sqlite3.Error, OSError) as e2:
+            self._db = None
+            self._note_disk_error(e2)
+
+    def _tx(self) -> sqlite3.Connection:
+        assert self._db is not None
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def _rollback(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+
+    def _failed(self, e: BaseException) -> None:
+        """Handle an error of a disk operation: corrupt → quarantine; refusing disk → overflow."""
+        self._rollback()
+        if store.is_corrupt(e):
+            self._corrupt_at_runtime(e)
+        elif store.is_disk_error(e):
+            self._note_disk_error(e)
+        else:
+            raise e
+
+    # ------------------------------------------------------------ writing
+    def put(self, samples: Sequence[Sample], stamp: Stamp) -> PutResult:
+        """Store one sampling cycle in one transaction; durable (fsynced) when it returns."""
+        samples = list(samples)
+        with self._lock:
+            self._ensure_open()
+            if not samples:
+                return PutResult(self._next_seq, self._next_seq - 1, True)
+            pending = _Pending(-1, samples, stamp, clock_state(stamp.synced))
+            if self.epoch:
+                pending.seq = self._next_seq
+                self._next_seq += len(samples)
+            durable = False
+            if self._db is not None and self._flush_overflow():
+                durable = self._write_now(pending)
+            if not durable:
+                self._hold(pending)
+            if self._db is not None:
+                self._maybe_evict()
+            return PutResult(pending.seq, pending.seq + len(samples) - 1 if pending.seq > 0 else -1, durable)
+
+    def _write_now(self, pending: _Pending) -> bool:
+        epoch = self.epoch
+        for attempt in range(3):
+            try:
+                self._write_cycles([pending])
+                return True
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+                if self.epoch != epoch:  # a new epoch started under us: number afresh
+                    pending.seq, epoch = -1, self.epoch
+                    if self._db is not None:
+                        continue
+                if self._db is None:
+                    return False
+                # a full file system: free pages inside our own file and retry once
+                if attempt == 0 and store.error_code(e) == store.SQLITE_FULL and \
+                        self._evict_oldest(max(len(pending.samples) * 20, 200), "disk_full"):
+                    continue
+                return False
+        return False
+
+    def _write_cycles(self, cycles: Sequence[_Pending]) -> None:
+        new_ch: dict[str, int] = {}
+        new_boot: dict[str, int] = {}
+        db = self._tx()
+        try:
+            for p in cycles:
+                if p.seq < 0:
+                    p.seq = self._next_seq
+                    self._next_seq += len(p.samples)
+                boot = self._boots.get(p.stamp.boot_id) or new_boot.get(p.stamp.boot_id)
+                if boot is None:
+                    boot = len(self._boots) + len(new_boot) + 1
+                    new_boot[p.stamp.boot_id] = boot
+                    db.execute("INSERT INTO boots VALUES (?, ?)", (boot, p.stamp.boot_id))
+                rows = []
+                for i, s in enumerate(p.samples):
+                    ch = self._channels.get(s.channel) or new_ch.get(s.channel)
+                    if ch is None:
+                        ch = len(self._channels) + len(new_ch) + 1
+                        new_ch[s.channel] = ch
+                        db.execute("INSERT INTO channels VALUES (?, ?)", (ch, s.channel))
+                    rows.append((p.seq + i, ch, s.value, int(s.flags)))
+                db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?)",
+                           (p.seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk))
+                db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._channels.update(new_ch)
+        self._boots.update(new_boot)
+        self._boot_names.update({i: b for b, i in new_boot.items()})
+        self._count += sum(len(p.samples) for p in cycles)
+
+    def _hold(self, pending: _Pending) -> None:
+        """Keep a cycle in the bounded in-memory overflow; drop the oldest held ones as gaps."""
+        self._overflow.append(pending)
+        self._overflow_n += len(pending.samples)
+        while self._overflow_n > self.overflow_limit and len(self._overflow) > 1:
+            old = self._overflow.popleft()
+            self._overflow_n -= len(old.samples)
+            self._dropped += len(old.samples)
+            reason = self._disk_error or "overflow"
+            if old.seq > 0:
+                seqs = list(range(old.seq, old.seq + len(old.samples)))
+                for g in gaps_for(self.epoch, seqs, [old.stamp.wall_ms] * len(seqs), reason):
+                    merged = merge_gap(self._mem_gaps[-1], g) if self._mem_gaps else None
+                    if merged is not None:
+                        self._mem_gaps[-1] = merged
+                    else:
+                        self._mem_gaps.append(g)
+            else:
+                self._mem_incidents.append((old.stamp.wall_ms, "readings_lost",
+                                            "buffer unusable and overflow full", len(old.samples)))
+
+    def _flush_overflow(self, force: bool = False) -> bool:
+        """Write what waits in memory; True when nothing is left waiting."""
+        if not (self._overflow or self._mem_gaps or self._mem_incidents):
+            return True
+        if self._db is None or (not force and self._disk_error and self._clock() < self._retry_at):
+            return False
+        held = list(self._overflow)
+        try:
+            if held:
+                self._write_cycles(held)
+            if self._mem_gaps or self._mem_incidents:
+                db = self._tx()
+                queries.add_gaps(db, self._mem_gaps, self._claimed_gap_ids())
+                db.executemany("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
+                               self._mem_incidents)
+                db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+            return False
+        self._overflow.clear()
+        self._overflow_n = 0
+        self._mem_gaps.clear()
+        self._mem_incidents.clear()
+        self._disk_error = None
+        return True
+
+    # ------------------------------------------------------------ eviction
+    def _maybe_evict(self) -> None:
+        db = self._db
+        assert db is not None
+        try:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            used = (pages - free) * self._page_size
+            if used > self._data_cap and self._count:
+                per = used / self._count
+                n = math.ceil((used - self._data_cap * 0.97) / per)
+                self._evict_oldest(min(max(n, 1), EVICT_CHUNK), "evicted_size")
+            now = self._clock()
+            if self.max_age is not None and now >= self._age_at:
+                self._age_at = now + AGE_CHECK_S
+                self._evict_aged(int((now - self.max_age) * 1000))
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+
+    def _claimed_gap_ids(self) -> set[int]:
+        return {g for c in self._claims.values() for g in c.gap_ids}
+
+    def _unclaimed_oldest(self, n: int, below: int | None = None) -> list[int]:
+        db = self._db
+        assert db is not None
+        out: list[int] = []
+        start = 0
+        while len(out) < n:
+            row = db.execute("SELECT min(seq) FROM readings WHERE seq >= ?", (start,)).fetchone()
+            if row[0] is None or (below is not None and row[0] > below):
+                break
+            win = free_window(self._claims.values(), row[0], False)
+            if win is None:
+                start = next(c.hi for c in self._claims.values() if c.lo <= row[0] <= c.hi) + 1
+                continue
+            hi = win[1] if below is None else min(win[1], below)
+            out += [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
+                                             " ORDER BY seq LIMIT ?", (win[0], hi, n - len(out)))]
+            start = hi + 1
+        return out
+
+    def _evict_oldest(self, n: int, reason: str, below: int | None = None) -> int:
+        seqs = self._unclaimed_oldest(n, below)
+        if not seqs:
+            return 0
+        db = self._tx()
+        try:
+            queries.delete_as_gaps(db, self.epoch, seqs, reason, self._claimed_gap_ids())
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._count -= len(seqs)
+        self._dropped += len(seqs)
+        return len(seqs)
+
+    def _evict_aged(self, cutoff_ms: int) -> None:
+        db = self._db
+        assert db is not None
+        # cycles are in seq order; stop at the first young cycle (unsynced ones never age out)
+        rows = db.execute("SELECT first_seq, n, wall_ms, clk FROM cycles ORDER BY first_seq LIMIT ?",
+                          (EVICT_CHUNK,)).fetchall()
+        last = None
+        for first, n, wall, clk in rows:
+            if clk == CLK_UNSYNCED or wall >= cutoff_ms:
+                break
+            last = first + n - 1
+        if last is not None:
+            self._evict_oldest(EVICT_CHUNK, "evicted_age", below=last)
+
+    # ------------------------------------------------------------ uploading
+    def claim(self, max_readings: int, *, newest_first: bool = False) -> Batch | None:
+        """Claim up to ``max_readings`` unclaimed readings (one contiguous seq window).
+
+        Oldest-first for backfill, newest-first for the live batch; pending gaps and
+        incidents ride along. None when there is nothing to send.
+        """
+        with self._lock:
+            if not self._ensure_open():
+                return None
+            self._flush_overflow()
+            try:
+                return self._claim(max(1, int(max_readings)), newest_first)
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+                return None
+
+    def _claim(self, limit: int, newest_first: bool) -> Batch | None:
+        db = self._db
+        assert db is not None
+        rows: list[tuple[int, int, float | None, int]] = []
+        agg, cmp = ("max", "<=") if newest_first else ("min", ">=")
+        start = (1 << 62) if newest_first else 0
+        while True:
+            first = db.execute(f"SELECT {agg}(seq) FROM readings WHERE seq {cmp} ?", (start,)).fetchone()[0]
+            if first is None:
+                break
+            win = free_window(self._claims.values(), first, newest_first)
+            if win is None:
+                c = next(c for c in self._claims.values() if c.lo <= first <= c.hi)
+                start = c.lo - 1 if newest_first else c.hi + 1
+                continue
+            order = "DESC" if newest_first else "ASC"
+            rows = db.execute(f"SELECT seq, ch, value, flags FROM readings WHERE seq BETWEEN ? AND ?"
+                              f" ORDER BY seq {order} LIMIT ?", (win[0], win[1], limit)).fetchall()
+            rows.sort()
+            break
+        taken_g = self._claimed_gap_ids()
+        taken_i = {i for c in self._claims.values() for i in c.incident_ids}
+        gaps = [(r[0], Gap(*r[1:])) for r in db.execute(
+            "SELECT id, epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason"
+            " FROM gaps ORDER BY id LIMIT ?", (MAX_RIDE_ALONG + len(taken_g),)) if r[0] not in taken_g]
+        incidents = [Incident(*r) for r in db.execute(
+            "SELECT id, wall_ms, kind, detail, count FROM incidents ORDER BY id LIMIT ?",
+            (MAX_RIDE_ALONG + len(taken_i),)) if r[0] not in taken_i]
+        gaps, incidents = gaps[:MAX_RIDE_ALONG], incidents[:MAX_RIDE_ALONG]
+        if not rows and not gaps and not incidents:
+            return None
+        names = {i: n for n, i in self._channels.items()}
+        readings = queries.readings_in(db, rows, names, self._boot_names)
+        batch_id = self._next_batch
+        self._next_batch += 1
+        lo, hi = (rows[0][0], rows[-1][0]) if rows else (0, -1)
+        self._claims[batch_id] = Claim(lo, hi, len(rows), [g[0] for g in gaps], [i.id for i in incidents])
+        return Batch(batch_id, self.node_id, self.epoch, readings, [g[1] for g in gaps], incidents,
+                     live=newest_first)
+
+    def ack(self, batch_id: int) -> bool:
+        """The central has the batch: delete it. False for an unknown (e.g. pre-restart) batch id."""
+        with self._lock:
+            c = self._claims.pop(batch_id, None)
+            if c is None or not self._ensure_open():
+                return False
+            try:
+                db = self._tx()
+                n = db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (c.lo, c.hi)).rowcount
+                if c.count:
+                    queries.drop_orphan_cycles(db, c.lo, c.hi)
+                    queries.raise_seq_hw(db, c.hi)
+                db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids])
+                db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
+                db.execute("COMMIT")
+                self._count -= n
+                return True
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+                return False
+
+    def release(self, batch_id: int) -> bool:
+        """Give the batch back for a later retry."""
+        with self._lock:
+            return self._claims.pop(batch_id, None) is not None
+
+    def dead_letter(self, batch_id: int, reason: str) -> bool:
+        """The central refused the batch for good: drop its readings as a "rejected" gap + incident."""
+        with self._lock:
+            c = self._claims.pop(batch_id, None)
+            if c is None or not self._ensure_open():
+                return False
+            try:
+                db = self._tx()
+                seqs = [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
+                                                 " ORDER BY seq", (c.lo, c.hi))]
+                queries.delete_as_gaps(db, self.epoch, seqs, "rejected", self._claimed_gap_ids())
+                detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
+                if not seqs:  # only gaps/incidents were refused: do not resend them forever
+                    db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids])
+                    db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
+                    detail = (f"batch of {len(c.gap_ids)} gaps and {len(c.incident_ids)} incidents "
+                              f"rejected and dropped: {reason}")
+                db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
+                           (int(self._clock() * 1000), "batch_rejected", detail, len(seqs)))
+                db.execute("COMMIT")
+                self._count -= len(seqs)
+                self._dropped += len(seqs)
+                return True
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+                return False
+
+    # ------------------------------------------------------------ clock, incidents, status
+    def correct_clock(self, boot_id: str, offset_ms: int) -> int:
+        """Shift unsynced readings of ``boot_id`` by ``offset_ms``; they become CLOCK_CORRECTED."""
+        with self._lock:
+            n = 0
+            for p in self._overflow:
+                if p.stamp.boot_id == boot_id and p.clk == CLK_UNSYNCED:
+                    p.stamp = Stamp(p.stamp.wall_ms + offset_ms, p.stamp.boot_ms, boot_id, False)
+                    p.clk = CLK_CORRECTED
+                    n += len(p.samples)
+            boot = self._boots.get(boot_id)
+            if boot is None or not self._ensure_open():
+                return n
+            try:
+                db = self._tx()
+                n += db.execute("SELECT count(*) FROM cycles c, readings r WHERE c.boot = ? AND c.clk = ?"
+                                " AND r.seq BETWEEN c.first_seq AND c.first_seq + c.n - 1",
+                                (boot, CLK_UNSYNCED)).fetchone()[0]
+                db.execute("UPDATE cycles SET wall_ms = wall_ms + ?, clk = ? WHERE boot = ? AND clk = ?",
+                           (int(offset_ms), CLK_CORRECTED, boot, CLK_UNSYNCED))
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+            return n
+
+    def record_incident(self, kind: str, detail: str, count: int | None = None) -> None:
+        """Record something the central should learn about; held in memory if the disk refuses."""
+        with self._lock:
+            self._ensure_open()
+            self._mem_incidents.append((int(self._clock() * 1000), kind, detail, count))
+            self._flush_overflow(force=True)
+
+    def _insert_incident(self, kind: str, detail: str, count: int | None) -> None:
+        self._mem_incidents.append((int(self._clock() * 1000), kind, detail, count))
+        self._flush_overflow(force=True)
+
+    def check_integrity(self) -> str:
+        """Full ``PRAGMA integrity_check``: "ok" or the problems found (also kept for stats)."""
+        with self._lock:
+            if not self._ensure_open():
+                return f"unavailable: {self._disk_error}"
+            assert self._db is not None
+            try:
+                rows = self._db.execute("PRAGMA integrity_check").fetchall()
+                self._integrity = "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:5])
+            except sqlite3.DatabaseError as e:
+                self._integrity = str(e)
+            return self._integrity
+
+    def stats(self) -> BufferStats:
+        with self._lock:
+            self._ensure_open()
+            oldest = newest = None
+            gaps = incidents = 0
+            if self._db is not None:
+                try:
+                    oldest, newest, gaps, incidents = _ends_and_pending(self._db)
+                except sqlite3.Error as e:
+                    self._failed(e)
+            mem_walls = [p.stamp.wall_ms for p in self._overflow]
+            if mem_walls:
+                oldest = oldest if oldest is not None else min(mem_walls)
+                newest = max(mem_walls) if newest is None else max(newest, max(mem_walls))
+            return BufferStats(
+                self.node_id, self.epoch, self._count + self._overflow_n, store.file_size(self.path),
+                oldest, newest, self._next_seq - 1, sum(c.count for c in self._claims.values()),
+                gaps + len(self._mem_gaps), incidents + len(self._mem_incidents), self._overflow_n,
+                self._dropped, self._integrity)
+
+    @staticmethod
+    def inspect(path: str | Path, *, check: bool = False) -> BufferStats:
+        """Stats of a buffer file through a read-only connection (safe beside a running daemon)."""
+        path = Path(path)
+        if not path.exists():
+            raise StorageError(f"buffer: {path} does not exist")
+        try:
+            db = store.connect_readonly(path)
+            try:
+                meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+                count = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+                last = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+                                  " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
+                oldest, newest, gaps, incidents = _ends_and_pending(db)
+                integrity = None
+                if check:
+                    rows = db.execute("PRAGMA integrity_check").fetchall()
+                    integrity = "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:5])
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"buffer: cannot read {path}: {e}") from e
+        return BufferStats(str(meta.get("node_id", "")), int(meta.get("epoch", 0)), int(count),
+                           store.file_size(path), oldest, newest,
+                           max(int(last), int(meta.get("seq_hw", 0) or 0)), 0, gaps, incidents, 0, 0,
+                           integrity)
+
+
+def _ends_and_pending(db: sqlite3.Connection) -> tuple[int | None, int | None, int, int]:
+    oldest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq LIMIT 1").fetchone()
+    newest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq DESC LIMIT 1").fetchone()
+    gaps = db.execute("SELECT count(*) FROM gaps").fetchone()[0]
+    incidents = db.execute("SELECT count(*) FROM incidents").fetchone()[0]
+    return (oldest[0] if oldest else None, newest[0] if newest else None, int(gaps), int(incidents))

@@ -1,0 +1,162 @@
+"""Low-level SQLite plumbing of the buffer: schema, connections, error classes, quarantine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+DEFAULT_PAGE_SIZE = 4096
+QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024  # full quick_check on open up to this size
+
+# Compact layout: one row per sampling cycle holds the time stamp, one row per
+# reading holds only (seq, channel id, value, flags). The reading's cycle is the
+# one with the greatest first_seq <= seq, so readings need no cycle column.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS boots(id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS cycles(
+    first_seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, wall_ms INTEGER NOT NULL,
+    boot_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clk INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS readings(
+    seq INTEGER PRIMARY KEY, ch INTEGER NOT NULL, value REAL, flags INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gaps(
+    id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, count INTEGER NOT NULL, first_wall_ms INTEGER,
+    last_wall_ms INTEGER, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, wall_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    detail TEXT NOT NULL, count INTEGER);
+"""
+
+# primary result codes (extended codes carry them in the low byte)
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_DISK_CODES = {5, 6, 8, 10, 13, 14, 15}  # BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL
+SQLITE_FULL = 13
+
+
+def error_code(e: BaseException) -> int:
+    code = getattr(e, "sqlite_errorcode", None)
+    return -1 if code is None else code & 0xFF
+
+
+def is_corrupt(e: BaseException) -> bool:
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    return error_code(e) in _CORRUPT_CODES or "malformed" in str(e) or "not a database" in str(e)
+
+
+def is_disk_error(e: BaseException) -> bool:
+    """The disk refuses: full, read-only, I/O error, cannot open, locked (retry later)."""
+    if isinstance(e, sqlite3.DatabaseError):
+        return not is_corrupt(e) and (error_code(e) in _DISK_CODES or error_code(e) == -1)
+    return isinstance(e, OSError)
+
+
+def connect(path: Path, *, page_size: int, autocheckpoint: int) -> sqlite3.Connection:
+    """A read-write connection in WAL mode with synchronous=FULL (durable at COMMIT)."""
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
+    try:
+        db.execute(f"PRAGMA page_size={int(page_size)}")  # only takes effect on a new file
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (journal_mode={mode})")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint)}")
+        db.execute(f"PRAGMA journal_size_limit={int(autocheckpoint) * (page_size + 24) + 32}")
+        db.execute("PRAGMA foreign_keys=OFF")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection that never writes, for status/diag beside a running daemon."""
+    uri = "file:" + str(Path(path).resolve()) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0)
+
+
+def quick_check(db: sqlite3.Connection, path: Path) -> str:
+    """"ok" or the first problem. Full ``quick_check`` for small files; cheap probes otherwise."""
+    size = path.stat().st_size if path.exists() else 0
+    db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if size <= QUICK_CHECK_MAX_BYTES:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+        return "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:5])
+    # large file: walk both ends of every table (touches root, first and last leaves)
+    for table, key in (("cycles", "first_seq"), ("readings", "seq"), ("gaps", "id"), ("incidents", "id")):
+        db.execute(f"SELECT min({key}), max({key}) FROM {table}").fetchone()
+    return "ok"
+
+
+def file_size(path: Path) -> int:
+    total = 0
+    for p in (path, Path(str(path) + "-wal")):
+        with contextlib.suppress(OSError):
+            total += p.stat().st_size
+    return total
+
+
+def quarantine(path: Path, when: float, tag: str = "corrupt") -> Path:
+    """Move the database (and its -wal/-shm) aside as ``<name>.<tag>-<UTC time>``; return the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
+    base = path.with_name(f"{path.name}.{tag}-{stamp}")
+    n = 1
+    while base.exists():
+        n += 1
+        base = path.with_name(f"{path.name}.{tag}-{stamp}-{n}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if src.exists():
+            os.replace(src, Path(str(base) + suffix))
+    return base
+
+
+def peek_count(path: Path) -> int | None:
+    """How many readings a (possibly corrupt) database held, if that can still be read."""
+    try:
+        db = sqlite3.connect("file:" + str(path) + "?mode=ro", uri=True, timeout=1.0)
+        try:
+            return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError, TypeError):
+        return None
+
+
+def peek_meta(path: Path) -> dict[str, object]:
+    """meta of a database that may be unusable for writing (read-only disk, corruption)."""
+    try:
+        db = sqlite3.connect("file:" + str(path) + "?mode=ro&immutable=1", uri=True, timeout=1.0)
+        try:
+            return dict(db.execute("SELECT k, v FROM meta").fetchall())
+        finally:
+            db.close()
+    except (sqlite3.Error, OSError):
+        return {}
+
+
+def read_epoch_file(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def write_epoch_file(path: Path, epoch: int) -> None:
+    """Record the newest epoch beside the database, so a lost database never reuses one."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{epoch}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
