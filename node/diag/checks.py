@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 
 from node import __version__
-from node.diag import system
+from node.diag import network, storage, system
 from node.diag.context import DiagContext
 from node.diag.core import Check, Report, Runner
 
@@ -28,10 +28,23 @@ def build_checks(ctx: DiagContext) -> list[Check]:
     checks += [
         Check("clock", system.check_clock, deadline=2.0),
         Check("disk", system.check_disk, deadline=2.0),
+        Check("buffer", storage.check_buffer, deadline=5.0),
         Check("power", system.check_power, deadline=1.0),
         Check("cpu_temp", system.check_cpu_temp, deadline=1.0),
         Check("service", system.check_service, deadline=4.0),
     ]
+    if ctx.cfg is not None and ctx.cfg.central["url"]:
+        checks += [
+            Check("central.dns", network.check_dns, deadline=2.5,
+                  remedy_on_timeout="the resolver does not answer: check the uplink and /etc/resolv.conf"),
+            Check("central.tcp", network.check_tcp, deadline=3.0, needs=("central.dns",)),
+            Check("central.tls", network.check_tls, deadline=3.0, needs=("central.tcp",)),
+            Check("central.auth", network.check_auth, deadline=3.5, needs=("central.tls",),
+                  remedy_on_timeout="the central accepts connections but does not answer: tell the "
+                  "city's operators"),
+        ]
+    else:
+        checks.append(Check("central", network.check_not_configured, deadline=1.0))
     return checks
 
 

@@ -88,6 +88,7 @@ class DiagContext:
     faults: list[tuple[str, str]] = field(default_factory=list)
     wall: Callable[[], float] = time.time
     debug: bool = False
+    scratch: dict[str, Any] = field(default_factory=dict, repr=False)  # checks hand facts to later ones
     _rig: Any = field(default=None, repr=False)
     _rig_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _bus_locks: dict[int, threading.Lock] = field(default_factory=dict, repr=False)
