@@ -14,6 +14,7 @@ from pathlib import Path
 
 from node import config
 from node.cli import debug_enabled
+from node.diag.context import FAULTS_ENV, SYSROOT_ENV, DiagContext, parse_faults
 from node.errors import ConfigError, StreetnodeError
 
 FIELD_EPILOG = ("Technician training: `streetnode diag --emulate storm --fault weather:absent` runs on "
@@ -35,10 +36,8 @@ def add_field_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)  # system root for /dev /sys /proc /run
 
 
-def context_from_args(args: argparse.Namespace, *, require_config: bool) -> object:
+def context_from_args(args: argparse.Namespace, *, require_config: bool) -> DiagContext:
     """A DiagContext from the command line; a bad config raises only when ``require_config``."""
-    from node.diag.context import FAULTS_ENV, SYSROOT_ENV, DiagContext, parse_faults
-
     path = config.resolve_path(args.sub_config or args.config)
     cfg, err = None, None
     try:
@@ -79,7 +78,7 @@ def diag_cmd(args: argparse.Namespace) -> int:
     from node.diag.render import to_json, to_text, use_colour
 
     ctx = context_from_args(args, require_config=False)
-    report = run_diag(ctx)  # type: ignore[arg-type]
+    report = run_diag(ctx)
     if args.json:
         sys.stdout.write(to_json(report))
     else:
