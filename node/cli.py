@@ -16,7 +16,7 @@ from node import __version__
 from node.errors import EX_FAILURE, ConfigError, StreetnodeError
 
 # subcommand modules under node.commands, in the order --help lists them
-COMMAND_MODULES = ["config_cmd"]
+COMMAND_MODULES = ["config_cmd", "run", "status", "demo"]
 COMMAND_MODULES += ["diag", "bundle"]  # issue #7
 
 

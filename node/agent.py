@@ -1,0 +1,468 @@
+"""The daemon: sample -> buffer on one thread, upload on another, never the twain shall wait.
+
+Threads
+- *sampling* (the caller of `Agent.run`, the main thread under `streetnode run`):
+  deadline-driven; each pass samples the due sensors, commits them in one
+  ``buffer.put`` with one clock stamp, feeds the storm detector, applies clock
+  corrections, drives the LED, feeds the systemd watchdog (only this thread
+  does: a hung loop stops the pings and systemd restarts the process) and writes
+  the state file. It sleeps at most `TICK_S`, so a clock step is corrected and a
+  stop request honoured within that.
+- *upload*: a `schedule` job every ``upload.interval`` (``storm.upload_interval``
+  in storm mode) calls ``Uploader.run_round``; a storm start wakes it at once
+  for an alert round. It feeds the central's clock offset back to the `Clock`.
+
+`Agent.stop()` (SIGTERM) lets the current cycle finish and commit, gives the
+uploader a short grace, closes the buffer and returns; `Agent.reload(cfg)`
+(SIGHUP) swaps sensors, storm thresholds and the upload interval.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from drivers.quality import Quality
+from node.clock import Clock, save_last_known_good_time
+from node.config import Config
+from node.notify import Notifier, watchdog_interval_s
+from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
+from node.storm import StormDetector
+
+log = logging.getLogger("streetnode.agent")
+
+TICK_S = 0.5
+STATE_FILE = "agent-state.json"
+STATE_EVERY_S = 2.0
+STATUS_EVERY_S = 5.0
+LKG_EVERY_S = 600.0
+STOP_GRACE_S = 3.0
+
+
+def write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    """Atomically replace the state file `streetnode status` reads."""
+    path = state_dir / STATE_FILE
+    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def build_hardware(cfg: Config, scenario: str | None,
+                   clock: Callable[[], float] = time.monotonic) -> Hardware:
+    """Real buses and pins, or the emulated rig playing ``scenario`` (None: real hardware)."""
+    if scenario is None:
+        return RealHardware()
+    from drivers.emulator import EmulatedRig
+
+    return EmulatedHardware(EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock))
+
+
+class Agent:
+    """``Agent(cfg).run()`` until `stop()`; the parts are built in `start()`, never in here."""
+
+    def __init__(self, cfg: Config, *, scenario: str | None = None, notifier: Notifier | None = None,
+                 mono: Callable[[], float] = time.monotonic, clock: Clock | None = None,
+                 hardware: Hardware | None = None) -> None:
+        self.cfg = cfg
+        self.scenario = scenario if scenario is not None else (
+            cfg.emulation["scenario"] if cfg.emulation["enabled"] else None)
+        self.speed = float(cfg.emulation["speed"]) if self.scenario else 1.0
+        self.notifier = notifier or Notifier()
+        self._mono = mono
+        self.clock = clock or Clock()
+        self._hw = hardware
+        self.buffer: Any = None
+        self.sampler: Sampler | None = None
+        self.uploader: Any = None
+        self.led: Any = None
+        self.storm = StormDetector(cfg.storm)
+        self._stop = threading.Event()
+        self._wake_upload = threading.Event()
+        self._alert = threading.Event()
+        self._reload_cfg: Config | None = None
+        self._upload_thread: threading.Thread | None = None
+        self._upload_interval = float(cfg.upload["interval"])
+        self.started_wall = time.time()
+        self.counters = {"cycles": 0, "readings": 0, "not_durable": 0, "put_errors": 0,
+                         "corrections": 0, "corrected_readings": 0, "storms": 0, "upload_rounds": 0,
+                         "uploaded": 0, "duplicates": 0}
+        self.first_durable_at: float | None = None
+        self.last_round: dict[str, Any] = {}
+        self.led_state = "starting"
+        self.heartbeat = mono()
+        self._last = {"state": -1e9, "status": -1e9, "lkg": -1e9, "wd": -1e9}
+        self._wd_every = watchdog_interval_s()
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Open the buffer and build sensors (I/O happens here, not in the constructor)."""
+        from node.buffer import SqliteBuffer
+
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        b = self.cfg.buffer
+        self.buffer = SqliteBuffer(self.cfg.state_dir / "buffer.db", self.cfg.node["id"],
+                                   max_size=b["max_size"], max_age=b["max_age"],
+                                   overflow_readings=b["overflow_readings"])
+        self.buffer.open()
+        if self._hw is None:
+            self._hw = build_hardware(self.cfg, self.scenario, self._mono)
+        self.sampler = Sampler(self.cfg.sensors, self._hw, clock=self._mono)
+        self.sampler.open()
+        self._build_led()
+
+    def _build_led(self) -> None:
+        pin = self.cfg.status_led["pin"]
+        if pin is None:
+            return
+        try:
+            from drivers.led import StatusLED
+
+            self.led = StatusLED(pin, active_high=self.cfg.status_led["active_high"],
+                                 pin_factory=self._hw.pin_factory)  # type: ignore[union-attr]
+        except Exception as e:
+            log.warning("status LED on GPIO %s unavailable: %s", pin, e)
+
+    def stop(self) -> None:
+        """Ask the loop to finish the current cycle and return (signal-handler safe)."""
+        self._stop.set()
+        self._wake_upload.set()
+
+    def request_reload(self, cfg: Config) -> None:
+        self._reload_cfg = cfg
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, until: Callable[[], bool] | None = None, drain_s: float = 0.0) -> int:
+        """The sampling loop; returns 0 after `stop()` (or when ``until()`` is true).
+
+        ``drain_s`` > 0 (the demo): after sampling stops, keep uploading up to that
+        long until the backlog is empty.
+        """
+        if self.sampler is None:
+            self.start()
+        self.notifier.ready()
+        self._status_line(force=True)
+        try:
+            while not self._stop.is_set() and not (until and until()):
+                self._pass()
+                self._sleep()
+        finally:
+            self._shutdown(drain_s)
+        return 0
+
+    def _sleep(self) -> None:
+        nxt = self.sampler.next_due() if self.sampler else None
+        wait = TICK_S if nxt is None else min(TICK_S, max(0.0, nxt - self._mono()))
+        if wait > 0:
+            self._stop.wait(wait)
+
+    # ------------------------------------------------------------ one pass
+    def _pass(self) -> None:
+        now = self._mono()
+        if self._reload_cfg is not None:
+            cfg, self._reload_cfg = self._reload_cfg, None
+            self._apply(cfg)
+        self.clock.poll()
+        self._apply_corrections()
+        assert self.sampler is not None
+        cycle = self.sampler.sample(now)
+        for slot in cycle.new_faults:
+            self._incident("sensor_fault", f"{slot.name} ({slot.type}): {slot.error}")
+        if cycle.samples:
+            self._commit(cycle.samples)
+        if cycle.values:
+            self._storm(now, cycle.values)
+        self.heartbeat = self._mono()
+        if self._wd_every is not None and self.heartbeat - self._last["wd"] >= self._wd_every:
+            self._last["wd"] = self.heartbeat
+            self.notifier.watchdog()
+        self._update_led()
+        if self.heartbeat - self._last["state"] >= STATE_EVERY_S:
+            self._last["state"] = self.heartbeat
+            self._write_state()
+        self._status_line()
+        if self.first_durable_at is not None and self.upload_enabled and self._upload_thread is None:
+            self._start_uploader()  # after the first durable reading: keep requests off the start path
+
+    def _commit(self, samples: list) -> None:
+        from node.model import Sample
+
+        if self.storm.state.active:
+            storm = int(Quality.STORM)
+            samples = [Sample(s.channel, s.value, s.flags | storm) for s in samples]
+        stamp = self.clock.stamp()
+        try:
+            res = self.buffer.put(samples, stamp)
+        except Exception as e:  # the buffer keeps what it can; sampling goes on
+            self.counters["put_errors"] += 1
+            log.error("buffer: cycle of %d readings not stored: %s", len(samples), e)
+            return
+        n = res.last_seq - res.first_seq + 1
+        self.counters["cycles"] += 1
+        self.counters["readings"] += n
+        if not res.durable:
+            self.counters["not_durable"] += n
+        elif self.first_durable_at is None:
+            self.first_durable_at = time.time()
+            log.info("first cycle durable: %d readings (seq %d-%d)", n, res.first_seq, res.last_seq)
+        if stamp.synced and self._mono() - self._last["lkg"] >= LKG_EVERY_S:
+            self._last["lkg"] = self._mono()
+            try:
+                save_last_known_good_time(self.cfg.state_dir, stamp.wall_ms)
+            except OSError as e:
+                log.debug("last known good time not saved: %s", e)
+
+    def _apply_corrections(self) -> None:
+        for c in self.clock.take_corrections():
+            try:
+                n = self.buffer.correct_clock(c.boot_id, c.offset_ms)
+            except Exception as e:
+                log.error("clock correction of %+d ms not applied: %s", c.offset_ms, e)
+                continue
+            self.counters["corrections"] += 1
+            self.counters["corrected_readings"] += int(n or 0)
+            log.info("clock %s: %d unsynchronized readings of this boot corrected by %+d ms",
+                     c.source, int(n or 0), c.offset_ms)
+
+    def _storm(self, now: float, values: dict[str, float]) -> None:
+        values = dict(values)
+        if "rain_rate_mm_h" in values and self.speed != 1.0:
+            values["rain_rate_mm_h"] /= self.speed  # rates over compressed time: back to scenario units
+        ev = self.storm.observe(now * self.speed, values)
+        if ev is True:
+            self.counters["storms"] += 1
+            log.warning("storm mode ON (%s): sampling every %gs, alert upload now",
+                        ", ".join(f"{k} {self.storm.state.levels[k]:.1f}" for k in self.storm.state.reasons),
+                        self.cfg.storm["interval"])
+            self._set_storm_intervals(True)
+            self._alert.set()
+            self._wake_upload.set()
+        elif ev is False:
+            log.warning("storm mode OFF: back to normal intervals")
+            self._set_storm_intervals(False)
+
+    def _set_storm_intervals(self, on: bool) -> None:
+        assert self.sampler is not None
+        self.sampler.interval_cap = self.cfg.storm["interval"] if on else None
+        self.sampler.reschedule()
+        iv = self.cfg.storm["upload_interval"] if on else self.cfg.upload["interval"]
+        self._upload_interval = float(iv)
+        self._wake_upload.set()
+
+    def _incident(self, kind: str, detail: str) -> None:
+        try:
+            self.buffer.record_incident(kind, detail)
+        except Exception as e:
+            log.debug("incident not recorded: %s", e)
+
+    # ------------------------------------------------------------ reload
+    def _apply(self, cfg: Config) -> None:
+        for key in ("id", "state_dir"):
+            if cfg.node[key] != self.cfg.node[key]:
+                log.warning("node.%s changed: takes effect after a restart", key)
+                cfg.node[key] = self.cfg.node[key]
+        old = self.cfg
+        if (cfg.central, cfg.buffer, cfg.emulation) != (old.central, old.buffer, old.emulation):
+            log.warning("[central], [buffer] and [emulation] changes take effect after a restart")
+            cfg.central, cfg.buffer, cfg.emulation = self.cfg.central, self.cfg.buffer, self.cfg.emulation
+        if cfg.sensors != self.cfg.sensors:
+            assert self.sampler is not None
+            self.sampler.close()
+            self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono)  # type: ignore[arg-type]
+            self.sampler.open()
+        self.cfg = cfg
+        active = self.storm.state.active
+        self.storm.thresholds.update({k: float(cfg.storm[k]) for k in self.storm.thresholds})
+        self.storm.enabled = cfg.storm["enabled"]
+        self.storm.clear_after, self.storm.clear_ratio = cfg.storm["clear_after"], cfg.storm["clear_ratio"]
+        self._set_storm_intervals(active)
+        logging.getLogger().setLevel(cfg.node["log_level"].upper())
+        log.info("configuration reloaded from %s (%d sensors)", cfg.source, len(cfg.sensors))
+
+    # ------------------------------------------------------------ upload thread
+    @property
+    def upload_enabled(self) -> bool:
+        return bool(self.cfg.central["url"])
+
+    def _start_uploader(self) -> None:
+        self._upload_thread = threading.Thread(target=self._upload_main, name="upload", daemon=True)
+        self._upload_thread.start()
+
+    def _make_uploader(self) -> Any:
+        from node.keyfile import load_key
+        from node.uploader import Uploader
+
+        c, u = self.cfg.central, self.cfg.upload
+        return Uploader(self.buffer, c["url"], load_key(c["key_file"]), self.cfg.node["id"],
+                        max_batch_readings=u["max_batch_readings"], max_batch_bytes=u["max_batch_bytes"],
+                        live_readings=u["live_readings"], connect_timeout=c["connect_timeout"],
+                        read_timeout=c["read_timeout"], ca_bundle=c["ca_bundle"],
+                        backoff_initial=u["backoff_initial"], backoff_max=u["backoff_max"],
+                        health=self.health)
+
+    def _upload_main(self) -> None:
+        import schedule
+
+        try:
+            self.uploader = self._make_uploader()
+        except Exception as e:
+            self.last_round = {"error": f"uploader not started: {e}"}
+            log.error("uploads disabled: %s", e)
+            return
+        sched = schedule.Scheduler()
+        interval = self._upload_interval
+        sched.every(interval).seconds.do(self._upload_round)
+        self._upload_round()
+        while not self._stop.is_set():
+            if self._alert.is_set():
+                self._alert.clear()
+                self._upload_round(alert=True)
+            if interval != self._upload_interval:
+                interval = self._upload_interval
+                sched.clear()
+                sched.every(interval).seconds.do(self._upload_round)
+            sched.run_pending()
+            idle = sched.idle_seconds
+            self._wake_upload.wait(TICK_S if idle is None else min(max(idle, 0.05), TICK_S))
+            self._wake_upload.clear()
+
+    def _upload_round(self, alert: bool = False) -> None:
+        up = self.uploader
+        if up is None or self._stop.is_set() or not up.ready():
+            return
+        try:
+            res = up.run_round(time.time() + max(self._upload_interval, 5.0), alert=alert)
+        except Exception as e:  # never let one round kill the thread
+            log.error("upload round failed: %s", e)
+            self.last_round = {"at": time.time(), "error": str(e)}
+            return
+        self.counters["upload_rounds"] += 1
+        self.counters["uploaded"] += res.readings
+        self.counters["duplicates"] += res.duplicates
+        self.last_round = {"at": time.time(), "readings": res.readings, "error": res.error,
+                           "backlog_empty": res.backlog_empty, "alert": alert}
+        if res.error:
+            log.warning("upload: %s (retry in %.0fs)", res.error, max(0.0, res.next_attempt_at - time.time()))
+        if up.clock_offset_ms is not None:
+            self.clock.learn_offset(up.clock_offset_ms)
+
+    def health(self) -> dict[str, Any]:
+        faulted = [s.name for s in self.sampler.slots if s.state == "fault"] if self.sampler else []
+        return {"storm": self.storm.state.active, "sensors_faulted": len(faulted),
+                "clock_synced": bool(self.clock.synced), "uptime_s": int(time.time() - self.started_wall),
+                "readings_sampled": self.counters["readings"]}
+
+    # ------------------------------------------------------------ LED, state, status
+    def _led_target(self) -> str:
+        if self.sampler and any(s.state == "fault" for s in self.sampler.slots):
+            return "fault"
+        if not self.upload_enabled:
+            return "buffering"
+        status = self.uploader.status() if self.uploader is not None else {}
+        if status.get("consecutive_failures") or status.get("last_success_at") is None:
+            return "buffering"
+        return "ok"
+
+    def _update_led(self) -> None:
+        target = self._led_target()
+        if target == self.led_state:
+            return
+        log.info("status: %s", target)
+        self.led_state = target
+        if self.led is not None:
+            try:
+                self.led.set_state(target)
+            except Exception as e:
+                log.debug("LED: %s", e)
+
+    def state(self) -> dict[str, Any]:
+        now = self._mono()
+        up = self.uploader.status() if self.uploader is not None else None
+        return {
+            "pid": os.getpid(), "node_id": self.cfg.node["id"], "config": self.cfg.source,
+            "emulated": self.scenario, "started_at": self.started_wall, "updated_at": time.time(),
+            "led": self.led_state, "sensors": self.sampler.states(now) if self.sampler else [],
+            "storm": self.storm.state.as_dict(),
+            "clock": {"synced": self.clock.synced, "boot_id": self.clock.boot_id,
+                      "last_correction": None if self.clock.last_correction is None else
+                      {"offset_ms": self.clock.last_correction.offset_ms,
+                       "source": self.clock.last_correction.source}},
+            "upload": {"enabled": self.upload_enabled, "last_round": self.last_round, **(up or {})},
+            "counters": dict(self.counters),
+        }
+
+    def _write_state(self) -> None:
+        try:
+            write_state(self.cfg.state_dir, self.state())
+        except OSError as e:
+            log.debug("state file not written: %s", e)
+
+    def _status_line(self, force: bool = False) -> None:
+        if not self.notifier.enabled or (not force and self._mono() - self._last["status"] < STATUS_EVERY_S):
+            return
+        self._last["status"] = self._mono()
+        self.notifier.status(self.summary())
+
+    def summary(self) -> str:
+        try:
+            backlog = self.buffer.stats().readings
+        except Exception:
+            backlog = "?"
+        up = self.uploader.status() if self.uploader is not None else {}
+        ok = up.get("last_success_at")
+        last = "never" if not ok else f"{int(time.time() - ok)}s ago"
+        storm = ", STORM" if self.storm.state.active else ""
+        return f"{self.led_state}{storm}: backlog {backlog} readings, last upload {last}"
+
+    # ------------------------------------------------------------ shutdown
+    def _drain(self, seconds: float) -> None:
+        deadline = time.time() + seconds
+        while time.time() < deadline and self.buffer.stats().readings > 0:
+            if self.uploader.ready():
+                res = self.uploader.run_round(deadline)
+                self.counters["uploaded"] += res.readings
+                self.counters["duplicates"] += res.duplicates
+            else:
+                time.sleep(0.05)
+
+    def _shutdown(self, drain_s: float = 0.0) -> None:
+        self.notifier.stopping()
+        self._stop.set()
+        self._wake_upload.set()
+        t = self._upload_thread
+        if t is not None:
+            t.join(STOP_GRACE_S)
+            if t.is_alive():
+                log.warning("an upload was still in flight at shutdown; its readings will be resent")
+        if self.sampler is not None:
+            self.sampler.close()
+        if self.led is not None:
+            try:
+                self.led.close()
+            except Exception:
+                pass
+        if drain_s > 0 and self.uploader is not None and (t is None or not t.is_alive()):
+            self._drain(drain_s)
+        self._write_state()
+        if self.uploader is not None and (t is None or not t.is_alive()):
+            self.uploader.close()
+        if self.buffer is not None:
+            self.buffer.close()
+        c = self.counters
+        log.info("stopped: %d readings sampled in %d cycles", c["readings"], c["cycles"])

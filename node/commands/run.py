@@ -1,0 +1,66 @@
+"""`streetnode run [--emulate [SCENARIO]]`: the daemon systemd runs for years."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from typing import Any
+
+from node import config
+
+log = logging.getLogger("streetnode.run")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the node: sample, buffer, upload (the daemon)",
+                       description="Sample the configured sensors, store every reading durably and upload "
+                       "them. SIGTERM stops cleanly (exit 0), SIGHUP reloads the configuration.")
+    p.add_argument("--emulate", nargs="?", const="calm", metavar="SCENARIO",
+                   help="run on emulated hardware playing SCENARIO (calm, storm; default calm)")
+    p.add_argument("--speed", type=float, metavar="X",
+                   help="with --emulate: play the scenario X times faster (default [emulation] speed)")
+    p.set_defaults(func=run_cmd)
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    from node import logsetup
+
+    cfg = config.load(args.config)
+    if args.speed is not None:
+        cfg.emulation["speed"] = args.speed
+    logsetup.setup(cfg.node["log_level"], args.verbose)
+    from node.agent import Agent
+
+    agent = Agent(cfg, scenario=args.emulate)
+    path = cfg.source
+
+    def on_term(signum: int, frame: Any) -> None:
+        agent.stop()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        # parse outside the handler's frame: a thread keeps the signal handler short
+        threading.Thread(target=_reload, args=(agent, path, args.verbose), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    agent.start()
+    where = f"emulated hardware ({agent.scenario}, x{agent.speed:g})" if agent.scenario else "hardware"
+    log.info("node %s running on %s with %d sensors; buffer %s; central %s", cfg.node["id"], where,
+             len(agent.sampler.slots) if agent.sampler else 0, cfg.state_dir / "buffer.db",
+             "configured" if cfg.central["url"] else "not configured (buffer only)")
+    return agent.run()
+
+
+def _reload(agent: Any, path: str, verbose: int) -> None:
+    agent.notifier.reloading()
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as e:
+        log.error("SIGHUP: configuration not reloaded, keeping the running one: %s", "; ".join(e.problems))
+        agent.notifier.ready()
+        return
+    agent.request_reload(cfg)
+    agent.notifier.ready()

@@ -1,0 +1,131 @@
+"""Sampler scheduling: intervals, rounding, fault -> backoff -> recovery, one bad sensor alone."""
+
+from __future__ import annotations
+
+from drivers.quality import Quality
+from node.sampler import Sampler, round_to
+
+
+class Reading(dict):
+    def __init__(self, values, flags=None):
+        super().__init__(values)
+        self.flags = flags or {}
+
+
+class FlakyDriver:
+    """A stand-in driver with a scripted health: `fail` raises like a NACKing chip."""
+
+    def __init__(self, values):
+        self.values, self.fail, self.probes, self.reads = values, False, 0, 0
+
+    def probe(self):
+        self.probes += 1
+        if self.fail:
+            raise OSError(121, "Remote I/O error")
+
+    def read(self):
+        self.reads += 1
+        if self.fail:
+            raise OSError(121, "Remote I/O error")
+        return Reading(self.values, {"pressure_hpa": int(Quality.CLAMPED)})
+
+
+class NoHw:
+    pin_factory = None
+
+    def bus(self, n):
+        return None
+
+    def prepare(self, cfg):
+        pass
+
+
+def make(now, drivers, **kw):
+    sensors = [{"type": "bme280", "name": "weather", "interval": 10.0},
+               {"type": "pm25", "name": "air", "interval": 5.0}]
+    reg = {"bme280": lambda cfg, hw: drivers["weather"], "pm25": lambda cfg, hw: drivers["air"]}
+    s = Sampler(sensors, NoHw(), registry=reg, clock=lambda: now[0], **kw)
+    s.open()
+    return s
+
+
+def test_round_to_resolution():
+    assert round_to(1013.256789, 0.01) == 1013.26
+    assert round_to(12.6, 1.0) == 13.0
+    assert round_to(0.27940000001, 0.0001) == 0.2794
+    assert round_to(-3.14159, 0.1) == -3.1
+
+
+def test_intervals_and_rounding():
+    now = [100.0]
+    w = FlakyDriver({"temperature_c": 28.123456, "pressure_hpa": 1009.8765})
+    a = FlakyDriver({"pm2_5_ugm3": 41.6})
+    s = make(now, {"weather": w, "air": a})
+    c = s.sample()
+    got = {x.channel: (x.value, x.flags) for x in c.samples}
+    assert got == {"weather.temperature_c": (28.12, 0),
+                   "weather.pressure_hpa": (1009.88, int(Quality.CLAMPED)), "air.pm2_5_ugm3": (42.0, 0)}
+    assert c.values["pressure_hpa"] == 1009.88
+    now[0] = 105.0
+    assert {x.channel for x in s.sample().samples} == {"air.pm2_5_ugm3"}
+    now[0] = 110.0
+    assert len(s.sample().samples) == 3
+    assert s.next_due() == 115.0
+
+
+def test_fault_backoff_and_recovery_without_stopping_the_others():
+    now = [0.0]
+    w, a = FlakyDriver({"temperature_c": 20.0}), FlakyDriver({"pm2_5_ugm3": 5})
+    s = make(now, {"weather": w, "air": a}, backoff_initial=1.0, backoff_max=4.0)
+    s.sample()
+    w.fail = True
+    now[0] = 10.0
+    c = s.sample()
+    # the failing cycle: FAULT samples for weather's channels, air goes on
+    assert [(x.channel, x.value, x.flags) for x in c.samples if x.channel.startswith("weather")] == \
+        [("weather.temperature_c", None, int(Quality.FAULT))]
+    assert [sl.name for sl in c.new_faults] == ["weather"]
+    slot = s.slots[0]
+    assert slot.state == "fault" and "Remote I/O" in slot.error
+    retries = []
+    for t in range(11, 40):
+        now[0] = float(t)
+        probes = w.probes
+        c = s.sample()
+        assert all(not x.channel.startswith("weather") for x in c.samples)  # skipped while faulted
+        if w.probes > probes:
+            retries.append(t)
+    assert retries[:4] == [11, 13, 17, 21]  # 1, 2, 4, then capped at 4 s
+    w.fail = False
+    now[0] = 45.0
+    c = s.sample()
+    assert [sl.name for sl in c.recovered] == ["weather"]
+    assert any(x.channel == "weather.temperature_c" and x.value == 20.0 for x in c.samples)
+    assert slot.state == "ok" and slot.backoff == 1.0
+    assert a.reads >= 8  # the healthy sensor kept its 5 s interval throughout
+
+
+def test_unknown_constructor_failure_faults_only_that_sensor():
+    now = [0.0]
+    a = FlakyDriver({"pm2_5_ugm3": 5})
+
+    def broken(cfg, hw):
+        raise RuntimeError("no such bus /dev/i2c-7")
+
+    s = Sampler([{"type": "bme280", "name": "weather", "interval": 10.0},
+                 {"type": "pm25", "name": "air", "interval": 5.0}], NoHw(),
+                registry={"bme280": broken, "pm25": lambda cfg, hw: a}, clock=lambda: now[0])
+    s.open()
+    c = s.sample()
+    assert [x.channel for x in c.samples] == ["air.pm2_5_ugm3"]
+    assert s.states()[0]["state"] == "fault" and "i2c-7" in s.states()[0]["error"]
+
+
+def test_storm_cap_shortens_intervals():
+    now = [0.0]
+    s = make(now, {"weather": FlakyDriver({"temperature_c": 1}), "air": FlakyDriver({"pm2_5_ugm3": 1})})
+    s.sample()
+    assert s.next_due() == 5.0
+    s.interval_cap = 2.0
+    s.reschedule()
+    assert s.next_due() == 2.0
