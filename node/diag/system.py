@@ -225,7 +225,7 @@ def check_clock(ctx: DiagContext) -> Result:
 def check_service(ctx: DiagContext) -> Result:
     systemctl = shutil.which("systemctl")
     if not systemctl or not ctx.path("/run/systemd/system").is_dir():
-        return skip("service", "systemctl not available (not booted with systemd); daemon state unknown")
+        return _service_from_state_file(ctx)
     props = "LoadState,ActiveState,SubState,NRestarts,MainPID,ActiveEnterTimestamp"
     try:
         out = subprocess.run([systemctl, "show", f"{SERVICE_NAME}.service", f"--property={props}"],
@@ -251,3 +251,33 @@ def check_service(ctx: DiagContext) -> Result:
         return warn("service", f"daemon running (pid {info.get('MainPID')}) but restarted {restarts} times; "
                     f"up since {since}", journal)
     return ok("service", f"daemon running (pid {info.get('MainPID')}) since {since}, no restarts")
+
+
+STATE_FRESH_S = 30.0  # the agent rewrites its state file every few seconds
+
+
+def _service_from_state_file(ctx: DiagContext) -> Result:
+    from node.agent import STATE_FILE, read_state
+
+    state = read_state(ctx.state_dir)
+    if state is None:
+        return skip("service", "systemctl not available (not booted with systemd) and no daemon "
+                    f"state file in {ctx.state_dir}: daemon state unknown")
+    age = ctx.wall() - float(state.get("updated_at") or 0)
+    pid = state.get("pid")
+    alive = False
+    if isinstance(pid, int) and not ctx.explicit_root:
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except PermissionError:
+            alive = True
+        except OSError:
+            alive = False
+    fresh = age <= STATE_FRESH_S
+    where = f"{ctx.state_dir / STATE_FILE}"
+    if fresh and (alive or ctx.explicit_root):
+        return ok("service", f"systemctl not available; daemon running (pid {pid}), state file updated "
+                  f"{fmt_age(age)} ago")
+    return fail("service", f"systemctl not available; daemon not running: {where} last updated "
+                f"{fmt_age(age)} ago", "start it: sudo systemctl start streetnode (or `streetnode run`)")

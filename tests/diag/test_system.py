@@ -202,3 +202,13 @@ def test_service_via_systemctl(config_file, sysroot, tmp_path, monkeypatch, show
 def test_service_without_systemd_says_not_available(config_file, sysroot):
     r = system.check_service(context(config_file, sysroot))
     assert r.status is Status.SKIP and "systemctl not available" in r.summary
+
+
+def test_service_from_the_agents_state_file_when_systemd_is_absent(config_file, sysroot, state_dir):
+    from node.agent import write_state
+    write_state(state_dir, {"pid": 4242, "updated_at": time.time() - 3})
+    r = system.check_service(context(config_file, sysroot))
+    assert r.status is Status.PASS and "pid 4242" in r.summary
+    write_state(state_dir, {"pid": 4242, "updated_at": time.time() - 3600})
+    r = system.check_service(context(config_file, sysroot))
+    assert r.status is Status.FAIL and "daemon not running" in r.summary and "60 min ago" in r.summary
