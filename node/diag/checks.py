@@ -8,7 +8,7 @@ from collections.abc import Callable
 from functools import partial
 
 from node import __version__
-from node.diag import network, storage, system
+from node.diag import hardware, network, storage, system
 from node.diag.context import DiagContext
 from node.diag.core import Check, Report, Runner
 
@@ -25,6 +25,16 @@ def build_checks(ctx: DiagContext) -> list[Check]:
     checks = [Check("config", system.check_config, deadline=1.0)]
     for n in i2c_buses(ctx):
         checks.append(Check(f"i2c.bus{n}", partial(system.check_i2c_bus, n=n), deadline=2.0))
+        checks.append(Check(f"i2c.scan.bus{n}", partial(hardware.check_scan, n=n), deadline=3.0,
+                            needs=(f"i2c.bus{n}",)))
+    if ctx.cfg is not None:
+        checks.append(Check("gpio", hardware.check_gpio, deadline=2.0))
+        for s in ctx.cfg.sensors:
+            if not s["enabled"] or s["type"] not in (*hardware.I2C_TYPES, *hardware.GPIO_TYPES):
+                continue
+            needs = (f"i2c.scan.bus{s['bus']}",) if "bus" in s else ("gpio",)
+            checks.append(Check(f"sensor.{s['name']}", partial(hardware.check_sensor, name=s["name"]),
+                                deadline=4.0, needs=needs))
     checks += [
         Check("clock", system.check_clock, deadline=2.0),
         Check("disk", system.check_disk, deadline=2.0),

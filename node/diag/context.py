@@ -89,8 +89,7 @@ class DiagContext:
     wall: Callable[[], float] = time.time
     debug: bool = False
     scratch: dict[str, Any] = field(default_factory=dict, repr=False)  # checks hand facts to later ones
-    _rig: Any = field(default=None, repr=False)
-    _rig_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _rig_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _bus_locks: dict[int, threading.Lock] = field(default_factory=dict, repr=False)
     _runner: Any = field(default=None, repr=False)
 
@@ -136,14 +135,22 @@ class DiagContext:
 
     def rig(self) -> Any:
         """The emulated rig (built once, faults injected); only when emulating."""
+        return self.once("rig", self._make_rig)
+
+    def _make_rig(self) -> Any:
+        from drivers.emulator import EmulatedRig
+
+        rig = EmulatedRig(self.emulate or "calm", speed=self.speed)
+        for target, fault in self.faults:
+            rig.inject(target, fault)
+        return rig
+
+    def once(self, key: str, factory: Callable[[], Any]) -> Any:
+        """``factory()`` built once per run and shared by every check (thread-safe)."""
         with self._rig_lock:
-            if self._rig is None:
-                from drivers.emulator import EmulatedRig
-                rig = EmulatedRig(self.emulate or "calm", speed=self.speed)
-                for target, fault in self.faults:
-                    rig.inject(target, fault)
-                self._rig = rig
-            return self._rig
+            if key not in self.scratch:
+                self.scratch[key] = factory()
+            return self.scratch[key]
 
     # ------------------------------------------------------------ runner
     def bind_runner(self, runner: Any) -> None:
