@@ -1,0 +1,105 @@
+"""Scenarios as data: the physical truth over scenario seconds (``scenarios/*.toml``).
+
+Each file lists keyframes (hour, then one column per quantity); the truth between them is
+linear. A ``repeat = true`` scenario (calm: one day) loops; others hold their last values.
+Rain is integrated exactly over the piecewise-linear rain rate.
+"""
+
+from __future__ import annotations
+
+import bisect
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent / "scenarios"
+COLUMNS = ("temperature_c", "humidity_pct", "pressure_hpa", "rain_rate_mm_h", "depth_cm",
+           "pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3")
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What the world is like at scenario time ``t_s``."""
+
+    t_s: float
+    temperature_c: float
+    humidity_pct: float
+    pressure_hpa: float
+    rain_rate_mm_h: float
+    depth_cm: float
+    pm1_0_ugm3: float
+    pm2_5_ugm3: float
+    pm10_ugm3: float
+
+
+class Scenario:
+    def __init__(self, name: str, points: list[list[float]], *, repeat: bool = False,
+                 description: str = "") -> None:
+        if len(points) < 2 or any(len(p) != len(COLUMNS) + 1 for p in points):
+            raise ValueError(f"scenario {name}: need >= 2 keyframes of {len(COLUMNS) + 1} numbers")
+        self.name, self.repeat, self.description = name, repeat, description
+        self.times = [p[0] * 3600.0 for p in points]
+        if self.times != sorted(self.times) or self.times[0] != 0:
+            raise ValueError(f"scenario {name}: keyframe hours must start at 0 and increase")
+        self.rows = [tuple(float(v) for v in p[1:]) for p in points]
+        self.duration_s = self.times[-1]
+        ri = COLUMNS.index("rain_rate_mm_h")
+        self._cum_mm = [0.0]
+        for i in range(1, len(self.times)):
+            dt_h = (self.times[i] - self.times[i - 1]) / 3600.0
+            self._cum_mm.append(self._cum_mm[-1] + dt_h * (self.rows[i - 1][ri] + self.rows[i][ri]) / 2)
+
+    def _local(self, t_s: float) -> float:
+        if self.repeat:
+            return t_s % self.duration_s
+        return min(max(t_s, 0.0), self.duration_s)
+
+    def _segment(self, t: float) -> tuple[int, float]:
+        i = max(0, min(bisect.bisect_right(self.times, t) - 1, len(self.times) - 2))
+        span = self.times[i + 1] - self.times[i]
+        return i, (t - self.times[i]) / span if span else 0.0
+
+    def at(self, t_s: float) -> Truth:
+        i, f = self._segment(self._local(t_s))
+        a, b = self.rows[i], self.rows[i + 1]
+        return Truth(t_s, *(x + (y - x) * f for x, y in zip(a, b, strict=True)))
+
+    __call__ = at
+
+    def _cumulative(self, t_s: float) -> float:
+        if t_s <= 0:
+            return 0.0
+        periods = 0.0
+        if self.repeat:
+            periods = (t_s // self.duration_s) * self._cum_mm[-1]
+        elif t_s >= self.duration_s:
+            last = self.rows[-1][COLUMNS.index("rain_rate_mm_h")]
+            return self._cum_mm[-1] + last * (t_s - self.duration_s) / 3600.0
+        t = self._local(t_s)
+        i, f = self._segment(t)
+        ri = COLUMNS.index("rain_rate_mm_h")
+        r0, r1 = self.rows[i][ri], self.rows[i + 1][ri]
+        dt_h = (t - self.times[i]) / 3600.0
+        return periods + self._cum_mm[i] + dt_h * (r0 + (r0 + (r1 - r0) * f)) / 2
+
+    def rain_mm(self, t0_s: float, t1_s: float) -> float:
+        """Rain that fell between two scenario times (mm)."""
+        return self._cumulative(t1_s) - self._cumulative(t0_s)
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in HERE.glob("*.toml"))
+
+
+@cache
+def scenario(name: str) -> Scenario:
+    """The named scenario (``calm``, ``storm``); ValueError naming the known ones otherwise."""
+    path = HERE / f"{name}.toml"
+    if not path.is_file():
+        raise ValueError(f"unknown scenario {name!r} (known: {', '.join(names())})")
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if tuple(data.get("columns", ())) != ("hour", *COLUMNS):
+        raise ValueError(f"scenario {name}: columns must be hour, {', '.join(COLUMNS)}")
+    return Scenario(name, data["points"], repeat=bool(data.get("repeat", False)),
+                    description=data.get("description", ""))
