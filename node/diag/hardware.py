@@ -17,8 +17,6 @@ from node.diag.core import Result, Status, fail, ok, skip, warn
 
 I2C_TYPES = ("bme280", "pm25")
 GPIO_TYPES = ("flood", "rain")
-KNOWN_PARTS = {0x12: "PMSA003I (PM2.5)", 0x76: "BME280 (SDO low)", 0x77: "BME280 (SDO high)",
-               0x3C: "SSD1306 display", 0x68: "RTC (DS3231/DS1307)", 0x48: "ADS1115 ADC"}
 OTHER_BME_ADDRESS = {0x76: 0x77, 0x77: 0x76}
 
 REMEDY_WIRING = {
@@ -77,11 +75,17 @@ def hardware(ctx: DiagContext) -> Any:
 
 
 # ---------------------------------------------------------------- I2C scan
-def scan_bus(ctx: DiagContext, n: int) -> list[int]:
+def scan_bus(ctx: DiagContext, n: int) -> list[Any]:
+    """`drivers.scan.Found` entries of bus ``n`` (under the bus lock)."""
     from drivers.scan import scan
 
     with ctx.bus_lock(n):
-        return sorted(scan(hardware(ctx).bus(n)))
+        return scan(hardware(ctx).bus(n))
+
+
+def _part(found: Any) -> str:
+    names = " or ".join(found.part_names) if found.part_names else "unknown part"
+    return names + {"ok": "", "busy": ", claimed by a kernel driver", "error": ", I/O error"}[found.status]
 
 
 def check_scan(ctx: DiagContext, n: int) -> Result:
@@ -92,11 +96,12 @@ def check_scan(ctx: DiagContext, n: int) -> Result:
     from drivers.errors import DriverError
 
     try:
-        found = scan_bus(ctx, n)
+        entries = scan_bus(ctx, n)
     except (DriverError, OSError) as e:
         return fail(cid, f"scan of bus {n} failed: {e}", getattr(e, "remedy", None) or
                     "check the I2C wiring (a shorted SDA/SCL line stops the whole bus)")
-    ctx.scratch[cid] = found
+    found = {f.address: f for f in entries}
+    ctx.scratch[cid] = sorted(found)
     expected = {s["address"]: s for s in _sensors(ctx, I2C_TYPES) if s["bus"] == n}
     fails, remedies, explained = [], [], set()
     for addr, s in sorted(expected.items()):
@@ -105,21 +110,21 @@ def check_scan(ctx: DiagContext, n: int) -> Result:
         other = OTHER_BME_ADDRESS.get(addr) if s["type"] == "bme280" else None
         if other is not None and other in found and other not in expected:
             explained.add(other)
-            fails.append(f"{s['name']} ({s['type']}) is not at 0x{addr:02x} but a BME280 answers at "
-                         f"0x{other:02x}")
+            fails.append(f"{s['name']} ({s['type']}) is not at 0x{addr:02x} but a {_part(found[other])} "
+                         f"answers at 0x{other:02x}")
             remedies.append(f"set address = 0x{other:02x} in the [[sensors]] block '{s['name']}' "
                             f"(or move the SDO jumper so it answers at 0x{addr:02x})")
         else:
             fails.append(f"{s['name']} ({s['type']}): nothing answers at 0x{addr:02x}")
             remedies.append(REMEDY_WIRING[s["type"]])
-    unexpected = [a for a in found if a not in expected and a not in explained]
-    names = ", ".join(f"0x{a:02x}" + (f" {expected[a]['name']}" if a in expected else "") for a in found)
-    seen = f"bus {n} answers at: {names or 'nothing'}"
+    unexpected = [a for a in sorted(found) if a not in expected and a not in explained]
+    seen = f"bus {n} answers at: " + (", ".join(
+        f"0x{a:02x} {_part(f)}" + (f" ({expected[a]['name']})" if a in expected else "")
+        for a, f in sorted(found.items())) or "nothing")
     if fails:
         return fail(cid, "; ".join(fails), "; ".join(dict.fromkeys(remedies)), detail=seen)
     if unexpected:
-        parts = ", ".join(f"0x{a:02x}" + (f" ({KNOWN_PARTS[a]})" if a in KNOWN_PARTS else "")
-                          for a in unexpected)
+        parts = ", ".join(f"0x{a:02x} ({_part(found[a])})" for a in unexpected)
         return warn(cid, f"unexpected device(s) on bus {n}: {parts}",
                     "a part not in the configuration: add it or remove it (and check for address clashes)",
                     detail=seen)
@@ -181,9 +186,9 @@ def judge(name: str, stype: str, m: Mapping[str, float | None], flags: Mapping[s
             status = Status.FAIL
             problems.append(f"{_fmt(q, v)} is implausible (expected {lo_hi[0]:g} to {lo_hi[1]:g})")
             remedy = remedy or "the sensor reads nonsense: check its supply and replace it"
-        elif q == "humidity_pct" and v in (0.0, 100.0):
+        elif q == "humidity_pct" and (v <= 0.5 or v >= 99.5):
             status = max(status, Status.WARN)
-            problems.append(f"humidity at exactly {v:.0f} %: saturated or failed if it stays there")
+            problems.append(f"humidity at {v:.1f} %: saturated, or failed if it stays there")
             remedy = remedy or ("if it stays at 0 or 100 % for hours: dry the sensor, fit a vented "
                                 "radiation shield, or replace it")
         elif q == "depth_cm" and v < -10:
@@ -212,7 +217,6 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
         if gpio and gpio[0].status is Status.FAIL:
             return skip(cid, "not probed: GPIO is not usable (see gpio)")
     from drivers.errors import DriverError
-
     from node.sampler import REGISTRY
 
     hw = hardware(ctx)
