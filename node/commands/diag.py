@@ -8,8 +8,10 @@ and the hidden ``--root DIR`` / ``$STREETNODE_SYSROOT`` system root.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from node import config
@@ -23,6 +25,25 @@ FIELD_EPILOG = ("Technician training: `streetnode diag --emulate storm --fault w
 
 class UsageError(StreetnodeError):
     exit_code = 2
+
+
+class HardwareError(StreetnodeError):
+    """A driver error at the CLI edge, keeping the driver's exit code (69 unavailable, 77 permission)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def driver_errors() -> Iterator[None]:
+    """Turn `drivers.errors.DriverError` into a one-line message with the driver's exit code."""
+    from drivers.errors import DriverError
+
+    try:
+        yield
+    except DriverError as e:
+        raise HardwareError(str(e), e.exit_code) from None
 
 
 def add_field_options(p: argparse.ArgumentParser) -> None:
@@ -58,9 +79,15 @@ def context_from_args(args: argparse.Namespace, *, require_config: bool) -> Diag
     if faults and emulate is None:
         raise UsageError("--fault needs emulated hardware: add --emulate [SCENARIO]")
     root = args.root or os.environ.get(SYSROOT_ENV) or "/"
-    return DiagContext(cfg, config_error=err, config_path=str(path), sysroot=Path(root),
-                       emulate=emulate, speed=cfg.emulation["speed"] if cfg else 1.0,
-                       faults=faults, debug=debug_enabled())
+    ctx = DiagContext(cfg, config_error=err, config_path=str(path), sysroot=Path(root),
+                      emulate=emulate, speed=cfg.emulation["speed"] if cfg else 1.0,
+                      faults=faults, debug=debug_enabled())
+    if faults:
+        try:
+            ctx.rig()  # a fault the rig does not know is a usage error, not a crashed check
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    return ctx
 
 
 def register(sub: argparse._SubParsersAction) -> None:

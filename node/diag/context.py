@@ -142,7 +142,19 @@ class DiagContext:
 
         rig = EmulatedRig(self.emulate or "calm", speed=self.speed)
         for target, fault in self.faults:
-            rig.inject(target, fault)
+            kind = target
+            if self.cfg is not None and target in {s["name"] for s in self.cfg.sensors}:
+                kind = self.cfg.sensor(target)["type"]  # training names sensors as configured
+            if fault == "moved":  # the BME280 strapped to its other address (SDO jumper)
+                bus = rig.bus(1)
+                old = next(a for a in (0x76, 0x77) if a in bus.devices)
+                bus.attach(old ^ 0x01, bus.devices[old])
+                bus.detach(old)
+                continue
+            try:
+                rig.inject(kind, fault)
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"--fault {target}:{fault}: {e}") from None
         return rig
 
     def once(self, key: str, factory: Callable[[], Any]) -> Any:
