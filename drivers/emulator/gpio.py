@@ -1,0 +1,83 @@
+"""GPIO emulation on gpiozero's MockFactory: echo timing from a true distance, reed pulses.
+
+* `BoundedMockPin` keeps only the last `STATE_HISTORY` state changes (gpiozero's MockPin
+  keeps all of them: an emulated node pinging 12 times a second would grow without bound).
+* `SonarTriggerPin` answers each trigger with an echo pulse on its `EchoPin` whose length
+  is ``2 * distance / speed_of_sound``; the pulse's edge timestamps are exact (no thread, no
+  sleep), so gpiozero's DistanceSensor measures the true distance, not the scheduler's jitter.
+  ``distance_m()`` returning None means no echo at all (a dead echo line).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory, MockPin, PinState
+
+SPEED_OF_SOUND_M_S = 343.26  # what gpiozero's DistanceSensor assumes
+STATE_HISTORY = 256
+
+
+class BoundedMockPin(MockPin):
+    def clear_states(self) -> None:
+        self._last_change = time.monotonic()
+        self.states = collections.deque([PinState(0.0, self._state)], maxlen=STATE_HISTORY)
+
+
+class EchoPin(BoundedMockPin):
+    def _edge(self, value: bool, t: float) -> None:
+        if self._state == value:
+            return
+        self._state = value
+        self.states.append(PinState(t - self._last_change, value))
+        self._last_change = t
+        wanted = "rising" if value else "falling"
+        if self._edges in ("both", wanted) and self._when_changed is not None:
+            self._call_when_changed()
+
+    def pulse(self, duration_s: float) -> None:
+        """Drive high then low, the edges exactly ``duration_s`` apart."""
+        t0 = time.monotonic()
+        self._edge(True, t0)
+        self._edge(False, t0 + duration_s)
+
+
+class SonarTriggerPin(BoundedMockPin):
+    def __init__(self, factory: Any, info: Any, echo_pin: EchoPin | None = None,
+                 distance_m: Callable[[], float | None] | None = None) -> None:
+        super().__init__(factory, info)
+        self.echo_pin = echo_pin
+        self.distance_m = distance_m or (lambda: 1.0)
+        self.pings = 0
+
+    def _set_state(self, value: Any) -> None:
+        super()._set_state(value)
+        if value and self.echo_pin is not None:
+            self.pings += 1
+            d = self.distance_m()
+            if d is not None:
+                self.echo_pin.pulse(2.0 * d / SPEED_OF_SOUND_M_S)
+
+
+def mock_factory() -> MockFactory:
+    """A MockFactory whose pins keep a bounded history."""
+    return MockFactory(pin_class=BoundedMockPin)
+
+
+def attach_sonar(factory: MockFactory, trigger_pin: int, echo_pin: int,
+                 distance_m: Callable[[], float | None]) -> SonarTriggerPin:
+    """Wire an emulated ultrasonic ranger; do it before the DistanceSensor claims the pins."""
+    echo = factory.pin(echo_pin, pin_class=EchoPin)
+    return factory.pin(trigger_pin, pin_class=SonarTriggerPin, echo_pin=echo, distance_m=distance_m)
+
+
+def tip(pin: MockPin, bounces: int = 2) -> None:
+    """One bucket tip: the reed closes (to ground, pull-up) with contact bounce, then opens."""
+    pin.drive_low()
+    for _ in range(bounces):
+        pin.drive_high()
+        pin.drive_low()
+    pin.drive_high()
