@@ -90,6 +90,13 @@ def context_from_args(args: argparse.Namespace, *, require_config: bool) -> Diag
     return ctx
 
 
+def quiet_driver_warnings() -> None:
+    """gpiozero warns on stderr (no echo, PWM fallback); diag reports those itself."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module="gpiozero")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "diag", help="check sensors, bus, clock, disk, power, central; say what to fix",
@@ -105,6 +112,7 @@ def diag_cmd(args: argparse.Namespace) -> int:
     from node.diag.render import to_json, to_text, use_colour
 
     ctx = context_from_args(args, require_config=False)
+    quiet_driver_warnings()
     report = run_diag(ctx)
     if args.json:
         sys.stdout.write(to_json(report))

@@ -8,7 +8,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from node.commands.diag import FIELD_EPILOG, UsageError, add_field_options, context_from_args
+from node.commands.diag import (
+    FIELD_EPILOG,
+    UsageError,
+    add_field_options,
+    context_from_args,
+    quiet_driver_warnings,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,7 +57,6 @@ class Open:
         name = self.cfg["name"]
         try:
             if self.driver is None:
-                self.hw.prepare(self.cfg)
                 self.driver = REGISTRY[self.cfg["type"]](self.cfg, self.hw)
                 self.driver.probe()
             m = self.driver.read()
@@ -75,6 +80,7 @@ class Open:
 def read_cmd(args: argparse.Namespace) -> int:
     from node.diag.hardware import hardware
 
+    quiet_driver_warnings()
     ctx = context_from_args(args, require_config=True)
     assert ctx.cfg is not None
     sensors = [s for s in ctx.cfg.sensors if s["enabled"]]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from node.commands.diag import FIELD_EPILOG, add_field_options, context_from_args, driver_errors
+from node.commands.diag import (
+    FIELD_EPILOG,
+    add_field_options,
+    context_from_args,
+    driver_errors,
+    quiet_driver_warnings,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +29,7 @@ def scan_cmd(args: argparse.Namespace) -> int:
     from node.diag.checks import i2c_buses
     from node.diag.hardware import I2C_TYPES, scan_bus
 
+    quiet_driver_warnings()
     ctx = context_from_args(args, require_config=False)
     buses = [args.bus] if args.bus is not None else (i2c_buses(ctx) or [1])
     configured = {}

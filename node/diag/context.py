@@ -141,6 +141,13 @@ class DiagContext:
         from drivers.emulator import EmulatedRig
 
         rig = EmulatedRig(self.emulate or "calm", speed=self.speed)
+        # wire the ranger and the gauge first: pin classes are fixed when a mock pin is first made,
+        # and faults of a GPIO part apply to the part as attached
+        for s in self.cfg.sensors if self.cfg else []:
+            if s["enabled"] and s["type"] == "flood":
+                rig.attach_ranger(s["trigger_pin"], s["echo_pin"], mount_height_cm=s["mount_height_cm"])
+            elif s["enabled"] and s["type"] == "rain":
+                rig.attach_rain(s["pin"], mm_per_tip=s["mm_per_tip"], debounce_s=s["debounce"])
         for target, fault in self.faults:
             kind = target
             if self.cfg is not None and target in {s["name"] for s in self.cfg.sensors}:

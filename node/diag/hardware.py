@@ -8,6 +8,7 @@ daemon builds them, then probed and read once.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,8 +50,14 @@ def _sensors(ctx: DiagContext, types: tuple[str, ...]) -> list[Mapping[str, Any]
 class SysrootHardware:
     """Real buses (``/dev/i2c-N`` under the system root) and gpiozero's default pins."""
 
+    speed = 1.0
+    sensor_clock = staticmethod(time.monotonic)
+
     def __init__(self, ctx: DiagContext) -> None:
         self.ctx = ctx
+
+    def close(self) -> None:
+        return None
 
     def bus(self, n: int) -> Any:
         from drivers.i2c import open_bus
@@ -67,11 +74,15 @@ class SysrootHardware:
 
 def hardware(ctx: DiagContext) -> Any:
     """What the daemon would use: the emulated rig or the real buses and pins."""
-    if ctx.emulate:
-        from node.sampler import EmulatedHardware
+    return ctx.once("hardware", lambda: _build_hardware(ctx))
 
-        return ctx.once("hardware", lambda: EmulatedHardware(ctx.rig()))
-    return ctx.once("hardware", lambda: SysrootHardware(ctx))
+
+def _build_hardware(ctx: DiagContext) -> Any:
+    if not ctx.emulate:
+        return SysrootHardware(ctx)
+    from node.sampler import EmulatedHardware
+
+    return EmulatedHardware(ctx.rig())  # the rig comes wired (DiagContext.rig): never prepare() again
 
 
 # ---------------------------------------------------------------- I2C scan
@@ -162,7 +173,8 @@ def judge(name: str, stype: str, m: Mapping[str, float | None], flags: Mapping[s
         if v is None or f & Quality.FAULT:
             status = Status.FAIL
             if stype == "flood":
-                problems.append("no echo from the flood ranger")
+                if "no echo from the flood ranger" not in problems:
+                    problems.append("no echo from the flood ranger")
             else:
                 problems.append(f"{q}: no value")
             remedy = REMEDY_WIRING[stype]
@@ -224,7 +236,6 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
     driver = None
     with lock:
         try:
-            hw.prepare(s)
             driver = REGISTRY[stype](s, hw)
             driver.probe()
             m = driver.read()
