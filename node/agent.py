@@ -31,6 +31,7 @@ from typing import Any
 from drivers.quality import Quality
 from node.clock import Clock, save_last_known_good_time
 from node.config import Config
+from node.errors import ConfigError
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
 from node.storm import StormDetector
@@ -68,7 +69,11 @@ def build_hardware(cfg: Config, scenario: str | None,
         return RealHardware()
     from drivers.emulator import EmulatedRig
 
-    return EmulatedHardware(EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock))
+    try:
+        rig = EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock)
+    except ValueError as e:
+        raise ConfigError(f"emulation.scenario: {e}") from None
+    return EmulatedHardware(rig)
 
 
 class Agent:
@@ -76,7 +81,7 @@ class Agent:
 
     def __init__(self, cfg: Config, *, scenario: str | None = None, notifier: Notifier | None = None,
                  mono: Callable[[], float] = time.monotonic, clock: Clock | None = None,
-                 hardware: Hardware | None = None) -> None:
+                 hardware: Hardware | None = None, registry: dict[str, Any] | None = None) -> None:
         self.cfg = cfg
         self.scenario = scenario if scenario is not None else (
             cfg.emulation["scenario"] if cfg.emulation["enabled"] else None)
@@ -85,6 +90,7 @@ class Agent:
         self._mono = mono
         self.clock = clock or Clock()
         self._hw = hardware
+        self._registry = registry
         self.buffer: Any = None
         self.sampler: Sampler | None = None
         self.uploader: Any = None
@@ -120,7 +126,7 @@ class Agent:
         self.buffer.open()
         if self._hw is None:
             self._hw = build_hardware(self.cfg, self.scenario, self._mono)
-        self.sampler = Sampler(self.cfg.sensors, self._hw, clock=self._mono)
+        self.sampler = Sampler(self.cfg.sensors, self._hw, clock=self._mono, registry=self._registry)
         self.sampler.open()
         self._build_led()
 
@@ -133,6 +139,7 @@ class Agent:
 
             self.led = StatusLED(pin, active_high=self.cfg.status_led["active_high"],
                                  pin_factory=self._hw.pin_factory)  # type: ignore[union-attr]
+            self.led.probe()
         except Exception as e:
             log.warning("status LED on GPIO %s unavailable: %s", pin, e)
 
@@ -237,14 +244,12 @@ class Agent:
                 continue
             self.counters["corrections"] += 1
             self.counters["corrected_readings"] += int(n or 0)
-            log.info("clock %s: %d unsynchronized readings of this boot corrected by %+d ms",
-                     c.source, int(n or 0), c.offset_ms)
+            log.log(logging.INFO if n else logging.DEBUG,
+                    "clock %s: %d unsynchronized readings of this boot corrected by %+d ms",
+                    c.source, int(n or 0), c.offset_ms)
 
     def _storm(self, now: float, values: dict[str, float]) -> None:
-        values = dict(values)
-        if "rain_rate_mm_h" in values and self.speed != 1.0:
-            values["rain_rate_mm_h"] /= self.speed  # rates over compressed time: back to scenario units
-        ev = self.storm.observe(now * self.speed, values)
+        ev = self.storm.observe(now * self.speed, values)  # scenario seconds (rates are the rig's)
         if ev is True:
             self.counters["storms"] += 1
             log.warning("storm mode ON (%s): sampling every %gs, alert upload now",
@@ -284,7 +289,8 @@ class Agent:
         if cfg.sensors != self.cfg.sensors:
             assert self.sampler is not None
             self.sampler.close()
-            self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono)  # type: ignore[arg-type]
+            self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono,  # type: ignore[arg-type]
+                                   registry=self._registry)
             self.sampler.open()
         self.cfg = cfg
         active = self.storm.state.active
@@ -387,7 +393,7 @@ class Agent:
         self.led_state = target
         if self.led is not None:
             try:
-                self.led.set_state(target)
+                self.led.show(target)
             except Exception as e:
                 log.debug("LED: %s", e)
 
@@ -457,6 +463,8 @@ class Agent:
                 self.led.close()
             except Exception:
                 pass
+        if self._hw is not None:
+            self._hw.close()
         if drain_s > 0 and self.uploader is not None and (t is None or not t.is_alive()):
             self._drain(drain_s)
         self._write_state()

@@ -27,7 +27,6 @@ from typing import Any, TextIO
 from node import config
 
 NODE_ID = "demo-node"
-SCENARIO_HOURS = 12.0  # fallback length of the storm scenario if the rig does not say
 
 
 @dataclass
@@ -160,29 +159,18 @@ class Progress:
         self._clear()
 
 
-def _scenario_hours(rig: Any) -> float:
-    for attr in ("duration_h", "hours"):
-        v = getattr(getattr(rig, "scenario", None), attr, None) or getattr(rig, attr, None)
-        if isinstance(v, int | float) and v > 0:
-            return float(v)
-    v = getattr(getattr(rig, "scenario", None), "duration_s", None) or getattr(rig, "duration_s", None)
-    if isinstance(v, int | float) and v > 0:
-        return float(v) / 3600
-    return SCENARIO_HOURS
-
-
 def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
              mono: Callable[[], float] = time.monotonic) -> Summary:
     from central.server import serve_in_thread
-    from central.store import open_store
-    from drivers.emulator import EmulatedRig, scenario_duration_s
 
+    from central.store import open_store
+    from drivers.emulator import EmulatedRig, scenario
     from node.agent import Agent
     from node.sampler import EmulatedHardware
 
     logging.getLogger().setLevel(logging.ERROR)
     active = duration * 0.85  # sampling time; the rest is drain and comparison
-    storm_s = scenario_duration_s("storm")
+    storm_s = scenario("storm").duration_s
     speed = storm_s / (active * 0.9)
     prog = Progress(out, duration)
     s = Summary()
@@ -206,17 +194,17 @@ def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
         runner = threading.Thread(target=agent.run, kwargs={"drain_s": max(8.0, duration * 0.15)},
                                   name="agent", daemon=True)
         runner.start()
-        central_up, down_at, storm_seen, led = True, None, False, None
+        phase, down_at, storm_seen, led = "up", 0.0, False, None
         while runner.is_alive():
             t = mono() - t0
-            if central_up and t >= 0.35 * active:
+            if phase == "up" and t >= 0.35 * active:
                 stop_central()
-                central_up, down_at = False, t
+                phase, down_at = "down", t
                 prog.event(t, "central DOWN: the node keeps sampling into its SD-card buffer")
-            elif not central_up and t >= 0.6 * active:
+            elif phase == "down" and t >= 0.6 * active:
                 url2, stop_central = serve_in_thread(store, host="127.0.0.1", port=port)
-                central_up = True
-                s.outage_s = t - (down_at or t)
+                phase = "back"
+                s.outage_s = t - down_at
                 prog.event(t, f"central UP again at {url2}: newest readings first, then backfill")
             if t >= active and not agent.stopping:
                 prog.event(t, "stopping the agent (as on SIGTERM), draining the backlog")
@@ -233,8 +221,9 @@ def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
                 led = agent.led_state
                 prog.event(t, f"LED: {led}")
             c = agent.counters
+            up = "DOWN" if phase == "down" else "up"
             prog.update(t, f"sampled {c['readings']}  at central {store.count_readings(NODE_ID)}  "
-                        f"backlog {backlog}  LED {agent.led_state}  central {'up' if central_up else 'DOWN'}"
+                        f"backlog {backlog}  LED {agent.led_state}  central {up}"
                         + ("  STORM" if agent.storm.state.active else ""))
             time.sleep(0.2)
         runner.join()

@@ -35,14 +35,21 @@ BACKOFF_MAX_S = 300.0
 class Hardware(Protocol):
     """Where drivers get their bus and pins."""
 
+    speed: float  # scenario seconds per second (1.0 on real hardware)
+
     def bus(self, n: int) -> Any: ...
     @property
     def pin_factory(self) -> Any: ...
+    def sensor_clock(self) -> float: ...
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None: ...
+    def close(self) -> None: ...
 
 
 class RealHardware:
     """I2C through `drivers.i2c.open_bus`, GPIO through gpiozero's default pin factory."""
+
+    speed = 1.0
+    sensor_clock = staticmethod(time.monotonic)
 
     def bus(self, n: int) -> Any:
         from drivers.i2c import open_bus
@@ -56,12 +63,18 @@ class RealHardware:
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None:
         return None
 
+    def close(self) -> None:
+        return None
+
 
 class EmulatedHardware:
     """The emulated rig of `drivers.emulator`: I2C chips on ``rig.bus(n)``, GPIO on its mock pins."""
 
     def __init__(self, rig: Any) -> None:
         self.rig = rig
+        self.speed = float(rig.speed)
+        self.sensor_clock = rig.scenario_clock
+        self._prepared: set[str] = set()
 
     def bus(self, n: int) -> Any:
         return self.rig.bus(n)
@@ -72,24 +85,32 @@ class EmulatedHardware:
 
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None:
         t = sensor_cfg["type"]
+        key = f"{t}:{sensor_cfg.get('pin')}:{sensor_cfg.get('trigger_pin')}:{sensor_cfg.get('echo_pin')}"
+        if key in self._prepared:  # a re-probe or a reload: the emulated device is already wired
+            return
+        self._prepared.add(key)
         if t == "flood":
             self.rig.attach_ranger(sensor_cfg["trigger_pin"], sensor_cfg["echo_pin"],
                                    mount_height_cm=sensor_cfg["mount_height_cm"])
         elif t == "rain":
-            self.rig.attach_rain(sensor_cfg["pin"], mm_per_tip=sensor_cfg["mm_per_tip"])
+            self.rig.attach_rain(sensor_cfg["pin"], mm_per_tip=sensor_cfg["mm_per_tip"],
+                                 debounce_s=sensor_cfg["debounce"])
+
+    def close(self) -> None:
+        self.rig.close()
 
 
 # ---------------------------------------------------------------- the registry
 def _bme280(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.bme280 import BME280
 
-    return BME280(hw.bus(cfg["bus"]), cfg["address"], oversampling=cfg["oversampling"])
+    return BME280(hw.bus(cfg["bus"]), cfg["address"], name=cfg["name"], oversampling=cfg["oversampling"])
 
 
 def _pm25(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.pm25 import PM25
 
-    return PM25(hw.bus(cfg["bus"]), cfg["address"])
+    return PM25(hw.bus(cfg["bus"]), cfg["address"], name=cfg["name"])
 
 
 def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
@@ -97,20 +118,21 @@ def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 
     return FloodRanger(cfg["trigger_pin"], cfg["echo_pin"], mount_height_cm=cfg["mount_height_cm"],
                        max_distance_cm=cfg["max_distance_cm"], pings=cfg["pings"],
-                       pin_factory=hw.pin_factory)
+                       pin_factory=hw.pin_factory, name=cfg["name"])
 
 
 def _rain(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.rain import RainGauge
 
-    return RainGauge(cfg["pin"], mm_per_tip=cfg["mm_per_tip"], debounce=cfg["debounce"],
-                     pin_factory=hw.pin_factory)
+    # debounce and rain rate in the hardware's time: scenario time on a time-compressed rig
+    return RainGauge(cfg["pin"], mm_per_tip=cfg["mm_per_tip"], debounce_s=cfg["debounce"],
+                     pin_factory=hw.pin_factory, name=cfg["name"], clock=hw.sensor_clock)
 
 
 def _health(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.health import NodeHealth
 
-    return NodeHealth()
+    return NodeHealth(name=cfg["name"])
 
 
 REGISTRY: dict[str, Callable[[Mapping[str, Any], Hardware], Any]] = {

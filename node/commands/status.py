@@ -60,13 +60,17 @@ def _backlog(cfg: config.Config) -> dict[str, Any]:
     path = cfg.state_dir / "buffer.db"
     if not path.exists():
         return {"readings": 0, "bytes": 0, "oldest_age_s": None, "note": "no buffer yet"}
-    try:
-        from node.buffer import inspect
+    from node.buffer import SqliteBuffer
+    from node.errors import StorageError
 
-        info = inspect(path)
-    except Exception as e:
-        return {"error": f"buffer unreadable: {e}"}
-    return info
+    try:
+        st = SqliteBuffer.inspect(path)
+    except StorageError as e:
+        return {"error": str(e)}
+    oldest = None if st.oldest_wall_ms is None else round(time.time() - st.oldest_wall_ms / 1000, 1)
+    return {"readings": st.readings, "bytes": st.bytes_on_disk, "oldest_age_s": oldest,
+            "epoch": st.epoch, "last_seq": st.last_seq, "gaps": st.gaps_pending,
+            "incidents": st.incidents_pending}
 
 
 def _fmt_age(s: Any) -> str:

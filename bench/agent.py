@@ -1,0 +1,185 @@
+"""Agent footprint: cold start to the first durable reading, steady RSS, RSS growth over a long run.
+
+Every figure sits beside the bare interpreter (``python -c pass`` for start-up,
+an idle ``python`` for RSS) measured in the same run on the same machine. The
+node runs as a real ``streetnode run`` process with the example config
+(deploy/config.example.toml) on emulated hardware, uploading to a real
+receiver on loopback. ``python -m bench.agent [--quick]``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "deploy" / "config.example.toml"
+NODE_ID = "hn-hoankiem-0042"
+MIB = 1024 * 1024
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM", "STREETNODE_CONFIG")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def example_config(tmp: Path, url: str, key: bytes, *, fast: float | None = None, speed: float = 1.0) -> Path:
+    """The example config, pointed at tmp and the local receiver, on emulated hardware."""
+    text = EXAMPLE.read_text()
+    kf = tmp / "node.key"
+    kf.write_text(key.hex())
+    kf.chmod(0o600)
+    subs = [
+        ('state_dir = "/var/lib/streetnode"', f'state_dir = "{tmp / "state"}"'),
+        ('url = "https://central.example.org"', f'url = "{url}"'),
+        ('key_file = "/etc/streetnode/node.key"', f'key_file = "{kf}"'),
+        ("enabled = false         # true: run on emulated", "enabled = true         # true: run on emulated"),
+        ("speed = 1.0", f"speed = {speed}"),
+        ('log_level = "info"', 'log_level = "warning"'),
+    ]
+    for a, b in subs:
+        if a not in text:
+            raise RuntimeError(f"bench: {EXAMPLE} no longer contains {a!r}")
+        text = text.replace(a, b)
+    if fast is not None:  # a long run compressed: every interval shortened
+        text = re.sub(r'^interval = "\d+s"', f'interval = "{fast}s"', text, flags=re.M)
+    p = tmp / "config.toml"
+    p.write_text(text)
+    return p
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def bare_start_s(n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bare_rss_kib() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        return rss_kib(p.pid)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _start(cfg: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "node", "--config", str(cfg), "-v", "run"], cwd=ROOT,
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def cold_start_s(url: str, key: bytes, n: int) -> float:
+    """Process start to the log line of the first durable reading, fresh state dir each time."""
+    times = []
+    for _ in range(n):
+        with tempfile.TemporaryDirectory() as td:
+            cfg = example_config(Path(td), url, key)
+            t0 = time.perf_counter()
+            p = _start(cfg)
+            assert p.stderr is not None
+            found = None
+            for line in p.stderr:
+                if "first cycle durable" in line:
+                    found = time.perf_counter() - t0
+                    break
+            p.send_signal(signal.SIGTERM)
+            p.communicate(timeout=10)
+            if found is None:
+                raise RuntimeError("bench: the node never reported a durable reading")
+            times.append(found)
+    return statistics.median(times)
+
+
+def _drain_stderr(p: subprocess.Popen) -> threading.Thread:
+    t = threading.Thread(target=lambda: p.stderr and p.stderr.read(), daemon=True)
+    t.start()
+    return t
+
+
+def soak(url: str, key: bytes, seconds: float, *, fast: float | None, speed: float) -> tuple[int, int, int]:
+    """(RSS after warm-up, RSS at the end, max RSS seen) in KiB of a node running ``seconds``."""
+    with tempfile.TemporaryDirectory() as td:
+        cfg = example_config(Path(td), url, key, fast=fast, speed=speed)
+        p = _start(cfg)
+        _drain_stderr(p)
+        try:
+            warm = min(10.0, seconds / 4)
+            time.sleep(warm)
+            first = rss_kib(p.pid)
+            peak = first
+            t_end = time.monotonic() + seconds - warm
+            while time.monotonic() < t_end:
+                time.sleep(1.0)
+                peak = max(peak, rss_kib(p.pid))
+            last = rss_kib(p.pid)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(10)
+        return first, last, peak
+
+
+def run(quick: bool = False) -> list[dict]:
+    from central.server import serve_in_thread
+
+    from central.store import open_store
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as td:
+        store = open_store(f"sqlite:///{Path(td) / 'central.db'}")
+        key = secrets.token_bytes(32)
+        store.add_node(NODE_ID, key, int(time.time() * 1000))
+        url, stop = serve_in_thread(store, host="127.0.0.1", port=0)
+        try:
+            bare_s = bare_start_s(5 if quick else 15)
+            bare_rss = bare_rss_kib()
+            cold = cold_start_s(url, key, 3 if quick else 7)
+            rows.append(_row("cold start to first durable reading", cold * 1000, "ms",
+                             "python -c pass", bare_s * 1000, "<= 500 ms"))
+            w, e, peak = soak(url, key, 15 if quick else 60, fast=None, speed=1.0)
+            rows.append(_row("steady RSS, example config", e / 1024, "MiB", "idle python", bare_rss / 1024,
+                             "<= 35 MiB"))
+            secs = 30 if quick else 300
+            w, e, peak = soak(url, key, secs, fast=0.05, speed=720.0)
+            rows.append(_row(f"RSS growth over {secs}s, sampling 200x the example rate",
+                             (e - w) / 1024, "MiB", "RSS after warm-up", w / 1024, "~0 (no growth)"))
+            rows.append(_row("peak RSS in the long run", peak / 1024, "MiB", "idle python", bare_rss / 1024,
+                             "<= 35 MiB"))
+            rows.append(_row("readings stored at the central", store.count_readings(NODE_ID), "readings",
+                             "-", 0, "all uploads landed"))
+        finally:
+            stop()
+            store.close()
+    return rows
+
+
+def _row(metric: str, value: float, unit: str, baseline: str, base: float, goal: str) -> dict:
+    return {"metric": metric, "value": round(value, 2), "unit": unit, "baseline": baseline,
+            "baseline_value": round(base, 2), "ratio": round(value / base, 2) if base else None, "goal": goal}
+
+
+if __name__ == "__main__":
+    for r in run(quick="--quick" in sys.argv):
+        print(f"{r['metric']:<62} {r['value']:>9} {r['unit']:<8} vs {r['baseline']} "
+              f"{r['baseline_value']} (x{r['ratio']})  goal {r['goal']}")
