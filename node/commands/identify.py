@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from node.commands.diag import FIELD_EPILOG, UsageError, add_field_options, context_from_args
 from node.errors import StreetnodeError
@@ -25,7 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def identify_cmd(args: argparse.Namespace) -> int:
     from drivers.led import StatusLED
-
     from node.diag.hardware import hardware
 
     ctx = context_from_args(args, require_config=True)
@@ -44,11 +45,18 @@ def identify_cmd(args: argparse.Namespace) -> int:
                       "identify, then start it again") from None
     print(f"node {ctx.node_id}: blinking the status LED on GPIO{pin} for {args.seconds:g} s "
           "(Ctrl-C stops)", file=sys.stderr)
-    end = time.monotonic() + args.seconds
+    blink(led, args.seconds)
+    return 0
+
+
+def blink(led: Any, seconds: float, *, clock: Callable[[], float] = time.monotonic,
+          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Show the 'identify' pattern for ``seconds`` (deadline from ``clock``), then switch off."""
+    end = clock() + seconds
     try:
-        while (left := end - time.monotonic()) > 0:
-            time.sleep(min(0.2, left))
+        led.show("identify")
+        while (left := end - clock()) > 0:
+            sleep(min(0.2, left))
     finally:
         led.show("off")
         led.close()
-    return 0
