@@ -239,9 +239,12 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
             driver = REGISTRY[stype](s, hw)
             driver.probe()
             m = driver.read()
-        except (DriverError, OSError) as e:
-            return fail(cid, f"{stype} {name}: {e}", _remedy_for(e, stype))
-        except Exception as e:  # gpiozero's own errors (pin in use, no pin factory)
+        except Exception as e:  # driver errors, OSError, gpiozero's own (pin in use, no pin factory)
+            held = _from_daemon(ctx, cid, name, stype) if _pin_busy(e) else None
+            if held is not None:
+                return held
+            if isinstance(e, DriverError | OSError):
+                return fail(cid, f"{stype} {name}: {e}", _remedy_for(e, stype))
             return fail(cid, f"{stype} {name}: {type(e).__name__}: {e}", _gpio_remedy(e))
         finally:
             if driver is not None:
@@ -255,6 +258,34 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
         return ok(cid, f"{stype} {name}: {values}")
     text = f"{stype} {name}: " + "; ".join(problems)
     return (fail if status is Status.FAIL else warn)(cid, text, remedy, detail=values)
+
+
+def _pin_busy(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return "InUse" in text or "busy" in text.lower()
+
+
+def daemon_sensors(ctx: DiagContext) -> dict[str, dict[str, Any]] | None:
+    """The running daemon's own view of its sensors (fresh agent state file), else None."""
+    from node.agent import read_state
+    from node.diag.system import STATE_FRESH_S
+
+    state = read_state(ctx.state_dir)
+    if not state or ctx.wall() - float(state.get("updated_at") or 0) > STATE_FRESH_S:
+        return None
+    return {s["name"]: s for s in state.get("sensors", []) if isinstance(s, dict) and "name" in s}
+
+
+def _from_daemon(ctx: DiagContext, cid: str, name: str, stype: str) -> Result | None:
+    """A GPIO sensor whose pins the running daemon holds: report what the daemon sees."""
+    seen = (daemon_sensors(ctx) or {}).get(name)
+    if seen is None:
+        return None
+    if seen.get("state") == "ok":
+        return ok(cid, f"{stype} {name}: pins held by the running daemon, which reads it fine "
+                  f"({seen.get('reads', '?')} reads, {seen.get('faults', 0)} faults)")
+    return fail(cid, f"{stype} {name}: the running daemon reports {seen.get('state')}: {seen.get('error')}",
+                REMEDY_WIRING.get(stype, "check the sensor's wiring"))
 
 
 def _gpio_remedy(exc: BaseException) -> str:
@@ -295,6 +326,7 @@ def check_gpio(ctx: DiagContext) -> Result:
     from gpiozero import DigitalInputDevice
 
     factory = hardware(ctx).pin_factory
+    daemon = daemon_sensors(ctx)
     states, problems = [], []
     for pin, what in pins:
         dev = None
@@ -302,10 +334,13 @@ def check_gpio(ctx: DiagContext) -> Result:
             dev = DigitalInputDevice(pin, pull_up=None, active_state=True, pin_factory=factory)
             states.append(f"GPIO{pin} ({what}) reads {'high' if dev.value else 'low'}")
         except Exception as e:  # gpiozero raises many kinds; each becomes a line
+            if _pin_busy(e) and daemon is not None:
+                states.append(f"GPIO{pin} ({what}) held by the running daemon")
+                continue
             problems.append((f"GPIO{pin} ({what}): {type(e).__name__}: {e}", _gpio_remedy(e)))
         finally:
             if dev is not None:
                 dev.close()
     if problems:
         return fail("gpio", "; ".join(p for p, _ in problems), problems[0][1], detail="\n".join(states))
-    return ok("gpio", f"{len(pins)} pins free and readable: " + ", ".join(states))
+    return ok("gpio", f"{len(pins)} pins usable: " + ", ".join(states))

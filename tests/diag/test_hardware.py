@@ -108,3 +108,52 @@ def test_saturated_humidity_warns(tmp_path, state_dir, sysroot, bench):
     weather = by_id(run_hw(tmp_path, state_dir, sysroot, bench), "sensor.weather")
     assert weather.status is Status.WARN, weather
     assert "humidity at 100.0 %: saturated" in weather.summary and "radiation shield" in weather.remedy
+
+
+def _gpio_results(config_file, sysroot, hold_pins, state=None, state_dir=None):
+    import time as _time
+
+    from gpiozero import DigitalInputDevice, DigitalOutputDevice
+
+    from node.agent import write_state
+    if state is not None:
+        write_state(state_dir, {"pid": 1, "updated_at": _time.time(), "sensors": state})
+    ctx = context(config_file, sysroot, emulate="calm")
+    factory = ctx.rig().pin_factory  # the rig as the running daemon would have it
+    held = [DigitalOutputDevice(23, pin_factory=factory), DigitalInputDevice(17, pin_factory=factory)] \
+        if hold_pins else []
+    try:
+        checks = [c for c in build_checks(ctx) if c.id in ("gpio", "sensor.flood", "sensor.rain")]
+        return Runner(checks).run(ctx)
+    finally:
+        for d in held:
+            d.close()
+
+
+def test_pins_held_by_another_program_fail_with_the_remedy(config_file, sysroot):
+    results = _gpio_results(config_file, sysroot, hold_pins=True)
+    gpio = by_id(results, "gpio")
+    assert gpio.status is Status.FAIL and "GPIO23 (flood.trigger_pin)" in gpio.summary
+    assert "sudo systemctl stop streetnode" in gpio.remedy
+    assert by_id(results, "sensor.flood").status is Status.SKIP
+
+
+def test_pins_held_by_the_running_daemon_report_the_daemons_view(config_file, sysroot, state_dir):
+    daemon = [{"name": "flood", "state": "ok", "reads": 120, "faults": 0},
+              {"name": "rain", "state": "fault", "error": "rain: reed contact closed for 60 s"}]
+    results = _gpio_results(config_file, sysroot, hold_pins=True, state=daemon, state_dir=state_dir)
+    gpio = by_id(results, "gpio")
+    assert gpio.status is Status.PASS
+    assert "GPIO23 (flood.trigger_pin) held by the running daemon" in gpio.summary
+    flood = by_id(results, "sensor.flood")
+    assert flood.status is Status.PASS and "held by the running daemon, which reads it fine" in flood.summary
+    rain = by_id(results, "sensor.rain")
+    assert rain.status is Status.FAIL and "reed contact closed" in rain.summary
+    assert "reed-switch cable" in rain.remedy
+
+
+def test_free_pins_are_read_directly(config_file, sysroot):
+    results = _gpio_results(config_file, sysroot, hold_pins=False)
+    assert by_id(results, "gpio").status is Status.PASS
+    assert by_id(results, "sensor.flood").status is Status.PASS
+    assert by_id(results, "sensor.rain").status is Status.PASS
