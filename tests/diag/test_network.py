@@ -17,7 +17,7 @@ KEY = bytes(range(32))
 
 @pytest.fixture
 def central(tmp_path):
-    server = pytest.importorskip("central.server", reason="the central receiver (branch central) is not merged")
+    server = pytest.importorskip("central.server", reason="the receiver (branch central) is not merged")
     from central.store import open_store
 
     serve_in_thread = server.serve_in_thread
