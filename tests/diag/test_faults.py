@@ -71,3 +71,70 @@ def test_unknown_training_fault_is_a_usage_error(config_file, diag_env):
     from tests.diag.conftest import run_cli
     p = run_cli(["diag", "--config", str(config_file), "--emulate", "--fault", "weather:melted"], diag_env)
     assert p.returncode == 2 and "--fault weather:melted" in p.stderr and "Traceback" not in p.stderr
+
+
+NODE = "hn-test-0001"
+KEY = bytes(range(1, 33))
+
+
+@pytest.fixture
+def central_url(tmp_path):
+    server = pytest.importorskip("central.server", reason="the receiver (branch central) is not merged")
+    from central.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    store.add_node(NODE, KEY, int(time.time() * 1000))
+    url, stop = server.serve_in_thread(store)
+    yield url
+    stop()
+    store.close()
+
+
+def node_config(tmp_path, state_dir, url, key=KEY):
+    from tests.diag.conftest import config_text
+    key_file = tmp_path / "node.key"
+    key_file.write_text(key.hex() + "\n")
+    key_file.chmod(0o600)
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(config_text(state_dir, central=f'[central]\nurl = "{url}"\nkey_file = "{key_file}"\n'))
+    return cfg
+
+
+def test_a_healthy_emulated_node_passes_everything(tmp_path, state_dir, diag_env, central_url):
+    fresh_buffer(state_dir)
+    cfg = node_config(tmp_path, state_dir, central_url)
+    code, doc = diag_json(["--config", str(cfg), "--emulate", "calm"], diag_env)
+    by = {c["id"]: c for c in doc["checks"]}
+    problems = {i: c for i, c in by.items() if c["status"] not in ("PASS", "SKIP")}
+    assert problems == {}
+    assert code == 0 and doc["summary"]["status"] == "PASS"
+    for cid in ("config", "i2c.bus1", "i2c.scan.bus1", "gpio", "sensor.weather", "sensor.air",
+                "sensor.flood", "sensor.rain", "clock", "disk", "buffer", "power", "cpu_temp",
+                "central.dns", "central.tcp", "central.auth"):
+        assert by[cid]["status"] == "PASS", by[cid]
+    assert by["central.tls"]["status"] == "SKIP"  # plain http on loopback
+
+
+def test_wrong_key_through_the_cli(tmp_path, state_dir, diag_env, central_url):
+    cfg = node_config(tmp_path, state_dir, central_url, key=b"\x07" * 32)
+    code, doc = diag_json(["--config", str(cfg), "--emulate", "calm"], diag_env)
+    auth = {c["id"]: c for c in doc["checks"]}["central.auth"]
+    assert code == 2 and auth["status"] == "FAIL" and "wrong key" in auth["summary"]
+    assert f"streetnode-central node add {NODE}" in auth["remedy"]
+
+
+def test_central_unreachable_through_the_cli(tmp_path, state_dir, diag_env):
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    try:
+        port = s.getsockname()[1]
+        cfg = node_config(tmp_path, state_dir, f"http://127.0.0.1:{port}")
+        code, doc = diag_json(["--config", str(cfg), "--emulate", "calm"], diag_env)
+    finally:
+        s.close()
+    by = {c["id"]: c for c in doc["checks"]}
+    assert code == 2
+    assert by["central.tcp"]["status"] == "FAIL"
+    assert by["central.tcp"]["summary"] == f"TCP: connection refused to 127.0.0.1:{port}"
+    assert by["central.auth"]["status"] == "SKIP"

@@ -106,3 +106,18 @@ def test_no_central_configured_warns(tmp_path, sysroot, state_dir):
     results = central_results(tmp_path, sysroot, state_dir, None)
     r = by_id(results, "central")
     assert r.status is Status.WARN and "not configured" in r.summary
+
+
+def test_a_central_that_accepts_but_never_answers_is_cut_off_by_the_deadline(tmp_path, sysroot, state_dir):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(4)  # the kernel completes TCP handshakes; nobody ever reads or answers
+    try:
+        port = s.getsockname()[1]
+        results = central_results(tmp_path, sysroot, state_dir, f"http://127.0.0.1:{port}")
+    finally:
+        s.close()
+    assert by_id(results, "central.tcp").status is Status.PASS
+    auth = by_id(results, "central.auth")
+    assert auth.status is Status.FAIL
+    assert "timed out" in auth.summary.lower() or "no answer within" in auth.summary
