@@ -127,3 +127,14 @@ def test_bundle_holds_the_report_and_never_a_secret(tmp_path, state_dir, diag_en
     assert 'url = "http://***@127.0.0.1:9/base?***"' in texts["config.toml"]
     versions = json.loads(texts["versions.json"])
     assert versions["packages"]["gpiozero"] and versions["python"]
+
+
+def test_emulation_from_the_config_and_faults_from_the_environment(tmp_path, state_dir, diag_env):
+    cfg = tmp_path / "emu.toml"
+    cfg.write_text(config_text(state_dir, extra="enabled = true"))
+    env = {**diag_env, "STREETNODE_FAULTS": "air:nack"}
+    code, doc = diag_json(["--config", str(cfg)], env)
+    assert doc["node"]["emulated"] == "calm"
+    by = {c["id"]: c for c in doc["checks"]}
+    assert by["sensor.weather"]["status"] == "PASS"
+    assert by["sensor.air"]["status"] == "FAIL" and code == 2
