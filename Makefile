@@ -27,7 +27,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 
 bench: $(VENV)/.installed-dev
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -175,6 +175,8 @@ class BME280:
                         sensor=self.name, address=self.address, remedy="power-cycle the sensor")
                 self._sleep(POLL_S)
             data = bytearray(self.bus.read_i2c_block_data(self.address, REG_DATA, DATA_LEN))
+        except DriverError:
+            raise
         except OSError as e:
             raise self._err(e, "reading a conversion") from e
         data[2] &= 0xF0  # xlsb: only bits 7..4 carry data

@@ -7,8 +7,8 @@ gpiozero's DistanceSensor pings in a background thread; with ``partial=False`` i
 with ``partial=True`` an empty queue reads as 0 m (a flood up to the sensor!). So this driver
 uses the DistanceSensor for trigger/echo timing only: a subclass records every ping result
 (including no-echo) in a small ring, and `read()` takes the median of the last ``pings``
-results, waiting for them at most ``settle_s`` (injected clock). Reads after the first cost
-nothing; no-echo and out-of-range are flagged, never mistaken for water.
+results no older than ``max_age_s``, waiting for them at most ``settle_s`` (injected
+clock). Reads after the first cost nothing; no-echo and out-of-range are flagged, never mistaken for water.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def _sensor_class() -> type:
             self._on_ping = on_ping
             super().__init__(*args, **kw)
 
+        def close(self) -> None:
+            # stop the ping thread before gpiozero closes the trigger pin under it
+            queue = getattr(self, "_queue", None)
+            if queue is not None:
+                queue.stop()
+            super().close()
+
         def _read(self) -> float | None:
             value = super()._read()
             if value is None:
@@ -58,7 +65,7 @@ class FloodRanger:
     def __init__(self, trigger_pin: int, echo_pin: int, *, mount_height_cm: float,
                  max_distance_cm: float = 450.0, pings: int = 5, pin_factory: Any = None,
                  name: str = "flood", min_distance_cm: float = 2.0, ping_interval_s: float = 0.06,
-                 settle_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 settle_s: float = 1.0, max_age_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if pings < 1:
             raise ValueError("pings: expected at least 1")
@@ -66,6 +73,7 @@ class FloodRanger:
         self.mount_height_cm, self.max_distance_cm = mount_height_cm, max_distance_cm
         self.min_distance_cm, self.pings = min_distance_cm, pings
         self.pin_factory, self.ping_interval_s, self.settle_s = pin_factory, ping_interval_s, settle_s
+        self.max_age_s = max_age_s
         self._clock, self._sleep = clock, sleep
         self._ring: collections.deque[tuple[float, float | None]] = collections.deque(maxlen=pings)
         self._lock = threading.Lock()
@@ -94,9 +102,15 @@ class FloodRanger:
         sensor._queue.sample_wait = self.ping_interval_s  # gpiozero fixes 60 ms; hardware needs >= 60 ms
         self._sensor = sensor
 
+    @property
+    def pings_seen(self) -> int:
+        """Pings answered (or timed out) since probe()."""
+        return self._pings_seen
+
     def _recent(self) -> list[float | None]:
+        oldest = self._clock() - self.max_age_s
         with self._lock:
-            return [d for _, d in self._ring]
+            return [d for t, d in self._ring if t >= oldest]
 
     def read(self) -> Measurement:
         if self._sensor is None:

@@ -90,6 +90,9 @@ def open_bus(n: int, *, dev_dir: str = "/dev") -> LockedBus:
                 f"no permission to open {path}", sensor=f"i2c-{n}",
                 remedy="add the service user to group i2c: sudo usermod -aG i2c streetnode",
             ) from None
+        except OSError as e:
+            raise BusMissing(f"{path} is not an I2C adapter ({e.strerror})", sensor=f"i2c-{n}",
+                             remedy="check the bus number: ls /dev/i2c-*") from None
         bus = _buses[n] = LockedBus(smbus, n)
         return bus
 

@@ -31,6 +31,7 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._sock.setblocking(False)  # a stalled receiver must never stall the sampling loop
             self._sock.sendto(message.encode("utf-8", "replace"), addr)
             return True
         except OSError:

@@ -1,9 +1,9 @@
 """A register-level BME280: calibration from a real part, forced/normal mode conversions.
 
 A conversion latches raw ADC values computed from the physical truth by inverting the
-datasheet's fixed-point (int32/int64) compensation, so a driver using any correct
-compensation reads the truth back within the chip's resolution. The driver side uses
-Adafruit's double-precision maths: two independent implementations meet in the tests.
+datasheet's compensation (bisection over the ADC code, then rounding to the oversampling's
+resolution with +-half an LSB of dither as noise), so a driver using any correct
+compensation reads the truth back within one LSB.
 """
 
 from __future__ import annotations
@@ -67,43 +67,31 @@ def calibration_bytes(cal: dict[str, int]) -> tuple[bytes, int, bytes]:
     return block1, cal["H1"], block2
 
 
-# ----------------------------------------------------- datasheet fixed-point compensation
-def t_fine_int(adc_t: int, c: dict[str, int]) -> int:
-    var1 = (((adc_t >> 3) - (c["T1"] << 1)) * c["T2"]) >> 11
-    var2 = (((((adc_t >> 4) - c["T1"]) * ((adc_t >> 4) - c["T1"])) >> 12) * c["T3"]) >> 14
-    return var1 + var2
+# ----------------------------------------------------- the chip's forward model
+# The datasheet's floating-point compensation (section 8.1) without its range clamps: the
+# emulated chip picks the ADC codes this model maps onto the truth. (The datasheet's int32
+# version steps in ~0.0024 °C, coarser than the chip's 20-bit resolution, so it can't serve.)
+def t_fine_of(adc_t: float, c: dict[str, int]) -> float:
+    var1 = (adc_t / 16384.0 - c["T1"] / 1024.0) * c["T2"]
+    var2 = adc_t / 131072.0 - c["T1"] / 8192.0
+    return var1 + var2 * var2 * c["T3"]
 
 
-def _tdiv(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b >= 0) else -q
+def pressure_pa(adc_p: float, t_fine: int, c: dict[str, int]) -> float:
+    var1 = t_fine / 2.0 - 64000.0
+    var2 = var1 * var1 * c["P6"] / 32768.0 + var1 * c["P5"] * 2.0
+    var2 = var2 / 4.0 + c["P4"] * 65536.0
+    var1 = (c["P3"] * var1 * var1 / 524288.0 + c["P2"] * var1) / 524288.0
+    var1 = (1.0 + var1 / 32768.0) * c["P1"]
+    p = (1048576.0 - adc_p - var2 / 4096.0) * 6250.0 / var1
+    return p + (c["P9"] * p * p / 2147483648.0 + p * c["P8"] / 32768.0 + c["P7"]) / 16.0
 
 
-def pressure_q24_8(adc_p: int, t_fine: int, c: dict[str, int]) -> int:
-    """Pressure in Pa * 256 (datasheet int64 version)."""
-    var1 = t_fine - 128000
-    var2 = var1 * var1 * c["P6"]
-    var2 = var2 + ((var1 * c["P5"]) << 17)
-    var2 = var2 + (c["P4"] << 35)
-    var1 = ((var1 * var1 * c["P3"]) >> 8) + ((var1 * c["P2"]) << 12)
-    var1 = (((1 << 47) + var1) * c["P1"]) >> 33
-    if var1 == 0:
-        return 0
-    p = 1048576 - adc_p
-    p = _tdiv(((p << 31) - var2) * 3125, var1)
-    var1 = (c["P9"] * (p >> 13) * (p >> 13)) >> 25
-    var2 = (c["P8"] * p) >> 19
-    return ((p + var1 + var2) >> 8) + (c["P7"] << 4)
-
-
-def humidity_q22_10(adc_h: int, t_fine: int, c: dict[str, int]) -> int:
-    """Humidity in %RH * 1024 (datasheet int32 version, without the 0..100 % clamp)."""
-    v = t_fine - 76800
-    v = (((((adc_h << 14) - (c["H4"] << 20) - (c["H5"] * v)) + 16384) >> 15)
-         * (((((((v * c["H6"]) >> 10) * (((v * c["H3"]) >> 11) + 32768)) >> 10) + 2097152)
-             * c["H2"] + 8192) >> 14))
-    v = v - (((((v >> 15) * (v >> 15)) >> 7) * c["H1"]) >> 4)
-    return max(v, 0) >> 12
+def humidity_pct(adc_h: float, t_fine: int, c: dict[str, int]) -> float:
+    v = t_fine - 76800.0
+    h = (adc_h - (c["H4"] * 64.0 + c["H5"] / 16384.0 * v)) * (c["H2"] / 65536.0 * (
+        1.0 + c["H6"] / 67108864.0 * v * (1.0 + c["H3"] / 67108864.0 * v)) * (1.0 + c["H3"] / 67108864.0 * v))
+    return h * (1.0 - c["H1"] * h / 524288.0)
 
 
 def _invert(f: Callable[[int], float], target: float, bits: int, increasing: bool) -> float:
@@ -252,19 +240,19 @@ class EmulatedBME280(EmulatedChip):
         c = self.cal
         if osrs_t:
             bits_t = 15 + min(osrs_t, 5)
-            exact = _invert(lambda a: t_fine_int(a, c) / 5120.0, t, 20, True)
+            exact = _invert(lambda a: t_fine_of(a, c) / 5120.0, t, 20, True)
             adc_t = self._quantize(exact, 20, bits_t)
         else:
             adc_t = SKIPPED_20
-        t_fine = t_fine_int(adc_t, c)
+        t_fine = int(t_fine_of(adc_t, c))
         if osrs_p and osrs_t:
             bits_p = 15 + min(osrs_p, 5)
-            exact = _invert(lambda a: pressure_q24_8(a, t_fine, c) / 256.0, p * 100.0, 20, False)
+            exact = _invert(lambda a: pressure_pa(a, t_fine, c), p * 100.0, 20, False)
             adc_p = self._quantize(exact, 20, bits_p)
         else:
             adc_p = SKIPPED_20
         if osrs_h and osrs_t:
-            exact = _invert(lambda a: humidity_q22_10(a, t_fine, c) / 1024.0, h, 16, True)
+            exact = _invert(lambda a: humidity_pct(a, t_fine, c), h, 16, True)
             adc_h = self._quantize(exact, 16, 16)
         else:
             adc_h = SKIPPED_16

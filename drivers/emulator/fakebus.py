@@ -69,6 +69,7 @@ class FakeSMBus:
     def __init__(self, devices: dict[int, EmulatedChip] | None = None) -> None:
         self.devices: dict[int, EmulatedChip] = dict(devices or {})
         self.transfers = 0  # count of transfers attempted (for tests and benchmarks)
+        self.lock = threading.RLock()  # like drivers.i2c.LockedBus: adapters on this bus share it
 
     # ---------------------------------------------------------- wiring
     def attach(self, address: int, chip: EmulatedChip) -> None:

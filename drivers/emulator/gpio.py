@@ -71,7 +71,12 @@ def attach_sonar(factory: MockFactory, trigger_pin: int, echo_pin: int,
                  distance_m: Callable[[], float | None]) -> SonarTriggerPin:
     """Wire an emulated ultrasonic ranger; do it before the DistanceSensor claims the pins."""
     echo = factory.pin(echo_pin, pin_class=EchoPin)
-    return factory.pin(trigger_pin, pin_class=SonarTriggerPin, echo_pin=echo, distance_m=distance_m)
+    trigger = factory.pin(trigger_pin, pin_class=SonarTriggerPin, echo_pin=echo, distance_m=distance_m)
+    if not isinstance(echo, EchoPin) or not isinstance(trigger, SonarTriggerPin):
+        raise ValueError(f"GPIO{trigger_pin}/GPIO{echo_pin} were claimed before the emulated ranger "
+                         "was attached: call attach_ranger() before FloodRanger.probe()")
+    trigger.distance_m = distance_m
+    return trigger
 
 
 def tip(pin: MockPin, bounces: int = 2) -> None:

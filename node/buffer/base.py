@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -107,3 +108,28 @@ def merge_gap(prev: Gap | None, new: Gap) -> Gap | None:
         return None
     return Gap(prev.epoch, prev.first_seq, new.last_seq, prev.count + new.count,
                prev.first_wall_ms, new.last_wall_ms, prev.reason)
+
+
+@functools.lru_cache(maxsize=256)
+def decimals(res: float) -> int:
+    """Decimal places of a resolution such as 0.01 (2) or 1.0 (0)."""
+    text = f"{res:.10f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def encode_value(value: float | None, res: float) -> int | float | None:
+    """Store a value as an integer count of its channel's resolution when that is exact.
+
+    The sampler rounds values to the resolution, so 23.45 °C becomes 2345 (2 bytes on
+    disk instead of an 8-byte REAL); anything that does not round-trip stays a float.
+    """
+    if value is None or res <= 0 or not -1e15 < value < 1e15:  # also None for NaN
+        return value
+    k = round(value / res)
+    return k if round(k * res, decimals(res)) == value else float(value)
+
+
+def decode_value(stored: int | float | None, res: float) -> float | None:
+    if stored is None or isinstance(stored, float):
+        return stored
+    return float(round(stored * res, decimals(res)))

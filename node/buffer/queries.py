@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from node.buffer.base import CLK_FLAGS, gaps_for, merge_gap
+from node.buffer.base import CLK_FLAGS, decode_value, gaps_for, merge_gap
 from node.model import Gap, Reading
 
 
@@ -18,7 +18,7 @@ def cycles_covering(db: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int,
 
 
 def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | None, int]],
-                channel_names: dict[int, str], boot_names: dict[int, str]) -> list[Reading]:
+                channels: dict[int, tuple[str, float]], boot_names: dict[int, str]) -> list[Reading]:
     """Readings for ``rows`` = (seq, ch, value, flags) sorted by seq, stamps joined from cycles."""
     if not rows:
         return []
@@ -29,7 +29,8 @@ def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | N
         while k + 1 < len(cycles) and cycles[k + 1][0] <= seq:
             k += 1
         _, _, wall, boot_ms, boot, clk = cycles[k]
-        out.append(Reading(seq, channel_names.get(ch, f"?{ch}"), value, flags | CLK_FLAGS.get(clk, 0),
+        name, res = channels.get(ch, (f"?{ch}", 0.0))
+        out.append(Reading(seq, name, decode_value(value, res), flags | CLK_FLAGS.get(clk, 0),
                            wall, boot_ms, boot_names.get(boot, "")))
     return out
 

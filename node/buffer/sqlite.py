@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from node.buffer import queries, store
 from node.buffer.base import (
@@ -27,16 +28,22 @@ from node.buffer.base import (
     Claim,
     PutResult,
     clock_state,
+    encode_value,
     free_window,
     gaps_for,
     merge_gap,
 )
 from node.errors import StorageError
-from node.model import Batch, Gap, Incident, Sample, Stamp
+from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
 
+if TYPE_CHECKING:
+    from node.config import Config
+
+FILE_NAME = "buffer.db"
 RETRY_S = 5.0  # retry a refusing disk at most this often
 AGE_CHECK_S = 60.0
 EVICT_CHUNK = 5000  # readings evicted per step, so put() stays short
+SIZE_CHECK_EVERY = 16  # puts between two size checks while far from the cap
 
 
 @dataclass(slots=True)
@@ -68,6 +75,7 @@ class SqliteBuffer:
         self._db: sqlite3.Connection | None = None
         self._opened = False
         self._channels: dict[str, int] = {}
+        self._channel_info: dict[int, tuple[str, float]] = {}  # id -> (name, resolution)
         self._boots: dict[str, int] = {}
         self._boot_names: dict[int, str] = {}
         self._claims: dict[int, Claim] = {}
@@ -83,6 +91,15 @@ class SqliteBuffer:
         self._retry_at = 0.0
         self._age_at = 0.0
         self._disk_error: str | None = None
+        self._since_check = SIZE_CHECK_EVERY
+        self._near_cap = False
+
+    @classmethod
+    def from_config(cls, config: Config, *, clock: Callable[[], float] = time.time) -> SqliteBuffer:
+        """The buffer the configuration describes: ``<node.state_dir>/buffer.db``."""
+        b = config.buffer
+        return cls(Path(config.node["state_dir"]) / FILE_NAME, config.node["id"], max_size=b["max_size"],
+                   max_age=b["max_age"], overflow_readings=b["overflow_readings"], clock=clock)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> SqliteBuffer:
@@ -139,49 +156,59 @@ class SqliteBuffer:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"buffer: cannot create state directory {self.path.parent}: {e}") from e
-        old_epoch = 0
-        reason = None
-        try:
+        problem = self._try_open()
+        if problem is not None:
+            old_epoch = self._quarantine(*problem)
             db = store.connect(self.path, page_size=self._page_size, autocheckpoint=self._autockpt)
-            try:
-                self._integrity = store.quick_check(db, self.path)
-                if self._integrity != "ok":
-                    reason = self._integrity
-                else:
-                    meta = self._init_schema(db)
-                    if meta.get("node_id") not in (None, self.node_id):
-                        reason = f"belongs to node {meta.get('node_id')!r}, not {self.node_id!r}"
-            except sqlite3.DatabaseError as e:
-                if not store.is_corrupt(e):
-                    db.close()
-                    raise
-                reason = str(e)
-            if reason is not None:
-                db.close()
-        except sqlite3.DatabaseError as e:
-            if not store.is_corrupt(e):
-                raise
-            reason = str(e)
-        if reason is not None:
-            old_epoch = self._quarantine(reason)
-            db = store.connect(self.path, page_size=self._page_size, autocheckpoint=self._autockpt)
-            self._integrity = "ok"
             meta = self._init_schema(db, min_epoch=old_epoch + 1)
-        self._db = db
+            self._integrity = "ok"
+            self._db = db
+            self._load_state(meta)
         self._opened = True
-        self._load_state(meta)
         if self._pending_corrupt is not None:
             what, count = self._pending_corrupt
             self._pending_corrupt = None
             self._insert_incident("buffer_corrupt", what, count)
 
+    def _try_open(self) -> tuple[str, str] | None:
+        """Use the existing file; (reason, tag) when it is unusable and must be set aside."""
+        try:
+            db = store.connect(self.path, page_size=self._page_size, autocheckpoint=self._autockpt)
+        except sqlite3.DatabaseError as e:
+            if store.is_disk_error(e):
+                raise
+            return str(e), "corrupt"
+        try:
+            self._integrity = store.quick_check(db, self.path)
+            if self._integrity != "ok":
+                problem: tuple[str, str] | None = (self._integrity, "corrupt")
+            else:
+                meta = self._init_schema(db)
+                problem = None
+                if meta.get("node_id") != self.node_id:
+                    problem = (f"belongs to node {meta.get('node_id')!r}, not {self.node_id!r}", "other-node")
+                elif meta.get("schema") != store.SCHEMA_VERSION:
+                    problem = (f"schema version {meta.get('schema')!r}, expected {store.SCHEMA_VERSION}",
+                               "incompatible")
+                else:
+                    self._db = db
+                    self._load_state(meta)
+                    return None
+        except sqlite3.DatabaseError as e:
+            if store.is_disk_error(e):
+                db.close()
+                raise
+            problem = (str(e), "corrupt")
+        self._db = None
+        db.close()
+        return problem
+
     _pending_corrupt: tuple[str, int | None] | None = None
 
-    def _quarantine(self, reason: str) -> int:
+    def _quarantine(self, reason: str, tag: str = "corrupt") -> int:
         count = store.peek_count(self.path)
         epoch = int(store.peek_meta(self.path).get("epoch", 0) or 0)  # type: ignore[call-overload]
-        moved = store.quarantine(self.path, self._clock(),
-                                 "corrupt" if "belongs to node" not in reason else "other-node")
+        moved = store.quarantine(self.path, self._clock(), tag)
         self._pending_corrupt = (f"{self.path.name} (epoch {epoch or '?'}) unusable: {reason}; "
                                  f"moved to {moved.name}", count)
         return max(epoch, self.epoch)
@@ -220,7 +247,8 @@ class SqliteBuffer:
                 p.seq = -1
         self.epoch = new_epoch
         self._claims.clear()  # claims left by a crashed process are simply gone
-        self._channels = {n: i for i, n in db.execute("SELECT id, name FROM channels")}
+        self._channel_info = {i: (n, r) for i, n, r in db.execute("SELECT id, name, res FROM channels")}
+        self._channels = {n: i for i, (n, _) in self._channel_info.items()}
         self._boots = {b: i for i, b in db.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
         top = db.execute(
@@ -319,13 +347,14 @@ class SqliteBuffer:
                     return False
                 # a full file system: free pages inside our own file and retry once
                 if attempt == 0 and store.error_code(e) == store.SQLITE_FULL and \
-                        self._evict_oldest(max(len(pending.samples) * 20, 200), "disk_full"):
+                        self._try_evict(max(len(pending.samples) * 20, 200), "disk_full"):
                     continue
                 return False
         return False
 
     def _write_cycles(self, cycles: Sequence[_Pending]) -> None:
         new_ch: dict[str, int] = {}
+        new_info: dict[int, tuple[str, float]] = {}
         new_boot: dict[str, int] = {}
         db = self._tx()
         try:
@@ -344,8 +373,10 @@ class SqliteBuffer:
                     if ch is None:
                         ch = len(self._channels) + len(new_ch) + 1
                         new_ch[s.channel] = ch
-                        db.execute("INSERT INTO channels VALUES (?, ?)", (ch, s.channel))
-                    rows.append((p.seq + i, ch, s.value, int(s.flags)))
+                        new_info[ch] = (s.channel, unit_of(s.channel)[1])
+                        db.execute("INSERT INTO channels VALUES (?, ?, ?)", (ch, *new_info[ch]))
+                    res = (self._channel_info.get(ch) or new_info[ch])[1]
+                    rows.append((p.seq + i, ch, encode_value(s.value, res), int(s.flags)))
                 db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?)",
                            (p.seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk))
                 db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
@@ -354,6 +385,7 @@ class SqliteBuffer:
             self._rollback()
             raise
         self._channels.update(new_ch)
+        self._channel_info.update(new_info)
         self._boots.update(new_boot)
         self._boot_names.update({i: b for b, i in new_boot.items()})
         self._count += sum(len(p.samples) for p in cycles)
@@ -410,19 +442,30 @@ class SqliteBuffer:
         db = self._db
         assert db is not None
         try:
-            pages = db.execute("PRAGMA page_count").fetchone()[0]
-            free = db.execute("PRAGMA freelist_count").fetchone()[0]
-            used = (pages - free) * self._page_size
-            if used > self._data_cap and self._count:
-                per = used / self._count
-                n = math.ceil((used - self._data_cap * 0.97) / per)
-                self._evict_oldest(min(max(n, 1), EVICT_CHUNK), "evicted_size")
+            # the size check costs two queries: between checks the file grows by at most
+            # SIZE_CHECK_EVERY cycles, well inside the WAL/slack margin kept below the cap
+            self._since_check += 1
+            if self._since_check >= SIZE_CHECK_EVERY or self._near_cap:
+                self._since_check = 0
+                self._check_size()
             now = self._clock()
             if self.max_age is not None and now >= self._age_at:
                 self._age_at = now + AGE_CHECK_S
                 self._evict_aged(int((now - self.max_age) * 1000))
         except (sqlite3.Error, OSError) as e:
             self._failed(e)
+
+    def _check_size(self) -> None:
+        db = self._db
+        assert db is not None
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        used = (pages - free) * self._page_size
+        self._near_cap = used > self._data_cap * 0.95
+        if used > self._data_cap and self._count:
+            per = used / self._count
+            n = math.ceil((used - self._data_cap * 0.97) / per)
+            self._evict_oldest(min(max(n, 1), EVICT_CHUNK), "evicted_size")
 
     def _claimed_gap_ids(self) -> set[int]:
         return {g for c in self._claims.values() for g in c.gap_ids}
@@ -445,6 +488,13 @@ class SqliteBuffer:
                                              " ORDER BY seq LIMIT ?", (win[0], hi, n - len(out)))]
             start = hi + 1
         return out
+
+    def _try_evict(self, n: int, reason: str) -> int:
+        try:
+            return self._evict_oldest(n, reason)
+        except (sqlite3.Error, OSError) as e:
+            self._failed(e)
+            return 0
 
     def _evict_oldest(self, n: int, reason: str, below: int | None = None) -> int:
         seqs = self._unclaimed_oldest(n, below)
@@ -523,8 +573,7 @@ class SqliteBuffer:
         gaps, incidents = gaps[:MAX_RIDE_ALONG], incidents[:MAX_RIDE_ALONG]
         if not rows and not gaps and not incidents:
             return None
-        names = {i: n for n, i in self._channels.items()}
-        readings = queries.readings_in(db, rows, names, self._boot_names)
+        readings = queries.readings_in(db, rows, self._channel_info, self._boot_names)
         batch_id = self._next_batch
         self._next_batch += 1
         lo, hi = (rows[0][0], rows[-1][0]) if rows else (0, -1)

@@ -50,3 +50,12 @@ def test_watchdog_interval(monkeypatch):
     assert watchdog_interval_s() is None
     monkeypatch.delenv("WATCHDOG_USEC")
     assert watchdog_interval_s() is None
+
+
+def test_a_receiver_that_never_reads_cannot_block_the_sender(tmp_path):
+    path = str(tmp_path / "full.sock")
+    rx = _receiver(path)
+    n = Notifier(path)
+    results = [n.watchdog() for _ in range(5000)]  # far beyond any datagram queue
+    assert results[0] is True and results[-1] is False
+    rx.close()

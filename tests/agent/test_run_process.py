@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -73,17 +74,23 @@ def test_sighup_reload_valid_and_invalid_config_and_sd_notify(tmp_path, node_env
     cfg = write_config(tmp_path)  # no central: buffer only
     p = start_node(cfg, {**env})
     got: list[str] = []
+    done = threading.Event()
+
+    def reader():  # like systemd: always reading
+        while not done.is_set():
+            try:
+                got.append(rx.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                pass
+
+    threading.Thread(target=reader, daemon=True).start()
 
     def messages():
-        try:
-            while True:
-                got.append(rx.recv(4096).decode())
-        except (TimeoutError, BlockingIOError):
-            pass
-        return got
+        return list(got)
 
     # WATCHDOG_PID is not set, so the node must accept WATCHDOG_USEC for itself
-    wait_for(lambda: "READY=1" in messages() and "WATCHDOG=1" in got, what="READY and WATCHDOG", proc=p)
+    wait_for(lambda: "READY=1" in messages() and "WATCHDOG=1" in messages(), what="READY and WATCHDOG",
+             proc=p)
     assert any(m.startswith("STATUS=") and "backlog" in m for m in got)
     wait_for(lambda: [s["name"] for s in state(tmp_path).get("sensors", [])] == ["weather", "air"],
              what="state file", proc=p)
@@ -103,6 +110,6 @@ def test_sighup_reload_valid_and_invalid_config_and_sd_notify(tmp_path, node_env
     assert "configuration not reloaded" in err and "sensors[1].interval" in err
     assert "configuration reloaded" in err
     assert "Traceback" not in err
-    assert "STOPPING=1" in messages()
+    wait_for(lambda: "STOPPING=1" in messages(), timeout=2, what="STOPPING=1")
     assert "RELOADING=1" in got
-    rx.close()
+    done.set()

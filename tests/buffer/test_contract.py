@@ -154,3 +154,13 @@ def test_stats(buffer):
 def test_context_manager(make_buffer):
     with make_buffer() as buf:
         assert buf.put(cycle(1), stamp(1)).durable
+
+
+def test_memory_buffer_is_bounded_by_readings():
+    from node.buffer import MemoryBuffer
+    buf = MemoryBuffer("node-1", max_readings=12)
+    for i in range(5):
+        buf.put(cycle(i), stamp(i))
+    batch = buf.claim(100)
+    assert [r.seq for r in batch.readings] == list(range(14, 26))
+    assert [(g.first_seq, g.last_seq, g.count, g.reason) for g in batch.gaps] == [(1, 13, 13, "evicted_size")]

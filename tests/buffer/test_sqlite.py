@@ -69,7 +69,7 @@ def test_eviction_past_the_cap_drops_oldest_as_exact_gaps(tmp_path, clock):
     cap = 1 << 20
     b = make(tmp_path, clock, max_size=cap)
     biggest = 0
-    n_cycles = 2500
+    n_cycles = 5000
     for i in range(n_cycles):
         res = b.put(cycle(i, 15), stamp(i))
         assert res.durable
@@ -97,7 +97,7 @@ def test_eviction_skips_claimed_readings(tmp_path, clock):
     b = make(tmp_path, clock, max_size=1 << 20)
     b.put(cycle(0, 15), stamp(0))
     inflight = b.claim(10)
-    for i in range(1, 2500):
+    for i in range(1, 5000):
         b.put(cycle(i, 15), stamp(i))
     b.ack(inflight.id)  # still all there to delete: eviction left them alone
     batch = b.claim(100)
@@ -226,3 +226,13 @@ def test_sampler_and_uploader_threads(tmp_path, clock):
     assert not errors
     assert sorted(got) == list(range(1, 1501))
     b.close()
+
+
+def test_from_config(tmp_path):
+    from node.config import validate
+    cfg = validate({"node": {"id": "hn-0042", "state_dir": str(tmp_path / "state")},
+                    "buffer": {"max_size": "2MiB", "max_age": "7d"}})
+    b = SqliteBuffer.from_config(cfg)
+    assert (b.path, b.node_id, b.max_size, b.max_age) == (tmp_path / "state" / "buffer.db", "hn-0042",
+                                                          2 * 1024**2, 7 * 86400.0)
+    assert not (tmp_path / "state").exists()
