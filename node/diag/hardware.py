@@ -261,8 +261,16 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
 
 
 def _pin_busy(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}"
-    return "InUse" in text or "busy" in text.lower()
+    """gpiozero's GPIOPinInUse / lgpio's 'GPIO busy' anywhere in the exception chain."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        text = f"{type(seen).__name__} {seen}"
+        if "InUse" in text or "busy" in text.lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def daemon_sensors(ctx: DiagContext) -> dict[str, dict[str, Any]] | None:
