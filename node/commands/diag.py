@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,10 +92,20 @@ def context_from_args(args: argparse.Namespace, *, require_config: bool) -> Diag
 
 
 def quiet_driver_warnings() -> None:
-    """gpiozero warns on stderr (no echo, PWM fallback); diag reports those itself."""
+    """gpiozero warns on stderr (no echo, PWM fallback) and emulator threads may die noisily;
+    the commands report sensor trouble themselves, so tracebacks only with STREETNODE_DEBUG=1."""
     import warnings
 
     warnings.filterwarnings("ignore", module="gpiozero")
+    if not debug_enabled():
+        threading.excepthook = _background_failure
+
+
+def _background_failure(args: threading.ExceptHookArgs) -> None:
+    import logging
+
+    name = args.thread.name if args.thread else "?"
+    logging.getLogger("streetnode.diag").debug("background thread %s failed: %s", name, args.exc_value)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

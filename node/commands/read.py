@@ -109,6 +109,8 @@ def read_cmd(args: argparse.Namespace) -> int:
                 break
             time.sleep(args.interval)
     finally:
+        if ctx.emulate:
+            hw.close()  # stop the rig's tip pump before the gauge closes (they race)
         for o in opened:
             o.close()
     return 0 if all_ok else 1

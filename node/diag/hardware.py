@@ -247,6 +247,8 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
                 return fail(cid, f"{stype} {name}: {e}", _remedy_for(e, stype))
             return fail(cid, f"{stype} {name}: {type(e).__name__}: {e}", _gpio_remedy(e))
         finally:
+            if stype == "rain" and ctx.emulate:
+                ctx.rig().close()  # stop the rig's tip pump first: it races a closing gauge
             if driver is not None:
                 try:
                     driver.close()
