@@ -59,7 +59,8 @@ class PgStore(SqlStore):
                              "ON COMMIT DELETE ROWS")
                 conn.commit()
             except psycopg.Error as e:
-                raise StoreError(f"--db {redact(self.url)}: cannot connect: {e}".strip()) from None
+                reason = " ".join(str(e).split())  # one line
+                raise StoreError(f"--db {redact(self.url)}: cannot connect: {reason}") from None
             self._conn = conn
         return self._conn
 

@@ -1,0 +1,1 @@
+"""Subcommands of `streetnode-central`; each module has ``register(subparsers)``."""

@@ -1,0 +1,49 @@
+"""`streetnode-central serve [--listen HOST:PORT] [--db URL] [--tls-cert F --tls-key F]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from central import server
+from central.commands.node_cmd import add_db_option, open_db
+from node.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP receiver",
+                       description="Run the receiver. Prints 'listening on URL' once bound "
+                       "(use --listen 127.0.0.1:0 for a free port).")
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="address to bind (default: 127.0.0.1:8080, loopback only)")
+    add_db_option(p)
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
+    p.add_argument("--max-body", type=int, default=server.DEFAULT_MAX_BODY, metavar="BYTES",
+                   help="largest compressed body accepted (default: %(default)s)")
+    p.add_argument("--max-decompressed", type=int, default=server.DEFAULT_MAX_DECOMPRESSED, metavar="BYTES",
+                   help="largest decompressed body accepted (default: %(default)s)")
+    p.set_defaults(func=serve_cmd)
+
+
+def serve_cmd(args: argparse.Namespace) -> int:
+    try:
+        server.parse_listen(args.listen)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key: give both or neither")
+    for name in ("max_body", "max_decompressed"):
+        if getattr(args, name) < 1024:
+            raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
+    store = open_db(args.db)
+    try:
+        server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                             announce=lambda line: print(line, flush=True),
+                             max_body=args.max_body, max_decompressed=args.max_decompressed)
+    except OSError as e:
+        print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
+        return 69
+    finally:
+        store.close()
+    return 0

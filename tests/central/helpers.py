@@ -1,0 +1,41 @@
+"""Building signed requests for the receiver tests."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from node import protocol
+from node.model import Batch, Reading
+
+KEY = bytes(range(1, 33))
+NODE = "pole-1"
+CHANNELS = ["weather.temperature_c", "weather.humidity_pct", "weather.pressure_hpa"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def make_batch(seqs, *, node: str = NODE, epoch: int = 1) -> Batch:
+    readings = [Reading(s, CHANNELS[s % 3], round(20 + s * 0.01, 2), 0,
+                        1_764_100_000_000 + (s // 3) * 10_000, 5_000 + (s // 3) * 10_000, "boot-a")
+                for s in seqs]
+    return Batch(7, node, epoch, readings)
+
+
+def body_of(batch: Batch) -> bytes:
+    return protocol.encode_batch(batch, health={"backlog_readings": 5, "firmware": "0.1.0"}, sent_ms=now_ms())
+
+
+def post(base: str, body: bytes, *, key: bytes = KEY, node: str = NODE, ts: int | None = None,
+         path: str = protocol.INGEST_PATH, headers: dict | None = None, sign_path: str | None = None,
+         sign_body: bytes | None = None) -> requests.Response:
+    ts = now_ms() if ts is None else ts
+    h = dict(protocol.BODY_HEADERS)
+    h.update(protocol.sign_request(key, "POST", sign_path or path,
+                                   body if sign_body is None else sign_body, ts, node_id=node))
+    h.update(headers or {})
+    return requests.post(base + path, data=body, headers={k: v for k, v in h.items() if v is not None},
+                         timeout=30)

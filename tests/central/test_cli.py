@@ -1,0 +1,137 @@
+"""`streetnode-central` as a real subprocess: node add/list/rotate, serve on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from central.store import open_store
+from node import protocol
+from tests.central.helpers import body_of, make_batch, now_ms
+from tests.conftest import ROOT
+
+CLI = [sys.executable, "-m", "central.cli"]
+
+
+def run(args, env, **kw):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60, **kw)
+
+
+def start_server(args, env):
+    proc = subprocess.Popen([*CLI, "serve", "--listen", "127.0.0.1:0", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            m = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
+            assert m, line
+            return proc, m.group(1)
+        assert proc.poll() is None, proc.stderr.read()
+    proc.kill()
+    raise AssertionError("no 'listening on' line within 20 s")
+
+
+def add_node(db, env, node="pole-1"):
+    r = run(["node", "add", node, "--db", db], env)
+    assert r.returncode == 0, r.stderr
+    key_text = r.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", key_text)
+    assert "shown only now" in r.stderr
+    return protocol.parse_key(key_text)
+
+
+def test_node_add_list_rotate(tmp_path, cli_env):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    key = add_node(db, cli_env)
+    again = run(["node", "add", "pole-1", "--db", db], cli_env)
+    assert again.returncode == 78 and "already exists" in again.stderr and again.stdout == ""
+    assert "Traceback" not in again.stderr
+    bad = run(["node", "add", "no spaces", "--db", db], cli_env)
+    assert bad.returncode == 78 and "ID 'no spaces'" in bad.stderr
+    listing = run(["node", "list", "--db", db], cli_env)
+    assert listing.returncode == 0 and re.search(r"^pole-1\s+never\s+0", listing.stdout, re.M)
+    rotated = run(["node", "rotate", "pole-1", "--db", db], cli_env)
+    assert rotated.returncode == 0 and protocol.parse_key(rotated.stdout) != key
+    s = open_store(db)
+    try:
+        assert s.node_key("pole-1") == protocol.parse_key(rotated.stdout)
+    finally:
+        s.close()
+    assert run(["node", "rotate", "ghost", "--db", db], cli_env).returncode == 78
+
+
+def test_default_db_lives_in_the_state_dir(tmp_path, cli_env):
+    cli_env["STREETNODE_CENTRAL_STATE"] = str(tmp_path)
+    r = run(["node", "add", "pole-9"], cli_env)
+    assert r.returncode == 0, r.stderr
+    s = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    try:
+        assert s.node_key("pole-9") == protocol.parse_key(r.stdout)
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(("args", "code", "text"), [
+    (["node", "list", "--db", "mysql://x"], 69, "expected sqlite:///path or postgresql://"),
+    (["node", "list", "--db", "sqlite:////nonexistent/dir/c.db"], 69, "does not exist"),
+    (["node", "list", "--db", "postgresql://postgres@127.0.0.1:1/none"], 69, "cannot connect"),
+    (["serve", "--listen", "localhost"], 78, "expected HOST:PORT"),
+    (["serve", "--tls-cert", "x.pem"], 78, "--tls-cert and --tls-key"),
+])
+def test_bad_arguments_one_line_and_exit_code(cli_env, args, code, text):
+    r = run(args, cli_env)
+    assert r.returncode == code, r.stderr
+    assert text in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_subprocess_survives_sigkill(tmp_path, cli_env):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    key = add_node(db, cli_env)
+    proc, url = start_server(["--db", db], cli_env)
+    try:
+        body = body_of(make_batch(range(50)))
+        h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
+                                                                node_id="pole-1")}
+        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
+        assert r.json()["stored"] == 50
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    proc, url = start_server(["--db", db], cli_env)
+    try:
+        body = body_of(make_batch(range(60)))
+        h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
+                                                                node_id="pole-1")}
+        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
+        assert r.json() == {"stored": 10, "duplicates": 50, "gaps": 0, "incidents": 0}
+    finally:
+        proc.send_signal(signal.SIGTERM)  # graceful; uvicorn re-raises the signal after shutdown
+        assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.postgres
+def test_serve_subprocess_on_postgres(pg_url, cli_env):
+    key = add_node(pg_url, cli_env)
+    proc, url = start_server(["--db", pg_url], cli_env)
+    try:
+        body = body_of(make_batch(range(20)))
+        h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
+                                                                node_id="pole-1")}
+        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
+        assert r.json()["stored"] == 20
+        nodes = requests.get(url + "/v1/nodes", timeout=10).json()["nodes"]
+        assert nodes[0]["readings"] == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
