@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from node.diag.context import DiagContext
 from node.diag.core import Result, fail, ok, skip, warn
 from node.diag.system import fmt_age
@@ -21,6 +23,11 @@ def check_buffer(ctx: DiagContext) -> Result:
     from node.buffer import SqliteBuffer
 
     path = ctx.state_dir / BUFFER_FILE
+    sudo = "run diag as root: sudo streetnode diag"
+    if ctx.state_dir.is_dir() and not os.access(ctx.state_dir, os.R_OK | os.X_OK):
+        return warn("buffer", f"cannot look into {ctx.state_dir} as this user", sudo)
+    if path.exists() and not os.access(path, os.R_OK):
+        return warn("buffer", f"cannot read {path} as this user", sudo)
     if not path.exists():
         return warn("buffer", f"no buffer at {path}: the daemon has not stored a reading yet",
                     "start the daemon: sudo systemctl start streetnode")
