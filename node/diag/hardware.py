@@ -300,7 +300,9 @@ def _from_daemon(ctx: DiagContext, cid: str, name: str, stype: str) -> Result | 
 
 def _gpio_remedy(exc: BaseException) -> str:
     kind = type(exc).__name__
-    if "InUse" in kind or "busy" in str(exc).lower():
+    if "PinFactory" in kind:
+        return "no GPIO library: install the Pi extras (pip install 'streetnode[pi]', i.e. lgpio)"
+    if _pin_busy(exc):
         return ("the pin is held by another program; if the streetnode service runs, that is expected: "
                 "sudo systemctl stop streetnode for a full check, then start it again")
     return "check that GPIO works: ls -l /dev/gpiochip*; add the service user to group gpio"

@@ -138,3 +138,12 @@ def test_emulation_from_the_config_and_faults_from_the_environment(tmp_path, sta
     by = {c["id"]: c for c in doc["checks"]}
     assert by["sensor.weather"]["status"] == "PASS"
     assert by["sensor.air"]["status"] == "FAIL" and code == 2
+
+
+def test_hidden_root_option_is_the_same_as_the_environment(config_file, cli_env, sysroot):
+    (sysroot / "sys/devices/platform/soc/soc:firmware/get_throttled").write_text("0x10000")
+    env = {k: v for k, v in cli_env.items() if k != "STREETNODE_SYSROOT"}
+    code, doc = diag_json(["--config", str(config_file), "--emulate", "--root", str(sysroot)], env)
+    power = {c["id"]: c for c in doc["checks"]}["power"]
+    assert power["status"] == "WARN" and "under-voltage occurred since boot" in power["summary"]
+    assert "--root" not in run_cli(["diag", "--help"], env).stdout  # hidden: a test and training hook
