@@ -73,5 +73,8 @@ def run_diag(ctx: DiagContext, *, overall_deadline: float = OVERALL_DEADLINE_S,
              clock: Callable[[], float] = time.monotonic) -> Report:
     """Run every check for this node; never raises for a failing check."""
     t0 = clock()
-    results = Runner(build_checks(ctx), overall_deadline=overall_deadline, clock=clock).run(ctx)
+    try:
+        results = Runner(build_checks(ctx), overall_deadline=overall_deadline, clock=clock).run(ctx)
+    finally:
+        ctx.close()
     return Report(results, clock() - t0, node_info(ctx))

@@ -171,6 +171,12 @@ class DiagContext:
                 self.scratch[key] = factory()
             return self.scratch[key]
 
+    def close(self) -> None:
+        """Stop what the run started (the emulated rig's threads)."""
+        rig = self.scratch.get("rig")
+        if rig is not None:
+            rig.close()
+
     # ------------------------------------------------------------ runner
     def bind_runner(self, runner: Any) -> None:
         self._runner = runner
