@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def diag_cmd(args: argparse.Namespace) -> int:
     from node.diag import run_diag
-    from node.diag.render import to_json, to_text, use_colour
+    from node.diag.render import terminal_width, to_json, to_text, use_colour
 
     ctx = context_from_args(args, require_config=False)
     quiet_driver_warnings()
@@ -128,6 +128,6 @@ def diag_cmd(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(to_json(report))
     else:
-        sys.stdout.write(to_text(report, colour=use_colour(sys.stdout)))
+        sys.stdout.write(to_text(report, colour=use_colour(sys.stdout), width=terminal_width(sys.stdout)))
     sys.stdout.flush()
     return report.exit_code

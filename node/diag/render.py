@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import textwrap
 from typing import IO, Any
 
 from node.diag.core import Report, Status
@@ -20,27 +22,45 @@ def use_colour(stream: IO[str]) -> bool:
     return bool(isatty and isatty())
 
 
+def terminal_width(stream: IO[str]) -> int | None:
+    """The terminal's width when ``stream`` is a terminal; None (no wrapping) when piped."""
+    isatty = getattr(stream, "isatty", None)
+    return shutil.get_terminal_size().columns if isatty and isatty() else None
+
+
 def _paint(text: str, code: str, colour: bool) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if colour else text
 
 
-def to_text(report: Report, *, colour: bool = False) -> str:
-    width = max((len(r.id) for r in report.results), default=10)
+def _wrap(text: str, pad: str, width: int | None, hang: str = "") -> list[str]:
+    """``text`` as lines; wrapped under ``pad`` (later lines indented by ``hang``) on a terminal."""
+    if not width or width - len(pad) < 30:
+        return [text]
+    return textwrap.wrap(text, width=width - len(pad), subsequent_indent=hang, break_on_hyphens=False,
+                         break_long_words=False) or [""]
+
+
+def to_text(report: Report, *, colour: bool = False, width: int | None = None) -> str:
+    """One line per check (wrapped to ``width`` on a terminal), details and remedies under it."""
+    id_width = max((len(r.id) for r in report.results), default=10)
     lines = []
     node = report.node
     head = f"streetnode diag: node {node.get('id') or '?'}"
     if node.get("emulated"):
         head += f" (emulated, scenario {node['emulated']})"
     lines.append(_paint(head, "1", colour))
-    pad = " " * (6 + width + 2)
+    pad = " " * (6 + id_width + 2)
     for r in report.results:
         status = _paint(f"{r.status.name:<4}", _COLOURS[r.status], colour)
-        lines.append(f"{status}  {r.id:<{width}}  {r.summary}")
+        first, *rest = _wrap(r.summary, pad, width)
+        lines.append(f"{status}  {r.id:<{id_width}}  {first}")
+        lines += [pad + more for more in rest]
         if r.status >= Status.WARN:
             for d in r.detail.splitlines():
-                lines.append(f"{pad}{d}")
+                lines += [pad + part for part in _wrap(d, pad, width)]
             if r.remedy:
-                lines.append(f"{pad}{_paint('→ ' + r.remedy, '36', colour)}")
+                for part in _wrap("→ " + r.remedy, pad, width, hang="  "):
+                    lines.append(pad + _paint(part, "36", colour))
     c = report.counts()
     verdict = {0: "all checks passed", 1: "WARNINGS", 2: "FAILURES"}[report.exit_code]
     colour_code = {0: "32;1", 1: "33;1", 2: "31;1"}[report.exit_code]
