@@ -189,7 +189,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
                                    now_ms=now)
         except Replay:
             raise Rejected("replay", REPLAY_MESSAGE) from None
-        info = next((n for n in store.list_nodes() if n.node_id == auth.node_id), None)
+        info = next(iter(store.list_nodes(auth.node_id)), None)
         return {"ok": True, "protocol": protocol.PROTOCOL_VERSION, "node": auth.node_id,
                 "server_time_ms": now, "clock_offset_ms": now - auth.timestamp,
                 "status": node_json(info) if info else None}
@@ -301,6 +301,7 @@ def make_server(app: Any, *, tls_cert: str | None = None, tls_key: str | None = 
 
 
 def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 0,
+                    tls_cert: str | None = None, tls_key: str | None = None,
                     startup_timeout: float = 10.0, monotonic: Callable[[], float] = time.monotonic,
                     **app_options: Any) -> tuple[str, Callable[[], None]]:
     """Start the receiver in a daemon thread; returns (base URL, stop).
@@ -311,7 +312,7 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
     owned = isinstance(store, str)
     st = open_store(store) if isinstance(store, str) else store
     sock = bind(host, port)
-    server = make_server(create_app(st, **app_options))
+    server = make_server(create_app(st, **app_options), tls_cert=tls_cert, tls_key=tls_key)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="central-server",
                               daemon=True)
     thread.start()
@@ -329,7 +330,7 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
         if owned:
             st.close()
 
-    return url_of(sock, tls=False), stop
+    return url_of(sock, tls=bool(tls_cert)), stop
 
 
 def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls_key: str | None = None,

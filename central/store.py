@@ -96,7 +96,8 @@ class Store(abc.ABC):
     def node_key(self, node_id: str) -> bytes | None: ...
 
     @abc.abstractmethod
-    def list_nodes(self) -> list[NodeInfo]: ...
+    def list_nodes(self, node_id: str | None = None) -> list[NodeInfo]:
+        """Every node (or just ``node_id``), ordered by id."""
 
     # ---- ingest
     @abc.abstractmethod

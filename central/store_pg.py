@@ -36,6 +36,8 @@ def redact(url: str) -> str:
 
 
 class PgStore(SqlStore):
+    backend_errors = (psycopg.OperationalError, psycopg.InterfaceError)  # server gone, connection broken
+
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url, self.schema = split_schema(url)

@@ -14,6 +14,7 @@ from central.store import (
     Replay,
     Store,
     StoredReading,
+    StoreError,
     UnknownNode,
 )
 from node.model import Gap, Incident
@@ -78,6 +79,9 @@ TABLES = [
 class SqlStore(Store):
     """Shared implementation; subclasses provide the connection and the bulk reading insert."""
 
+    # errors of the database driver that mean "the store is unusable right now" (become StoreError)
+    backend_errors: tuple[type[BaseException], ...] = ()
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
 
@@ -108,6 +112,9 @@ class SqlStore(Store):
                 rows = self._exec(cur, sql, params).fetchall()
                 conn.commit()
                 return rows
+            except self.backend_errors as e:
+                self._failed(conn)
+                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
             except BaseException:
                 conn.rollback()
                 raise
@@ -121,9 +128,19 @@ class SqlStore(Store):
                 result = fn(cur)
                 conn.commit()
                 return result
+            except self.backend_errors as e:
+                self._failed(conn)
+                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
             except BaseException:
                 conn.rollback()
                 raise
+
+    def _failed(self, conn: Any) -> None:
+        """Roll back after a driver error; a broken connection is reopened on next use."""
+        try:
+            conn.rollback()
+        except Exception:  # the connection is gone; _connection() replaces it
+            pass
 
     def create_schema(self) -> None:
         def run(cur: Any) -> None:
@@ -154,14 +171,15 @@ class SqlStore(Store):
         rows = self._query("SELECT key_hex FROM nodes WHERE node_id = ?", (node_id,))
         return bytes.fromhex(rows[0][0]) if rows else None
 
-    def list_nodes(self) -> list[NodeInfo]:
+    def list_nodes(self, node_id: str | None = None) -> list[NodeInfo]:
+        where, params = ("WHERE n.node_id = ? ", (node_id,)) if node_id is not None else ("", ())
         rows = self._query(
             "SELECT n.node_id, n.created_ms, n.last_seen_ms, n.health_json, "
             "(SELECT COUNT(*) FROM readings r WHERE r.node_id = n.node_id), "
             "(SELECT COUNT(*) FROM gaps g WHERE g.node_id = n.node_id), "
             "(SELECT COALESCE(SUM(g.count), 0) FROM gaps g WHERE g.node_id = n.node_id), "
             "(SELECT COUNT(*) FROM incidents i WHERE i.node_id = n.node_id) "
-            "FROM nodes n ORDER BY n.node_id")
+            f"FROM nodes n {where}ORDER BY n.node_id", params)
         return [NodeInfo(r[0], int(r[1]), None if r[2] is None else int(r[2]),
                          None if r[3] is None else json.loads(r[3]), int(r[4]), int(r[5]), int(r[6]),
                          int(r[7])) for r in rows]
@@ -179,8 +197,8 @@ class SqlStore(Store):
 
     def ingest(self, batch: IngestBatch, *, signature: str, expires_ms: int, now_ms: int) -> IngestResult:
         node, epoch = batch.node_id, batch.epoch
-        rows = [(node, epoch, r.seq, r.channel, r.value, r.flags, r.wall_ms, r.boot_ms, r.boot_id, now_ms)
-                for r in batch.readings]
+        head, tail = (node, epoch), (now_ms,)
+        rows = [head + row + tail for row in batch.rows()]
 
         def run(cur: Any) -> IngestResult:
             self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))

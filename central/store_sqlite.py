@@ -14,6 +14,8 @@ _INSERT = ("INSERT INTO readings (node_id, epoch, seq, channel, value, flags, wa
 
 
 class SqliteStore(SqlStore):
+    backend_errors = (sqlite3.OperationalError,)  # locked, disk full, I/O error
+
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path

@@ -45,6 +45,8 @@ class Measurement(Mapping[str, float | None]):
         return len(self._values)
 
     def __getattr__(self, name: str) -> float | None:
+        if name.startswith("_"):
+            raise AttributeError(name)
         try:
             return self._values[name]
         except KeyError:

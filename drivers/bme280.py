@@ -124,6 +124,8 @@ class BME280:
         self._core = None
         try:
             chip_id = self.bus.read_byte_data(self.address, REG_CHIP_ID)
+        except DriverError:
+            raise
         except OSError as e:
             if is_absent(e) and not self._answers_address():
                 raise SensorNotFound(
@@ -151,6 +153,8 @@ class BME280:
             core.overscan_humidity = code
             core.overscan_temperature = code
             core.overscan_pressure = code
+        except DriverError:
+            raise
         except OSError as e:
             raise self._err(e, "initialising") from e
         except (RuntimeError, ValueError) as e:  # the library's own complaints

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drivers.errors import SensorNotFound
+
 # state -> (on_time_s, off_time_s); None = steady off
 PATTERNS: dict[str, tuple[float, float] | None] = {
     "ok": (0.1, 2.9),         # short heartbeat every 3 s
@@ -25,8 +27,12 @@ class StatusLED:
         from gpiozero import LED
 
         if self._led is None:
-            self._led = LED(self.pin, active_high=self.active_high, initial_value=False,
-                            pin_factory=self.pin_factory)
+            try:
+                self._led = LED(self.pin, active_high=self.active_high, initial_value=False,
+                                pin_factory=self.pin_factory)
+            except Exception as e:  # gpiozero: pin in use, bad pin, no pin factory
+                raise SensorNotFound(f"cannot use GPIO{self.pin}: {type(e).__name__}: {e}",
+                                     sensor=self.name, address=f"GPIO{self.pin}") from e
 
     def show(self, state: str) -> None:
         """Switch to a pattern; repeating the current state changes nothing."""

@@ -48,6 +48,8 @@ class PM25:
             return dict(self._core.read())
         except RuntimeError as e:
             cause = e.__cause__
+            if isinstance(cause, DriverError):  # e.g. the bus lock's deadline
+                raise cause from None
             if isinstance(cause, OSError):
                 if probing and is_absent(cause) and not self._answers_address():
                     raise SensorNotFound("no answer (NACK) at this address", sensor=self.name,

@@ -20,12 +20,14 @@ import email.utils
 import gzip
 import hashlib
 import hmac
+import itertools
 import json
 import math
+import operator
 import re
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from node.model import Batch, Gap, Incident, Reading, unit_of
@@ -67,19 +69,48 @@ class ProtocolError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
-@dataclass
-class IngestBatch:
-    """A decoded, validated ingest body."""
+# one reading as a plain tuple, in this column order (what the central stores)
+ROW_FIELDS = ("seq", "channel", "value", "flags", "wall_ms", "boot_ms", "boot_id")
+Row = tuple[int, str, float | None, int, int, int, str]
 
-    node_id: str
-    epoch: int
-    sent_ms: int
-    readings: list[Reading]
-    gaps: list[Gap] = field(default_factory=list)
-    incidents: list[Incident] = field(default_factory=list)
-    health: dict[str, Any] = field(default_factory=dict)
-    units: dict[str, str] = field(default_factory=dict)  # channel -> unit
-    batch_id: int | None = None
+
+class IngestBatch:
+    """A decoded, validated ingest body.
+
+    Decoding keeps readings as `Row` tuples (``rows()``, sorted by seq), which is what the
+    central stores; ``readings`` builds `Reading` objects from them on first use.
+    """
+
+    def __init__(self, node_id: str, epoch: int, sent_ms: int, readings: list[Reading] | None = None,
+                 gaps: list[Gap] | None = None, incidents: list[Incident] | None = None,
+                 health: dict[str, Any] | None = None, units: dict[str, str] | None = None,
+                 batch_id: int | None = None, *, rows: list[Row] | None = None) -> None:
+        self.node_id, self.epoch, self.sent_ms, self.batch_id = node_id, epoch, sent_ms, batch_id
+        self.gaps = list(gaps or [])
+        self.incidents = list(incidents or [])
+        self.health = dict(health or {})
+        self.units = dict(units or {})
+        self._readings = None if readings is None and rows is not None else list(readings or [])
+        self._rows = rows
+
+    @property
+    def readings(self) -> list[Reading]:
+        if self._readings is None:
+            self._readings = [Reading(*row) for row in self._rows or []]
+        return self._readings
+
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            self._rows = [(r.seq, r.channel, r.value, r.flags, r.wall_ms, r.boot_ms, r.boot_id)
+                          for r in self.readings]
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._rows) if self._rows is not None else len(self.readings)
+
+    def __repr__(self) -> str:
+        return (f"IngestBatch(node_id={self.node_id!r}, epoch={self.epoch}, readings={len(self)}, "
+                f"gaps={len(self.gaps)}, incidents={len(self.incidents)})")
 
 
 # ---------------------------------------------------------------- encoding helpers
@@ -277,12 +308,13 @@ def _obj(v: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...]
 
 
 def _undelta(deltas: list[Any], path: str, lo: int = -MAX_SAFE_INT) -> list[int]:
-    out, acc = [], 0
-    for i, d in enumerate(deltas):
-        acc += _int(d, f"{path}[{i}]")
-        if not lo <= acc <= MAX_SAFE_INT:
-            raise ProtocolError(f"{path}[{i}]", f"running value {acc} out of range")
-        out.append(acc)
+    if not all(type(d) is int for d in deltas):
+        for i, d in enumerate(deltas):
+            _int(d, f"{path}[{i}]")
+    out = list(itertools.accumulate(deltas))
+    if out and (min(out) < lo or max(out) > MAX_SAFE_INT):
+        i = next(i for i, v in enumerate(out) if not lo <= v <= MAX_SAFE_INT)
+        raise ProtocolError(f"{path}[{i}]", f"running value {out[i]} out of range [{lo}, {MAX_SAFE_INT}]")
     return out
 
 
@@ -311,25 +343,25 @@ def _float(v: Any, path: str) -> float:
     raise ProtocolError(path, "expected a number")
 
 
-def _decode_stamps(doc: dict[str, Any], n_boots: int) -> list[tuple[int, int, int]]:
+def _decode_stamps(doc: dict[str, Any], boot_ids: list[str]) -> list[tuple[int, int, str]]:
     st = _obj(doc["stamps"], "stamps", ("wall", "off", "boot"))
     walls = _undelta(_list(st["wall"], "stamps.wall"), "stamps.wall", lo=0)
     offs = _undelta(_list(st["off"], "stamps.off"), "stamps.off")
     if len(offs) != len(walls):
         raise ProtocolError("stamps.off", f"has {len(offs)} items, expected {len(walls)}")
     boots = _unrle(_list(st["boot"], "stamps.boot"), "stamps.boot", len(walls),
-                   lambda v, p: _int(v, p, 0, n_boots - 1))
+                   lambda v, p: _int(v, p, 0, len(boot_ids) - 1))
     stamps = []
     for i, (w, o, b) in enumerate(zip(walls, offs, boots, strict=True)):
         boot_ms = w - o
         if not 0 <= boot_ms <= MAX_SAFE_INT:
             raise ProtocolError(f"stamps.off[{i}]", f"gives boot_ms {boot_ms} out of range")
-        stamps.append((w, boot_ms, b))
+        stamps.append((w, boot_ms, boot_ids[b]))
     return stamps
 
 
-def _decode_channel(ch: Any, path: str, stamps: list[tuple[int, int, int]], boots: list[str],
-                    out: list[Reading]) -> tuple[str, str]:
+def _decode_channel(ch: Any, path: str, stamps: list[tuple[int, int, str]],
+                    out: list[Row]) -> tuple[str, str]:
     ch = _obj(ch, path, ("name", "dec", "s", "t", "v"), ("unit", "f", "x"))
     name = _str(ch["name"], f"{path}.name")
     if not name:
@@ -354,24 +386,33 @@ def _decode_channel(ch: Any, path: str, stamps: list[tuple[int, int, int]], boot
         if vals[idx] is not None:
             raise ProtocolError(f"{path}.x[{j}][0]", f"{path}.v[{idx}] must be null")
         exact[idx] = _float(item[1], f"{path}.x[{j}][1]")
-    acc = 0
-    for i in range(n):
-        ti = tis[i]
-        if ti >= len(stamps):
-            raise ProtocolError(f"{path}.t[{i}]", f"stamp index {ti} but only {len(stamps)} stamps")
-        d = vals[i]
-        value: float | None
-        if d is None:
-            value = exact.get(i)
-        else:
-            acc += _int(d, f"{path}.v[{i}]")
-            if abs(acc) > MAX_SAFE_INT:
-                raise ProtocolError(f"{path}.v[{i}]", "running value out of range")
-            value = _unscale(acc, dec)
-        wall_ms, boot_ms, bi = stamps[ti]
-        out.append(Reading(seq=seqs[i], channel=name, value=value, flags=flags[i],
-                           wall_ms=wall_ms, boot_ms=boot_ms, boot_id=boots[bi]))
+    if tis and max(tis) >= len(stamps):  # (each index is >= 0: checked by _undelta)
+        i = next(i for i, t in enumerate(tis) if t >= len(stamps))
+        raise ProtocolError(f"{path}.t[{i}]", f"stamp index {tis[i]} but only {len(stamps)} stamps")
+    values = _decode_values(vals, dec, exact, f"{path}.v")
+    out.extend((seq, name, value, flag, *stamps[ti])
+               for seq, value, flag, ti in zip(seqs, values, flags, tis, strict=True))
     return name, unit
+
+
+def _decode_values(vals: list[Any], dec: int, exact: dict[int, float], path: str) -> list[float | None]:
+    if not exact and all(type(d) is int for d in vals):  # the common case: no gaps, no exceptions
+        acc = _undelta(vals, path)
+        if dec == 0:
+            return [float(a) for a in acc]
+        p = 10**dec
+        return [a / p for a in acc]
+    out: list[float | None] = []
+    total = 0
+    for i, d in enumerate(vals):
+        if d is None:
+            out.append(exact.get(i))
+            continue
+        total += _int(d, f"{path}[{i}]")
+        if abs(total) > MAX_SAFE_INT:
+            raise ProtocolError(f"{path}[{i}]", "running value out of range")
+        out.append(_unscale(total, dec))
+    return out
 
 
 def _decode_gap(g: Any, path: str) -> Gap:
@@ -429,25 +470,25 @@ def decode_document(doc: Any) -> IngestBatch:
     boots = [_str(b, f"boots[{i}]", 64) for i, b in enumerate(_list(doc["boots"], "boots"))]
     if len(boots) > MAX_BOOTS:
         raise ProtocolError("boots", f"more than {MAX_BOOTS} boot ids")
-    stamps = _decode_stamps(doc, len(boots))
+    stamps = _decode_stamps(doc, boots)
     channels = _list(doc["channels"], "channels")
     if len(channels) > MAX_CHANNELS:
         raise ProtocolError("channels", f"more than {MAX_CHANNELS} channels")
-    readings: list[Reading] = []
+    rows: list[Row] = []
     units: dict[str, str] = {}
     for i, ch in enumerate(channels):
-        name, unit = _decode_channel(ch, f"channels[{i}]", stamps, boots, readings)
+        name, unit = _decode_channel(ch, f"channels[{i}]", stamps, rows)
         if name in units:
             raise ProtocolError(f"channels[{i}].name", f"channel {name!r} appears twice")
         units[name] = unit
-    readings.sort(key=lambda r: r.seq)
-    for a, b in zip(readings, readings[1:], strict=False):
-        if a.seq == b.seq:
-            raise ProtocolError("channels", f"sequence number {a.seq} appears twice")
+    rows.sort(key=operator.itemgetter(0))
+    if len({r[0] for r in rows}) != len(rows):
+        dup = next(a[0] for a, b in zip(rows, rows[1:], strict=False) if a[0] == b[0])
+        raise ProtocolError("channels", f"sequence number {dup} appears twice")
     gaps = [_decode_gap(g, f"gaps[{i}]") for i, g in enumerate(_list(doc.get("gaps", []), "gaps"))]
     incidents = [_decode_incident(x, f"incidents[{i}]")
                  for i, x in enumerate(_list(doc.get("incidents", []), "incidents"))]
-    return IngestBatch(node_id=node_id, epoch=epoch, sent_ms=sent_ms, readings=readings, gaps=gaps,
+    return IngestBatch(node_id=node_id, epoch=epoch, sent_ms=sent_ms, rows=rows, gaps=gaps,
                        incidents=incidents, health=_decode_health(doc.get("health", {})), units=units,
                        batch_id=batch_id)
 

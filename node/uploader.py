@@ -75,7 +75,7 @@ class RoundResult:
     alert: bool = False
 
 
-_EMPTY, _SENT, _FAILED = "empty", "sent", "failed"
+_EMPTY, _SENT, _FAILED, _STOPPED = "empty", "sent", "failed", "stopped"
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -125,6 +125,7 @@ class Uploader:
         self._health = health or dict
         self._backoff = Backoff(backoff_initial, backoff_max, rng)
         self._reported_offset: int | None = None
+        self._last_signed_ms = 0
         self._next_attempt_at = 0.0
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
@@ -169,7 +170,7 @@ class Uploader:
 
     # ------------------------------------------------------------------ one batch
     def _send_next(self, res: RoundResult, *, newest_first: bool, limit: int, alert: bool = False) -> str:
-        """Claim, encode, post and settle one batch; returns _EMPTY, _SENT or _FAILED."""
+        """Claim, encode, post and settle one batch; returns _EMPTY, _SENT, _FAILED or _STOPPED."""
         n = limit
         while True:
             batch = self.buffer.claim(n, newest_first=newest_first)
@@ -205,7 +206,9 @@ class Uploader:
                 self._status["dead_lettered"] += 1
                 self._status["last_error"] = res.error = f"batch rejected: {reason}"
                 log.warning("central refused batch %s (%d readings) for good: %s", batch.id, count, reason)
-                return _SENT
+                # a refused batch of only gaps/incidents leaves a new incident behind: end the round
+                # rather than loop on it
+                return _SENT if count else _STOPPED
             self.buffer.release(batch.id)
             self._failed(res, verdict)
             return _FAILED
@@ -249,8 +252,14 @@ class Uploader:
         verdict: Verdict = Verdict(Action.RETRY, "not sent")
         answer: Any = None
         for attempt in range(2):
+            # a resend within the same millisecond must not repeat its signature (replay); a clock
+            # corrected backwards simply starts a new sequence
+            ts = self._now_ms()
+            if 0 <= self._last_signed_ms - ts < 1000:
+                ts = self._last_signed_ms + 1
+            self._last_signed_ms = ts
             headers = dict(protocol.BODY_HEADERS)
-            headers.update(protocol.sign_request(self._key, "POST", self.path, body, self._now_ms(),
+            headers.update(protocol.sign_request(self._key, "POST", self.path, body, self._last_signed_ms,
                                                  node_id=self.node_id))
             t0 = self._clock()
             self._status["last_attempt_at"] = t0

@@ -91,7 +91,7 @@ class EmulatedRig:
         return self.scenario.at(self.scenario_clock())
 
     def rain_truth_mm(self) -> float:
-        """Rain that fell on the gauge since attach_rain() (mm)."""
+        """Rain that fell on the gauge since a RainGauge started listening on its pin (mm)."""
         if self.rain is None:
             return 0.0
         return self.scenario.rain_mm(self.rain.start_s, self.scenario_clock())
@@ -145,18 +145,22 @@ class EmulatedRig:
 
         with self._lock:
             r = self.rain
-            if r is None or r.pin.function != "input" or r.pin.when_changed is None:
-                return 0  # no gauge listening yet: tips wait
+            if r is None:
+                return 0
             now_s = self.scenario_clock()
+            if r.pin.function != "input" or r.pin.when_changed is None:
+                r.start_s, r.emitted = now_s, 0  # nobody counts yet: rain is measured from here
+                return 0
+            rain_due = math.floor(self.scenario.rain_mm(r.start_s, now_s) / r.mm_per_tip + 1e-9)
             if "stuck" in r.faults:
-                r.pin.drive_low()  # reed held closed
+                r.pin.drive_low()  # reed held closed: the tips of this rain are lost
+                r.emitted = max(r.emitted, rain_due)
                 return 0
             r.pin.drive_high()
             due = self._due_tips(r, now_s)
             if due > 0 and now_s - r.last_tip_s >= r.min_gap_s:
                 tip(r.pin, bounces=self.bounces)
                 r.last_tip_s = now_s
-                rain_due = math.floor(self.scenario.rain_mm(r.start_s, now_s) / r.mm_per_tip + 1e-9)
                 if r.emitted < rain_due:
                     r.emitted += 1
                 else:

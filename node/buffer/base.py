@@ -117,13 +117,28 @@ def decimals(res: float) -> int:
     return len(text.split(".")[1]) if "." in text else 0
 
 
+@functools.lru_cache(maxsize=256)
+def _scale(res: float) -> int:
+    """10**n when ``res`` is exactly 10**-n (all of CHANNEL_UNITS), else 0."""
+    if res <= 0:
+        return 0
+    scale = 10 ** decimals(res)
+    return scale if 1 / scale == res else 0
+
+
 def encode_value(value: float | None, res: float) -> int | float | None:
     """Store a value as an integer count of its channel's resolution when that is exact.
 
     The sampler rounds values to the resolution, so 23.45 °C becomes 2345 (2 bytes on
     disk instead of an 8-byte REAL); anything that does not round-trip stays a float.
     """
-    if value is None or res <= 0 or not -1e15 < value < 1e15:  # also None for NaN
+    if value is None or not -1e15 < value < 1e15:  # also NaN and infinities
+        return value
+    scale = _scale(res)
+    if scale:  # k / 10**n is the float nearest to the decimal: exact round trip test
+        k = round(value * scale)
+        return k if k / scale == value else float(value)
+    if res <= 0:
         return value
     k = round(value / res)
     return k if round(k * res, decimals(res)) == value else float(value)
@@ -132,4 +147,7 @@ def encode_value(value: float | None, res: float) -> int | float | None:
 def decode_value(stored: int | float | None, res: float) -> float | None:
     if stored is None or isinstance(stored, float):
         return stored
+    scale = _scale(res)
+    if scale:
+        return stored / scale
     return float(round(stored * res, decimals(res)))

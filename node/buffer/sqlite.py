@@ -12,9 +12,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -30,9 +28,8 @@ from node.buffer.base import (
     clock_state,
     encode_value,
     free_window,
-    gaps_for,
-    merge_gap,
 )
+from node.buffer.overflow import Overflow, Pending
 from node.errors import StorageError
 from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
 
@@ -44,16 +41,6 @@ RETRY_S = 5.0  # retry a refusing disk at most this often
 AGE_CHECK_S = 60.0
 EVICT_CHUNK = 5000  # readings evicted per step, so put() stays short
 SIZE_CHECK_EVERY = 16  # puts between two size checks while far from the cap
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A cycle waiting in memory while the disk refuses writes."""
-
-    seq: int
-    samples: list[Sample]
-    stamp: Stamp
-    clk: int
 
 
 class SqliteBuffer:
@@ -84,10 +71,7 @@ class SqliteBuffer:
         self._count = 0
         self._dropped = 0
         self._integrity: str | None = None
-        self._overflow: deque[_Pending] = deque()
-        self._overflow_n = 0
-        self._mem_gaps: list[Gap] = []
-        self._mem_incidents: list[tuple[int, str, str, int | None]] = []
+        self._held = Overflow(self.overflow_limit)
         self._retry_at = 0.0
         self._age_at = 0.0
         self._disk_error: str | None = None
@@ -110,14 +94,15 @@ class SqliteBuffer:
                  tb: TracebackType | None) -> None:
         self.close()
 
-    def open(self) -> None:
-        """Open (or create) the store now; a corrupt file is moved aside and a new epoch starts.
+    def open(self) -> bool:
+        """Open (or create) the store now; True when readings go to disk.
 
-        Raises StorageError only if the state directory cannot be used at all and nothing
-        can be held; a full or read-only disk leaves the buffer in overflow mode instead.
+        A corrupt or foreign file is moved aside and a new epoch starts. A full or read-only
+        disk, or a state directory that cannot be made, never raises: the buffer holds cycles
+        in its bounded memory overflow and retries the disk every few seconds.
         """
         with self._lock:
-            self._ensure_open()
+            return self._ensure_open()
 
     def close(self) -> None:
         with self._lock:
@@ -243,8 +228,7 @@ class SqliteBuffer:
         if new_epoch != self.epoch:
             # seqs numbered for another epoch (held in memory before) are renumbered on flush
             self._next_seq = 1
-            for p in self._overflow:
-                p.seq = -1
+            self._held.forget_numbers()
         self.epoch = new_epoch
         self._claims.clear()  # claims left by a crashed process are simply gone
         self._channel_info = {i: (n, r) for i, n, r in db.execute("SELECT id, name, res FROM channels")}
@@ -257,7 +241,10 @@ class SqliteBuffer:
             " coalesce((SELECT max(last_seq) FROM gaps WHERE epoch = ?), 0))", (self.epoch,)).fetchone()[0]
         hw = int(meta.get("seq_hw", 0) or 0)  # type: ignore[call-overload]
         self._next_seq = max(self._next_seq, int(top) + 1, hw + 1)
-        self._count = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        if store.file_size(self.path) <= store.QUICK_CHECK_MAX_BYTES:
+            self._count = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+        else:  # a big file: the cycles table is ~15x smaller to scan; off by partly acked cycles only
+            self._count = int(db.execute("SELECT coalesce(sum(n), 0) FROM cycles").fetchone()[0])
 
     def _note_disk_error(self, e: BaseException) -> None:
         first = self._disk_error is None
@@ -265,7 +252,7 @@ class SqliteBuffer:
             getattr(e, "errno", None) == 28 else "disk_error"
         self._retry_at = self._clock() + RETRY_S
         if first:
-            self._mem_incidents.append((int(self._clock() * 1000), self._disk_error,
+            self._held.incidents.append((int(self._clock() * 1000), self._disk_error,
                                         f"buffer {self.path.name}: {e}", None))
 
     def _corrupt_at_runtime(self, e: BaseException) -> None:
@@ -318,7 +305,7 @@ class SqliteBuffer:
             self._ensure_open()
             if not samples:
                 return PutResult(self._next_seq, self._next_seq - 1, True)
-            pending = _Pending(-1, samples, stamp, clock_state(stamp.synced))
+            pending = Pending(-1, samples, stamp, clock_state(stamp.synced))
             if self.epoch:
                 pending.seq = self._next_seq
                 self._next_seq += len(samples)
@@ -331,7 +318,7 @@ class SqliteBuffer:
                 self._maybe_evict()
             return PutResult(pending.seq, pending.seq + len(samples) - 1 if pending.seq > 0 else -1, durable)
 
-    def _write_now(self, pending: _Pending) -> bool:
+    def _write_now(self, pending: Pending) -> bool:
         epoch = self.epoch
         for attempt in range(3):
             try:
@@ -352,7 +339,7 @@ class SqliteBuffer:
                 return False
         return False
 
-    def _write_cycles(self, cycles: Sequence[_Pending]) -> None:
+    def _write_cycles(self, cycles: Sequence[Pending]) -> None:
         new_ch: dict[str, int] = {}
         new_info: dict[int, tuple[str, float]] = {}
         new_boot: dict[str, int] = {}
@@ -368,7 +355,8 @@ class SqliteBuffer:
                     new_boot[p.stamp.boot_id] = boot
                     db.execute("INSERT INTO boots VALUES (?, ?)", (boot, p.stamp.boot_id))
                 rows = []
-                for i, s in enumerate(p.samples):
+                seq = p.seq
+                for s in p.samples:
                     ch = self._channels.get(s.channel) or new_ch.get(s.channel)
                     if ch is None:
                         ch = len(self._channels) + len(new_ch) + 1
@@ -376,7 +364,8 @@ class SqliteBuffer:
                         new_info[ch] = (s.channel, unit_of(s.channel)[1])
                         db.execute("INSERT INTO channels VALUES (?, ?, ?)", (ch, *new_info[ch]))
                     res = (self._channel_info.get(ch) or new_info[ch])[1]
-                    rows.append((p.seq + i, ch, encode_value(s.value, res), int(s.flags)))
+                    rows.append((seq, ch, encode_value(s.value, res), s.flags))
+                    seq += 1
                 db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?)",
                            (p.seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk))
                 db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
@@ -390,50 +379,30 @@ class SqliteBuffer:
         self._boot_names.update({i: b for b, i in new_boot.items()})
         self._count += sum(len(p.samples) for p in cycles)
 
-    def _hold(self, pending: _Pending) -> None:
-        """Keep a cycle in the bounded in-memory overflow; drop the oldest held ones as gaps."""
-        self._overflow.append(pending)
-        self._overflow_n += len(pending.samples)
-        while self._overflow_n > self.overflow_limit and len(self._overflow) > 1:
-            old = self._overflow.popleft()
-            self._overflow_n -= len(old.samples)
-            self._dropped += len(old.samples)
-            reason = self._disk_error or "overflow"
-            if old.seq > 0:
-                seqs = list(range(old.seq, old.seq + len(old.samples)))
-                for g in gaps_for(self.epoch, seqs, [old.stamp.wall_ms] * len(seqs), reason):
-                    merged = merge_gap(self._mem_gaps[-1], g) if self._mem_gaps else None
-                    if merged is not None:
-                        self._mem_gaps[-1] = merged
-                    else:
-                        self._mem_gaps.append(g)
-            else:
-                self._mem_incidents.append((old.stamp.wall_ms, "readings_lost",
-                                            "buffer unusable and overflow full", len(old.samples)))
+    def _hold(self, pending: Pending) -> None:
+        """Keep a cycle in the bounded in-memory overflow; the oldest held ones become gaps."""
+        self._dropped += self._held.hold(pending, self.epoch, self._disk_error or "overflow")
 
     def _flush_overflow(self, force: bool = False) -> bool:
         """Write what waits in memory; True when nothing is left waiting."""
-        if not (self._overflow or self._mem_gaps or self._mem_incidents):
+        if not self._held:
             return True
         if self._db is None or (not force and self._disk_error and self._clock() < self._retry_at):
             return False
-        held = list(self._overflow)
+        held = list(self._held.cycles)
         try:
             if held:
                 self._write_cycles(held)
-            if self._mem_gaps or self._mem_incidents:
+            if self._held.gaps or self._held.incidents:
                 db = self._tx()
-                queries.add_gaps(db, self._mem_gaps, self._claimed_gap_ids())
+                queries.add_gaps(db, self._held.gaps, self._claimed_gap_ids())
                 db.executemany("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
-                               self._mem_incidents)
+                               self._held.incidents)
                 db.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
             self._failed(e)
             return False
-        self._overflow.clear()
-        self._overflow_n = 0
-        self._mem_gaps.clear()
-        self._mem_incidents.clear()
+        self._held.clear()
         self._disk_error = None
         return True
 
@@ -638,12 +607,7 @@ class SqliteBuffer:
     def correct_clock(self, boot_id: str, offset_ms: int) -> int:
         """Shift unsynced readings of ``boot_id`` by ``offset_ms``; they become CLOCK_CORRECTED."""
         with self._lock:
-            n = 0
-            for p in self._overflow:
-                if p.stamp.boot_id == boot_id and p.clk == CLK_UNSYNCED:
-                    p.stamp = Stamp(p.stamp.wall_ms + offset_ms, p.stamp.boot_ms, boot_id, False)
-                    p.clk = CLK_CORRECTED
-                    n += len(p.samples)
+            n = self._held.correct_clock(boot_id, offset_ms)
             boot = self._boots.get(boot_id)
             if boot is None or not self._ensure_open():
                 return n
@@ -663,11 +627,11 @@ class SqliteBuffer:
         """Record something the central should learn about; held in memory if the disk refuses."""
         with self._lock:
             self._ensure_open()
-            self._mem_incidents.append((int(self._clock() * 1000), kind, detail, count))
+            self._held.incidents.append((int(self._clock() * 1000), kind, detail, count))
             self._flush_overflow(force=True)
 
     def _insert_incident(self, kind: str, detail: str, count: int | None) -> None:
-        self._mem_incidents.append((int(self._clock() * 1000), kind, detail, count))
+        self._held.incidents.append((int(self._clock() * 1000), kind, detail, count))
         self._flush_overflow(force=True)
 
     def check_integrity(self) -> str:
@@ -690,50 +654,20 @@ class SqliteBuffer:
             gaps = incidents = 0
             if self._db is not None:
                 try:
-                    oldest, newest, gaps, incidents = _ends_and_pending(self._db)
+                    oldest, newest, gaps, incidents = store.ends_and_pending(self._db)
                 except sqlite3.Error as e:
                     self._failed(e)
-            mem_walls = [p.stamp.wall_ms for p in self._overflow]
+            mem_walls = [p.stamp.wall_ms for p in self._held.cycles]
             if mem_walls:
                 oldest = oldest if oldest is not None else min(mem_walls)
                 newest = max(mem_walls) if newest is None else max(newest, max(mem_walls))
             return BufferStats(
-                self.node_id, self.epoch, self._count + self._overflow_n, store.file_size(self.path),
+                self.node_id, self.epoch, self._count + self._held.readings, store.file_size(self.path),
                 oldest, newest, self._next_seq - 1, sum(c.count for c in self._claims.values()),
-                gaps + len(self._mem_gaps), incidents + len(self._mem_incidents), self._overflow_n,
+                gaps + len(self._held.gaps), incidents + len(self._held.incidents), self._held.readings,
                 self._dropped, self._integrity)
 
     @staticmethod
     def inspect(path: str | Path, *, check: bool = False) -> BufferStats:
         """Stats of a buffer file through a read-only connection (safe beside a running daemon)."""
-        path = Path(path)
-        if not path.exists():
-            raise StorageError(f"buffer: {path} does not exist")
-        try:
-            db = store.connect_readonly(path)
-            try:
-                meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
-                count = db.execute("SELECT count(*) FROM readings").fetchone()[0]
-                last = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
-                                  " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
-                oldest, newest, gaps, incidents = _ends_and_pending(db)
-                integrity = None
-                if check:
-                    rows = db.execute("PRAGMA integrity_check").fetchall()
-                    integrity = "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:5])
-            finally:
-                db.close()
-        except sqlite3.DatabaseError as e:
-            raise StorageError(f"buffer: cannot read {path}: {e}") from e
-        return BufferStats(str(meta.get("node_id", "")), int(meta.get("epoch", 0)), int(count),
-                           store.file_size(path), oldest, newest,
-                           max(int(last), int(meta.get("seq_hw", 0) or 0)), 0, gaps, incidents, 0, 0,
-                           integrity)
-
-
-def _ends_and_pending(db: sqlite3.Connection) -> tuple[int | None, int | None, int, int]:
-    oldest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq LIMIT 1").fetchone()
-    newest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq DESC LIMIT 1").fetchone()
-    gaps = db.execute("SELECT count(*) FROM gaps").fetchone()[0]
-    incidents = db.execute("SELECT count(*) FROM incidents").fetchone()[0]
-    return (oldest[0] if oldest else None, newest[0] if newest else None, int(gaps), int(incidents))
+        return store.inspect(Path(path), check=check)

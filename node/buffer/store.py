@@ -8,6 +8,9 @@ import sqlite3
 import time
 from pathlib import Path
 
+from node.buffer.base import BufferStats
+from node.errors import StorageError
+
 SCHEMA_VERSION = 1
 DEFAULT_PAGE_SIZE = 512  # each fsynced commit appends page+24 bytes to the WAL: see docs/buffer.md
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024  # full quick_check on open up to this size
@@ -173,3 +176,38 @@ def write_epoch_file(path: Path, epoch: int) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def inspect(path: Path, *, check: bool = False) -> BufferStats:
+    """Stats of a buffer file through a read-only connection (safe beside a running daemon)."""
+    if not path.exists():
+        raise StorageError(f"buffer: {path} does not exist")
+    try:
+        db = connect_readonly(path)
+        try:
+            meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+            count = db.execute("SELECT count(*) FROM readings" if file_size(path) <= QUICK_CHECK_MAX_BYTES
+                               else "SELECT coalesce(sum(n), 0) FROM cycles").fetchone()[0]
+            last = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
+                              " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
+            oldest, newest, gaps, incidents = ends_and_pending(db)
+            integrity = None
+            if check:
+                rows = db.execute("PRAGMA integrity_check").fetchall()
+                integrity = "ok" if rows == [("ok",)] else "; ".join(str(r[0]) for r in rows[:5])
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise StorageError(f"buffer: cannot read {path}: {e}") from e
+    return BufferStats(str(meta.get("node_id", "")), int(meta.get("epoch", 0)), int(count),
+                       file_size(path), oldest, newest,
+                       max(int(last), int(meta.get("seq_hw", 0) or 0)), 0, gaps, incidents, 0, 0,
+                       integrity)
+
+
+def ends_and_pending(db: sqlite3.Connection) -> tuple[int | None, int | None, int, int]:
+    oldest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq LIMIT 1").fetchone()
+    newest = db.execute("SELECT wall_ms FROM cycles ORDER BY first_seq DESC LIMIT 1").fetchone()
+    gaps = db.execute("SELECT count(*) FROM gaps").fetchone()[0]
+    incidents = db.execute("SELECT count(*) FROM incidents").fetchone()[0]
+    return (oldest[0] if oldest else None, newest[0] if newest else None, int(gaps), int(incidents))

@@ -14,11 +14,13 @@ import sys
 from node.buffer import SqliteBuffer
 from tests.buffer.conftest import cycle, stamp
 
+CAP = 256 * 1024  # small, so runs cross it and eviction happens under SIGKILL too
+
 
 def main(path: str, seed: int) -> None:
     rng = random.Random(seed)
     out = sys.stdout
-    buf = SqliteBuffer(path, "node-crash", max_size=1 << 20)
+    buf = SqliteBuffer(path, "node-crash", max_size=CAP)
     buf.open()
     print(f"START {buf.epoch} {buf.stats().last_seq}", file=out, flush=True)
     claims = []

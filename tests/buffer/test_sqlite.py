@@ -236,3 +236,21 @@ def test_from_config(tmp_path):
     assert (b.path, b.node_id, b.max_size, b.max_age) == (tmp_path / "state" / "buffer.db", "hn-0042",
                                                           2 * 1024**2, 7 * 86400.0)
     assert not (tmp_path / "state").exists()
+
+
+def test_unusable_state_dir_never_raises(tmp_path, clock):
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be")
+    b = SqliteBuffer(blocker / "buffer.db", "node-1", clock=clock, overflow_readings=100)
+    assert b.open() is False
+    results = [b.put(cycle(i), stamp(i)) for i in range(30)]
+    assert not any(r.durable for r in results)
+    st = b.stats()
+    assert st.overflow_readings == 100 and st.readings == 100 and b.claim(10) is None
+    blocker.unlink()
+    clock.t += 10
+    assert b.put(cycle(30), stamp(30)).durable
+    batch = b.claim(1000)
+    assert len(batch.readings) == 105
+    assert {i.kind for i in batch.incidents} == {"disk_error", "readings_lost"}
+    b.close()

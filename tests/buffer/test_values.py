@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from node.buffer.base import decode_value, encode_value
 from node.model import CHANNEL_UNITS
 
-RESOLUTIONS = sorted({res for _, res in CHANNEL_UNITS.values()} | {0.001})
+RESOLUTIONS = sorted({res for _, res in CHANNEL_UNITS.values()} | {0.001, 0.5, 0.2794, 0.25})
 
 
 @given(st.floats(allow_nan=False), st.sampled_from(RESOLUTIONS))

@@ -39,3 +39,15 @@ def post(base: str, body: bytes, *, key: bytes = KEY, node: str = NODE, ts: int 
     h.update(headers or {})
     return requests.post(base + path, data=body, headers={k: v for k, v in h.items() if v is not None},
                          timeout=30)
+
+
+def make_tls_cert(directory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (openssl CLI); returns (cert path, key path)."""
+    import subprocess
+
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -230,3 +230,63 @@ def test_serve_in_thread_from_url_and_restart_keeps_data(tmp_path):
                                                                    "incidents": 0}
     finally:
         stop()
+
+
+def test_store_down_is_503_not_500(tmp_path):
+    from central.store_pg import PgStore
+
+    store = PgStore("postgresql://postgres@127.0.0.1:1/none")  # nothing listens there
+    url, stop = serve_in_thread(store)
+    try:
+        r = requests.get(url + "/healthz", timeout=30)
+        assert (r.status_code, error_of(r)) == (503, "unavailable")
+        r = post(url, body_of(make_batch(range(3))))
+        assert (r.status_code, error_of(r)) == (503, "unavailable")
+    finally:
+        stop()
+
+
+@pytest.mark.postgres
+def test_postgres_connection_lost_then_recovers(pg_url):
+    import psycopg
+
+    store = open_store(pg_url)
+    store.add_node(NODE, KEY, now_ms())
+    url, stop = serve_in_thread(store)
+    try:
+        assert post(url, body_of(make_batch(range(3)))).status_code == 200
+        pid = store._conn.info.backend_pid  # the server ends our session, as a restart would
+        with psycopg.connect(pg_url.split("?")[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        r = post(url, body_of(make_batch(range(6))))
+        assert r.status_code in (200, 503), r.text  # never a 500
+        r = post(url, body_of(make_batch(range(6))))
+        assert r.status_code == 200 and store.seqs(NODE, 1) == list(range(6))
+    finally:
+        stop()
+        store.close()
+
+
+def test_tls(tmp_path):
+    import shutil
+
+    from tests.central.helpers import make_tls_cert
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl CLI not installed: cannot make a test certificate")
+    cert, key = make_tls_cert(tmp_path)
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.add_node(NODE, KEY, now_ms())
+    url, stop = serve_in_thread(store, tls_cert=cert, tls_key=key)
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        body = body_of(make_batch(range(5)))
+        h = {**protocol.BODY_HEADERS, **protocol.sign_request(KEY, "POST", "/v1/ingest", body, now_ms(),
+                                                                node_id=NODE)}
+        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30, verify=cert)
+        assert r.json()["stored"] == 5
+        with pytest.raises(requests.exceptions.SSLError):  # the node always verifies
+            requests.get(url + "/healthz", timeout=30)
+    finally:
+        stop()
+        store.close()

@@ -33,8 +33,11 @@ class TestStoreContract:
         assert store.node_key("pole-1") == bytes(32)
         with pytest.raises(UnknownNode):
             store.set_key("nope", KEY)
+        store.add_node("pole-0", KEY, NOW)
         info = store.list_nodes()
-        assert [n.node_id for n in info] == ["pole-1"] and info[0].last_seen_ms is None
+        assert [n.node_id for n in info] == ["pole-0", "pole-1"] and info[1].last_seen_ms is None
+        assert [n.node_id for n in store.list_nodes("pole-1")] == ["pole-1"]
+        assert store.list_nodes("ghost") == []
 
     def test_ingest_stores_each_reading_once(self, store):
         store.add_node("pole-1", KEY, NOW)

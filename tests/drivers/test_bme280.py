@@ -3,11 +3,14 @@ from __future__ import annotations
 import errno
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.bme280 import BME280
 from drivers.emulator import EmulatedBME280, FakeSMBus, Weather, scenario
 from drivers.errors import BusError, DriverError, SensorNotFound, SensorTimeout, WrongChip
 from drivers.quality import Quality
+from tests.drivers.conftest import ManualClock
 
 # datasheet resolution per oversampling (°C, hPa); humidity is always 16 bit (~0.008 %RH)
 RES_T = {1: 0.0050, 2: 0.0025, 4: 0.0012, 8: 0.0006, 16: 0.0003}
@@ -155,3 +158,54 @@ def test_constructor_does_no_io_and_validates():
     BME280(Exploding(), 0x76, oversampling=4)
     with pytest.raises(ValueError, match="oversampling"):
         BME280(Exploding(), oversampling=3)
+
+
+def test_emulated_soft_reset_and_register_semantics(chip, bus):
+    bus.write_byte_data(0x76, 0xF5, 0xA0)
+    bus.write_byte_data(0x76, 0xF2, 0x03)
+    assert bus.read_byte_data(0x76, 0xF5) == 0xA0
+    assert bus.read_i2c_block_data(0x76, 0xF7, 8) == [0x80, 0, 0, 0x80, 0, 0, 0x80, 0]  # no conversion yet
+    bus.write_byte_data(0x76, 0xE0, 0xB6)  # soft reset
+    assert bus.read_byte_data(0x76, 0xF5) == 0 and bus.read_byte_data(0x76, 0xF2) == 0
+    assert bus.read_byte_data(0x76, 0xD0) == 0x60
+    calib = bytes(bus.read_i2c_block_data(0x76, 0x88, 6))
+    assert int.from_bytes(calib[:2], "little") == 28009  # dig_T1 of the real part
+
+
+def test_bus_lock_deadline_is_a_timeout_not_a_bus_error(chip, bus):
+    import threading
+
+    held = threading.Event()
+    release = threading.Event()
+
+    def hog():
+        with bus.lock:
+            held.set()
+            release.wait(5)
+
+    t = threading.Thread(target=hog)
+    t.start()
+    held.wait(2)
+    try:
+        from drivers.i2c import BusDeviceAdapter
+
+        adapter = BusDeviceAdapter(bus, lock_timeout_s=0.05)  # adafruit_bus_device would spin forever
+        with pytest.raises(SensorTimeout, match="busy"):
+            adapter.try_lock()
+    finally:
+        release.set()
+        t.join()
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.floats(-39.0, 84.0), h=st.floats(1.0, 99.0), p=st.floats(310.0, 1090.0),
+       osr=st.sampled_from([1, 2, 4, 8, 16]), seed=st.integers(0, 1000))
+def test_read_back_within_one_lsb_anywhere_in_range(t, h, p, osr, seed):
+    clock = ManualClock()
+    chip = EmulatedBME280(timing=False, seed=seed)
+    chip.static_truth = Weather(t, h, p)
+    m = BME280(FakeSMBus({0x76: chip}), oversampling=osr, clock=clock, sleep=clock.sleep).read()
+    assert m.ok
+    assert m["temperature_c"] == pytest.approx(t, abs=RES_T[osr] * 1.1 + 0.0002)
+    assert m["pressure_hpa"] == pytest.approx(p, abs=RES_P[osr] * 1.5)
+    assert m["humidity_pct"] == pytest.approx(h, abs=RES_H * 1.5)

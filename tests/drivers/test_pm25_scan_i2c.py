@@ -174,3 +174,14 @@ def test_adafruit_drivers_load_without_blinka_board_detection():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          check=True).stdout
     assert out.split() == ["True", "False", "False"]
+
+
+def test_locked_bus_serves_drivers_and_shares_its_lock_with_adapters(bus):
+    from drivers.bme280 import BME280
+    from drivers.i2c import LockedBus
+
+    locked = LockedBus(bus, 1)  # what open_bus(1) wraps around smbus2.SMBus
+    assert BME280(locked).read()["temperature_c"] == pytest.approx(25.0, abs=0.01)
+    assert PM25(locked).read()["pm2_5_ugm3"] == 15.0
+    assert BusDeviceAdapter(locked)._lock is locked.lock
+    assert [f.address for f in scan(locked)] == [0x12, 0x76]

@@ -122,13 +122,15 @@ class FaultProxy:
     """``with FaultProxy(upstream_port) as proxy: requests.post(proxy.url + "/v1/ingest")``."""
 
     def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1",
-                 lifetime: float = 120.0) -> None:
+                 lifetime: float = 120.0, record: int = 0) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.lifetime = lifetime
         self.default = Fault()
         self.counts: collections.Counter[str] = collections.Counter()
         self.bytes_up = 0  # client -> proxy (requests as sent by the client)
         self.bytes_down = 0  # proxy -> client (responses relayed or canned)
+        self.record = record  # keep the last N requests (raw) in ``recorded``
+        self.recorded: collections.deque[bytes] = collections.deque(maxlen=max(record, 1))
         self._script: collections.deque[Fault] = collections.deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -152,6 +154,11 @@ class FaultProxy:
                 self._script.clear()
             else:
                 self._script.extend(fault for _ in range(count))
+
+    def bodies(self) -> list[bytes]:
+        """Bodies of the recorded requests (Content-Length framed), oldest first."""
+        with self._lock:
+            return [raw.split(b"\r\n\r\n", 1)[1] for raw in self.recorded]
 
     def _next_fault(self) -> Fault:
         with self._lock:
@@ -233,6 +240,8 @@ class FaultProxy:
                 self._count("requests")
                 with self._lock:
                     self.bytes_up += len(raw)
+                    if self.record:
+                        self.recorded.append(raw)
                 fault = self._next_fault()
                 self._count(fault.mode)
                 if fault.mode == "refuse":  # scripted per connection; treat as reset now

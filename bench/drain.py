@@ -1,0 +1,229 @@
+"""Drain a 7-day backlog from a real SqliteBuffer to the real receiver over loopback HTTP.
+
+    python -m bench.drain            # ~655,000 readings (7 days of the example node)
+    python -m bench.drain --quick    # 60,000 readings
+
+Measured in one run, on the same data:
+- the receiver storage's raw insert rate (`Store.ingest` of decoded batches,
+  no HTTP, no gzip, no signature) — the baseline of the drain rate;
+- the drain: `Uploader.run_round` until the backlog is empty, end to end
+  (claim, encode, sign, POST, decode, verify, store, ack), readings/s, and the
+  bytes on the wire per reading (request line + headers + gzip body);
+- gzip of plain JSON rows (one object per reading) — the baseline of the layout;
+- steady state: 30 s of readings per round, the HTTP bytes of a round both ways,
+  plus TLS 1.3 and TCP/IP measured/estimated by `bench.tls_cost` for a fresh
+  connection per upload (uvicorn's keep-alive is 5 s, cellular NATs drop idle
+  flows), times 2880 rounds a day.
+Every reading is checked to be stored exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import backlog, tls_cost
+from central.store import open_store
+from node.buffer import SqliteBuffer
+from node.model import Reading
+from node.protocol import IngestBatch
+from node.uploader import Uploader
+
+NODE = "hn-bench-0001"
+FULL_READINGS = 7 * backlog.readings_per_day()
+QUICK_READINGS = 60_000
+BATCH = 5000
+ROUND_S = 30
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _readings(n: int) -> list[Reading]:
+    out: list[Reading] = []
+    seq = 1
+    for stamp, samples in backlog.cycles(n):
+        for s in samples:
+            out.append(Reading(seq, s.channel, s.value, s.flags, stamp.wall_ms, stamp.boot_ms, stamp.boot_id))
+            seq += 1
+    return out
+
+
+def _fill_buffer(path: Path, n: int, start_ms: int = backlog.START_MS) -> SqliteBuffer:
+    buf = SqliteBuffer(path, NODE, clock=lambda: start_ms / 1000 + 8 * 86400)
+    buf.open()
+    for stamp, samples in backlog.cycles(n, start_ms=start_ms):
+        buf.put(samples, stamp)
+    return buf
+
+
+def _raw_insert_rate(db_url: str, readings: list[Reading]) -> float:
+    store = open_store(db_url)
+    try:
+        store.add_node(NODE, secrets.token_bytes(32), 0)
+        t0 = time.perf_counter()
+        for i in range(0, len(readings), BATCH):
+            chunk = readings[i:i + BATCH]
+            store.ingest(IngestBatch(node_id=NODE, epoch=1, sent_ms=0, readings=chunk),
+                         signature=secrets.token_hex(32), expires_ms=10**13, now_ms=0)
+        elapsed = time.perf_counter() - t0
+        assert store.count_readings(NODE) == len(readings)
+        return len(readings) / elapsed
+    finally:
+        store.close()
+
+
+def _plain_json_gzip_per_reading(readings: list[Reading]) -> float:
+    total = 0
+    for i in range(0, len(readings), BATCH):
+        rows = [{"seq": r.seq, "channel": r.channel, "value": r.value, "flags": r.flags,
+                 "wall_ms": r.wall_ms, "boot_ms": r.boot_ms, "boot_id": r.boot_id}
+                for r in readings[i:i + BATCH]]
+        total += len(gzip.compress(json.dumps(rows, separators=(",", ":")).encode(), 6))
+    return total / len(readings)
+
+
+def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver) -> dict[str, float]:
+    key = secrets.token_bytes(32)
+    with receiver(db_url, {NODE: key}) as (url, store):
+        up = Uploader(buf, url, key, NODE, max_batch_readings=BATCH)
+        t0 = time.perf_counter()
+        sent = sent_bytes = body_bytes = attempts = 0
+        for _ in range(10_000):
+            res = up.run_round()
+            sent += res.readings
+            sent_bytes += res.bytes_sent
+            attempts += res.attempts
+            if res.error:
+                raise RuntimeError(f"drain failed: {res.error}")
+            if res.backlog_empty:
+                break
+        elapsed = time.perf_counter() - t0
+        status = up.status()
+        up.close()
+        stored = store.count_readings(NODE)
+        seqs = store.seqs(NODE, buf.epoch)
+    if stored != n or len(seqs) != n or len(set(seqs)) != n:
+        raise RuntimeError(f"drain stored {stored} of {n} readings")
+    del body_bytes
+    return {"rate": n / elapsed, "wire": sent_bytes / n, "requests": attempts,
+            "received": status["bytes_received"] / n}
+
+
+def _steady_state(db_url: str, tmp: Path, receiver, rounds: int) -> dict[str, float]:
+    """HTTP bytes per 30 s round with 30 s of fresh readings, averaged over ``rounds`` rounds."""
+    key = secrets.token_bytes(32)
+    per_round = backlog.readings_per_day() * ROUND_S // 86400
+    cyc = backlog.cycles(per_round * rounds + 100, start_ms=backlog.START_MS + 30 * 86400_000)
+    buf = SqliteBuffer(tmp / "steady.db", NODE)
+    buf.open()
+    up_bytes = down_bytes = readings = 0
+    with receiver(db_url, {NODE: key}) as (url, _store):
+        up = Uploader(buf, url, key, NODE, health=lambda: {"backlog_readings": 0, "firmware": "0.1.0"})
+        for _ in range(rounds):
+            for stamp, samples in itertools.islice(cyc, ROUND_S // backlog.CYCLE_S):
+                buf.put(samples, stamp)
+            res = up.run_round()
+            if res.error or not res.backlog_empty:
+                raise RuntimeError(f"steady-state round failed: {res.error}")
+            up_bytes += res.bytes_sent
+            down_bytes += res.bytes_received
+            readings += res.readings
+        up.close()
+    buf.close()
+    return {"up": up_bytes / rounds, "down": down_bytes / rounds, "readings": readings / rounds}
+
+
+def _row(metric: str, value: float, unit: str, baseline: str = "", baseline_value: float | None = None,
+         goal: str = "", ratio: float | None = None) -> dict:
+    if ratio is None and baseline_value:
+        ratio = value / baseline_value
+    return {"metric": metric, "value": round(value, 3), "unit": unit, "baseline": baseline,
+            "baseline_value": None if baseline_value is None else round(baseline_value, 3),
+            "ratio": None if ratio is None else round(ratio, 3), "goal": goal}
+
+
+def _pg_reachable() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def run(quick: bool = False) -> list[dict]:
+    from bench.receiver import receiver
+
+    n = QUICK_READINGS if quick else FULL_READINGS
+    rows: list[dict] = []
+    readings = _readings(n)
+    n = len(readings)
+    with tempfile.TemporaryDirectory(prefix="streetnode-drain-") as tmp_s:
+        tmp = Path(tmp_s)
+        backends = [("sqlite", lambda tag: f"sqlite:///{tmp}/central-{tag}.db")]
+        if _pg_reachable():
+            backends.append(("postgresql", lambda tag: _pg_schema_url(tag)))
+        for name, db_url in backends:
+            raw = _raw_insert_rate(db_url("raw"), readings)
+            buf = _fill_buffer(tmp / f"buffer-{name}.db", n)
+            d = _drain(db_url("drain"), buf, n, receiver)
+            buf.close()
+            rows.append(_row(f"drain rate ({name}, {n} readings)", d["rate"], "readings/s",
+                             f"raw {name} Store.ingest", raw, "≥ 0.5×"))
+            if name == "sqlite":
+                plain = _plain_json_gzip_per_reading(readings)
+                rows.append(_row("wire bytes per reading during drain", d["wire"], "B/reading",
+                                 "gzip plain JSON rows (body only)", plain, "≤ 2 B"))
+                rows.append(_row("response bytes per reading during drain", d["received"], "B/reading"))
+        rounds = 20 if quick else 120
+        s = _steady_state(backends[0][1]("steady"), tmp, receiver, rounds)
+    tls = tls_cost.measure(int(s["up"]), int(s["down"]))
+    http_day = (s["up"] + s["down"]) * 86400 / ROUND_S
+    rows.append(_row(f"steady state HTTP bytes per {ROUND_S} s round ({s['readings']:.1f} readings)",
+                     s["up"] + s["down"], "B/round"))
+    rows.append(_row("steady state HTTP bytes per day (both ways)", http_day, "B/day"))
+    if tls is not None:
+        per_round = tls.ip_total()
+        rows.append(_row("TLS 1.3 handshake per new connection (both ways)",
+                         tls.handshake_up + tls.handshake_down, "B"))
+        rows.append(_row("steady state bytes per day incl. TLS + TCP/IP (new connection each round)",
+                         per_round * 86400 / ROUND_S, "B/day", "HTTP payload only", http_day, "report"))
+    return rows
+
+
+def _pg_schema_url(tag: str) -> str:
+    import psycopg
+
+    schema = f"bench_drain_{os.getpid()}_{tag}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return f"{PG_URL}?schema={schema}"
+
+
+def _print(rows: list[dict]) -> None:
+    cols = ["metric", "value", "unit", "baseline", "baseline_value", "ratio", "goal"]
+    widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c] if r[c] is not None else "").ljust(widths[c]) for c in cols))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.drain", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_READINGS} readings instead of 7 days")
+    args = p.parse_args(argv)
+    _print(run(quick=args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

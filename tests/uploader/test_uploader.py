@@ -1,0 +1,267 @@
+"""The uploader against the real receiver on loopback, with faults injected by a proxy in between."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from node import protocol
+from node.uploader import Uploader
+from tests.uploader.conftest import NODE, fill
+
+
+def make_uploader(buf, url, key, **kw):
+    kw.setdefault("rng", lambda: 0.5)
+    kw.setdefault("read_timeout", 5)
+    return Uploader(buf, url, key, NODE, **kw)
+
+
+def decoded(proxy):
+    return [protocol.decode_body(b, max_decompressed=1 << 24) for b in proxy.bodies()]
+
+
+def drain(up, rounds=20):
+    results = [up.run_round()]
+    while not results[-1].backlog_empty and len(results) < rounds:
+        results.append(up.run_round())
+    return results
+
+
+def test_live_batch_newest_first_then_backfill_oldest_first(buf, central, proxy):
+    total = fill(buf, 400)  # 2000 readings waiting after an outage
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=500)
+    res = up.run_round()
+    assert res.error is None and res.backlog_empty
+    assert (res.readings, res.live_readings, res.stored, res.duplicates) == (total, 100, total, 0)
+    batches = decoded(proxy)
+    first = sorted(r.seq for r in batches[0].readings)
+    assert first == list(range(total - 99, total + 1))  # the newest 100 go first
+    rest = [sorted(r.seq for r in b.readings) for b in batches[1:]]
+    assert [s[0] for s in rest] == sorted(s[0] for s in rest)  # then oldest-first
+    assert rest[0][0] == 1 and all(len(s) <= 500 for s in rest)
+    assert central.seqs() == list(range(1, total + 1))
+    assert buf.stats().readings == 0
+
+
+def test_500s_back_off_then_every_reading_is_stored_once(buf, central, proxy):
+    total = fill(buf, 60)
+    up = make_uploader(buf, proxy.url, central.key, backoff_initial=5, backoff_max=60, rng=lambda: 1.0)
+    proxy.set("status", count=3, status=500)
+    waits = []
+    for _ in range(3):
+        now = time.time()
+        res = up.run_round()
+        assert res.error.startswith("HTTP 500") and res.readings == 0
+        waits.append(res.next_attempt_at - now)
+        assert not up.ready(now)
+    assert [round(w) for w in waits] == [5, 10, 20]  # exponential, full jitter drawn at its top
+    assert up.status()["consecutive_failures"] == 3
+    assert central.seqs() == []
+    res = up.run_round()
+    assert res.error is None and res.readings == total and res.backlog_empty
+    assert up.status()["consecutive_failures"] == 0
+    assert central.seqs() == list(range(1, total + 1))
+
+
+def test_429_retry_after_is_honoured(buf, central, proxy):
+    fill(buf, 10)
+    up = make_uploader(buf, proxy.url, central.key, backoff_initial=1, backoff_max=600, rng=lambda: 0.0)
+    proxy.set("status", count=1, status=429, retry_after="120")
+    now = time.time()
+    res = up.run_round()
+    assert res.error.startswith("HTTP 429")
+    assert res.next_attempt_at >= now + 120
+    assert not up.ready(now + 100) and up.ready(now + 121)
+    assert up.run_round().backlog_empty
+
+
+def test_slow_response_past_the_timeout_then_exactly_once(buf, central, proxy):
+    total = fill(buf, 40)
+    up = make_uploader(buf, proxy.url, central.key, read_timeout=0.4)
+    proxy.set("delay", count=1, delay=1.2)
+    res = up.run_round()
+    assert res.error.startswith("ReadTimeout") and res.readings == 0
+    deadline = time.monotonic() + 10
+    while len(central.seqs()) < total and time.monotonic() < deadline:
+        time.sleep(0.05)  # the receiver did store the batch whose answer came too late
+    assert central.seqs() == list(range(1, total + 1))
+    res = up.run_round()
+    assert res.error is None and res.backlog_empty
+    assert (res.stored, res.duplicates) == (0, total)
+    assert central.seqs() == list(range(1, total + 1))
+    assert buf.stats().readings == 0
+
+
+def test_connection_cut_after_store_ack_lost_then_exactly_once(buf, central, proxy):
+    total = fill(buf, 300)  # 1500 readings: live batch + 3 backfill batches
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=500)
+    proxy.set("pass")
+    proxy.set("cut", count=1)  # the live batch is stored, its ack lost
+    res = up.run_round()
+    assert res.error.startswith("ConnectionError") and res.readings == 0
+    assert len(central.seqs()) == 100
+    fill(buf, 20, start=300)  # sampling went on meanwhile
+    results = drain(up)
+    assert all(r.error is None for r in results) and results[-1].backlog_empty
+    assert sum(r.duplicates for r in results) == 100
+    assert central.seqs() == list(range(1, total + 100 + 1))
+
+
+def test_refused_connections_are_retried(buf, central, proxy):
+    total = fill(buf, 10)
+    up = make_uploader(buf, proxy.url, central.key)
+    proxy.set("refuse", count=1)
+    res = up.run_round()
+    assert res.error.startswith("ConnectionError") and res.next_attempt_at > time.time()
+    assert up.run_round().readings == total
+    assert central.seqs() == list(range(1, total + 1))
+
+
+def test_413_splits_until_batches_fit(buf, make_central, tmp_path):
+    central = make_central(max_body=1500)
+    total = fill(buf, 400)
+    up = make_uploader(buf, central.url, central.key, live_readings=2000, max_batch_readings=2000)
+    results = drain(up)
+    assert results[-1].backlog_empty and all(r.error is None for r in results)
+    assert sum(r.splits for r in results) >= 1
+    assert central.seqs() == list(range(1, total + 1))
+
+
+def test_single_reading_too_large_is_dead_lettered_and_the_queue_goes_on(buf, central, proxy):
+    total = fill(buf, 2)
+    up = make_uploader(buf, proxy.url, central.key, live_readings=10, max_batch_readings=10)
+    proxy.set("status", count=4, status=413, body={"error": "too_large", "message": "body too large"})
+    res = up.run_round()  # 10 -> 5 -> 2 -> 1 reading, still too large: dead-lettered, the rest goes on
+    assert res.splits == 3 and res.dead_lettered_readings == 1 and res.backlog_empty
+    assert "413 too_large" in res.error
+    assert res.readings == total - 1
+    assert central.seqs() == list(range(1, total))  # the newest reading was the one refused
+    assert buf.stats().readings == 0
+    up.run_round()
+    assert [g.reason for g in central.store.gaps(NODE)] == ["rejected"]
+
+
+def test_refused_incident_only_batch_ends_the_round(buf, make_central):
+    central = make_central(max_body=200)  # nothing fits, not even the rejection incident
+    fill(buf, 2)
+    up = make_uploader(buf, central.url, central.key, live_readings=10, max_batch_readings=10)
+    res = up.run_round()
+    assert res.dead_lettered_readings == 10 and not res.backlog_empty
+    assert central.seqs() == [] and buf.stats().readings == 0
+
+
+def test_other_4xx_dead_letters_one_batch_with_an_incident(buf, central, proxy):
+    total = fill(buf, 100)
+    up = make_uploader(buf, proxy.url, central.key, live_readings=50, max_batch_readings=200)
+    proxy.set("status", count=1, status=422, body={"error": "schema", "message": "channels[0]: bad"})
+    res = up.run_round()
+    assert res.backlog_empty and res.dead_lettered == 1 and res.dead_lettered_readings == 50
+    assert res.readings == total - 50
+    assert "HTTP 422 schema: channels[0]: bad" in res.error
+    assert central.seqs() == list(range(1, total - 50 + 1))
+    res = up.run_round()  # the rejection reaches the city as an incident and a gap
+    incidents = central.store.incidents(NODE)
+    assert [i.kind for i in incidents] == ["batch_rejected"] and "422" in incidents[0].detail
+    gaps = central.store.gaps(NODE)
+    assert [(g.first_seq, g.last_seq, g.reason) for g in gaps] == [(total - 49, total, "rejected")]
+
+
+def test_stale_clock_is_corrected_from_the_central_and_re_signed(buf, central):
+    total = fill(buf, 20)
+    offsets = []
+    skew = 3600.0  # the node's clock is an hour behind (no RTC, no NTP yet)
+    up = make_uploader(buf, central.url, central.key, clock=lambda: time.time() - skew,
+                       on_clock_offset=offsets.append)
+    res = up.run_round()
+    assert res.error is None and res.readings == total and res.attempts == 2
+    assert abs(up.clock_offset_ms - skew * 1000) < 2000
+    assert len(offsets) == 1 and abs(offsets[0] - up.clock_offset_ms) < 1000  # reported once
+    fill(buf, 1, start=20)
+    res = up.run_round()  # signed with the offset from now on: one attempt
+    assert res.attempts == 1 and res.error is None
+    assert central.seqs() == list(range(1, total + 5 + 1))
+
+
+def test_unknown_node_is_an_auth_failure_and_keeps_the_data(buf, central):
+    total = fill(buf, 10)
+    up = Uploader(buf, central.url, central.key, "hn-not-registered", rng=lambda: 0.5)
+    res = up.run_round()
+    assert res.error == "auth failed: HTTP 401 unknown_node" and res.next_attempt_at > time.time()
+    assert up.status()["auth_failed"] is True
+    assert buf.stats().readings == total and buf.stats().claimed == 0
+
+
+def test_wrong_key_is_an_auth_failure(buf, central):
+    fill(buf, 3)
+    up = make_uploader(buf, central.url, b"\x00" * 32)
+    assert up.run_round().error == "auth failed: HTTP 401 bad_signature"
+    assert central.seqs() == []
+
+
+def test_byte_bound_claims_fewer_readings(buf, central, proxy):
+    total = fill(buf, 1000)
+    up = make_uploader(buf, proxy.url, central.key, max_batch_bytes=1024, max_batch_readings=5000,
+                       live_readings=5000)
+    results = drain(up)
+    assert results[-1].backlog_empty and sum(r.splits for r in results) >= 1
+    assert all(len(b) <= 1024 for b in proxy.bodies())
+    assert central.seqs() == list(range(1, total + 1))
+
+
+def test_deadline_stops_the_backfill_after_the_live_batch(buf, central):
+    total = fill(buf, 100)
+    up = make_uploader(buf, central.url, central.key, live_readings=50, max_batch_readings=100)
+    res = up.run_round(deadline=time.time() - 1)
+    assert (res.readings, res.live_readings, res.backlog_empty) == (50, 50, False)
+    assert up.ready()
+    assert up.run_round().readings == total - 50
+
+
+def test_alert_round_marks_the_live_batch(buf, central, proxy):
+    fill(buf, 30)
+    up = make_uploader(buf, proxy.url, central.key, live_readings=20, max_batch_readings=100,
+                       health=lambda: {"firmware": "0.1.0"})
+    res = up.run_round(alert=True)
+    assert res.alert and res.backlog_empty
+    healths = [b.health for b in decoded(proxy)]
+    assert healths[0] == {"firmware": "0.1.0", "alert": True}
+    assert all("alert" not in h for h in healths[1:])
+
+
+def test_bytes_counted_match_the_bytes_on_the_wire(buf, central, proxy):
+    fill(buf, 200)
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=300)
+    drain(up)
+    st = up.status()
+    assert st["requests"] == proxy.counts["requests"] >= 4
+    assert st["bytes_sent"] == proxy.bytes_up
+    assert st["bytes_received"] == proxy.bytes_down
+
+
+def test_tls_verification_is_never_off_and_plain_http_only_on_loopback(buf):
+    up = Uploader(buf, "https://central.example.org", b"k" * 32, NODE, ca_bundle="/etc/streetnode/ca.pem")
+    assert up.verify == "/etc/streetnode/ca.pem" and up.url == "https://central.example.org/v1/ingest"
+    assert Uploader(buf, "https://central.example.org/", b"k", NODE).verify is True
+    with pytest.raises(ValueError, match="central.url: plain http:// is only allowed to a loopback host"):
+        Uploader(buf, "http://central.example.org", b"k", NODE)
+    with pytest.raises(ValueError, match="upload.live_readings"):
+        Uploader(buf, "http://127.0.0.1:1", b"k", NODE, live_readings=0)
+
+
+def test_chaos_every_fault_then_every_reading_exactly_once(buf, central, proxy):
+    up = make_uploader(buf, proxy.url, central.key, live_readings=30, max_batch_readings=120,
+                       read_timeout=0.4)
+    faults = [("status", {"status": 503, "retry_after": "1"}), ("cut", {}), ("refuse", {}),
+              ("delay", {"delay": 0.8}), ("status", {"status": 429}), ("cut", {}), ("blackhole", {})]
+    total = 0
+    for i, (mode, params) in enumerate(faults):
+        total += fill(buf, 40, start=i * 40)
+        proxy.set(mode, count=1, **params)
+        up.run_round()
+        up.run_round()
+    results = drain(up)
+    assert results[-1].backlog_empty
+    time.sleep(1.0)  # let the delayed request's late answer finish
+    assert central.seqs() == list(range(1, total + 1))
+    assert buf.stats().readings == 0
