@@ -138,3 +138,31 @@ def test_certificate_about_to_expire_warns(tmp_path, sysroot, state_dir):
     cert, key = make_cert(tmp_path / "soon", now - 86400, now + 5 * 86400)
     r = tls_result(tmp_path, sysroot, state_dir, cert, key, trust=True)
     assert r.status is Status.WARN and "certificate expires" in r.summary
+
+
+def test_all_layers_over_https_with_the_real_receiver(tmp_path, sysroot, state_dir):
+    from central.server import serve_in_thread
+    from central.store import open_store
+
+    now = time.time()
+    cert, key = make_cert(tmp_path / "srv", now - 86400, now + 365 * 86400)
+    node_key = bytes(range(32))
+    store = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    store.add_node("hn-test-0001", node_key, int(now * 1000))
+    url, stop = serve_in_thread(store, tls_cert=str(cert), tls_key=str(key))
+    try:
+        assert url.startswith("https://")
+        kf = tmp_path / "node.key"
+        kf.write_text(node_key.hex())
+        kf.chmod(0o600)
+        central = f'[central]\nurl = "{url}"\nkey_file = "{kf}"\nca_bundle = "{cert}"\n'
+        cfg = tmp_path / "https.toml"
+        cfg.write_text(config_text(state_dir, central=central))
+        ctx = context(cfg, sysroot)
+        results = Runner([c for c in build_checks(ctx) if c.id.startswith("central.")]).run(ctx)
+    finally:
+        stop()
+        store.close()
+    assert [r.status for r in results] == [Status.PASS] * 4, results
+    assert by_id(results, "central.tls").summary.startswith("TLS TLSv1.")
+    assert "signed ping accepted" in by_id(results, "central.auth").summary
