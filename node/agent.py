@@ -31,7 +31,7 @@ from typing import Any
 from drivers.quality import Quality
 from node.clock import Clock, save_last_known_good_time
 from node.config import Config
-from node.errors import ConfigError
+from node.errors import ConfigError, StorageError
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
 from node.storm import StormDetector
@@ -90,6 +90,7 @@ class Agent:
         self._mono = mono
         self.clock = clock or Clock()
         self._hw = hardware
+        self._key = b""
         self._registry = registry
         self.buffer: Any = None
         self.sampler: Sampler | None = None
@@ -118,7 +119,14 @@ class Agent:
         """Open the buffer and build sensors (I/O happens here, not in the constructor)."""
         from node.buffer import SqliteBuffer
 
-        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.upload_enabled:  # a missing or readable-by-others key stops the start (exit 77)
+            from node.keyfile import load_key
+
+            self._key = load_key(self.cfg.central["key_file"])
+        try:
+            self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"node.state_dir: cannot create {self.cfg.state_dir}: {e.strerror}") from None
         b = self.cfg.buffer
         self.buffer = SqliteBuffer(self.cfg.state_dir / "buffer.db", self.cfg.node["id"],
                                    max_size=b["max_size"], max_age=b["max_age"],
@@ -311,11 +319,10 @@ class Agent:
         self._upload_thread.start()
 
     def _make_uploader(self) -> Any:
-        from node.keyfile import load_key
         from node.uploader import Uploader
 
         c, u = self.cfg.central, self.cfg.upload
-        return Uploader(self.buffer, c["url"], load_key(c["key_file"]), self.cfg.node["id"],
+        return Uploader(self.buffer, c["url"], self._key, self.cfg.node["id"],
                         max_batch_readings=u["max_batch_readings"], max_batch_bytes=u["max_batch_bytes"],
                         live_readings=u["live_readings"], connect_timeout=c["connect_timeout"],
                         read_timeout=c["read_timeout"], ca_bundle=c["ca_bundle"],

@@ -162,7 +162,6 @@ class Progress:
 def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
              mono: Callable[[], float] = time.monotonic) -> Summary:
     from central.server import serve_in_thread
-
     from central.store import open_store
     from drivers.emulator import EmulatedRig, scenario
     from node.agent import Agent
@@ -194,7 +193,7 @@ def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
         runner = threading.Thread(target=agent.run, kwargs={"drain_s": max(8.0, duration * 0.15)},
                                   name="agent", daemon=True)
         runner.start()
-        phase, down_at, storm_seen, led = "up", 0.0, False, None
+        phase, down_at, storm_seen, led = "up", 0.0, False, "starting"
         while runner.is_alive():
             t = mono() - t0
             if phase == "up" and t >= 0.35 * active:

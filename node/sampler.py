@@ -144,6 +144,16 @@ REGISTRY: dict[str, Callable[[Mapping[str, Any], Hardware], Any]] = {
 }
 
 
+def _ranger_warmup(driver: Any) -> float:
+    return float(getattr(driver, "pings", 1)) * float(getattr(driver, "ping_interval_s", 0.06)) + 0.05
+
+
+# types whose driver needs time after probe() before read() has data (the ranger pings in the
+# background): probed at open and first read after the warm-up, so they never hold up the
+# first durable cycle of the others.
+WARMUP: dict[str, Callable[[Any], float]] = {"flood": _ranger_warmup}
+
+
 def round_to(value: float, resolution: float) -> float:
     """``value`` rounded to the channel's wire resolution (no float noise in the digits)."""
     digits = max(0, -math.floor(math.log10(resolution) + 1e-9))
@@ -160,6 +170,7 @@ class Slot:
     driver: Any = None
     state: str = "new"  # new, ok, fault
     next_due: float = 0.0
+    first_due: float = 0.0  # not before this (warm-up after the first probe)
     backoff: float = BACKOFF_INITIAL_S
     failures: int = 0
     error: str | None = None
@@ -213,11 +224,15 @@ class Sampler:
             try:
                 self._hw.prepare(slot.cfg)
                 slot.driver = self._registry[slot.type](slot.cfg, self._hw)
+                if slot.type in WARMUP:
+                    slot.driver.probe()
+                    slot.state = "ok"
+                    slot.first_due = now + WARMUP[slot.type](slot.driver)
             except Exception as e:  # a bad sensor never stops the node
                 self._fault(slot, now, e)
 
     def next_due(self) -> float | None:
-        return min((s.next_due for s in self.slots), default=None)
+        return min((max(s.next_due, s.first_due) for s in self.slots), default=None)
 
     def reschedule(self) -> None:
         """After the interval cap changed: nobody waits longer than the new interval."""
@@ -230,7 +245,7 @@ class Sampler:
         now = self._clock() if now is None else now
         cycle = Cycle([], {}, [], [])
         for slot in self.slots:
-            if slot.next_due > now:
+            if slot.next_due > now or slot.first_due > now:
                 continue
             self._sample_one(slot, now, cycle)
         return cycle

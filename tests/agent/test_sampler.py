@@ -129,3 +129,26 @@ def test_storm_cap_shortens_intervals():
     s.interval_cap = 2.0
     s.reschedule()
     assert s.next_due() == 2.0
+
+
+def test_a_warming_up_sensor_does_not_hold_up_the_first_cycle():
+    from node.sampler import WARMUP
+
+    now = [0.0]
+
+    class Ranger(FlakyDriver):
+        pings, ping_interval_s = 5, 0.06
+
+    r, w = Ranger({"depth_cm": 3.0}), FlakyDriver({"temperature_c": 20.0})
+    s = Sampler([{"type": "bme280", "name": "weather", "interval": 1.0},
+                 {"type": "flood", "name": "flood", "interval": 1.0}], NoHw(),
+                registry={"bme280": lambda c, h: w, "flood": lambda c, h: r}, clock=lambda: now[0])
+    s.open()
+    assert r.probes == 1  # probed at open: it starts pinging in the background
+    assert [x.channel for x in s.sample().samples] == ["weather.temperature_c"]
+    warm = WARMUP["flood"](r)
+    assert s.next_due() == warm == 0.35
+    now[0] = warm
+    assert [x.channel for x in s.sample().samples] == ["flood.depth_cm"]
+    now[0] = 1.0  # then both on the same grid: one cycle, one commit
+    assert {x.channel for x in s.sample().samples} == {"weather.temperature_c", "flood.depth_cm"}

@@ -6,8 +6,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.agent.conftest import start_node, state, stop_node, wait_for, write_config
 from tests.conftest import ROOT
 
@@ -29,7 +27,6 @@ def test_status_before_the_daemon_ever_ran(tmp_path, node_env):
 
 
 def test_status_after_the_daemon_stopped(tmp_path, node_env):
-    pytest.importorskip("drivers.emulator", reason="the emulated rig (#3) has not landed on this branch")
     cfg = write_config(tmp_path)
     p = start_node(cfg, node_env)
     wait_for(lambda: state(tmp_path).get("counters", {}).get("readings", 0) >= 10, what="readings", proc=p)
@@ -54,3 +51,12 @@ def test_status_bad_config_is_one_line_exit_78(tmp_path, node_env):
     r = status(cfg, node_env)
     assert r.returncode == 78
     assert "node.state_dir" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_refuses_to_start_without_a_usable_key(tmp_path, node_env):
+    cfg = write_config(tmp_path, url="http://127.0.0.1:9", key=b"\x01" * 32)
+    (tmp_path / "node.key").chmod(0o644)
+    r = subprocess.run([sys.executable, "-m", "node", "--config", str(cfg), "run"], cwd=ROOT, env=node_env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 77
+    assert "central.key_file" in r.stderr and "chmod 600" in r.stderr and "Traceback" not in r.stderr
