@@ -179,9 +179,13 @@ def check_auth(ctx: DiagContext) -> Result:
     t0 = time.monotonic()
     try:
         resp = requests.post(url, data=body, headers=headers, timeout=(_timeout(ctx), 3.0), verify=verify)
+    except requests.Timeout:
+        return fail("central.auth", f"HTTP: the central accepted the connection but did not answer "
+                    f"{protocol.PING_PATH} within 3 s", "the receiver is overloaded or hung: tell the "
+                    "city's operators (send `streetnode bundle`)")
     except requests.RequestException as e:
         return fail("central.auth", f"HTTP: ping failed: {type(e).__name__}: {e}",
-                    "the central accepted TCP but not HTTP: is the URL right?")
+                    "the central accepted TCP but not HTTP: is the URL right (http:// vs https://)?")
     rtt_ms = (time.monotonic() - t0) * 1000
     try:
         answer = resp.json()
