@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -55,11 +56,26 @@ def _readings(n: int) -> list[Reading]:
     return out
 
 
-def _fill_buffer(path: Path, n: int, start_ms: int = backlog.START_MS) -> SqliteBuffer:
-    buf = SqliteBuffer(path, NODE, clock=lambda: start_ms / 1000 + 8 * 86400)
+def _buffer_clock() -> float:
+    return backlog.START_MS / 1000 + 8 * 86400
+
+
+def _fill_buffer(path: Path, n: int) -> None:
+    """Write the backlog into a real SqliteBuffer at ``path`` (then closed, ready to copy)."""
+    buf = SqliteBuffer(path, NODE, clock=_buffer_clock)
     buf.open()
-    for stamp, samples in backlog.cycles(n, start_ms=start_ms):
+    for stamp, samples in backlog.cycles(n):
         buf.put(samples, stamp)
+    buf.close()
+
+
+def _copy_buffer(template: Path, path: Path) -> SqliteBuffer:
+    for suffix in ("", "-wal", "-shm", ".epoch"):
+        src = Path(f"{template}{suffix}")
+        if src.exists():
+            shutil.copyfile(src, f"{path}{suffix}")
+    buf = SqliteBuffer(path, NODE, clock=_buffer_clock)
+    buf.open()
     return buf
 
 
@@ -89,12 +105,12 @@ def _plain_json_gzip_per_reading(readings: list[Reading]) -> float:
     return total / len(readings)
 
 
-def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver) -> dict[str, float]:
+def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver, *, stock: bool = False) -> dict[str, float]:
     key = secrets.token_bytes(32)
-    with receiver(db_url, {NODE: key}) as (url, store):
+    with receiver(db_url, {NODE: key}, stock=stock) as (url, store):
         up = Uploader(buf, url, key, NODE, max_batch_readings=BATCH)
         t0 = time.perf_counter()
-        sent = sent_bytes = body_bytes = attempts = 0
+        sent = sent_bytes = attempts = 0
         for _ in range(10_000):
             res = up.run_round()
             sent += res.readings
@@ -111,7 +127,6 @@ def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver) -> dict[str, float]
         seqs = store.seqs(NODE, buf.epoch)
     if stored != n or len(seqs) != n or len(set(seqs)) != n:
         raise RuntimeError(f"drain stored {stored} of {n} readings")
-    del body_bytes
     return {"rate": n / elapsed, "wire": sent_bytes / n, "requests": attempts,
             "received": status["bytes_received"] / n}
 
@@ -171,14 +186,21 @@ def run(quick: bool = False) -> list[dict]:
         backends = [("sqlite", lambda tag: f"sqlite:///{tmp}/central-{tag}.db")]
         if _pg_reachable():
             backends.append(("postgresql", lambda tag: _pg_schema_url(tag)))
+        template = tmp / "buffer-template.db"
+        _fill_buffer(template, n)
         for name, db_url in backends:
             raw = _raw_insert_rate(db_url("raw"), readings)
-            buf = _fill_buffer(tmp / f"buffer-{name}.db", n)
+            buf = _copy_buffer(template, tmp / f"buffer-{name}.db")
             d = _drain(db_url("drain"), buf, n, receiver)
             buf.close()
             rows.append(_row(f"drain rate ({name}, {n} readings)", d["rate"], "readings/s",
                              f"raw {name} Store.ingest", raw, "≥ 0.5×"))
             if name == "sqlite":
+                buf = _copy_buffer(template, tmp / "buffer-stock.db")
+                stock = _drain(db_url("stock"), buf, n, receiver, stock=True)
+                buf.close()
+                rows.append(_row("drain rate (sqlite, stock `serve`: no TCP_NODELAY)", stock["rate"],
+                                 "readings/s", f"raw {name} Store.ingest", raw, "≥ 0.5×"))
                 plain = _plain_json_gzip_per_reading(readings)
                 rows.append(_row("wire bytes per reading during drain", d["wire"], "B/reading",
                                  "gzip plain JSON rows (body only)", plain, "≤ 2 B"))
@@ -196,6 +218,9 @@ def run(quick: bool = False) -> list[dict]:
                          tls.handshake_up + tls.handshake_down, "B"))
         rows.append(_row("steady state bytes per day incl. TLS + TCP/IP (new connection each round)",
                          per_round * 86400 / ROUND_S, "B/day", "HTTP payload only", http_day, "report"))
+        rows.append(_row("steady state bytes per day incl. TLS + TCP/IP (connection kept alive)",
+                         tls.ip_reused() * 86400 / ROUND_S, "B/day", "HTTP payload only", http_day,
+                         "report"))
     return rows
 
 

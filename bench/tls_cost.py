@@ -40,6 +40,11 @@ class TlsCost:
         """Everything a metered link counts for one upload on a fresh connection."""
         return self.tls_total + self.segments * TCP_IP_HEADER
 
+    def ip_reused(self) -> int:
+        """One upload on a kept-alive TLS connection: data records, their segments and two ACKs."""
+        segments = -(-self.request_up // MSS) + -(-self.response_down // MSS) + 2
+        return self.request_up + self.response_down + segments * TCP_IP_HEADER
+
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)

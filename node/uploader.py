@@ -23,6 +23,7 @@ is the only link between them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import logging
 import random
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from node import protocol
+from node import __version__, protocol
 from node.model import Batch
 from node.upload_policy import Action, Backoff, Verdict, classify, server_time_ms
 
@@ -126,9 +127,15 @@ class Uploader:
         self._backoff = Backoff(backoff_initial, backoff_max, rng)
         self._reported_offset: int | None = None
         self._last_signed_ms = 0
+        self._clock_to_report: int | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None  # started by the first round
         self._next_attempt_at = 0.0
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
+        # every header byte is paid for on a metered SIM, every round
+        self._session.headers["User-Agent"] = f"streetnode/{__version__}"
+        for name in ("Accept", "Connection"):  # */* and keep-alive are HTTP/1.1 defaults
+            self._session.headers.pop(name, None)
         self._status: dict[str, Any] = {
             "last_attempt_at": None, "last_success_at": None, "last_error": None,
             "consecutive_failures": 0, "auth_failed": False, "bytes_sent": 0, "bytes_received": 0,
@@ -150,6 +157,9 @@ class Uploader:
                 "clock_offset_ms": self.clock_offset_ms, "url": self.url}
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self._session.close()
 
     def run_round(self, deadline: float | None = None, *, alert: bool = False) -> RoundResult:
@@ -160,58 +170,118 @@ class Uploader:
         the live batch as a storm alert (health ``alert: true``).
         """
         res = RoundResult(next_attempt_at=self._clock(), alert=alert)
-        outcome = self._send_next(res, newest_first=True, limit=self.live_readings, alert=alert)
-        while outcome == _SENT and (deadline is None or self._clock() < deadline):
-            outcome = self._send_next(res, newest_first=False, limit=self.max_batch_readings)
+        outcome = self._send_live(res, alert=alert)
+        if outcome == _SENT:
+            outcome = self._backfill(res, deadline)
         res.backlog_empty = outcome == _EMPTY
         if outcome != _FAILED:
             res.next_attempt_at = self._clock()
         return res
 
-    # ------------------------------------------------------------------ one batch
-    def _send_next(self, res: RoundResult, *, newest_first: bool, limit: int, alert: bool = False) -> str:
-        """Claim, encode, post and settle one batch; returns _EMPTY, _SENT, _FAILED or _STOPPED."""
+    # ------------------------------------------------------------------ batches
+    def _send_live(self, res: RoundResult, *, alert: bool) -> str:
+        """The newest readings, one batch (halved on 413); returns _EMPTY, _SENT, _FAILED or _STOPPED."""
+        n = self.live_readings
+        while True:
+            prep = self._prepare(res, n, newest_first=True, alert=alert)
+            if prep is None:
+                return _EMPTY
+            verdict, answer = self._post(prep[1], res)
+            self._report_clock()
+            out = self._settle(res, prep[0], verdict, answer, live=True)
+            if isinstance(out, str):
+                return out
+            n = out
+
+    def _backfill(self, res: RoundResult, deadline: float | None) -> str:
+        """Oldest-first batches; the next one is claimed and encoded while the current one is in flight."""
+        cap = self.max_batch_readings
+        if deadline is not None and self._clock() >= deadline:
+            return _SENT
+        prep = self._prepare(res, cap, newest_first=False)
+        while prep is not None:
+            future = self._pool().submit(self._post, prep[1], res)
+            nxt = None
+            try:
+                if deadline is None or self._clock() < deadline:
+                    nxt = self._prepare(res, cap, newest_first=False)
+                verdict, answer = future.result()
+            except BaseException:
+                future.result()  # never leave a request running behind our back
+                if nxt is not None:
+                    self.buffer.release(nxt[0].id)
+                self.buffer.release(prep[0].id)
+                raise
+            self._report_clock()
+            out = self._settle(res, prep[0], verdict, answer, live=False)
+            if out == _SENT:
+                if nxt is None and deadline is not None and self._clock() >= deadline:
+                    return _SENT
+                prep = nxt
+                continue
+            if nxt is not None:
+                self.buffer.release(nxt[0].id)
+            if isinstance(out, str):
+                return out
+            cap = out  # 413: smaller batches for the rest of the round
+            prep = self._prepare(res, cap, newest_first=False)
+        return _EMPTY
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="streetnode-upload")
+        return self._executor
+
+    def _prepare(self, res: RoundResult, limit: int, *, newest_first: bool,
+                 alert: bool = False) -> tuple[Batch, bytes] | None:
+        """Claim up to ``limit`` readings and encode them within ``max_batch_bytes``; None when empty."""
         n = limit
         while True:
             batch = self.buffer.claim(n, newest_first=newest_first)
             if batch is None:
-                return _EMPTY
+                return None
             count = len(batch.readings)
             if not count and not batch.gaps and not batch.incidents:
                 self.buffer.ack(batch.id)
-                return _EMPTY
-            body = self._encode(batch, alert=alert and newest_first)
+                return None
+            body = self._encode(batch, alert=alert)
             if len(body) > self.max_batch_bytes and count > 1:
                 self.buffer.release(batch.id)
                 n = max(1, min(count - 1, int(count * self.max_batch_bytes / len(body) * _SHRINK)))
                 res.splits += 1
                 continue
-            verdict, answer = self._post(body, res)
-            action = verdict.action
-            if action is Action.ACK:
-                self.buffer.ack(batch.id)
-                self._succeeded(res, batch, answer, live=newest_first)
-                return _SENT
-            if action is Action.SPLIT and count > 1:
-                self.buffer.release(batch.id)
-                n = count // 2
-                res.splits += 1
-                log.info("central answered %s for %d readings; retrying with %d", verdict.reason, count, n)
-                continue
-            if action in (Action.SPLIT, Action.DEAD_LETTER):
-                reason = f"{verdict.reason}{_detail(answer)}"
-                self.buffer.dead_letter(batch.id, reason)
-                res.dead_lettered += 1
-                res.dead_lettered_readings += count
-                self._status["dead_lettered"] += 1
-                self._status["last_error"] = res.error = f"batch rejected: {reason}"
-                log.warning("central refused batch %s (%d readings) for good: %s", batch.id, count, reason)
-                # a refused batch of only gaps/incidents leaves a new incident behind: end the round
-                # rather than loop on it
-                return _SENT if count else _STOPPED
+            return batch, body
+
+    def _settle(self, res: RoundResult, batch: Batch, verdict: Verdict, answer: Any, *,
+                live: bool) -> str | int:
+        """Ack, release or dead-letter ``batch``: _SENT, _FAILED, _STOPPED, or how many readings to
+        claim instead (413)."""
+        count = len(batch.readings)
+        action = verdict.action
+        if action is Action.ACK:
+            self.buffer.ack(batch.id)
+            self._succeeded(res, batch, answer, live=live)
+            return _SENT
+        if action is Action.SPLIT and count > 1:
             self.buffer.release(batch.id)
-            self._failed(res, verdict)
-            return _FAILED
+            res.splits += 1
+            log.info("central answered %s for %d readings; retrying with %d", verdict.reason, count,
+                     count // 2)
+            return count // 2
+        if action in (Action.SPLIT, Action.DEAD_LETTER):
+            reason = f"{verdict.reason}{_detail(answer)}"
+            self.buffer.dead_letter(batch.id, reason)
+            res.dead_lettered += 1
+            res.dead_lettered_readings += count
+            self._status["dead_lettered"] += 1
+            self._status["last_error"] = res.error = f"batch rejected: {reason}"
+            log.warning("central refused batch %s (%d readings) for good: %s", batch.id, count, reason)
+            # a refused batch of only gaps/incidents leaves a new incident behind: end the round
+            # rather than loop on it
+            return _SENT if count else _STOPPED
+        self.buffer.release(batch.id)
+        self._failed(res, verdict)
+        return _FAILED
 
     def _encode(self, batch: Batch, *, alert: bool) -> bytes:
         health = dict(self._health())
@@ -306,6 +376,12 @@ class Uploader:
         self.clock_offset_ms = offset
         if self._reported_offset is None or abs(offset - self._reported_offset) > _CLOCK_REPORT_MS:
             self._reported_offset = offset
+            self._clock_to_report = offset
+
+    def _report_clock(self) -> None:
+        """Call ``on_clock_offset`` in the caller's thread (the HTTP may run in the upload worker)."""
+        offset, self._clock_to_report = self._clock_to_report, None
+        if offset is not None:
             log.info("central clock offset %+d ms", offset)
             if self.on_clock_offset is not None:
                 self.on_clock_offset(offset)

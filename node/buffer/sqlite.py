@@ -72,6 +72,7 @@ class SqliteBuffer:
         self._dropped = 0
         self._integrity: str | None = None
         self._held = Overflow(self.overflow_limit)
+        self._pending_corrupt: tuple[str, int | None] | None = None  # incident for the new file
         self._retry_at = 0.0
         self._age_at = 0.0
         self._disk_error: str | None = None
@@ -187,8 +188,6 @@ class SqliteBuffer:
         self._db = None
         db.close()
         return problem
-
-    _pending_corrupt: tuple[str, int | None] | None = None
 
     def _quarantine(self, reason: str, tag: str = "corrupt") -> int:
         count = store.peek_count(self.path)

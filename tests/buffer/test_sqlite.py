@@ -254,3 +254,12 @@ def test_unusable_state_dir_never_raises(tmp_path, clock):
     assert len(batch.readings) == 105
     assert {i.kind for i in batch.incidents} == {"disk_error", "readings_lost"}
     b.close()
+
+
+def test_clock_correction_after_restart(tmp_path, clock):
+    with make(tmp_path, clock) as b:
+        b.put(cycle(1), stamp(1, synced=False, boot="boot-x"))
+    with make(tmp_path, clock) as b2:
+        assert b2.correct_clock("boot-x", -2_000) == 5
+        r = b2.claim(10).readings[0]
+        assert r.wall_ms == stamp(1).wall_ms - 2_000 and r.boot_id == "boot-x"

@@ -78,8 +78,8 @@ def test_429_retry_after_is_honoured(buf, central, proxy):
 
 def test_slow_response_past_the_timeout_then_exactly_once(buf, central, proxy):
     total = fill(buf, 40)
-    up = make_uploader(buf, proxy.url, central.key, read_timeout=0.4)
-    proxy.set("delay", count=1, delay=1.2)
+    up = make_uploader(buf, proxy.url, central.key, read_timeout=1.0)
+    proxy.set("delay", count=1, delay=3.0)
     res = up.run_round()
     assert res.error.startswith("ReadTimeout") and res.readings == 0
     deadline = time.monotonic() + 10
@@ -251,9 +251,9 @@ def test_tls_verification_is_never_off_and_plain_http_only_on_loopback(buf):
 
 def test_chaos_every_fault_then_every_reading_exactly_once(buf, central, proxy):
     up = make_uploader(buf, proxy.url, central.key, live_readings=30, max_batch_readings=120,
-                       read_timeout=0.4)
+                       read_timeout=1.0)
     faults = [("status", {"status": 503, "retry_after": "1"}), ("cut", {}), ("refuse", {}),
-              ("delay", {"delay": 0.8}), ("status", {"status": 429}), ("cut", {}), ("blackhole", {})]
+              ("delay", {"delay": 2.0}), ("status", {"status": 429}), ("cut", {}), ("blackhole", {})]
     total = 0
     for i, (mode, params) in enumerate(faults):
         total += fill(buf, 40, start=i * 40)
@@ -262,6 +262,28 @@ def test_chaos_every_fault_then_every_reading_exactly_once(buf, central, proxy):
         up.run_round()
     results = drain(up)
     assert results[-1].backlog_empty
-    time.sleep(1.0)  # let the delayed request's late answer finish
+    time.sleep(1.5)  # let the delayed request's late answer finish
     assert central.seqs() == list(range(1, total + 1))
     assert buf.stats().readings == 0
+
+
+def test_failure_mid_backfill_releases_the_prefetched_batch(buf, central, proxy):
+    total = fill(buf, 200)  # live 100 + backfill batches of 300
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=300)
+    proxy.set("pass", count=2)
+    proxy.set("status", count=1, status=503)  # the second backfill batch, while the third is claimed
+    res = up.run_round()
+    assert res.error.startswith("HTTP 503") and res.readings == 400
+    assert buf.stats().claimed == 0 and buf.stats().readings == total - 400
+    res = up.run_round()
+    assert res.backlog_empty and res.readings == total - 400
+    assert central.seqs() == list(range(1, total + 1))
+
+
+def test_request_headers_are_lean(buf, central, proxy):
+    fill(buf, 1)
+    up = make_uploader(buf, proxy.url, central.key)
+    up.run_round()
+    head = proxy.recorded[0].split(b"\r\n\r\n", 1)[0].decode().lower()
+    assert "user-agent: streetnode/" in head and "accept: */*" not in head and "connection:" not in head
+    assert "content-encoding: gzip" in head and "x-streetnode-signature:" in head
