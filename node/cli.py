@@ -17,6 +17,7 @@ from node.errors import EX_FAILURE, ConfigError, StreetnodeError
 
 # subcommand modules under node.commands, in the order --help lists them
 COMMAND_MODULES = ["config_cmd", "run", "status", "demo"]
+COMMAND_MODULES += ["diag", "scan", "read", "identify", "bundle"]  # issue #7
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,37 @@
+"""`streetnode bundle [PATH]`: a support archive for the city's operators (secrets redacted)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from node.commands.diag import FIELD_EPILOG, add_field_options, context_from_args
+from node.errors import StorageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="write a support archive (diag, config, logs, versions)",
+                       description="Write a tar.gz with the diag report, the effective configuration "
+                       "(secrets redacted), recent logs, buffer statistics and versions.",
+                       epilog=FIELD_EPILOG)
+    p.add_argument("path", nargs="?", help="archive to write (default: ./streetnode-bundle-NODE-TIME.tar.gz)")
+    add_field_options(p)
+    p.set_defaults(func=bundle_cmd)
+
+
+def bundle_cmd(args: argparse.Namespace) -> int:
+    from node.diag.bundle import default_name, write_bundle
+
+    ctx = context_from_args(args, require_config=False)
+    path = Path(args.path) if args.path else Path(default_name(ctx, ctx.wall()))
+    if path.is_dir():
+        path = path / default_name(ctx, ctx.wall())
+    try:
+        out, code = write_bundle(ctx, path)
+    except OSError as e:
+        raise StorageError(f"bundle: cannot write {path}: {e.strerror or e}") from None
+    verdict = {0: "all checks passed", 1: "with warnings", 2: "with failures"}[code]
+    print(f"{out}  (diag: {verdict}); send this file to the city's operators", file=sys.stderr)
+    print(out)
+    return 0
