@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
+import warnings
 from typing import Any
 
 from node import config
 
 log = logging.getLogger("streetnode.run")
+
+# Character-set detection libraries requests would import (charset_normalizer: ~2 MiB RSS, two
+# compiled modules and their tables) only to guess the encoding of a text body that declares none.
+# The daemon reads nothing but the central's JSON answers, which requests decodes without them
+# (UTF-8/16/32 detection of RFC 8259), and requests runs without a detection library by design
+# (`Response.apparent_encoding` falls back to UTF-8).
+NO_CHARSET_DETECTION = ("charset_normalizer", "chardet")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +40,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     if args.speed is not None:
         cfg.emulation["speed"] = args.speed
     logsetup.setup(cfg.node["log_level"], args.verbose)
+    without_charset_detection()
     from node.agent import Agent
 
     agent = Agent(cfg, scenario=args.emulate)
@@ -52,6 +62,20 @@ def run_cmd(args: argparse.Namespace) -> int:
              len(agent.sampler.slots) if agent.sampler else 0, cfg.state_dir / "buffer.db",
              "configured" if cfg.central["url"] else "not configured (buffer only)")
     return agent.run()
+
+
+def without_charset_detection() -> None:
+    """Keep requests' optional character-set detection out of this process (the daemon only).
+
+    A ``None`` entry in `sys.modules` makes ``import name`` raise ModuleNotFoundError (the
+    import system's documented behaviour), so requests takes its no-detection path and
+    warns once with RequestsDependencyWarning, which is silenced here. A module some other
+    code already imported is left alone.
+    """
+    for name in NO_CHARSET_DETECTION:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    warnings.filterwarnings("ignore", message="Unable to find acceptable character detection",
+                            module="requests")
 
 
 def _reload(agent: Any, path: str, verbose: int) -> None:
