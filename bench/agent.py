@@ -9,7 +9,7 @@ receiver on loopback. ``python -m bench.agent [--quick]``.
 The node runs from compiled bytecode, as installed (pip compiles every module of
 the wheel): the project's packages are byte-compiled first, so a
 ``PYTHONDONTWRITEBYTECODE`` environment does not make every start recompile
-them from source (+2 MiB RSS, +40 ms). The environment is the unit's
+them from source (~2 MiB RSS, ~35 ms). The environment is the unit's
 (systemd/streetnode.service ``Environment=`` lines).
 """
 
