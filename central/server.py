@@ -26,13 +26,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from central.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DECOMPRESSED
 from central.store import Replay, Store, StoreError, UnknownNode, open_store
 from drivers.quality import names as flag_names
 from node import protocol
 from node.protocol import ProtocolError
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
-DEFAULT_MAX_DECOMPRESSED = 64 * 1024 * 1024
 MAX_PING_BODY = 4096
 MAX_READ_LIMIT = 100_000
 # Longer than the node's 30 s upload interval, so a node on a metered SIM reuses its TLS
