@@ -321,8 +321,16 @@ def _obj(v: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...]
     return v
 
 
+def _all_int(values: list[Any]) -> bool:
+    """Every item an int (not a bool, float or None); C loops, not a generator."""
+    return not values or set(map(type, values)) == _INT_ONLY
+
+
+_INT_ONLY = {int}
+
+
 def _undelta(deltas: list[Any], path: str, lo: int = -MAX_SAFE_INT) -> list[int]:
-    if not all(type(d) is int for d in deltas):
+    if not _all_int(deltas):
         for i, d in enumerate(deltas):
             _int(d, f"{path}[{i}]")
     out = list(itertools.accumulate(deltas))
@@ -404,13 +412,14 @@ def _decode_channel(ch: Any, path: str, stamps: list[tuple[int, int, str]],
         i = next(i for i, t in enumerate(tis) if t >= len(stamps))
         raise ProtocolError(f"{path}.t[{i}]", f"stamp index {tis[i]} but only {len(stamps)} stamps")
     values = _decode_values(vals, dec, exact, f"{path}.v")
-    out.extend((seq, name, value, flag, *stamps[ti])
-               for seq, value, flag, ti in zip(seqs, values, flags, tis, strict=True))
+    out += [(seq, name, value, flag, wall, boot_ms, boot_id)
+            for seq, value, flag, (wall, boot_ms, boot_id)
+            in zip(seqs, values, flags, map(stamps.__getitem__, tis), strict=True)]
     return name, unit
 
 
 def _decode_values(vals: list[Any], dec: int, exact: dict[int, float], path: str) -> list[float | None]:
-    if not exact and all(type(d) is int for d in vals):  # the common case: no gaps, no exceptions
+    if not exact and _all_int(vals):  # the common case: no gaps, no exceptions
         acc = _undelta(vals, path)
         if dec == 0:
             return [float(a) for a in acc]
@@ -496,7 +505,7 @@ def decode_document(doc: Any) -> IngestBatch:
             raise ProtocolError(f"channels[{i}].name", f"channel {name!r} appears twice")
         units[name] = unit
     rows.sort(key=operator.itemgetter(0))
-    if len({r[0] for r in rows}) != len(rows):
+    if len(set(map(operator.itemgetter(0), rows))) != len(rows):
         dup = next(a[0] for a, b in zip(rows, rows[1:], strict=False) if a[0] == b[0])
         raise ProtocolError("channels", f"sequence number {dup} appears twice")
     gaps = [_decode_gap(g, f"gaps[{i}]") for i, g in enumerate(_list(doc.get("gaps", []), "gaps"))]
