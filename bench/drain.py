@@ -254,6 +254,7 @@ def run(quick: bool = False) -> list[dict]:
         rounds = 20 if quick else 120
         s = _steady_state(backends[0][1]("steady"), tmp, receiver, rounds)
     gc.unfreeze()
+    _drop_pg_schemas()
     tls = tls_cost.measure(int(s["up"]), int(s["down"]))
     http_day = (s["up"] + s["down"]) * 86400 / ROUND_S
     rows.append(_row(f"steady state HTTP bytes per {ROUND_S} s round ({s['readings']:.1f} readings)",
@@ -279,6 +280,31 @@ def _pg_schema_url(tag: str) -> str:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'CREATE SCHEMA "{schema}"')
     return f"{PG_URL}?schema={schema}"
+
+
+def _drop_pg_schemas() -> None:
+    """Drop this run's schemas (and those of earlier runs whose process is gone)."""
+    if not _pg_reachable():
+        return
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace"
+                                            " WHERE nspname LIKE 'bench_drain_%'")]
+        for name in names:
+            pid = name.split("_")[2]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _print(rows: list[dict]) -> None:
