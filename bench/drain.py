@@ -14,7 +14,9 @@ Measured in one run, on the same data:
   plus TLS 1.3 and TCP/IP measured/estimated by `bench.tls_cost` for a fresh
   connection per upload (uvicorn's keep-alive is 5 s, cellular NATs drop idle
   flows), times 2880 rounds a day.
-Every reading is checked to be stored exactly once.
+Every reading is checked to be stored exactly once. Full runs alternate the raw insert and the
+drain three times and report medians of each (requests/s too), so a busy moment on a shared
+machine hits both alike.
 """
 
 from __future__ import annotations
