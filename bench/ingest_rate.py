@@ -7,12 +7,18 @@ Measured in one run on the same synthetic 15-channel, 10 s-cycle data (5000-read
 - `decode_body` alone (gunzip + JSON + validation), readings/s;
 - the receiver end to end over loopback HTTP, client in another process, readings/s and ratio;
 - wire bytes per reading (gzip body) vs gzip of plain JSON rows.
+
+``run(quick)`` (part of ``python -m bench``) measures the receiver's requests/s instead: many
+nodes' steady-state uploads (30 s of readings, 33 per request), pre-signed, POSTed back to back
+over one keep-alive connection to `streetnode-central serve` in its own process, beside
+`Store.ingest` of the same decoded batches in this process (no HTTP, gzip, JSON or signature).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import http.client
 import json
 import os
 import random
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 
 import requests
@@ -58,6 +65,73 @@ def synthetic(n: int, seed: int = 1) -> list[Reading]:
             out.append(Reading(seq, name, round(state[name], dec), 0, wall, boot, "boot-0"))
             seq += 1
     return out[:n]
+
+
+STEADY_READINGS = 33  # one 30 s upload of the example node
+STEADY_NODES = 50
+
+
+def _steady_bodies(n_requests: int) -> list[tuple[str, bytes]]:
+    """(node id, body) of ``n_requests`` steady-state uploads, round robin over STEADY_NODES nodes."""
+    readings = synthetic(n_requests // STEADY_NODES * STEADY_READINGS + STEADY_READINGS * 2)
+    out = []
+    for i in range(n_requests):
+        node, k = f"bench-{i % STEADY_NODES:03d}", i // STEADY_NODES
+        chunk = readings[k * STEADY_READINGS:(k + 1) * STEADY_READINGS]
+        out.append((node, protocol.encode_batch(Batch(k, node, 1, chunk),
+                                                health={"backlog_readings": 0, "firmware": "0.1.0"},
+                                                sent_ms=0)))
+    return out
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Receiver requests/s for steady-state uploads, beside raw `Store.ingest` calls/s."""
+    from bench.receiver import receiver
+
+    n = 300 if quick else 3000
+    bodies = _steady_bodies(n)
+    keys = {f"bench-{i:03d}": secrets.token_bytes(32) for i in range(STEADY_NODES)}
+    with tempfile.TemporaryDirectory(prefix="streetnode-ingest-") as tmp:
+        raw = open_store(f"sqlite:///{tmp}/raw.db")
+        try:
+            for node, key in keys.items():
+                raw.add_node(node, key, 0)
+            decoded = [protocol.decode_body(b, max_decompressed=1 << 26) for _, b in bodies]
+            t = time.perf_counter()
+            for d in decoded:
+                raw.ingest(d, signature=secrets.token_hex(32), expires_ms=10**13, now_ms=0)
+            raw_rate = n / (time.perf_counter() - t)
+        finally:
+            raw.close()
+        with receiver(f"sqlite:///{tmp}/http.db", keys) as (url, store):
+            now = int(time.time() * 1000)
+            signed = []
+            for i, (node, body) in enumerate(bodies):
+                sig = protocol.sign_request(keys[node], "POST", protocol.INGEST_PATH, body, now + i,
+                                            node_id=node)
+                h = {**protocol.BODY_HEADERS, **sig}
+                signed.append((body, h))
+            u = urllib.parse.urlsplit(url)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            try:
+                t = time.perf_counter()
+                for body, h in signed:
+                    conn.request("POST", protocol.INGEST_PATH, body=body, headers=h)
+                    r = conn.getresponse()
+                    answer = r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"receiver: HTTP {r.status} {answer[:200]!r}")
+                http_rate = n / (time.perf_counter() - t)
+            finally:
+                conn.close()
+            stored = store.count_readings()
+        if stored != n * STEADY_READINGS:
+            raise RuntimeError(f"receiver stored {stored} of {n * STEADY_READINGS} readings")
+    return [{"metric": f"receiver requests/s ({STEADY_READINGS}-reading uploads, {STEADY_NODES} nodes, "
+                       "one keep-alive client)", "value": round(http_rate, 1), "unit": "requests/s",
+             "baseline": "raw sqlite Store.ingest calls/s", "baseline_value": round(raw_rate, 1),
+             "ratio": round(http_rate / raw_rate, 3),
+             "goal": f"report (≈ {http_rate * 30:,.0f} nodes at one upload per 30 s)"}]
 
 
 def start_server(db: str) -> tuple[subprocess.Popen, str]:

@@ -42,7 +42,7 @@ def _sensor_class() -> type:
         def close(self) -> None:
             # stop the ping thread before gpiozero closes the trigger pin under it
             queue = getattr(self, "_queue", None)
-            if queue is not None:
+            if queue is not None and queue.ident is not None:  # never started: nothing to stop
                 queue.stop()
             super().close()
 

@@ -161,6 +161,9 @@ class Progress:
 
 def run_demo(duration: float = 60.0, out: TextIO = sys.stdout, *,
              mono: Callable[[], float] = time.monotonic) -> Summary:
+    from central import require_extra
+
+    require_extra("streetnode demo")
     from central.server import serve_in_thread
     from central.store import open_store
     from drivers.emulator import EmulatedRig, scenario

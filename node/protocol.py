@@ -44,6 +44,10 @@ HEADER_TIMESTAMP = "X-Streetnode-Timestamp"
 HEADER_SIGNATURE = "X-Streetnode-Signature"
 HEADER_SERVER_TIME = "X-Streetnode-Server-Time"  # on every central response, ms since the epoch
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
+# Bodies up to this much JSON (every steady-state upload: ~1 KiB) get gzip's best level, since
+# bytes on a metered link are what they cost; a backlog's large batches get level 6: 1.5 % more
+# bytes for a third of the CPU (bench/drain.py), and a drain is CPU-bound on the node.
+GZIP_BEST_MAX = 16 * 1024
 
 MAX_SAFE_INT = 2**53 - 1
 MAX_DECIMALS = 9
@@ -185,12 +189,18 @@ def _rle(values: list[Any]) -> list[Any]:
     return out
 
 
+_SEQ = operator.attrgetter("seq")
+
+
 def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> dict[str, Any]:
     """The v1 JSON document for ``batch`` (before serialization and gzip)."""
-    readings = sorted(batch.readings, key=operator.attrgetter("seq"))  # O(n) when already sorted
-    if len({r.seq for r in readings}) != len(readings):
-        dup = next(a.seq for a, b in zip(readings, readings[1:], strict=False) if a.seq == b.seq)
-        raise ProtocolError(f"readings[seq={dup}]", "duplicate sequence number in one batch")
+    readings = batch.readings
+    seqs_in = list(map(_SEQ, readings))
+    if not all(map(operator.lt, seqs_in, itertools.islice(seqs_in, 1, None))):  # not strictly rising
+        readings = sorted(readings, key=_SEQ)
+        if len(set(seqs_in)) != len(readings):
+            dup = next(a.seq for a, b in zip(readings, readings[1:], strict=False) if a.seq == b.seq)
+            raise ProtocolError(f"readings[seq={dup}]", "duplicate sequence number in one batch")
     boots: list[str] = []
     boot_index: dict[str, int] = {}
     stamp_index: dict[tuple[int, int, str], int] = {}
@@ -199,18 +209,25 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
     stamp_boots: list[int] = []
     # channel -> (seqs, stamp indexes, values, flags)
     columns: dict[str, tuple[list[int], list[int], list[float | None], list[int]]] = {}
+    last_wall = last_boot_ms = -1
+    last_boot_id: str | None = None
+    si = -1
     for r in readings:
-        key = (r.wall_ms, r.boot_ms, r.boot_id)
-        si = stamp_index.get(key)
-        if si is None:
-            bi = boot_index.get(r.boot_id)
-            if bi is None:
-                bi = boot_index[r.boot_id] = len(boots)
-                boots.append(r.boot_id)
-            si = stamp_index[key] = len(walls)
-            walls.append(r.wall_ms)
-            offsets.append(r.wall_ms - r.boot_ms)
-            stamp_boots.append(bi)
+        # the readings of one sampling cycle come one after another: look their stamp up once
+        if r.wall_ms != last_wall or r.boot_ms != last_boot_ms or r.boot_id != last_boot_id:
+            last_wall, last_boot_ms, last_boot_id = r.wall_ms, r.boot_ms, r.boot_id
+            key = (last_wall, last_boot_ms, last_boot_id)
+            found = stamp_index.get(key)
+            if found is None:
+                bi = boot_index.get(r.boot_id)
+                if bi is None:
+                    bi = boot_index[r.boot_id] = len(boots)
+                    boots.append(r.boot_id)
+                found = stamp_index[key] = len(walls)
+                walls.append(r.wall_ms)
+                offsets.append(r.wall_ms - r.boot_ms)
+                stamp_boots.append(bi)
+            si = found
         col = columns.get(r.channel)
         if col is None:
             col = columns[r.channel] = ([], [], [], [])
@@ -258,8 +275,9 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
 def encode_batch(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> bytes:
     """The gzip-compressed v1 body for ``batch``; send it with `BODY_HEADERS`."""
     doc = encode_payload(batch, health=health, sent_ms=sent_ms)
-    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    level = 9 if len(text) <= GZIP_BEST_MAX else 6
+    return gzip.compress(text, compresslevel=level, mtime=0)
 
 
 # ---------------------------------------------------------------- decoding
@@ -321,8 +339,16 @@ def _obj(v: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...]
     return v
 
 
+def _all_int(values: list[Any]) -> bool:
+    """Every item an int (not a bool, float or None); C loops, not a generator."""
+    return not values or set(map(type, values)) == _INT_ONLY
+
+
+_INT_ONLY = {int}
+
+
 def _undelta(deltas: list[Any], path: str, lo: int = -MAX_SAFE_INT) -> list[int]:
-    if not all(type(d) is int for d in deltas):
+    if not _all_int(deltas):
         for i, d in enumerate(deltas):
             _int(d, f"{path}[{i}]")
     out = list(itertools.accumulate(deltas))
@@ -404,13 +430,14 @@ def _decode_channel(ch: Any, path: str, stamps: list[tuple[int, int, str]],
         i = next(i for i, t in enumerate(tis) if t >= len(stamps))
         raise ProtocolError(f"{path}.t[{i}]", f"stamp index {tis[i]} but only {len(stamps)} stamps")
     values = _decode_values(vals, dec, exact, f"{path}.v")
-    out.extend((seq, name, value, flag, *stamps[ti])
-               for seq, value, flag, ti in zip(seqs, values, flags, tis, strict=True))
+    out += [(seq, name, value, flag, wall, boot_ms, boot_id)
+            for seq, value, flag, (wall, boot_ms, boot_id)
+            in zip(seqs, values, flags, map(stamps.__getitem__, tis), strict=True)]
     return name, unit
 
 
 def _decode_values(vals: list[Any], dec: int, exact: dict[int, float], path: str) -> list[float | None]:
-    if not exact and all(type(d) is int for d in vals):  # the common case: no gaps, no exceptions
+    if not exact and _all_int(vals):  # the common case: no gaps, no exceptions
         acc = _undelta(vals, path)
         if dec == 0:
             return [float(a) for a in acc]
@@ -496,7 +523,7 @@ def decode_document(doc: Any) -> IngestBatch:
             raise ProtocolError(f"channels[{i}].name", f"channel {name!r} appears twice")
         units[name] = unit
     rows.sort(key=operator.itemgetter(0))
-    if len({r[0] for r in rows}) != len(rows):
+    if len(set(map(operator.itemgetter(0), rows))) != len(rows):
         dup = next(a[0] for a, b in zip(rows, rows[1:], strict=False) if a[0] == b[0])
         raise ProtocolError("channels", f"sequence number {dup} appears twice")
     gaps = [_decode_gap(g, f"gaps[{i}]") for i, g in enumerate(_list(doc.get("gaps", []), "gaps"))]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from central import server
+from central import limits, require_extra
 from central.commands.node_cmd import add_db_option, open_db
 from node.errors import ConfigError
 
@@ -19,14 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_option(p)
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
-    p.add_argument("--max-body", type=int, default=server.DEFAULT_MAX_BODY, metavar="BYTES",
+    p.add_argument("--max-body", type=int, default=limits.DEFAULT_MAX_BODY, metavar="BYTES",
                    help="largest compressed body accepted (default: %(default)s)")
-    p.add_argument("--max-decompressed", type=int, default=server.DEFAULT_MAX_DECOMPRESSED, metavar="BYTES",
+    p.add_argument("--max-decompressed", type=int, default=limits.DEFAULT_MAX_DECOMPRESSED, metavar="BYTES",
                    help="largest decompressed body accepted (default: %(default)s)")
     p.set_defaults(func=serve_cmd)
 
 
 def serve_cmd(args: argparse.Namespace) -> int:
+    require_extra("streetnode-central serve")
+    from central import server
+
     try:
         server.parse_listen(args.listen)
     except ValueError as e:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from node.buffer.base import CLK_FLAGS, decode_value, gaps_for, merge_gap
+from node.buffer.base import CLK_FLAGS, _scale, decode_value, gaps_for, merge_gap
 from node.model import Gap, Reading
 
 
@@ -19,20 +21,75 @@ def cycles_covering(db: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int,
 
 def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | None, int]],
                 channels: dict[int, tuple[str, float]], boot_names: dict[int, str]) -> list[Reading]:
-    """Readings for ``rows`` = (seq, ch, value, flags) sorted by seq, stamps joined from cycles."""
+    """Readings for ``rows`` = (seq, ch, value, flags) sorted by seq, stamps joined from cycles.
+
+    This is the inner loop of every claim (a drain builds ~600,000 readings): each cycle's stamp
+    and each channel's decoding are worked out once, and values stored as an integer count of a
+    power-of-ten resolution (all of CHANNEL_UNITS) are decoded inline.
+    """
     if not rows:
         return []
     cycles = cycles_covering(db, rows[0][0], rows[-1][0])
+    starts = [c[0] for c in cycles]
+    stamps = [(wall, boot_ms, boot_names.get(boot, ""), CLK_FLAGS.get(clk, 0))
+              for _, _, wall, boot_ms, boot, clk in cycles]
+    info: dict[int, tuple[str, float, int]] = {}
+    make = _reading_maker()
     out: list[Reading] = []
+    append = out.append
     k = 0
+    last = len(starts) - 1
+    next_start = starts[1] if last > 0 else _NO_SEQ
+    wall, boot_ms, boot_name, clk_flags = stamps[0]
     for seq, ch, value, flags in rows:
-        while k + 1 < len(cycles) and cycles[k + 1][0] <= seq:
-            k += 1
-        _, _, wall, boot_ms, boot, clk = cycles[k]
-        name, res = channels.get(ch, (f"?{ch}", 0.0))
-        out.append(Reading(seq, name, decode_value(value, res), flags | CLK_FLAGS.get(clk, 0),
-                           wall, boot_ms, boot_names.get(boot, "")))
+        if seq >= next_start:
+            while k < last and starts[k + 1] <= seq:
+                k += 1
+            next_start = starts[k + 1] if k < last else _NO_SEQ
+            wall, boot_ms, boot_name, clk_flags = stamps[k]
+        c = info.get(ch)
+        if c is None:
+            name, res = channels.get(ch, (f"?{ch}", 0.0))
+            c = info[ch] = (name, res, _scale(res) if res > 0 else 0)
+        name, res, scale = c
+        if type(value) is int and scale:
+            v: float | None = value / scale
+        else:
+            v = decode_value(value, res)
+        append(make(seq, name, v, flags | clk_flags, wall, boot_ms, boot_name))
     return out
+
+
+_NO_SEQ = 1 << 63
+
+
+@functools.lru_cache(maxsize=1)
+def _reading_maker() -> Callable[..., Reading]:
+    """A constructor equal to ``Reading(*fields)``, about 2.5x faster.
+
+    `Reading` is a frozen, slotted dataclass: its generated ``__init__`` goes through
+    ``object.__setattr__`` for every field. Filling the slots through their descriptors gives
+    the same object. Falls back to ``Reading`` should it ever validate in ``__post_init__``.
+    """
+    names = [f.name for f in dataclasses.fields(Reading)]
+    if hasattr(Reading, "__post_init__") or tuple(names) != tuple(getattr(Reading, "__slots__", ())):
+        return Reading
+    s0, s1, s2, s3, s4, s5, s6 = (getattr(Reading, n).__set__ for n in names)
+    new = object.__new__
+
+    def make(seq: int, channel: str, value: float | None, flags: int, wall_ms: int, boot_ms: int,
+             boot_id: str) -> Reading:
+        r = new(Reading)
+        s0(r, seq)
+        s1(r, channel)
+        s2(r, value)
+        s3(r, flags)
+        s4(r, wall_ms)
+        s5(r, boot_ms)
+        s6(r, boot_id)
+        return r
+
+    return make
 
 
 def walls_of(db: sqlite3.Connection, seqs: Sequence[int]) -> list[int | None]:

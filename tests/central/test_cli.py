@@ -157,3 +157,28 @@ def test_node_add_prints_the_install_command(tmp_path, cli_env):
     assert len(key) == 64
     assert (f"printf '%s\\n' '{key}' | sudo deploy/install.sh --node-id pole-7 "
             "--central-url https://central.city.example --key-file -") in r.stderr
+
+
+# A node installed with plain `pip install .` has no web stack: simulate that environment
+# by hiding fastapi/uvicorn from the import system of a child interpreter.
+_WITHOUT_EXTRA = """
+import sys
+class Hide:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('fastapi', 'uvicorn', 'starlette'):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Hide())
+from central.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_help_and_clear_error_without_the_central_extra(tmp_path, cli_env):
+    def run_bare(*args):
+        return subprocess.run([sys.executable, "-c", _WITHOUT_EXTRA, *args], capture_output=True,
+                              text=True, env=cli_env, timeout=60)
+    r = run_bare("--help")
+    assert r.returncode == 0 and "serve" in r.stdout, r.stderr
+    r = run_bare("serve", "--db", f"sqlite:///{tmp_path / 'c.db'}")
+    assert r.returncode == 69
+    assert "pip install 'streetnode[central]'" in r.stderr and "Traceback" not in r.stderr
