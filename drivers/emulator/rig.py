@@ -10,6 +10,10 @@
   rain rates are in scenario time when ``speed`` > 1.
 * ``rig.inject(target, fault)`` / ``rig.clear(target=None, fault=None)`` — target is a kind
   ("bme280", "pm25", "flood", "rain") or an I2C address (0x76, "0x12").
+* ``rig.play()`` — applies the scenario's fault schedule (``faults`` in its TOML) at the
+  scenario time now: injects the windows that started, clears those that ended (only faults
+  the schedule itself injected). The rig's daemon thread calls it (``autorun=True``), started
+  by the first ``bus()``/``attach_*()``; tests with a manual clock call it themselves.
 
 Rain tips are emitted by ``pump()`` (with contact bounce while ``speed`` <= 100): at most
 one tip per call, and only once the scenario clock has moved 1.5 debounce windows past the
@@ -82,6 +86,9 @@ class EmulatedRig:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._played: set[tuple[str, str]] = set()
+        for w in self.scenario.faults:  # a bad schedule fails here, not later in the thread
+            self._check_fault(w.target, w.fault)
 
     # ---------------------------------------------------------- time and truth
     def scenario_clock(self) -> float:
@@ -98,6 +105,8 @@ class EmulatedRig:
 
     # ---------------------------------------------------------- I2C
     def bus(self, n: int = 1) -> FakeSMBus:
+        if self.scenario.faults:
+            self._start_thread()
         return self._bus
 
     # ---------------------------------------------------------- GPIO
@@ -127,10 +136,14 @@ class EmulatedRig:
     def attach_rain(self, pin: int, mm_per_tip: float = 0.2794, debounce_s: float = 0.05) -> None:
         reed = self.pin_factory.pin(pin)
         self.rain = _Rain(reed, mm_per_tip, self.scenario_clock(), min_gap_s=max(1.5 * debounce_s, 1e-6))
-        if self.autorun and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rig-rain", daemon=True)
-            self._thread.start()
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self.autorun and self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="rig", daemon=True)
+                self._thread.start()
 
     def _due_tips(self, r: _Rain, now_s: float) -> int:
         due = math.floor(self.scenario.rain_mm(r.start_s, now_s) / r.mm_per_tip + 1e-9) - r.emitted
@@ -170,10 +183,34 @@ class EmulatedRig:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.play()
             due = self.pump()
             self._stop.wait(0.0005 if due else 0.005)
 
     # ---------------------------------------------------------- faults
+    def play(self) -> None:
+        """Apply the scenario's fault schedule at the scenario time now (idempotent)."""
+        if not self.scenario.faults:
+            return
+        want = self.scenario.faults_at(self.scenario_clock())
+        with self._lock:
+            for target, fault in sorted(want - self._played):
+                if self._target(target) == "rain" and self.rain is None:
+                    continue  # no gauge wired (yet): nothing to break
+                self.inject(target, fault)
+                self._played.add((target, fault))
+            for target, fault in sorted(self._played - want):
+                self.clear(target, fault)
+                self._played.discard((target, fault))
+
+    def _check_fault(self, target: int | str, fault: str) -> None:
+        kind = self._target(target)
+        allowed = {"bme280": self.bme280.FAULTS, "pm25": self.pm25.FAULTS, "flood": RANGER_FAULTS,
+                   "rain": RAIN_FAULTS}[kind]
+        if fault not in allowed:
+            raise ValueError(f"fault {fault!r} does not apply to {kind} "
+                             f"(one of {', '.join(sorted(allowed))})")
+
     def _target(self, target: int | str) -> str:
         if isinstance(target, str) and target.lower().startswith("0x"):
             target = int(target, 16)
