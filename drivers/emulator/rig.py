@@ -10,6 +10,9 @@
   rain rates are in scenario time when ``speed`` > 1.
 * ``rig.inject(target, fault)`` / ``rig.clear(target=None, fault=None)`` — target is a kind
   ("bme280", "pm25", "flood", "rain") or an I2C address (0x76, "0x12").
+* ``rig.wall_time()`` / ``rig.clock_synced()`` — the node's wall clock and its sync state
+  per the scenario's ``[clock]`` (the real clock, sync unknown, without one); give them to
+  `node.clock.Clock(wall=..., sync=...)`.
 * ``rig.play()`` — applies the scenario's fault schedule (``faults`` in its TOML) at the
   scenario time now: injects the windows that started, clears those that ended (only faults
   the schedule itself injected). The rig's daemon thread calls it (``autorun=True``), started
@@ -66,11 +69,12 @@ class _Rain:
 class EmulatedRig:
     def __init__(self, scenario: str | Scenario = "calm", *, speed: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, start_s: float = 0.0, seed: int = 0,
-                 autorun: bool = True, timing: bool = True) -> None:
+                 autorun: bool = True, timing: bool = True, wall: Callable[[], float] = time.time) -> None:
         if speed <= 0:
             raise ValueError("speed: expected a positive number")
         self.scenario = scenario if isinstance(scenario, Scenario) else _scenario(scenario)
         self.speed, self.clock, self.start_s = speed, clock, start_s
+        self._wall = wall
         self.autorun = autorun
         # contact bounce takes ~50 µs of real time per edge here; beyond ~100x that is more
         # than a debounce window of scenario time, so fast rigs emit clean tips
@@ -96,6 +100,16 @@ class EmulatedRig:
 
     def truth(self) -> Truth:
         return self.scenario.at(self.scenario_clock())
+
+    def wall_time(self) -> float:
+        """The emulated node's wall clock (s since the epoch): real time + the scenario's offset."""
+        plan = self.scenario.clock
+        return self._wall() + (plan.at(self.scenario_clock())[0] if plan else 0.0)
+
+    def clock_synced(self) -> bool | None:
+        """Whether the emulated wall clock is synchronized (None: unknown)."""
+        plan = self.scenario.clock
+        return plan.at(self.scenario_clock())[1] if plan else None
 
     def rain_truth_mm(self) -> float:
         """Rain that fell on the gauge since a RainGauge started listening on its pin (mm)."""

@@ -8,6 +8,12 @@ An optional fault schedule makes sensor faults part of the scenario, played by t
 (`EmulatedRig.play`): ``faults = [{target = "bme280", fault = "absent", from_s = 30, until_s = 90}]``
 (scenario seconds, not repeated with the keyframes; target and fault as for
 ``EmulatedRig.inject``).
+An optional ``[clock]`` table gives the node an emulated wall clock without an RTC
+(`EmulatedRig.wall_time` / `EmulatedRig.clock_synced`): ``offset_s`` from the real clock and
+whether it is ``synced`` at the start, and ``steps = [{at_s = 40, offset_s = 0, synced = true}]``
+(the clock set by NTP at scenario second 40). Without ``synced`` the sync state is unknown.
+``boot_id`` (optional) names the emulated boot: a power cut that reboots the node is a new id.
+
 `scenario()` takes a built-in name or the path of a ``.toml`` file of the same form.
 """
 
@@ -35,6 +41,31 @@ class FaultWindow:
 
 
 @dataclass(frozen=True)
+class ClockStep:
+    """From scenario second ``at_s`` the wall clock is ``offset_s`` off the real one."""
+
+    at_s: float
+    offset_s: float
+    synced: bool | None
+
+
+@dataclass(frozen=True)
+class ClockPlan:
+    offset_s: float
+    synced: bool | None
+    steps: tuple[ClockStep, ...] = ()
+    boot_id: str | None = None
+
+    def at(self, t_s: float) -> tuple[float, bool | None]:
+        """(offset from the real wall clock in s, synchronized?) at scenario time ``t_s``."""
+        offset, synced = self.offset_s, self.synced
+        for st in self.steps:
+            if st.at_s <= t_s:
+                offset, synced = st.offset_s, st.synced
+        return offset, synced
+
+
+@dataclass(frozen=True)
 class Truth:
     """What the world is like at scenario time ``t_s``."""
 
@@ -51,11 +82,13 @@ class Truth:
 
 class Scenario:
     def __init__(self, name: str, points: list[list[float]], *, repeat: bool = False,
-                 description: str = "", faults: tuple[FaultWindow, ...] = ()) -> None:
+                 description: str = "", faults: tuple[FaultWindow, ...] = (),
+                 clock: ClockPlan | None = None) -> None:
         if len(points) < 2 or any(len(p) != len(COLUMNS) + 1 for p in points):
             raise ValueError(f"scenario {name}: need >= 2 keyframes of {len(COLUMNS) + 1} numbers")
         self.name, self.repeat, self.description = name, repeat, description
         self.faults = tuple(faults)
+        self.clock = clock
         self.times = [p[0] * 3600.0 for p in points]
         if self.times != sorted(self.times) or self.times[0] != 0:
             raise ValueError(f"scenario {name}: keyframe hours must start at 0 and increase")
@@ -129,6 +162,24 @@ def _fault_windows(name: str, raw: object) -> tuple[FaultWindow, ...]:
     return tuple(out)
 
 
+def _clock_plan(name: str, raw: object) -> ClockPlan | None:
+    if raw is None:
+        return None
+    try:
+        assert isinstance(raw, dict)
+        steps = tuple(sorted((ClockStep(float(st["at_s"]), float(st["offset_s"]), st.get("synced"))
+                              for st in raw.get("steps", [])), key=lambda st: st.at_s))
+        boot_id = raw.get("boot_id")
+        plan = ClockPlan(float(raw.get("offset_s", 0.0)), raw.get("synced"), steps,
+                         None if boot_id is None else str(boot_id))
+    except (AssertionError, TypeError, KeyError, ValueError, AttributeError):
+        raise ValueError(f"scenario {name}: [clock]: expected offset_s, synced, boot_id and "
+                         "steps = [{at_s, offset_s, synced}]") from None
+    if any(v not in (None, True, False) for v in (plan.synced, *(st.synced for st in steps))):
+        raise ValueError(f"scenario {name}: [clock]: synced must be true or false")
+    return plan
+
+
 def load(path: Path, name: str | None = None) -> Scenario:
     """A scenario from a TOML file (keyframes, optional fault schedule)."""
     name = name or path.stem
@@ -140,7 +191,8 @@ def load(path: Path, name: str | None = None) -> Scenario:
         raise ValueError(f"scenario {name}: columns must be hour, {', '.join(COLUMNS)}")
     return Scenario(name, data["points"], repeat=bool(data.get("repeat", False)),
                     description=data.get("description", ""),
-                    faults=_fault_windows(name, data.get("faults", [])))
+                    faults=_fault_windows(name, data.get("faults", [])),
+                    clock=_clock_plan(name, data.get("clock")))
 
 
 def scenario(name: str) -> Scenario:

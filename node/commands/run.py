@@ -33,7 +33,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     logsetup.setup(cfg.node["log_level"], args.verbose)
     from node.agent import Agent
 
-    agent = Agent(cfg, scenario=args.emulate)
+    agent = Agent(cfg, scenario=args.emulate, **_emulated_clock(cfg, args.emulate))
     path = cfg.source
 
     def on_term(signum: int, frame: Any) -> None:
@@ -52,6 +52,29 @@ def run_cmd(args: argparse.Namespace) -> int:
              len(agent.sampler.slots) if agent.sampler else 0, cfg.state_dir / "buffer.db",
              "configured" if cfg.central["url"] else "not configured (buffer only)")
     return agent.run()
+
+
+def _emulated_clock(cfg: config.Config, emulate: str | None) -> dict[str, Any]:
+    """With a scenario that has a ``[clock]``: the rig, and a `Clock` on its emulated wall clock."""
+    name = emulate
+    if name is None and cfg.emulation["enabled"]:
+        name = cfg.emulation["scenario"]
+    if name is None:
+        return {}
+    from drivers.emulator.scenarios import scenario
+
+    try:
+        if scenario(name).clock is None:
+            return {}
+    except ValueError as e:
+        raise config.ConfigError(f"emulation.scenario: {e}") from None
+    from node.agent import build_hardware
+    from node.clock import Clock
+
+    hw = build_hardware(cfg, name)
+    rig = hw.rig  # type: ignore[attr-defined]
+    clock = Clock(wall=rig.wall_time, sync=rig.clock_synced, boot_id=rig.scenario.clock.boot_id)
+    return {"hardware": hw, "clock": clock}
 
 
 def _reload(agent: Any, path: str, verbose: int) -> None:

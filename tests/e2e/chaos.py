@@ -139,6 +139,11 @@ class Figures:
     gap_reasons: dict[str, int] = field(default_factory=dict)
     evicted_by_agent: int = 0
     proxy_faults: dict[str, int] = field(default_factory=dict)
+    clock_plans: int = 0
+    clock_steps_scheduled: int = 0
+    clock_corrections_logged: int = 0
+    unsynced_at_central: int = 0
+    clock_errors: int = 0
     sensor_faults_scheduled: int = 0
     sensor_fault_incidents: int = 0
     sensor_recoveries: int = 0
@@ -163,6 +168,11 @@ class Figures:
             ("proxy faults", ", ".join(f"{k} {v}" for k, v in sorted(self.proxy_faults.items())) or "-"),
             ("sensor faults scheduled / incidents stored / recoveries logged",
              f"{self.sensor_faults_scheduled} / {self.sensor_fault_incidents} / {self.sensor_recoveries}"),
+            ("lifetimes with a clock behind and unsynced / NTP steps scheduled",
+             f"{self.clock_plans} / {self.clock_steps_scheduled}"),
+            ("clock corrections logged by the agent", self.clock_corrections_logged),
+            ("readings stored still flagged clock_unsynced", self.unsynced_at_central),
+            ("readings not flagged unsynced but off the true time", self.clock_errors),
             ("seq reuse probes (buffer vs central)", self.reuse_samples_checked),
             ("LOST", self.lost), ("DUPLICATES", self.duplicates), ("stored AND in a gap", self.overlap),
             ("wall time (s)", f"{self.seconds:.1f}"),
@@ -189,6 +199,7 @@ class ChaosRun:
         self.central = CentralProcess(db_url, self.dir / "central.log")
         self.proxy: FaultProxy | None = None
         self.probes: dict[int, tuple[str, float | None, int]] = {}  # seq -> (channel, value, boot_ms)
+        self._t0_ms = self._t_end_ms = 0
         self._central_down_until = -1
 
     # ------------------------------------------------------------ setup
@@ -250,6 +261,15 @@ speed = {SPEED}
             faults.append((target, fault, start, until))
             self.fig.sensor_faults_scheduled += 1
         text = CALM.read_text()
+        if self.rng.random() < 0.3:  # no RTC: the node starts behind and unsynced; NTP may step it
+            behind = self.rng.choice([365 * 86400, 30 * 86400, 3600])
+            # each such lifetime is a boot of its own (a power cut reboots the node), see docs/chaos.md
+            text += f'\n[clock]\noffset_s = {-behind}\nsynced = false\nboot_id = "emu-boot-{i}"\n'
+            self.fig.clock_plans += 1
+            if self.rng.random() < 0.6:
+                at = self.rng.uniform(0.2, 0.9) * seconds * SPEED
+                text += f"steps = [{{at_s = {at:.1f}, offset_s = 0, synced = true}}]\n"
+                self.fig.clock_steps_scheduled += 1
         if faults:
             text = text.replace("repeat = true", "repeat = true\nfaults = [\n" + "".join(
                 f'  {{target = "{t}", fault = "{f}", from_s = {a:.1f}, until_s = {b:.1f}}},\n'
@@ -368,6 +388,7 @@ speed = {SPEED}
 
     def run(self) -> Figures:
         t0 = time.monotonic()
+        self._t0_ms = int(time.time() * 1000)
         self.dir.mkdir(parents=True, exist_ok=True)
         from central.store import open_store
 
@@ -420,7 +441,10 @@ speed = {SPEED}
             self.central.stop()
         self.fig.proxy_faults = {k: v for k, v in self.proxy.counts.items()
                                  if k in ("refuse", "blackhole", "delay", "cut", "status")}
-        self.fig.sensor_recoveries = agent_log.read_text(errors="replace").count(" recovered after ")
+        log_text = agent_log.read_text(errors="replace")
+        self.fig.sensor_recoveries = log_text.count(" recovered after ")
+        self.fig.clock_corrections_logged = log_text.count("unsynchronized readings of this boot corrected")
+        self._t_end_ms = int(time.time() * 1000)
         self.verify()
         self.fig.seconds = time.monotonic() - t0
         (self.dir / "figures.txt").write_text(self.fig.table() + "\n")
@@ -482,6 +506,7 @@ speed = {SPEED}
     # ------------------------------------------------------------ the proof
     def verify(self) -> None:
         from central.store import open_store
+        from drivers.quality import Quality
         from node.buffer import SqliteBuffer
 
         st = SqliteBuffer.inspect(self.buffer_path)
@@ -496,10 +521,14 @@ speed = {SPEED}
             gaps = [g for g in store.gaps(NODE) if g.epoch == 1]
             incidents = store.incidents(NODE)
             probe_rows = {}
-            if self.probes:
-                for r in store.readings(NODE, limit=None):
-                    if r.seq in self.probes:
-                        probe_rows[r.seq] = r
+            unsynced = int(Quality.CLOCK_UNSYNCED)
+            for r in store.readings(NODE, limit=None):
+                if r.seq in self.probes:
+                    probe_rows[r.seq] = r
+                if r.flags & unsynced:
+                    self.fig.unsynced_at_central += 1
+                elif not self._t0_ms - 2 * 86_400_000 <= r.wall_ms <= self._t_end_ms + 5000:
+                    self.fig.clock_errors += 1  # synced or corrected, yet not on the true timeline
         finally:
             store.close()
         f = self.fig
@@ -545,6 +574,9 @@ speed = {SPEED}
             problems.append(f"{f.overlap} seqs both stored and in a gap (or in two gaps)")
         if bad_counts:
             problems.append(f"gap counts do not match their ranges: {bad_counts[:5]}")
+        if f.clock_errors:
+            problems.append(f"{f.clock_errors} readings not flagged clock_unsynced carry a wall time "
+                            "outside the run")
         if mismatched:
             problems.append(f"{len(mismatched)} seqs carry another reading at the central: {mismatched[:5]}")
         if problems:

@@ -44,6 +44,7 @@ def _check(fig):
     assert fig.evicted_by_agent > 0, "the agent itself evicted at the cap while the central was away"
     assert fig.reuse_samples_checked > 0
     assert sum(fig.proxy_faults.values()) > 0
+    assert fig.clock_errors == 0
 
 
 def test_chaos_sqlite(tmp_path, capsys):
