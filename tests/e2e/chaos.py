@@ -191,7 +191,8 @@ class ChaosRun:
         self.lifetime = lifetime
         self.outage_share = outage_share
         self.verbose = verbose
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # the faults: a seed replays the same sequence of choices
+        self._probe_rng = random.Random(seed + 1)  # what to sample depends on timing: kept apart
         self.fig = Figures(seed=seed, db=db_label)
         self.state_dir = self.dir / "state"
         self.buffer_path = self.state_dir / "buffer.db"
@@ -356,11 +357,13 @@ speed = {SPEED}
         up = self.central.proc is not None and self.central.ready
         if up and self.proxy.upstream[1] != self.central.port:
             self.proxy.retarget(self.central.port)  # type: ignore[arg-type]
-        if self.central.proc is not None and self.central.ready and self.rng.random() < 0.06:
-            sig = self.rng.choice([signal.SIGKILL, signal.SIGTERM])
+        # draw every time, so a seed replays the same choices whatever the central's start-up took
+        kill, sig, down = self.rng.random() < 0.06, self.rng.choice([signal.SIGKILL, signal.SIGTERM]), \
+            self.rng.randint(1, 2)
+        if self.central.proc is not None and self.central.ready and kill:
             self.fig.central_kills += sig == signal.SIGKILL
             self.central.stop(sig)
-            self._central_down_until = i + self.rng.randint(1, 2)
+            self._central_down_until = i + down
 
     def _probe(self) -> None:
         """Remember a few readings of the (stopped) agent's file: seq -> channel, value, boot time."""
@@ -379,7 +382,7 @@ speed = {SPEED}
                 (max(0, hi - 400),)).fetchall()
         finally:
             db.close()
-        for seq, name, res, value, boot in self.rng.sample(rows, min(5, len(rows))):
+        for seq, name, res, value, boot in self._probe_rng.sample(rows, min(5, len(rows))):
             v = None if value is None else (round(value * res, 6) if isinstance(value, int) else float(value))
             old = self.probes.setdefault(int(seq), (name, v, int(boot)))
             if old != (name, v, int(boot)):
@@ -400,13 +403,16 @@ speed = {SPEED}
         port = self.central.wait_ready()
         self.proxy = FaultProxy(port, lifetime=24 * 3600).start()
         agent_log = self.dir / "agent.log"
+        # the central is away for the first lifetimes, and longer (at most 30 more) until the
+        # agent's own cycles have hit the cap
         outage = max(1, int(self.kills_wanted * self.outage_share))
+        in_outage = True
         try:
             i = 0
             while self.fig.kills < self.kills_wanted:
                 length = self.rng.uniform(*self.lifetime)
                 self._central_chaos(i)
-                self._proxy_fault(i, outage=i < outage)
+                self._proxy_fault(i, outage=in_outage)
                 cfg = self._config(self.proxy.url, self._scenario(i, length))
                 p = self._start_agent(cfg, agent_log)
                 time.sleep(length)
@@ -429,8 +435,9 @@ speed = {SPEED}
                     self.fig.kills += 1
                 self.fig.lifetimes += 1
                 self._probe()
-                if i == outage - 1:
+                if in_outage:
                     self._note_cap()
+                    in_outage = i + 1 < outage or (self.fig.evicted_by_agent == 0 and i + 1 < outage + 30)
                 i += 1
                 if self.verbose and i % 50 == 0:
                     print(f"  ... {i} lifetimes, {self.fig.kills} kills, {time.monotonic() - t0:.0f}s",
