@@ -151,6 +151,7 @@ class Figures:
     lost: int = 0
     duplicates: int = 0
     overlap: int = 0
+    gap_overlap: int = 0
     seconds: float = 0.0
 
     def table(self) -> str:
@@ -175,6 +176,7 @@ class Figures:
             ("readings not flagged unsynced but off the true time", self.clock_errors),
             ("seq reuse probes (buffer vs central)", self.reuse_samples_checked),
             ("LOST", self.lost), ("DUPLICATES", self.duplicates), ("stored AND in a gap", self.overlap),
+            ("in two gaps (counted missing twice)", self.gap_overlap),
             ("wall time (s)", f"{self.seconds:.1f}"),
         ]
         w = max(len(k) for k, _ in rows)
@@ -550,7 +552,7 @@ speed = {SPEED}
             span = set(range(g.first_seq, g.last_seq + 1))
             if g.count != len(span):
                 bad_counts.append(g)
-            f.overlap += len(covered & span)  # two gaps covering one seq
+            f.gap_overlap += len(covered & span)  # two gaps covering one seq
             covered |= span
             reasons[g.reason] += len(span)
         f.gap_records, f.gap_readings, f.gap_reasons = len(gaps), len(covered), dict(reasons)
@@ -578,7 +580,9 @@ speed = {SPEED}
         if f.duplicates:
             problems.append(f"{f.duplicates} duplicates (count_readings {total}, distinct {len(stored_set)})")
         if f.overlap:
-            problems.append(f"{f.overlap} seqs both stored and in a gap (or in two gaps)")
+            problems.append(f"{f.overlap} seqs both stored and in a gap")
+        if f.gap_overlap:
+            problems.append(f"{f.gap_overlap} seqs in two gaps: reported missing twice")
         if bad_counts:
             problems.append(f"gap counts do not match their ranges: {bad_counts[:5]}")
         if f.clock_errors:

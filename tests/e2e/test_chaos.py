@@ -37,7 +37,7 @@ def _run(tmp_path, url, label, capsys):
 
 
 def _check(fig):
-    assert fig.lost == 0 and fig.duplicates == 0 and fig.overlap == 0
+    assert fig.lost == 0 and fig.duplicates == 0 and fig.overlap == 0 and fig.gap_overlap == 0
     assert fig.kills >= KILLS
     assert fig.stored > 0 and fig.acknowledged > fig.prefilled
     assert fig.stored + fig.gap_readings == fig.acknowledged
