@@ -609,11 +609,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.db == "sqlite":
         url = f"sqlite:///{workdir / 'central.db'}"
     else:
-        url = os.environ.get("STREETNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test") + \
-            f"?schema=sn_chaos_{secrets.token_hex(6)}"
+        pg = os.environ.get("STREETNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+        schema = f"sn_chaos_{secrets.token_hex(6)}"
+        url = f"{pg}?schema={schema}"
     print(f"chaos: {args.kills} kills, {args.db}, seed {seed}, work dir {workdir}", flush=True)
     fig = ChaosRun(workdir, url, kills=args.kills, seed=seed, db_label=args.db, verbose=True).run()
     print(fig.table())
+    if args.db == "postgresql":  # kept when the run failed: the evidence
+        import psycopg
+
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     return 0
 
 
