@@ -323,7 +323,7 @@ class Agent:
                         live_readings=u["live_readings"], connect_timeout=c["connect_timeout"],
                         read_timeout=c["read_timeout"], ca_bundle=c["ca_bundle"],
                         backoff_initial=u["backoff_initial"], backoff_max=u["backoff_max"],
-                        health=self.health)
+                        health=self.health, clock=self.clock.wall)  # one wall clock for stamps and signing
 
     def _upload_main(self) -> None:
         import schedule
@@ -356,7 +356,7 @@ class Agent:
         if up is None or self._stop.is_set() or not up.ready():
             return
         try:
-            res = up.run_round(time.time() + max(self._upload_interval, 5.0), alert=alert)
+            res = up.run_round(self.clock.wall() + max(self._upload_interval, 5.0), alert=alert)  # its clock
         except Exception as e:  # never let one round kill the thread
             log.error("upload round failed: %s", e)
             self.last_round = {"at": time.time(), "error": str(e)}

@@ -149,6 +149,7 @@ class Clock:
         self._last_sync_check: int | None = None
         self._last_offset: int | None = None
         self._base: int | None = None  # wall - boot of stamps waiting for a correction
+        self._next_base: int | None = None  # the central's base, used once its correction is taken
         self._pending: list[Correction] = []
         self.last_correction: Correction | None = None
 
@@ -157,6 +158,10 @@ class Clock:
         if self._boot_id is None:
             self._boot_id = read_boot_id()
         return self._boot_id
+
+    def wall(self) -> float:
+        """The wall clock this Clock stamps with (s since the epoch): the uploader signs with it."""
+        return self._wall()
 
     @property
     def synced(self) -> bool | None:
@@ -185,9 +190,10 @@ class Clock:
 
     def _queue(self, offset_ms: int, source: str) -> Correction:
         c = Correction(self.boot_id, int(offset_ms), source)
+        self._pending = [p for p in self._pending if p.source != "central"]  # measured from _base too
         self._pending.append(c)
         self.last_correction = c
-        self._base = None
+        self._base = self._next_base = None
         return c
 
     def poll(self) -> bool:
@@ -207,8 +213,12 @@ class Clock:
     def learn_offset(self, offset_ms: int) -> Correction | None:
         """The central's clock minus ours (learned during upload): corrects unsynced stamps.
 
-        Later unsynced stamps follow the central's time (and are corrected again
-        by the next learned offset, usually by a few ms).
+        Unsynced stamps follow the central's time once the correction has been
+        taken (`take_corrections`), not before: the buffer corrects every unsynced
+        reading of the boot, so a reading stamped on the central's time before the
+        correction is applied would be moved twice. (Learned from another thread,
+        applied by the sampling thread: this ordering closes that race.) A newer
+        learned offset replaces a correction not yet taken.
         """
         with self._lock:
             wall, boot, synced = self._check()
@@ -218,13 +228,19 @@ class Clock:
             if self._base is None:
                 self._base = central_base
                 return None
-            c = self._queue(central_base - self._base, "central")
-            self._base = central_base
+            self._pending = [p for p in self._pending if p.source != "central"]
+            c = Correction(self.boot_id, int(central_base - self._base), "central")
+            self._pending.append(c)
+            self.last_correction = c
+            self._next_base = central_base
             return c
 
     def take_corrections(self) -> list[Correction]:
+        """Corrections to apply now; stamps after this call are on the corrected time."""
         with self._lock:
             out, self._pending = self._pending, []
+            if self._next_base is not None:
+                self._base, self._next_base = self._next_base, None
             return out
 
 

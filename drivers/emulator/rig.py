@@ -10,6 +10,13 @@
   rain rates are in scenario time when ``speed`` > 1.
 * ``rig.inject(target, fault)`` / ``rig.clear(target=None, fault=None)`` — target is a kind
   ("bme280", "pm25", "flood", "rain") or an I2C address (0x76, "0x12").
+* ``rig.wall_time()`` / ``rig.clock_synced()`` — the node's wall clock and its sync state
+  per the scenario's ``[clock]`` (the real clock, sync unknown, without one); give them to
+  `node.clock.Clock(wall=..., sync=...)`.
+* ``rig.play()`` — applies the scenario's fault schedule (``faults`` in its TOML) at the
+  scenario time now: injects the windows that started, clears those that ended (only faults
+  the schedule itself injected). The rig's daemon thread calls it (``autorun=True``), started
+  by the first ``bus()``/``attach_*()``; tests with a manual clock call it themselves.
 
 Rain tips are emitted by ``pump()`` (with contact bounce while ``speed`` <= 100): at most
 one tip per call, and only once the scenario clock has moved 1.5 debounce windows past the
@@ -62,11 +69,12 @@ class _Rain:
 class EmulatedRig:
     def __init__(self, scenario: str | Scenario = "calm", *, speed: float = 1.0,
                  clock: Callable[[], float] = time.monotonic, start_s: float = 0.0, seed: int = 0,
-                 autorun: bool = True, timing: bool = True) -> None:
+                 autorun: bool = True, timing: bool = True, wall: Callable[[], float] = time.time) -> None:
         if speed <= 0:
             raise ValueError("speed: expected a positive number")
         self.scenario = scenario if isinstance(scenario, Scenario) else _scenario(scenario)
         self.speed, self.clock, self.start_s = speed, clock, start_s
+        self._wall = wall
         self.autorun = autorun
         # contact bounce takes ~50 µs of real time per edge here; beyond ~100x that is more
         # than a debounce window of scenario time, so fast rigs emit clean tips
@@ -82,6 +90,9 @@ class EmulatedRig:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._played: set[tuple[str, str]] = set()
+        for w in self.scenario.faults:  # a bad schedule fails here, not later in the thread
+            self._check_fault(w.target, w.fault)
 
     # ---------------------------------------------------------- time and truth
     def scenario_clock(self) -> float:
@@ -89,6 +100,16 @@ class EmulatedRig:
 
     def truth(self) -> Truth:
         return self.scenario.at(self.scenario_clock())
+
+    def wall_time(self) -> float:
+        """The emulated node's wall clock (s since the epoch): real time + the scenario's offset."""
+        plan = self.scenario.clock
+        return self._wall() + (plan.at(self.scenario_clock())[0] if plan else 0.0)
+
+    def clock_synced(self) -> bool | None:
+        """Whether the emulated wall clock is synchronized (None: unknown)."""
+        plan = self.scenario.clock
+        return plan.at(self.scenario_clock())[1] if plan else None
 
     def rain_truth_mm(self) -> float:
         """Rain that fell on the gauge since a RainGauge started listening on its pin (mm)."""
@@ -98,6 +119,8 @@ class EmulatedRig:
 
     # ---------------------------------------------------------- I2C
     def bus(self, n: int = 1) -> FakeSMBus:
+        if self.scenario.faults:
+            self._start_thread()
         return self._bus
 
     # ---------------------------------------------------------- GPIO
@@ -127,10 +150,14 @@ class EmulatedRig:
     def attach_rain(self, pin: int, mm_per_tip: float = 0.2794, debounce_s: float = 0.05) -> None:
         reed = self.pin_factory.pin(pin)
         self.rain = _Rain(reed, mm_per_tip, self.scenario_clock(), min_gap_s=max(1.5 * debounce_s, 1e-6))
-        if self.autorun and self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rig-rain", daemon=True)
-            self._thread.start()
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self.autorun and self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="rig", daemon=True)
+                self._thread.start()
 
     def _due_tips(self, r: _Rain, now_s: float) -> int:
         due = math.floor(self.scenario.rain_mm(r.start_s, now_s) / r.mm_per_tip + 1e-9) - r.emitted
@@ -170,10 +197,34 @@ class EmulatedRig:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.play()
             due = self.pump()
             self._stop.wait(0.0005 if due else 0.005)
 
     # ---------------------------------------------------------- faults
+    def play(self) -> None:
+        """Apply the scenario's fault schedule at the scenario time now (idempotent)."""
+        if not self.scenario.faults:
+            return
+        want = self.scenario.faults_at(self.scenario_clock())
+        with self._lock:
+            for target, fault in sorted(want - self._played):
+                if self._target(target) == "rain" and self.rain is None:
+                    continue  # no gauge wired (yet): nothing to break
+                self.inject(target, fault)
+                self._played.add((target, fault))
+            for target, fault in sorted(self._played - want):
+                self.clear(target, fault)
+                self._played.discard((target, fault))
+
+    def _check_fault(self, target: int | str, fault: str) -> None:
+        kind = self._target(target)
+        allowed = {"bme280": self.bme280.FAULTS, "pm25": self.pm25.FAULTS, "flood": RANGER_FAULTS,
+                   "rain": RAIN_FAULTS}[kind]
+        if fault not in allowed:
+            raise ValueError(f"fault {fault!r} does not apply to {kind} "
+                             f"(one of {', '.join(sorted(allowed))})")
+
     def _target(self, target: int | str) -> str:
         if isinstance(target, str) and target.lower().startswith("0x"):
             target = int(target, 16)

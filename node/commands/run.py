@@ -43,7 +43,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     without_charset_detection()
     from node.agent import Agent
 
-    agent = Agent(cfg, scenario=args.emulate)
+    agent = Agent(cfg, scenario=args.emulate, **_emulated_clock(cfg, args.emulate))
     path = cfg.source
 
     def on_term(signum: int, frame: Any) -> None:
@@ -76,6 +76,29 @@ def without_charset_detection() -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     warnings.filterwarnings("ignore", message="Unable to find acceptable character detection",
                             module="requests")
+
+
+def _emulated_clock(cfg: config.Config, emulate: str | None) -> dict[str, Any]:
+    """With a scenario that has a ``[clock]``: the rig, and a `Clock` on its emulated wall clock."""
+    name = emulate
+    if name is None and cfg.emulation["enabled"]:
+        name = cfg.emulation["scenario"]
+    if name is None:
+        return {}
+    from drivers.emulator.scenarios import scenario
+
+    try:
+        if scenario(name).clock is None:
+            return {}
+    except ValueError as e:
+        raise config.ConfigError(f"emulation.scenario: {e}") from None
+    from node.agent import build_hardware
+    from node.clock import Clock
+
+    hw = build_hardware(cfg, name)
+    rig = hw.rig  # type: ignore[attr-defined]
+    clock = Clock(wall=rig.wall_time, sync=rig.clock_synced, boot_id=rig.scenario.clock.boot_id)
+    return {"hardware": hw, "clock": clock}
 
 
 def _reload(agent: Any, path: str, verbose: int) -> None:

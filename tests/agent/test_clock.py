@@ -130,3 +130,26 @@ def test_last_known_good_time_roundtrip(tmp_path: Path):
     assert clk.last_known_good_time(tmp_path) == NOW_MS
     (tmp_path / clk.LKG_FILE).write_text("garbage")
     assert clk.last_known_good_time(tmp_path) is None
+
+
+def test_stamps_keep_the_old_base_until_the_central_correction_is_taken():
+    """Regression (chaos run, #9): the uploader thread learns the central's time while the
+    sampling thread stamps; a cycle stamped on the central's time *before* the correction was
+    applied got the correction too (the buffer corrects every unsynced reading of the boot) and
+    ended up a year in the future, flagged clock_corrected."""
+    t = FakeTime(NOW_MS - YEAR_MS)
+    c = t.make()
+    s0 = c.stamp()
+    t.advance(1000)
+    corr = c.learn_offset(YEAR_MS)  # upload thread
+    assert corr is not None and corr.offset_ms == YEAR_MS
+    s1 = c.stamp()  # sampling thread, before it applies the correction
+    assert s1.wall_ms - s1.boot_ms == s0.wall_ms - s0.boot_ms, "still on the base the correction fixes"
+    t.advance(1000)
+    assert c.learn_offset(YEAR_MS + 30) is not None  # a newer offset replaces the pending one
+    taken = c.take_corrections()
+    assert [x.offset_ms for x in taken] == [YEAR_MS + 30]
+    assert s1.wall_ms + taken[0].offset_ms == t.wall_ms - 1000 + YEAR_MS + 30  # s1 lands on true time
+    s2 = c.stamp()
+    assert not s2.synced and s2.wall_ms == t.wall_ms + YEAR_MS + 30  # after: the central's time
+    assert c.take_corrections() == []

@@ -20,7 +20,8 @@ chosen when the request has been read completely:
 
 ``proxy.set(mode, count=N, **params)`` applies ``mode`` to the next N requests
 (or connections for ``refuse``), then the proxy reverts to its default mode;
-``count=None`` changes the default. Counters are in ``proxy.counts`` and byte
+``count=None`` changes the default; ``proxy.retarget(port)`` points new upstream
+connections at another port (a receiver restarted elsewhere). Counters are in ``proxy.counts`` and byte
 totals in ``bytes_up``/``bytes_down``. The proxy is bounded: it stops by itself
 after ``lifetime`` seconds, every socket operation has a timeout, and `stop()`
 joins all its threads.
@@ -155,6 +156,11 @@ class FaultProxy:
             else:
                 self._script.extend(fault for _ in range(count))
 
+    def retarget(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        """Send new connections to another upstream (a receiver restarted on a new port)."""
+        with self._lock:
+            self.upstream = (upstream_host, upstream_port)
+
     def bodies(self) -> list[bytes]:
         """Bodies of the recorded requests (Content-Length framed), oldest first."""
         with self._lock:
@@ -255,7 +261,9 @@ class FaultProxy:
                     client.settimeout(0.2)
                     continue
                 if upstream is None:
-                    upstream = socket.create_connection(self.upstream, timeout=_IO_TIMEOUT)
+                    with self._lock:
+                        target = self.upstream
+                    upstream = socket.create_connection(target, timeout=_IO_TIMEOUT)
                     up_reader = _Reader(upstream)
                 assert up_reader is not None
                 upstream.sendall(raw)
