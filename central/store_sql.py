@@ -56,7 +56,7 @@ TABLES = [
         last_wall_ms BIGINT,
         reason TEXT NOT NULL,
         received_ms BIGINT NOT NULL,
-        PRIMARY KEY (node_id, epoch, first_seq, last_seq, reason))""",
+        PRIMARY KEY (node_id, epoch, first_seq, reason))""",
     """CREATE TABLE IF NOT EXISTS incidents (
         node_id TEXT NOT NULL,
         epoch BIGINT NOT NULL,
@@ -74,6 +74,14 @@ TABLES = [
         PRIMARY KEY (node_id, signature))""",
     "CREATE INDEX IF NOT EXISTS signatures_by_expiry ON signatures (expires_ms)",
 ]
+
+
+# A node extends its newest pending gap at the end while more is evicted (node/buffer), so a gap
+# whose ack was lost can come back longer with the same first_seq: keep one gap per start,
+# extended to the longest range reported, never counting the same readings twice.
+_GAP_UPSERT = ("ON CONFLICT (node_id, epoch, first_seq, reason) DO UPDATE SET last_seq = excluded.last_seq, "
+               "count = excluded.count, last_wall_ms = excluded.last_wall_ms, "
+               "received_ms = excluded.received_ms WHERE excluded.last_seq > gaps.last_seq")
 
 
 class SqlStore(Store):
@@ -208,7 +216,7 @@ class SqlStore(Store):
             stored = self._insert_readings(cur, rows) if rows else 0
             gaps = self._insert_many(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, "
                                      "first_wall_ms, last_wall_ms, reason, received_ms) VALUES "
-                                     "(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                     "(?, ?, ?, ?, ?, ?, ?, ?, ?) " + _GAP_UPSERT,
                                      [(node, g.epoch, g.first_seq, g.last_seq, g.count, g.first_wall_ms,
                                        g.last_wall_ms, g.reason, now_ms) for g in batch.gaps])
             incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "

@@ -101,6 +101,19 @@ class TestStoreContract:
         assert info.last_seen_ms == NOW + 9 and info.health == {"backlog_readings": 77, "firmware": "x"}
         assert (info.readings, info.gaps, info.missing_readings, info.incidents) == (2, 1, 100, 1)
 
+    def test_a_gap_resent_longer_is_extended_not_counted_twice(self, store):
+        """The node extends its pending gap while a lost ack is retried: one gap, the longest range."""
+        store.add_node("pole-1", KEY, NOW)
+        short = Gap(1, 100, 199, 100, NOW - 5000, NOW - 10, "evicted_size")
+        longer = Gap(1, 100, 349, 250, NOW - 5000, NOW - 5, "evicted_size")
+        for i, g in enumerate([short, longer, short]):  # the short one again: a stale resend
+            store.ingest(batch([], gaps=[g]), signature=f"{i:064x}", expires_ms=NOW + 1, now_ms=NOW)
+        other = Gap(1, 100, 120, 21, NOW - 5000, NOW - 4000, "rejected")  # another reason stays apart
+        store.ingest(batch([], gaps=[other]), signature="f" * 64, expires_ms=NOW + 1, now_ms=NOW)
+        assert store.gaps("pole-1") == [longer, other] or store.gaps("pole-1") == [other, longer]
+        (info,) = store.list_nodes()
+        assert (info.gaps, info.missing_readings) == (2, 271)
+
     def test_concurrent_overlapping_ingest_stores_once(self, store):
         store.add_node("pole-1", KEY, NOW)
         errors = []

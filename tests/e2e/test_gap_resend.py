@@ -1,5 +1,5 @@
 """Found by the long chaos run (#9, PostgreSQL, seed 2018842542), owned by node/buffer and the
-protocol: reported, not fixed here (docs/chaos.md, "Found", 3).
+protocol (docs/chaos.md, "Found", 3); fixed in central/store_sql.py (one gap per first_seq).
 
 An eviction gap rides along with a batch; the central stores it, the ack is lost. Before the
 resend the buffer evicts more and *merges* the new run into the same pending gap row, so the
@@ -10,8 +10,6 @@ last_seq, reason) keeps both, and the evicted readings of the first are counted 
 from __future__ import annotations
 
 import time
-
-import pytest
 
 from node.buffer import SqliteBuffer
 from node.uploader import Uploader
@@ -27,7 +25,6 @@ def _fill_until_evicted(buf, start: int) -> int:
     return i
 
 
-@pytest.mark.xfail(strict=True, reason="gap extended after a lost ack is stored twice (docs/chaos.md)")
 def test_a_gap_resent_after_a_lost_ack_and_more_eviction_is_not_counted_twice(tmp_path):
     central = Central(tmp_path)
     buf = SqliteBuffer(tmp_path / "buffer.db", NODE, max_size=1024**2)
