@@ -242,7 +242,7 @@ class Agent:
     def _apply_corrections(self) -> None:
         for c in self.clock.take_corrections():
             try:
-                n = self.buffer.correct_clock(c.boot_id, c.offset_ms)
+                n = self.buffer.correct_clock(c.boot_id, c.offset_ms, true_base_ms=c.true_base_ms)
             except Exception as e:
                 log.error("clock correction of %+d ms not applied: %s", c.offset_ms, e)
                 continue

@@ -118,6 +118,10 @@ class Correction:
     boot_id: str
     offset_ms: int
     source: str  # "ntp", "step" or "central"
+    # the true wall - boot of this boot: lets the buffer put every unsynced reading of the boot on
+    # true time whatever base it was stamped with (another process of the same boot, a clock set
+    # by hand); offset_ms is the shift for the stamps of this process
+    true_base_ms: int | None = None
 
 
 class Clock:
@@ -184,12 +188,12 @@ class Clock:
             self._synced = s
         if self._synced:
             if self._base is not None:
-                self._queue(offset - self._base, "step" if self._set_by_step else "ntp")
+                self._queue(offset - self._base, "step" if self._set_by_step else "ntp", offset)
             return wall, boot, True
         return wall, boot, False
 
-    def _queue(self, offset_ms: int, source: str) -> Correction:
-        c = Correction(self.boot_id, int(offset_ms), source)
+    def _queue(self, offset_ms: int, source: str, true_base_ms: int) -> Correction:
+        c = Correction(self.boot_id, int(offset_ms), source, int(true_base_ms))
         self._pending = [p for p in self._pending if p.source != "central"]  # measured from _base too
         self._pending.append(c)
         self.last_correction = c
@@ -229,7 +233,7 @@ class Clock:
                 self._base = central_base
                 return None
             self._pending = [p for p in self._pending if p.source != "central"]
-            c = Correction(self.boot_id, int(central_base - self._base), "central")
+            c = Correction(self.boot_id, int(central_base - self._base), "central", int(central_base))
             self._pending.append(c)
             self.last_correction = c
             self._next_base = central_base

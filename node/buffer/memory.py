@@ -180,12 +180,12 @@ class MemoryBuffer:
                 self.record_incident("batch_rejected", detail, len(seqs))
             return True
 
-    def correct_clock(self, boot_id: str, offset_ms: int) -> int:
+    def correct_clock(self, boot_id: str, offset_ms: int, *, true_base_ms: int | None = None) -> int:
         with self._lock:
             n = 0
             for first, c in self._cycles.items():
                 if c[3] == boot_id and c[4] == CLK_UNSYNCED:
-                    c[1] += int(offset_ms)
+                    c[1] = c[1] + int(offset_ms) if true_base_ms is None else c[2] + int(true_base_ms)
                     c[4] = CLK_CORRECTED
                     n += sum(1 for s in range(first, first + c[0]) if s in self._readings)
             return n

@@ -57,11 +57,12 @@ class Overflow:
         for p in self.cycles:
             p.seq = -1
 
-    def correct_clock(self, boot_id: str, offset_ms: int) -> int:
+    def correct_clock(self, boot_id: str, offset_ms: int, *, true_base_ms: int | None = None) -> int:
         n = 0
         for p in self.cycles:
             if p.stamp.boot_id == boot_id and p.clk == CLK_UNSYNCED:
-                p.stamp = Stamp(p.stamp.wall_ms + offset_ms, p.stamp.boot_ms, boot_id, False)
+                wall = p.stamp.wall_ms + offset_ms if true_base_ms is None else p.stamp.boot_ms + true_base_ms
+                p.stamp = Stamp(wall, p.stamp.boot_ms, boot_id, False)
                 p.clk = CLK_CORRECTED
                 n += len(p.samples)
         return n

@@ -608,10 +608,16 @@ class SqliteBuffer:
                 return False
 
     # ------------------------------------------------------------ clock, incidents, status
-    def correct_clock(self, boot_id: str, offset_ms: int) -> int:
-        """Shift unsynced readings of ``boot_id`` by ``offset_ms``; they become CLOCK_CORRECTED."""
+    def correct_clock(self, boot_id: str, offset_ms: int, *, true_base_ms: int | None = None) -> int:
+        """Put unsynced readings of ``boot_id`` on true time; they become CLOCK_CORRECTED.
+
+        With ``true_base_ms`` (the true wall - boot time of that boot) every such reading gets
+        ``wall = boot + true_base_ms``, whatever base it was stamped with (readings of an earlier
+        process of the same boot may already follow another base); else each is shifted by
+        ``offset_ms``.
+        """
         with self._lock:
-            n = self._held.correct_clock(boot_id, offset_ms)
+            n = self._held.correct_clock(boot_id, offset_ms, true_base_ms=true_base_ms)
             boot = self._boots.get(boot_id)
             if boot is None or not self._ensure_open():
                 return n
@@ -620,8 +626,12 @@ class SqliteBuffer:
                 n += db.execute("SELECT count(*) FROM cycles c, readings r WHERE c.boot = ? AND c.clk = ?"
                                 " AND r.seq BETWEEN c.first_seq AND c.first_seq + c.n - 1",
                                 (boot, CLK_UNSYNCED)).fetchone()[0]
-                db.execute("UPDATE cycles SET wall_ms = wall_ms + ?, clk = ? WHERE boot = ? AND clk = ?",
-                           (int(offset_ms), CLK_CORRECTED, boot, CLK_UNSYNCED))
+                if true_base_ms is None:
+                    db.execute("UPDATE cycles SET wall_ms = wall_ms + ?, clk = ? WHERE boot = ? AND clk = ?",
+                               (int(offset_ms), CLK_CORRECTED, boot, CLK_UNSYNCED))
+                else:
+                    db.execute("UPDATE cycles SET wall_ms = boot_ms + ?, clk = ? WHERE boot = ? AND clk = ?",
+                               (int(true_base_ms), CLK_CORRECTED, boot, CLK_UNSYNCED))
                 db.execute("COMMIT")
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)

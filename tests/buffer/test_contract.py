@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from drivers.quality import Quality
+from node.model import Stamp
 from tests.buffer.conftest import CHANNELS, cycle, stamp
 
 
@@ -97,6 +98,20 @@ def test_unsynced_readings_are_flagged_and_corrected(buffer):
     assert a.flags & ~int(Quality.CLOCK_CORRECTED) == 0
     assert b.flags & Quality.CLOCK_UNSYNCED and b.wall_ms == stamp(2).wall_ms
     assert buffer.correct_clock("no-such-boot", 5) == 0
+
+
+def test_correct_clock_to_the_true_base_whatever_base_readings_were_stamped_with(buffer):
+    """Two processes of one boot stamped unsynced readings on different bases: both go to true time."""
+    year = 365 * 86_400_000
+    behind = Stamp(stamp(0).wall_ms - year, stamp(0).boot_ms, "boot-a", False)  # raw clock, a year behind
+    ahead = Stamp(stamp(1).wall_ms + 7_000, stamp(1).boot_ms, "boot-a", False)  # another base
+    buffer.put(cycle(0, 1), behind)
+    buffer.put(cycle(1, 1), ahead)
+    true_base = stamp(0).wall_ms - stamp(0).boot_ms
+    assert buffer.correct_clock("boot-a", year, true_base_ms=true_base) == 2
+    got = buffer.claim(10).readings
+    assert [r.wall_ms for r in got] == [stamp(0).wall_ms, stamp(1).wall_ms]
+    assert all(r.flags & Quality.CLOCK_CORRECTED and not r.flags & Quality.CLOCK_UNSYNCED for r in got)
 
 
 def test_dead_letter_records_gap_and_incident(buffer):

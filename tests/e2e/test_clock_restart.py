@@ -1,14 +1,12 @@
-"""Found by the chaos run (#9), owned by node/buffer: reported, not fixed here (see docs/chaos.md).
-
-``buffer.correct_clock(boot_id, offset_ms)`` corrects every unsynced reading of the boot, whatever
-wall-boot base it was stamped with. A node without NTP learns its time from the central; after a
-restart in the same boot the new process starts on the raw clock again, and its correction moves
-the previous process's readings that were already on the central's time.
+"""Found by the chaos run (#9) (docs/chaos.md, "Found", 2), fixed by corrections carrying the boot's
+true base: ``buffer.correct_clock(boot_id, offset_ms)`` alone shifted every unsynced reading of the
+boot by one offset, whatever wall-boot base it was stamped with. A node without NTP learns its
+time from the central; after a restart in the same boot the new process starts on the raw clock
+again, and its correction moved the previous process's readings that were already on the
+central's time.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from node.buffer import SqliteBuffer
 from node.clock import Clock
@@ -18,7 +16,6 @@ YEAR_MS = 365 * 86_400_000
 TRUE_MS = 1_800_000_000_000
 
 
-@pytest.mark.xfail(strict=True, reason="node/buffer correct_clock is keyed by boot id only: docs/chaos.md")
 def test_restart_without_ntp_leaves_the_previous_process_readings_on_true_time(tmp_path):
     t = {"boot": 10_000, "true": TRUE_MS}
 
@@ -35,7 +32,7 @@ def test_restart_without_ntp_leaves_the_previous_process_readings_on_true_time(t
 
     def cycle(clock: Clock) -> None:
         for c in clock.take_corrections():  # as the agent's sampling pass does
-            buf.correct_clock(c.boot_id, c.offset_ms)
+            buf.correct_clock(c.boot_id, c.offset_ms, true_base_ms=c.true_base_ms)
         buf.put([Sample("weather.temperature_c", 25.0)], clock.stamp())
         advance(1000)
 
