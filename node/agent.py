@@ -356,7 +356,7 @@ class Agent:
         if up is None or self._stop.is_set() or not up.ready():
             return
         try:
-            res = up.run_round(self.clock.wall() + max(self._upload_interval, 5.0), alert=alert)  # its clock
+            res = up.run_round(time.monotonic() + max(self._upload_interval, 5.0), alert=alert)
         except Exception as e:  # never let one round kill the thread
             log.error("upload round failed: %s", e)
             self.last_round = {"at": time.time(), "error": str(e)}
@@ -367,7 +367,8 @@ class Agent:
         self.last_round = {"at": time.time(), "readings": res.readings, "live": res.live_readings,
                            "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
         if res.error:
-            log.warning("upload: %s (retry in %.0fs)", res.error, max(0.0, res.next_attempt_at - time.time()))
+            log.warning("upload: %s (retry in %.0fs)", res.error,
+                        max(0.0, res.next_attempt_at - time.monotonic()))
         if up.clock_offset_ms is not None:
             self.clock.learn_offset(up.clock_offset_ms)
 
@@ -441,8 +442,8 @@ class Agent:
 
     # ------------------------------------------------------------ shutdown
     def _drain(self, seconds: float) -> None:
-        deadline = time.time() + seconds
-        while time.time() < deadline and self.buffer.stats().readings > 0:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.buffer.stats().readings > 0:
             if self.uploader.ready():
                 res = self.uploader.run_round(deadline)
                 self.counters["uploaded"] += res.readings

@@ -57,7 +57,8 @@ class UploadBuffer(Protocol):
 
 @dataclass
 class RoundResult:
-    """What one upload round did; ``next_attempt_at`` is when the next may start."""
+    """What one upload round did; ``next_attempt_at`` (on the uploader's monotonic ``timer``) is
+    when the next may start: a wall-clock step never stalls or hurries a backoff."""
 
     next_attempt_at: float
     batches: int = 0  # acked batches
@@ -95,7 +96,8 @@ class Uploader:
                  max_batch_readings: int = 5000, max_batch_bytes: int = 512 * 1024,
                  live_readings: int = 500, connect_timeout: float = 5, read_timeout: float = 30,
                  ca_bundle: str | None = None, backoff_initial: float = 5, backoff_max: float = 600,
-                 clock: Callable[[], float] = time.time, rng: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.time, timer: Callable[[], float] = time.monotonic,
+                 rng: Callable[[], float] = random.random,
                  health: Callable[[], Mapping[str, Any]] | None = None,
                  on_clock_offset: Callable[[int], None] | None = None,
                  session: requests.Session | None = None) -> None:
@@ -122,7 +124,8 @@ class Uploader:
         self.on_clock_offset = on_clock_offset
         self.clock_offset_ms: int | None = None  # central time - local time, once learned
         self._key = key
-        self._clock = clock
+        self._clock = clock  # wall time: signing, status times, learning the central's time
+        self._timer = timer  # never steps: backoff, Retry-After and round deadlines
         self._health = health or dict
         self._backoff = Backoff(backoff_initial, backoff_max, rng)
         self._reported_offset: int | None = None
@@ -145,7 +148,7 @@ class Uploader:
     # ------------------------------------------------------------------ public
     def ready(self, now: float | None = None) -> bool:
         """True when no backoff or Retry-After holds the next round back."""
-        return (self._clock() if now is None else now) >= self._next_attempt_at
+        return (self._timer() if now is None else now) >= self._next_attempt_at
 
     @property
     def next_attempt_at(self) -> float:
@@ -153,7 +156,8 @@ class Uploader:
 
     def status(self) -> dict[str, Any]:
         """Counters and last outcomes for `streetnode status`."""
-        return {**self._status, "next_attempt_at": self._next_attempt_at,
+        wall_next = self._clock() + max(0.0, self._next_attempt_at - self._timer())
+        return {**self._status, "next_attempt_at": wall_next,
                 "clock_offset_ms": self.clock_offset_ms, "url": self.url}
 
     def close(self) -> None:
@@ -165,17 +169,17 @@ class Uploader:
     def run_round(self, deadline: float | None = None, *, alert: bool = False) -> RoundResult:
         """One round: the live batch newest-first, then oldest-first backfill.
 
-        Stops when the backlog is empty, ``deadline`` (same clock as ``clock``)
+        Stops when the backlog is empty, ``deadline`` (on ``timer``, monotonic)
         has passed, or an attempt failed with a retryable error. ``alert`` marks
         the live batch as a storm alert (health ``alert: true``).
         """
-        res = RoundResult(next_attempt_at=self._clock(), alert=alert)
+        res = RoundResult(next_attempt_at=self._timer(), alert=alert)
         outcome = self._send_live(res, alert=alert)
         if outcome == _SENT:
             outcome = self._backfill(res, deadline)
         res.backlog_empty = outcome == _EMPTY
         if outcome != _FAILED:
-            self._next_attempt_at = res.next_attempt_at = self._clock()
+            self._next_attempt_at = res.next_attempt_at = self._timer()
         return res
 
     # ------------------------------------------------------------------ batches
@@ -245,7 +249,7 @@ class Uploader:
             raise
 
     def _deadline_passed(self, deadline: float | None) -> bool:
-        return deadline is not None and self._clock() >= deadline
+        return deadline is not None and self._timer() >= deadline
 
     def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -336,7 +340,7 @@ class Uploader:
 
     def _failed(self, res: RoundResult, verdict: Verdict) -> None:
         delay = self._backoff.next_delay(verdict.retry_after)
-        self._next_attempt_at = res.next_attempt_at = self._clock() + delay
+        self._next_attempt_at = res.next_attempt_at = self._timer() + delay
         auth = verdict.action in (Action.AUTH_FAILED, Action.CLOCK, Action.RESIGN)
         res.error = f"auth failed: {verdict.reason}" if auth else verdict.reason
         self._status.update(last_error=res.error, auth_failed=auth)

@@ -21,7 +21,7 @@ def _drain(tmp_path, url, key):
     deadline = time.monotonic() + 20
     while buf.stats().readings and time.monotonic() < deadline:
         if up.ready():
-            up.run_round(time.time() + 5)
+            up.run_round(time.monotonic() + 5)
         else:
             time.sleep(0.05)
     st = buf.stats()

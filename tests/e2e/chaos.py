@@ -502,7 +502,7 @@ speed = {SPEED}
                 if not (st.readings or st.gaps_pending or st.incidents_pending):
                     break
                 if up.ready():
-                    up.run_round(time.time() + 10)
+                    up.run_round(time.monotonic() + 10)
                 else:
                     time.sleep(0.05)
             st = buf.stats()

@@ -35,7 +35,7 @@ def test_a_gap_resent_after_a_lost_ack_and_more_eviction_is_not_counted_twice(tm
                           backoff_max=1.0)
             i = _fill_until_evicted(buf, 0)
             proxy.set("cut", count=1)  # the live batch (with the gap) is stored, its ack lost
-            up.run_round(time.time() + 5)
+            up.run_round(time.monotonic() + 5)
             assert central.store.gaps(NODE), "the central stored the gap of the cut batch"
             first = buf.stats().dropped_total
             while buf.stats().dropped_total == first:  # more eviction while it is pending again
@@ -44,7 +44,7 @@ def test_a_gap_resent_after_a_lost_ack_and_more_eviction_is_not_counted_twice(tm
             deadline = time.monotonic() + 30
             while (buf.stats().readings or buf.stats().gaps_pending) and time.monotonic() < deadline:
                 if up.ready():
-                    up.run_round(time.time() + 5)
+                    up.run_round(time.monotonic() + 5)
                 else:
                     time.sleep(0.05)
             up.close()

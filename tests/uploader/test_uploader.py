@@ -50,7 +50,7 @@ def test_500s_back_off_then_every_reading_is_stored_once(buf, central, proxy):
     proxy.set("status", count=3, status=500)
     waits = []
     for _ in range(3):
-        now = time.time()
+        now = time.monotonic()
         res = up.run_round()
         assert res.error.startswith("HTTP 500") and res.readings == 0
         waits.append(res.next_attempt_at - now)
@@ -68,7 +68,7 @@ def test_429_retry_after_is_honoured(buf, central, proxy):
     fill(buf, 10)
     up = make_uploader(buf, proxy.url, central.key, backoff_initial=1, backoff_max=600, rng=lambda: 0.0)
     proxy.set("status", count=1, status=429, retry_after="120")
-    now = time.time()
+    now = time.monotonic()
     res = up.run_round()
     assert res.error.startswith("HTTP 429")
     assert res.next_attempt_at >= now + 120
@@ -113,7 +113,7 @@ def test_refused_connections_are_retried(buf, central, proxy):
     up = make_uploader(buf, proxy.url, central.key)
     proxy.set("refuse", count=1)
     res = up.run_round()
-    assert res.error.startswith("ConnectionError") and res.next_attempt_at > time.time()
+    assert res.error.startswith("ConnectionError") and res.next_attempt_at > time.monotonic()
     assert up.run_round().readings == total
     assert central.seqs() == list(range(1, total + 1))
 
@@ -187,7 +187,7 @@ def test_unknown_node_is_an_auth_failure_and_keeps_the_data(buf, central):
     total = fill(buf, 10)
     up = Uploader(buf, central.url, central.key, "hn-not-registered", rng=lambda: 0.5)
     res = up.run_round()
-    assert res.error == "auth failed: HTTP 401 unknown_node" and res.next_attempt_at > time.time()
+    assert res.error == "auth failed: HTTP 401 unknown_node" and res.next_attempt_at > time.monotonic()
     assert up.status()["auth_failed"] is True
     assert buf.stats().readings == total and buf.stats().claimed == 0
 
@@ -212,7 +212,7 @@ def test_byte_bound_claims_fewer_readings(buf, central, proxy):
 def test_deadline_stops_the_backfill_after_the_live_batch(buf, central):
     total = fill(buf, 100)
     up = make_uploader(buf, central.url, central.key, live_readings=50, max_batch_readings=100)
-    res = up.run_round(deadline=time.time() - 1)
+    res = up.run_round(deadline=time.monotonic() - 1)
     assert (res.readings, res.live_readings, res.backlog_empty) == (50, 50, False)
     assert up.ready()
     assert up.run_round().readings == total - 50
