@@ -325,3 +325,20 @@ def test_a_failing_health_snapshot_or_clock_hook_never_holds_readings_back(buf, 
     res = up.run_round()
     assert res.error is None and res.readings == total
     assert central.seqs() == list(range(1, total + 1))
+
+
+def test_a_wall_clock_step_back_does_not_stall_the_backoff(buf, central, proxy):
+    """Backoff runs on a monotonic timer: NTP stepping the wall clock back an hour changes nothing."""
+    total = fill(buf, 5)
+    wall, mono = [time.time()], [100.0]
+    up = make_uploader(buf, proxy.url, central.key, backoff_initial=5, rng=lambda: 1.0,
+                       clock=lambda: wall[0], timer=lambda: mono[0])
+    proxy.set("status", count=1, status=503)
+    res = up.run_round()
+    assert res.error.startswith("HTTP 503") and res.next_attempt_at == 105.0
+    assert not up.ready()
+    wall[0] -= 3600  # the wall clock is stepped back an hour
+    mono[0] += 5.01  # ... while the backoff's 5 s pass
+    assert up.ready()
+    res = up.run_round()  # signed an hour behind: the central's time is learned, then it goes through
+    assert res.error is None and res.backlog_empty and central.seqs() == list(range(1, total + 1))
