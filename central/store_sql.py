@@ -113,25 +113,18 @@ class SqlStore(Store):
         return cur
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                cur = conn.cursor()
-                rows = self._exec(cur, sql, params).fetchall()
-                conn.commit()
-                return rows
-            except self.backend_errors as e:
-                self._failed(conn)
-                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
-            except BaseException:
-                conn.rollback()
-                raise
+        return self._run(lambda cur: self._exec(cur, sql, params).fetchall(), write=False)
 
     def _write(self, fn: Any) -> Any:
+        return self._run(fn, write=True)
+
+    def _run(self, fn: Any, *, write: bool) -> Any:
+        """``fn(cursor)`` in one transaction (a write one when ``write``); driver errors -> StoreError."""
         with self._lock:
             conn = self._connection()
             try:
-                self._begin(conn)
+                if write:
+                    self._begin(conn)
                 cur = conn.cursor()
                 result = fn(cur)
                 conn.commit()

@@ -22,7 +22,7 @@ from drivers.errors import (
     WrongChip,
     bus_error,
 )
-from drivers.i2c import BusDeviceAdapter, is_absent, load_adafruit, read_msg
+from drivers.i2c import BusDeviceAdapter, answers, is_absent, load_adafruit
 from drivers.quality import Quality
 
 REG_CALIB_00 = 0x88
@@ -112,11 +112,7 @@ class BME280:
         return bus_error(exc, sensor=self.name, address=self.address, doing=doing)
 
     def _answers_address(self) -> bool:
-        try:
-            self.bus.i2c_rdwr(read_msg(self.address, 1))
-            return True
-        except OSError:
-            return False
+        return answers(self.bus, self.address)
 
     # ---------------------------------------------------------- public API
     def probe(self) -> None:

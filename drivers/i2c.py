@@ -104,6 +104,15 @@ def read_msg(address: int, length: int) -> Any:
     return smbus2.i2c_msg.read(address, length)
 
 
+def answers(bus: Any, address: int) -> bool:
+    """True when a device ACKs a one-byte read at ``address`` (the chip is there, whatever it is)."""
+    try:
+        bus.i2c_rdwr(read_msg(address, 1))
+        return True
+    except OSError:
+        return False
+
+
 def write_msg(address: int, data: bytes) -> Any:
     import smbus2
 

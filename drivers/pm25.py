@@ -13,7 +13,7 @@ from typing import Any
 
 from drivers.base import Measurement, StuckDetector
 from drivers.errors import EIO, BusError, DriverError, SensorNotFound, WrongChip, bus_error
-from drivers.i2c import BusDeviceAdapter, is_absent, load_adafruit, read_msg
+from drivers.i2c import BusDeviceAdapter, answers, is_absent, load_adafruit
 from drivers.quality import Quality
 
 QUANTITIES = ("pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3")
@@ -66,11 +66,7 @@ class PM25:
             raise DriverError(text, sensor=self.name, address=self.address) from e
 
     def _answers_address(self) -> bool:
-        try:
-            self.bus.i2c_rdwr(read_msg(self.address, 1))
-            return True
-        except OSError:
-            return False
+        return answers(self.bus, self.address)
 
     def probe(self) -> None:
         """Read and check one frame."""
