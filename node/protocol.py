@@ -9,7 +9,9 @@ reproduces every `Reading` exactly (values that are not exact multiples of the
 resolution travel verbatim in a per-channel exception list).
 
 Requests are signed with HMAC-SHA256 over method, path, timestamp, node id and
-the body's SHA-256 (`sign_request` / `verify_signature`).
+the body's SHA-256 (`sign_request` / `verify_signature`); the central's answer to a request
+whose signature verified carries a receipt over that signature and the response body
+(`sign_receipt` / `verify_receipt`), so a node believes only its own central.
 
 This module runs on the Pi: it imports only the standard library and node.model.
 """
@@ -43,6 +45,7 @@ HEADER_NODE = "X-Streetnode-Node"
 HEADER_TIMESTAMP = "X-Streetnode-Timestamp"
 HEADER_SIGNATURE = "X-Streetnode-Signature"
 HEADER_SERVER_TIME = "X-Streetnode-Server-Time"  # on every central response, ms since the epoch
+HEADER_RECEIPT = "X-Streetnode-Receipt"  # on every response to a request whose signature verified
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
 # Bodies up to this much JSON (every steady-state upload: ~1 KiB) get gzip's best level, since
 # bytes on a metered link are what they cost; a backlog's large batches get level 6: 1.5 % more
@@ -576,6 +579,24 @@ def verify_signature(key: bytes, method: str, path: str, body: bytes, timestamp:
                      node_id: str) -> bool:
     """True when ``sig`` is the signature of this request (constant-time comparison)."""
     return hmac.compare_digest(signature(key, method, path, body, timestamp, node_id=node_id), sig)
+
+
+def receipt_to_sign(request_signature: str, body: bytes) -> bytes:
+    """What a receipt covers: the request's signature and the SHA-256 of the response body as sent."""
+    return f"streetnode-v1-receipt\n{request_signature}\n{body_digest(body)}".encode()
+
+
+def sign_receipt(key: bytes, request_signature: str, body: bytes) -> str:
+    """The central's ``X-Streetnode-Receipt`` for a response ``body`` to a request signed
+    ``request_signature``: only the node's key makes it, so no proxy or captive portal can."""
+    return hmac.new(key, receipt_to_sign(request_signature, body), hashlib.sha256).hexdigest()
+
+
+def verify_receipt(key: bytes, request_signature: str, body: bytes, receipt: str | None) -> bool:
+    """True when ``receipt`` is the central's receipt of this exact answer (constant time)."""
+    if not receipt or not _SIG_RE.match(receipt.strip()):
+        return False
+    return hmac.compare_digest(sign_receipt(key, request_signature, body), receipt.strip())
 
 
 @dataclass(frozen=True)
