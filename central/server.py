@@ -80,6 +80,47 @@ class ServerTimeMiddleware:
         await self.app(scope, receive, send_with_time)
 
 
+RECEIPT_STATE = "streetnode_receipt"  # scope["state"] key: (node key, request signature) once verified
+
+
+class ReceiptMiddleware:
+    """Signs every answer to a request whose HMAC signature verified (contract 1): the handler
+    leaves ``(key, signature)`` in ``scope["state"]``; the (small, JSON) body is held back until
+    complete so the receipt can cover it. Other responses pass through unbuffered."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def send_signed(message: Any) -> None:
+            nonlocal start
+            signer = scope.get("state", {}).get(RECEIPT_STATE)
+            if message["type"] == "http.response.start" and signer is not None:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(chunks)
+            key, request_signature = scope["state"][RECEIPT_STATE]
+            receipt = protocol.sign_receipt(key, request_signature, body)
+            start["headers"] = [*start.get("headers", []),
+                                (protocol.HEADER_RECEIPT.lower().encode(), receipt.encode())]
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, send_signed)
+
+
 def load_schema() -> dict[str, Any]:
     """The JSON Schema of the v1 ingest document (central/schema_v1.json)."""
     return json.loads(importlib.resources.files("central").joinpath("schema_v1.json").read_text("utf-8"))
@@ -91,6 +132,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     """The receiver's ASGI app over ``store``; ``clock`` gives the server's wall time in seconds."""
     app = FastAPI(title="streetnode central", version=str(protocol.PROTOCOL_VERSION),
                   description="Receives signed, gzip-compressed v1 batches from streetnode nodes.")
+    app.add_middleware(ReceiptMiddleware)
     app.add_middleware(ServerTimeMiddleware, clock=clock)
 
     def now_ms() -> int:
@@ -139,6 +181,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
         if not protocol.verify_signature(key, request.method, request.url.path, body, auth.timestamp,
                                          auth.signature, node_id=auth.node_id):
             raise Rejected("bad_signature", "signature does not match (wrong key, path or body?)")
+        request.state.streetnode_receipt = (key, auth.signature)  # every answer from here on is signed
         now = now_ms()
         if not protocol.timestamp_fresh(auth.timestamp, now, window_ms):
             raise Rejected("stale_timestamp", f"timestamp {auth.timestamp} is {now - auth.timestamp} ms "
@@ -162,7 +205,8 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
             raise Rejected("replay", REPLAY_MESSAGE) from None
         except UnknownNode:
             raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
-        return result.as_dict()
+        # contract 2: what was decoded and for which batch, so the node checks the answer is for it
+        return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch}
 
     schema = load_schema()
 

@@ -114,7 +114,7 @@ def test_serve_subprocess_survives_sigkill(tmp_path, cli_env):
         h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
                                                                 node_id="pole-1")}
         r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
-        assert r.json() == {"stored": 10, "duplicates": 50, "gaps": 0, "incidents": 0}
+        assert r.json().items() >= {"stored": 10, "duplicates": 50, "gaps": 0, "incidents": 0}.items()
     finally:
         proc.send_signal(signal.SIGTERM)  # graceful; uvicorn re-raises the signal after shutdown
         assert proc.wait(timeout=10) in (0, -signal.SIGTERM)

@@ -30,14 +30,14 @@ def test_ingest_then_resend_whole_and_resplit_is_idempotent(central):
     b = make_batch(range(30))
     r = post(url, body_of(b))
     assert r.status_code == 200, r.text
-    assert r.json() == {"stored": 30, "duplicates": 0, "gaps": 0, "incidents": 0}
+    assert r.json().items() >= {"stored": 30, "duplicates": 0, "gaps": 0, "incidents": 0}.items()
     time.sleep(0.002)  # a new timestamp, hence a new signature
     r = post(url, body_of(b))
     assert r.status_code == 200 and r.json()["stored"] == 0 and r.json()["duplicates"] == 30
     for part in (range(0, 10), range(5, 45)):  # re-split with overlap and new readings
         r = post(url, body_of(make_batch(part)))
         assert r.status_code == 200, r.text
-    assert r.json() == {"stored": 15, "duplicates": 25, "gaps": 0, "incidents": 0}
+    assert r.json().items() >= {"stored": 15, "duplicates": 25, "gaps": 0, "incidents": 0}.items()
     assert store.seqs(NODE, 1) == list(range(45))
     assert r.headers[protocol.HEADER_SERVER_TIME].isdigit()
 
@@ -191,7 +191,7 @@ def test_read_api(central):
     doc["gaps"] = [{"epoch": 1, "first_seq": 100, "last_seq": 109, "count": 10, "reason": "evicted_age"}]
     doc["incidents"] = [{"id": 1, "wall_ms": 5, "kind": "disk_full", "detail": "ENOSPC"}]
     r = post(url, gzip.compress(json.dumps(doc).encode()))
-    assert r.json() == {"stored": 9, "duplicates": 0, "gaps": 1, "incidents": 1}
+    assert r.json().items() >= {"stored": 9, "duplicates": 0, "gaps": 1, "incidents": 1}.items()
     nodes = requests.get(url + "/v1/nodes", timeout=10).json()["nodes"]
     (n,) = nodes
     assert (n["node_id"], n["backlog_readings"], n["gaps"], n["missing_readings"], n["incidents"]) == (
@@ -228,8 +228,8 @@ def test_serve_in_thread_from_url_and_restart_keeps_data(tmp_path):
     stop()
     url, stop = serve_in_thread(db)
     try:
-        assert post(url, body_of(make_batch(range(6)))).json() == {"stored": 2, "duplicates": 4, "gaps": 0,
-                                                                   "incidents": 0}
+        answer = post(url, body_of(make_batch(range(6)))).json()
+        assert answer.items() >= {"stored": 2, "duplicates": 4, "gaps": 0, "incidents": 0}.items()
     finally:
         stop()
 
