@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tests.e2e.chaos import ROOT, CentralProcess, ChaosError, _env
+from tests.e2e.chaos import ROOT, CentralProcess, ChaosError, _env, drain_buffer
 from tests.support.faultproxy import FaultProxy
 
 NODE = "pathdisk-1"
@@ -266,27 +266,8 @@ speed = {SPEED}
         return self._measure(seconds)
 
     def _drain(self) -> None:
-        from node.buffer import SqliteBuffer
-        from node.uploader import Uploader
-
         assert self.proxy is not None
-        with SqliteBuffer(self.buffer_path, NODE) as buf:
-            up = Uploader(buf, self.proxy.url, self.key, NODE, backoff_initial=0.1, backoff_max=1.0)
-            try:
-                deadline = time.monotonic() + 60
-                while time.monotonic() < deadline:
-                    st = buf.stats()
-                    if not (st.readings or st.gaps_pending or st.incidents_pending):
-                        break
-                    if up.ready():
-                        up.run_round(time.monotonic() + 10)
-                    else:
-                        time.sleep(0.05)
-                st = buf.stats()
-                if st.readings or st.gaps_pending or st.incidents_pending:
-                    raise ChaosError(f"backlog not drained: {st}")
-            finally:
-                up.close()
+        drain_buffer(self.buffer_path, NODE, self.proxy.url, self.key, records_too=True)
 
     # ------------------------------------------------------------ the proof
     def verify(self) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 from node.upload_loop import UploadLoop
+from tests.agent.conftest import wait_for
 from tests.uploader.conftest import fill
 from tests.uploader.test_uploader import decoded, make_uploader
 
@@ -27,15 +28,6 @@ def start(loop):
     t = threading.Thread(target=loop.run, daemon=True)
     t.start()
     return t
-
-
-def wait_for(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_a_storm_alert_raised_during_a_backoff_goes_out_at_once(buf, central, proxy):
