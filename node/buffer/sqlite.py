@@ -416,7 +416,8 @@ class SqliteBuffer:
 
     def _hold(self, pending: Pending) -> None:
         """Keep a cycle in the bounded in-memory overflow; the oldest held ones become gaps."""
-        self._dropped += self._held.hold(pending, self._disk_error or "overflow", self._claimed_gap_ids())
+        reason = "disk_full" if self._disk_error == "disk_full" else "overflow"  # protocol GAP_REASONS
+        self._dropped += self._held.hold(pending, reason, self._claimed_gap_ids())
 
     def _flush_overflow(self, force: bool = False) -> bool:
         """Write what waits in memory and can be written (acks first, then unnumbered cycles, gaps,

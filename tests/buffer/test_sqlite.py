@@ -253,6 +253,7 @@ def test_unusable_state_dir_never_raises(tmp_path, clock):
     assert early.epoch >= VOLATILE_EPOCH_BASE and len(early.readings) == 10
     assert [i.kind for i in early.incidents] == ["disk_error"]
     assert {g.epoch for g in early.gaps} == {early.epoch} and sum(g.count for g in early.gaps) == 50
+    assert {g.reason for g in early.gaps} == {"overflow"}  # a reason the protocol knows (GAP_REASONS)
     b.release(early.id)
     blocker.unlink()
     clock.t += 10
