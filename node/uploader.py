@@ -210,7 +210,8 @@ class Uploader:
                 outcome = self._backfill(res, deadline)
         except BaseException as e:
             if isinstance(e, Exception):  # a bug or an OS surprise: no tight loop of rounds
-                self._failed(res, Verdict(Action.RETRY, f"{type(e).__name__}: {e}"))
+                # (trusted: not the path's fault, so the breaker does not count it)
+                self._failed(res, Verdict(Action.RETRY, f"{type(e).__name__}: {e}", trusted=True))
             raise
         finally:
             self._release_unsettled()
