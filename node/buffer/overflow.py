@@ -123,7 +123,8 @@ class Overflow:
 
     def claimable(self, limit: int, newest_first: bool) -> list[Pending]:
         """Unclaimed cycles from the newest or the oldest end, in one epoch (numbered ones of an
-        earlier claim, or unnumbered ones), up to ``limit`` readings but at least one cycle."""
+        earlier claim, or unnumbered ones), up to ``limit`` readings; a cycle larger than ``limit``
+        is split so that a bisection (413, a 422 naming a reading) always gets smaller."""
         order = reversed(self.cycles) if newest_first else iter(self.cycles)
         out: list[Pending] = []
         total = 0
@@ -136,11 +137,19 @@ class Overflow:
                 break
             out.append(c)
             total += len(c.samples)
+        if len(out) == 1 and len(out[0].samples) > limit:
+            self._split(out[0], limit)
         if out and out[0].seq > 0:
             out.sort(key=lambda c: c.seq)
         elif newest_first:
             out.reverse()  # unnumbered: in time order, as they will be numbered
         return out
+
+    def _split(self, p: Pending, k: int) -> None:
+        """Keep the first ``k`` readings in ``p``; the rest becomes a cycle of its own (same stamp)."""
+        rest = Pending(p.seq + k if p.seq > 0 else -1, p.samples[k:], p.stamp, p.clk, p.epoch)
+        p.samples = p.samples[:k]
+        self.cycles.insert(self.cycles.index(p) + 1, rest)
 
     def unnumbered(self) -> list[Pending]:
         """Cycles no one has seen a number of: they can go to the file as if they never waited."""

@@ -232,3 +232,19 @@ def test_a_card_that_turns_read_only_under_the_agent_keeps_uploading_without_res
     assert (st.readings, st.claimed) == (0, 0)
     assert buf.claim(100) is None  # nothing is sent again
     buf.close()
+
+
+def test_a_claim_from_memory_honours_a_limit_smaller_than_a_cycle(tiny_fs, clock):
+    """A bisection (413, a 422 naming a reading) must get down to one reading held in memory too."""
+    remount(tiny_fs, "ro")
+    buf = SqliteBuffer(tiny_fs / "buffer.db", "node-1", clock=clock, timer=clock)
+    buf.put(cycle(0, 15), stamp(0))
+    one = buf.claim(1, newest_first=True)
+    assert len(one.readings) == 1 and one.readings[0].seq == 1
+    buf.dead_letter(one.id, "422 channels[0].v[0]")  # the one reading refused: a gap of its own
+    rest = buf.claim(100)
+    assert [r.seq for r in rest.readings] == list(range(2, 16)) and rest.epoch == one.epoch
+    assert [(g.epoch, g.first_seq, g.last_seq, g.reason) for g in rest.gaps] == [(one.epoch, 1, 1,
+                                                                                 "rejected")]
+    assert buf.ack(rest.id) and buf.stats().overflow_readings == 0
+    buf.close()
