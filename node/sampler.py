@@ -118,6 +118,7 @@ def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 
     return FloodRanger(cfg["trigger_pin"], cfg["echo_pin"], mount_height_cm=cfg["mount_height_cm"],
                        max_distance_cm=cfg["max_distance_cm"], pings=cfg["pings"],
+                       min_distance_cm=cfg.get("min_distance_cm", 2.0),
                        pin_factory=hw.pin_factory, name=cfg["name"])
 
 
