@@ -535,6 +535,15 @@ def to_toml(cfg: Config) -> str:
     return "\n".join(out) + "\n"
 
 
+def gpio_pins(cfg: Config) -> list[tuple[int, str]]:
+    """Every GPIO pin the configuration uses, with its key: ``[(23, "flood.trigger_pin"), ...]``."""
+    pins = [(s[key], f"{s['name']}.{key}") for s in cfg.sensors if s["enabled"]
+            for key in _PIN_KEYS if s.get(key) is not None]
+    if cfg.status_led["pin"] is not None:
+        pins.append((cfg.status_led["pin"], "status_led.pin"))
+    return pins
+
+
 def sensor_schema(stype: str) -> dict[str, Field]:
     """All keys a sensor of this type accepts (common keys included)."""
     return {**_SENSOR_COMMON, **SENSOR_TYPES[stype]}

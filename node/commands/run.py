@@ -43,6 +43,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     if args.speed is not None:
         cfg.emulation["speed"] = args.speed
     logsetup.setup(cfg.node["log_level"], args.verbose)
+    if args.emulate is None and not cfg.emulation["enabled"] and config.gpio_pins(cfg):
+        logsetup.route_gpiozero_warnings()  # one line with the cause, not 4 raw warnings per device
     without_charset_detection()
     from node.agent import Agent
 
