@@ -366,9 +366,6 @@ class Agent:
         self.counters["duplicates"] += res.duplicates
         self.last_round = {"at": time.time(), "readings": res.readings, "live": res.live_readings,
                            "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
-        if res.error:
-            log.warning("upload: %s (retry in %.0fs)", res.error,
-                        max(0.0, res.next_attempt_at - time.monotonic()))
         if up.clock_offset_ms is not None:
             self.clock.learn_offset(up.clock_offset_ms)
 

@@ -334,7 +334,8 @@ class Uploader:
             res.stored += _int(answer.get("stored"))
             res.duplicates += _int(answer.get("duplicates"))
         self._backoff.reset()
-        self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False)
+        self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False,
+                            last_error=None)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
 
@@ -345,7 +346,7 @@ class Uploader:
         res.error = f"auth failed: {verdict.reason}" if auth else verdict.reason
         self._status.update(last_error=res.error, auth_failed=auth)
         self._status["consecutive_failures"] += 1
-        log.log(logging.ERROR if auth else logging.WARNING, "upload failed (%s); next attempt in %.1f s",
+        log.log(logging.ERROR if auth else logging.WARNING, "upload failed: %s; next attempt in %.1f s",
                 res.error, delay)
 
     # ------------------------------------------------------------------ HTTP
@@ -376,7 +377,7 @@ class Uploader:
             except requests.RequestException as e:
                 self._count_bytes(res, _request_bytes(self.url, headers, body), 0)
                 return classify(None, {}, None, now=self._clock(),
-                                network_error=f"{type(e).__name__}: {_first_line(e)}"), None
+                                network_error=describe_network_error(e, self.url)), None
             t1 = self._clock()
             self._count_bytes(res, _request_bytes(self.url, r.request.headers, body), _response_bytes(r))
             try:
@@ -428,6 +429,54 @@ class Uploader:
 # ---------------------------------------------------------------------- helpers
 def _int(v: Any) -> int:
     return v if type(v) is int else 0
+
+
+def describe_network_error(exc: BaseException, url: str) -> str:
+    """What went wrong on the way to the central, in words: the innermost cause, whole, on one line.
+
+    requests wraps urllib3's MaxRetryError around NewConnectionError around the socket's
+    error, and their texts repeat the object reprs ("<urllib3.connection.HTTPSConnection object
+    at 0x...>: Failed to establish a new connection: [Errno 111] Connection refused"); a
+    technician needs "connection refused by central.example.org:443".
+    """
+    import errno
+    import socket
+    import ssl
+
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    chain = _causes(exc)
+    for e in reversed(chain):  # the innermost cause first
+        if isinstance(e, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        if isinstance(e, socket.gaierror):
+            return f"cannot resolve {parts.hostname} (DNS: {e.strerror or e})"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {where} not trusted ({e.reason}: {e.verify_message})"
+        if isinstance(e, ssl.SSLError):
+            return f"TLS with {where} failed: {e.reason or e}"
+        if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"no route to {where} ({e.strerror}): is the uplink up?"
+        if isinstance(e, ConnectionResetError):
+            return f"connection reset by {where}"
+    if isinstance(exc, requests.Timeout):
+        kind = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
+        return f"no answer from {where} ({kind} timeout)"
+    inner = chain[-1]
+    text = " ".join(str(inner).split()) or type(inner).__name__
+    return f"{type(inner).__name__} talking to {where}: {text}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: ``__cause__``, urllib3's ``.reason``, requests' ``args[0]``."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 10 and all(e is not c for c in chain):
+        chain.append(e)
+        reason = getattr(e, "reason", None)
+        wrapped = e.args[0] if e.args and isinstance(e.args[0], BaseException) else None
+        e = e.__cause__ or (reason if isinstance(reason, BaseException) else None) or wrapped or e.__context__
+    return chain
 
 
 def _first_line(e: BaseException) -> str:
