@@ -535,6 +535,15 @@ def to_toml(cfg: Config) -> str:
     return "\n".join(out) + "\n"
 
 
+def config_hash(cfg: Config) -> str:
+    """First 16 hex digits of SHA-256 over the effective configuration (comments and layout of
+    the file do not count, defaults do), as `streetnode config check` prints it minus its header."""
+    import hashlib
+
+    text = to_toml(cfg).split("\n", 1)[1]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def gpio_pins(cfg: Config) -> list[tuple[int, str]]:
     """Every GPIO pin the configuration uses, with its key: ``[(23, "flood.trigger_pin"), ...]``."""
     pins = [(s[key], f"{s['name']}.{key}") for s in cfg.sensors if s["enabled"]
