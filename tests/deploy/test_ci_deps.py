@@ -37,9 +37,9 @@ def bare_path():
         yield make
 
 
-def test_silent_when_systemd_analyze_is_present():
-    if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze not installed here")
+def test_silent_when_everything_is_present():
+    if not all(shutil.which(t) for t in ("systemd-analyze", "systemd-nspawn", "debootstrap")):
+        pytest.skip("systemd-analyze, systemd-nspawn or debootstrap not installed here")
     r = run(os.environ["PATH"])
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
 
@@ -48,13 +48,14 @@ def test_silent_when_systemd_analyze_is_present():
 def test_root_without_apt_says_the_checks_will_be_skipped(bare_path):
     r = run(bare_path("id"))
     assert r.returncode == 0
-    assert r.stdout.strip() == ("ci-deps: systemd-analyze missing and no apt-get: "
-                                "the unit checks in tests/deploy will be skipped")
+    assert r.stdout.strip() == ("ci-deps: missing systemd systemd-container debootstrap and no apt-get: "
+                                "the unit checks in tests/deploy and the systemd system test in "
+                                "tests/system will be skipped")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another user")
 def test_not_root_says_what_to_install(bare_path):
     r = run(bare_path("id", "cat"), user="nobody")
     assert r.returncode == 0 and r.stderr == ""  # 'id' ran: the script saw it was not root
-    assert ("not root: the unit checks in tests/deploy will be skipped "
-            "(sudo apt-get install systemd)") in r.stdout
+    assert ("not root: the unit checks in tests/deploy and the systemd system test in tests/system will "
+            "be skipped (sudo apt-get install systemd systemd-container debootstrap)") in r.stdout
