@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
+    # a stop while starting (systemctl stop, a quick restart) ends cleanly: nothing is sampled yet
+    signal.signal(signal.SIGTERM, _stop_while_starting)
+    signal.signal(signal.SIGINT, _stop_while_starting)
     from node import logsetup
 
     cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
@@ -67,6 +70,10 @@ def run_cmd(args: argparse.Namespace) -> int:
              len(agent.sampler.slots) if agent.sampler else 0, cfg.state_dir / "buffer.db",
              "configured" if cfg.central["url"] else "not configured (buffer only)")
     return agent.run()
+
+
+def _stop_while_starting(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def without_charset_detection() -> None:
