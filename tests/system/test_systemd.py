@@ -28,7 +28,7 @@ NODE_ID = "pole-1"
 CENTRAL = "http://127.0.0.1:8080"
 INSTALL = "/root/streetnode/deploy/install.sh"
 PIP = ["--pip-arg=--no-index", "--pip-arg=--find-links=/root/wheels"]
-WATCHDOG_S = 5
+WATCHDOG_S = 8  # the unit's is 60 s; 8 s keeps a margin for a loaded CI machine
 DROP_IN = f"""[Service]
 # test drop-in (tests/system): a short watchdog and restart delay, so a hang is caught in seconds
 WatchdogSec={WATCHDOG_S}s
@@ -155,6 +155,12 @@ def active_with_new_pid(c: Container, old_pid: int) -> int | None:
     return pid if running and pid not in (0, old_pid) else None
 
 
+def ready_s(c: Container) -> float:
+    """Seconds from the main process's start to READY=1 (systemd's own timestamps)."""
+    s = show(c, "streetnode", "ExecMainStartTimestampMonotonic", "ActiveEnterTimestampMonotonic")
+    return (int(s["ActiveEnterTimestampMonotonic"]) - int(s["ExecMainStartTimestampMonotonic"])) / 1e6
+
+
 def api(c: Container, path: str) -> dict:
     """The central's read API, from inside the container (its own loopback)."""
     code = ("import sys, urllib.request; "
@@ -202,6 +208,7 @@ def test_install_central_and_node_and_both_units_are_active(pole):
     assert re.search(r"streetnode\.service active \(main PID \d+\)", r.stdout), r.stdout[-2000:]
     states = c.run("systemctl", "is-active", "streetnode", "streetnode-central").stdout.split()
     assert states == ["active", "active"]
+    FIGURES["systemctl start to READY=1, first start after install"] = f"{ready_s(c):.2f} s"
 
 
 def test_readiness_comes_through_notify_and_watchdog_pings_arrive(pole):
@@ -210,13 +217,12 @@ def test_readiness_comes_through_notify_and_watchdog_pings_arrive(pole):
     c.path("/etc/systemd/system/streetnode.service.d/test-watchdog.conf").write_text(DROP_IN)
     c.run("systemctl", "daemon-reload")
     c.run("systemctl", "restart", "streetnode")  # Type=notify: returns once READY=1 arrived
-    s = show(c, "streetnode", "Type", "NotifyAccess", "WatchdogUSec", "ExecMainStartTimestampMonotonic",
-             "ActiveEnterTimestampMonotonic", "StatusText", "ActiveState")
+    s = show(c, "streetnode", "Type", "NotifyAccess", "WatchdogUSec", "ActiveState")
     assert (s["Type"], s["NotifyAccess"], s["ActiveState"]) == ("notify", "main", "active")
     assert s["WatchdogUSec"] in (f"{WATCHDOG_S}s", str(WATCHDOG_S * 1_000_000))
-    ready_s = (int(s["ActiveEnterTimestampMonotonic"]) - int(s["ExecMainStartTimestampMonotonic"])) / 1e6
-    assert 0 < ready_s < 30
-    FIGURES["systemctl start to READY=1"] = f"{ready_s:.2f} s"
+    took_s = ready_s(c)
+    assert 0 < took_s < 30
+    FIGURES["systemctl restart to READY=1 (warm)"] = f"{took_s:.2f} s"
     pings = []
     for _ in range(3):
         time.sleep(WATCHDOG_S / 2 + 0.5)
