@@ -165,10 +165,20 @@ def ready_s(c: Container) -> float:
     return (int(s["ActiveEnterTimestampMonotonic"]) - int(s["ExecMainStartTimestampMonotonic"])) / 1e6
 
 
+def central_cli(c: Container, *args: str) -> str:
+    """`streetnode-central ARGS` as the service's own (dynamic) user, on the service's store."""
+    return c.run("systemd-run", "--wait", "--pipe", "--quiet", "-p", "DynamicUser=yes", "-p",
+                 "User=streetnode-central", "-p", "StateDirectory=streetnode-central",
+                 "/opt/streetnode-central/venv/bin/streetnode-central", *args,
+                 "--db", "sqlite:////var/lib/streetnode-central/central.db").stdout
+
+
 def api(c: Container, path: str) -> dict:
-    """The central's read API, from inside the container (its own loopback)."""
+    """The central's read API (Bearer API token), from inside the container (its own loopback)."""
+    auth = {"Authorization": f"Bearer {STATE['token']}"}
     code = ("import sys, urllib.request; "
-            f"sys.stdout.write(urllib.request.urlopen('{CENTRAL}{path}', timeout=10).read().decode())")
+            f"r = urllib.request.Request('{CENTRAL}{path}', headers={auth!r}); "
+            "sys.stdout.write(urllib.request.urlopen(r, timeout=10).read().decode())")
     return json.loads(c.run("python3", "-c", code).stdout)
 
 
@@ -197,12 +207,9 @@ def test_install_central_and_node_and_both_units_are_active(pole):
     r = c.run("bash", INSTALL, "--central", *PIP, timeout=600, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "streetnode-central.service active" in r.stdout
-    added = c.run("systemd-run", "--wait", "--pipe", "--quiet", "-p", "DynamicUser=yes", "-p",
-                  "User=streetnode-central", "-p", "StateDirectory=streetnode-central",
-                  "/opt/streetnode-central/venv/bin/streetnode-central", "node", "add", NODE_ID,
-                  "--db", "sqlite:////var/lib/streetnode-central/central.db")
-    key = added.stdout.split()[0]
-    assert re.fullmatch(r"[0-9a-f]{64}", key), added.stdout
+    key = central_cli(c, "node", "add", NODE_ID).split()[0]
+    assert re.fullmatch(r"[0-9a-f]{64}", key), key
+    STATE["token"] = central_cli(c, "token", "add", "system-test").split()[0]
     write_config(c)  # the pole's prepared config (emulated hardware); the installer keeps it
     t0 = time.monotonic()
     r = c.run("bash", INSTALL, "--node-id", NODE_ID, "--central-url", CENTRAL, "--key-file", "-", "--emulate",
