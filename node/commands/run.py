@@ -35,9 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
-    # a stop while starting (systemctl stop, a quick restart) ends cleanly: nothing is sampled yet
-    signal.signal(signal.SIGTERM, _stop_while_starting)
-    signal.signal(signal.SIGINT, _stop_while_starting)
+    # a SIGTERM while the agent is still being built (a slow start on a loaded Pi) must stop it
+    # cleanly too, not kill the process half-way: remember it until the agent exists
+    early_stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: early_stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: early_stop.set())
     from node import logsetup
 
     cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
@@ -64,16 +66,14 @@ def run_cmd(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+    if early_stop.is_set():
+        agent.stop()
     agent.start()
     where = f"emulated hardware ({agent.scenario}, x{agent.speed:g})" if agent.scenario else "hardware"
     log.info("node %s running on %s with %d sensors; buffer %s; central %s", cfg.node["id"], where,
              len(agent.sampler.slots) if agent.sampler else 0, cfg.state_dir / "buffer.db",
              "configured" if cfg.central["url"] else "not configured (buffer only)")
     return agent.run()
-
-
-def _stop_while_starting(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
 
 
 def without_charset_detection() -> None:
