@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from drivers.quality import Quality
+from node import __version__
 from node.clock import Clock, save_last_known_good_time
-from node.config import Config
+from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
 from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
@@ -65,6 +66,17 @@ def write_state(state_dir: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1, default=str))
     os.replace(tmp, path)
+
+
+def backlog_health(buffer: Any) -> dict[str, Any]:
+    """``backlog_readings`` and ``oldest_reading_age_s`` of the buffer (None when it cannot tell)."""
+    try:
+        st = buffer.stats()
+    except Exception as e:  # health is best effort: a failing buffer is reported elsewhere
+        log.debug("buffer stats for health: %s", e)
+        return {"backlog_readings": None, "oldest_reading_age_s": None}
+    age = None if st.oldest_wall_ms is None else max(0.0, round(time.time() - st.oldest_wall_ms / 1000, 1))
+    return {"backlog_readings": st.readings, "oldest_reading_age_s": age}
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -409,17 +421,24 @@ class Agent:
         self.counters["duplicates"] += res.duplicates
         self.last_round = {"at": time.time(), "readings": res.readings, "live": res.live_readings,
                            "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
-        if res.error:
-            log.warning("upload: %s (retry in %.0fs)", res.error,
-                        max(0.0, res.next_attempt_at - time.monotonic()))
         if up.clock_offset_ms is not None:
             self.clock.learn_offset(up.clock_offset_ms)
 
     def health(self) -> dict[str, Any]:
+        """The health part of every batch (docs/protocol.md "Health keys"): scalars only."""
         faulted = [s.name for s in self.sampler.slots if s.state in FAULTY] if self.sampler else []
-        return {"storm": self.storm.state.active, "sensors_faulted": len(faulted),
-                "clock_synced": bool(self.clock.synced), "uptime_s": int(time.time() - self.started_wall),
-                "readings_sampled": self.counters["readings"]}
+        out: dict[str, Any] = {
+            "storm": self.storm.state.active, "sensors_faulted": len(faulted),
+            "clock_synced": bool(self.clock.synced), "uptime_s": int(time.time() - self.started_wall),
+            "readings_sampled": self.counters["readings"], "firmware": f"streetnode {__version__}",
+            "config_hash": config_hash(self.cfg),
+            "clock_offset_ms": self.uploader.clock_offset_ms if self.uploader is not None else None,
+        }
+        out.update(backlog_health(self.buffer))
+        location = self.cfg.node.get("location") or {}
+        for key in ("lat", "lon", "ward", "label"):
+            out[f"location_{key}"] = location.get(key)
+        return out
 
     # ------------------------------------------------------------ LED, state, status
     def _led_target(self) -> str:

@@ -91,6 +91,11 @@ class EmulatedHardware:
     def pin_factory(self) -> Any:
         return self.rig.pin_factory
 
+    def node_health(self, name: str) -> Any:
+        from drivers.emulator.health import EmulatedHealth
+
+        return EmulatedHealth(self.rig.truth, name=name)
+
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None:
         t = sensor_cfg["type"]
         key = f"{t}:{sensor_cfg.get('pin')}:{sensor_cfg.get('trigger_pin')}:{sensor_cfg.get('echo_pin')}"
@@ -126,6 +131,7 @@ def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 
     return FloodRanger(cfg["trigger_pin"], cfg["echo_pin"], mount_height_cm=cfg["mount_height_cm"],
                        max_distance_cm=cfg["max_distance_cm"], pings=cfg["pings"],
+                       min_distance_cm=cfg.get("min_distance_cm", 2.0),
                        pin_factory=hw.pin_factory, name=cfg["name"])
 
 
@@ -140,7 +146,8 @@ def _rain(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 def _health(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.health import NodeHealth
 
-    return NodeHealth(name=cfg["name"])
+    emulated = getattr(hw, "node_health", None)  # emulated hardware emulates the Pi's health too
+    return emulated(cfg["name"]) if emulated is not None else NodeHealth(name=cfg["name"])
 
 
 REGISTRY: dict[str, Callable[[Mapping[str, Any], Hardware], Any]] = {

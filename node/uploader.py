@@ -457,7 +457,8 @@ class Uploader:
             res.duplicates += answer.get("duplicates", 0)
         self._backoff.reset()
         self._reported.clear()
-        self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False)
+        self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False,
+                            last_error=None)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
 
@@ -473,7 +474,7 @@ class Uploader:
             self.buffer.record_incident(verdict.incident, f"{verdict.reason}; the batch is kept and resent")
         if not verdict.trusted:
             self._path_untrusted(verdict.reason)
-        log.log(logging.ERROR if auth else logging.WARNING, "upload failed (%s); next attempt in %.1f s",
+        log.log(logging.ERROR if auth else logging.WARNING, "upload failed: %s; next attempt in %.1f s",
                 res.error, delay)
 
     def _path_untrusted(self, problem: str) -> None:
