@@ -59,7 +59,7 @@ def setup(config_level: str | None = "info", verbose: int = 0, stream: object = 
     handler._streetnode = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level_for(config_level, verbose))
-    for noisy in ("urllib3", "uvicorn.access", "schedule", "asyncio"):
+    for noisy in ("urllib3", "uvicorn.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
 
