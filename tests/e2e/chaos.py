@@ -445,6 +445,10 @@ speed = {SPEED}
                 cfg = self._config(self.proxy.url, self._scenario(i, length))
                 log_from = agent_log.stat().st_size if agent_log.exists() else 0
                 p = self._start_agent(cfg, agent_log)
+                # most lifetimes are timed from the agent's own start (a loaded machine can take
+                # longer to start Python than a whole lifetime); the rest from the process's start
+                if self.rng.random() < 0.8:
+                    self._wait_announced(p, agent_log, log_from)
                 time.sleep(length)
                 if self.rng.random() < 0.1:
                     p.send_signal(signal.SIGTERM)
@@ -490,6 +494,14 @@ speed = {SPEED}
         (self.dir / "figures.txt").write_text(self.fig.table() + "\n")
         (self.dir / "figures.json").write_text(json.dumps(self.fig.__dict__, indent=1))
         return self.fig
+
+    def _wait_announced(self, p: subprocess.Popen[bytes], agent_log: Path, offset: int,
+                        timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._announced(agent_log, offset):
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise ChaosError(f"agent did not start within {timeout}s (log {agent_log})")
+            time.sleep(0.02)
 
     @staticmethod
     def _announced(agent_log: Path, offset: int) -> bool:
