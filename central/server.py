@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DECOMPRESSED
+from central.sta import build_sta
 from central.store import Replay, Store, StoreError, UnknownNode, open_store
 from drivers.quality import names as flag_names
 from node import protocol
@@ -231,7 +232,16 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
                 "Content-Disposition": f'attachment; filename="{node_id}-readings.csv"'})
         return JSONResponse({"node": node_id, "count": len(rows), "readings": [asdict(r) for r in rows]})
 
+    sta, app.state.sta_db = build_sta(store)
+    app.include_router(sta)
     return app
+
+
+def close_app(app: Any) -> None:
+    """Release what `create_app` opened besides the store (the SensorThings read connections)."""
+    db = getattr(app.state, "sta_db", None)
+    if db is not None:
+        db.close()
 
 
 def node_json(n: Any) -> dict[str, Any]:
@@ -315,7 +325,8 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
     owned = isinstance(store, str)
     st = open_store(store) if isinstance(store, str) else store
     sock = bind(host, port)
-    server = make_server(create_app(st, **app_options), tls_cert=tls_cert, tls_key=tls_key)
+    app = create_app(st, **app_options)
+    server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="central-server",
                               daemon=True)
     thread.start()
@@ -330,6 +341,7 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        close_app(app)
         if owned:
             st.close()
 
@@ -341,9 +353,11 @@ def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls
     """Bind ``listen`` (port 0: a free port), announce ``listening on URL``, serve until SIGINT/SIGTERM."""
     host, port = parse_listen(listen)
     sock = bind(host, port)
-    server = make_server(create_app(store, **app_options), tls_cert=tls_cert, tls_key=tls_key)
+    app = create_app(store, **app_options)
+    server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     announce(f"listening on {url_of(sock, tls=bool(tls_cert))}")
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        close_app(app)

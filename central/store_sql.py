@@ -46,6 +46,8 @@ TABLES = [
         received_ms BIGINT NOT NULL,
         PRIMARY KEY (node_id, epoch, seq))""",
     "CREATE INDEX IF NOT EXISTS readings_by_time ON readings (node_id, wall_ms)",
+    # SensorThings (central/sta): a Datastream's Observations in time order, its time filters and span
+    "CREATE INDEX IF NOT EXISTS readings_by_stream ON readings (node_id, channel, wall_ms, epoch, seq)",
     """CREATE TABLE IF NOT EXISTS gaps (
         node_id TEXT NOT NULL,
         epoch BIGINT NOT NULL,
