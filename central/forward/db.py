@@ -1,0 +1,238 @@
+"""The forwarder's database side: its tables, the lease, the cursor and the readings after it.
+
+Order of forwarding = the order readings were stored, made exact on each backend:
+- SQLite: the ``rowid`` of ``readings``. Writers are serialized, so a larger rowid is always
+  committed later; a cursor on it never passes a reading that is not yet visible.
+- PostgreSQL: concurrent transactions commit out of order, so a plain sequence could be passed by
+  a cursor while an earlier number is still uncommitted. Each reading carries the id of the
+  transaction that stored it (``ingest_tx xid8``); only readings of transactions older than every
+  running one (``pg_snapshot_xmin``) are read, so none can still appear behind the cursor.
+
+A lease row per sink lets exactly one forwarder (of many ``serve`` processes) publish; the cursor is
+advanced only in a transaction that still holds the lease (fencing), after every PUBACK arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from central.forward.layouts import FwdReading
+
+FEED_READINGS = "readings"
+_COMMON = [
+    """CREATE TABLE IF NOT EXISTS forward_cursors (
+        sink TEXT NOT NULL, feed TEXT NOT NULL, position TEXT NOT NULL, updated_ms BIGINT NOT NULL,
+        PRIMARY KEY (sink, feed))""",
+    """CREATE TABLE IF NOT EXISTS forward_leases (
+        sink TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms BIGINT NOT NULL)""",
+]
+# Until issue 13's versioned migrations exist these run when a sink is configured (idempotent).
+_PG_ONLY = [
+    "ALTER TABLE readings ADD COLUMN IF NOT EXISTS ingest_tx xid8 DEFAULT pg_current_xact_id()",
+    "CREATE INDEX IF NOT EXISTS readings_by_ingest_tx ON readings (ingest_tx)",
+]
+_COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms"
+
+
+class ForwardDbError(Exception):
+    """The database cannot be used right now (the forwarder retries)."""
+
+
+def _reading(row: tuple[Any, ...]) -> FwdReading:
+    value = row[4]
+    if value is not None and not math.isfinite(value):
+        value = None
+    return FwdReading(row[0], int(row[1]), int(row[2]), row[3], None if value is None else float(value),
+                      int(row[5]), int(row[6]))
+
+
+class ForwardDb:
+    """One connection of the forwarder's own (it never waits on the store's lock)."""
+
+    def __init__(self, connect: Callable[[], Any], backend: str) -> None:
+        self._connect = connect
+        self.backend = backend
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_store(cls, store: Any) -> ForwardDb:
+        if hasattr(store, "path"):
+            path = store.path
+            return cls(lambda: sqlite3.connect(path, timeout=30.0, isolation_level=None,
+                                               check_same_thread=False), "sqlite")
+        import psycopg
+
+        url, schema = store.url, store.schema
+
+        def connect() -> Any:
+            conn = psycopg.connect(url, connect_timeout=10, autocommit=True)
+            if schema:
+                conn.execute(f'SET search_path TO "{schema}"')
+            return conn
+
+        return cls(connect, "postgresql")
+
+    # ---- plumbing
+    def _errors(self) -> tuple[type[BaseException], ...]:
+        if self.backend == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
+
+    def _run(self, fn: Callable[[Any], Any], *, write: bool = False) -> Any:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                conn = self._conn
+                sql_begin = "BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN"
+                if write:
+                    conn.execute(sql_begin)
+                try:
+                    result = fn(conn)
+                    if write:
+                        conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if write:
+                        conn.execute("ROLLBACK")
+                    raise
+            except self._errors() as e:
+                self._drop()
+                raise ForwardDbError(" ".join(str(e).split())[:300]) from None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # already broken; a new one is opened on next use
+                pass
+            self._conn = None
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.backend == "sqlite" else sql.replace("?", "%s")
+
+    def _exec(self, conn: Any, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        return conn.execute(self._sql(sql), params)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    # ---- schema, cursor, lease
+    def ensure_schema(self) -> None:
+        def run(conn: Any) -> None:
+            for stmt in _COMMON + (_PG_ONLY if self.backend == "postgresql" else []):
+                self._exec(conn, stmt)
+
+        self._run(run, write=True)
+
+    def initial_position(self, start: str) -> str:
+        """The cursor of a new sink: before everything, or after what is stored now."""
+        if start == "beginning":
+            return json.dumps(0 if self.backend == "sqlite" else ["0", "", 0, 0])
+        if self.backend == "sqlite":
+            top = self._run(lambda c: c.execute("SELECT COALESCE(MAX(rowid), 0) FROM readings").fetchone()[0])
+            return json.dumps(int(top))
+        row = self._run(lambda c: c.execute(
+            "SELECT ingest_tx::text, node_id, epoch, seq FROM readings "
+            "ORDER BY ingest_tx DESC, node_id DESC, epoch DESC, seq DESC LIMIT 1").fetchone())
+        return json.dumps(["0", "", 0, 0] if row is None else [row[0], row[1], int(row[2]), int(row[3])])
+
+    def load_cursor(self, sink: str, feed: str, start: str, now_ms: int) -> str:
+        initial = self.initial_position(start)
+
+        def run(conn: Any) -> str:
+            self._exec(conn, "INSERT INTO forward_cursors (sink, feed, position, updated_ms) "
+                       "VALUES (?, ?, ?, ?) ON CONFLICT (sink, feed) DO NOTHING",
+                       (sink, feed, initial, now_ms))
+            return self._exec(conn, "SELECT position FROM forward_cursors WHERE sink = ? AND feed = ?",
+                              (sink, feed)).fetchone()[0]
+
+        return self._run(run, write=True)
+
+    def acquire_lease(self, sink: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or renew the sink's lease; False while another live holder has it."""
+        def run(conn: Any) -> bool:
+            self._exec(conn, "INSERT INTO forward_leases (sink, holder, expires_ms) VALUES (?, ?, ?) "
+                       "ON CONFLICT (sink) DO UPDATE SET holder = excluded.holder, "
+                       "expires_ms = excluded.expires_ms "
+                       "WHERE forward_leases.holder = excluded.holder OR forward_leases.expires_ms < ?",
+                       (sink, holder, now_ms + ttl_ms, now_ms))
+            row = self._exec(conn, "SELECT holder FROM forward_leases WHERE sink = ?", (sink,)).fetchone()
+            return row is not None and row[0] == holder
+
+        return self._run(run, write=True)
+
+    def lease_holder(self, sink: str) -> str | None:
+        row = self._run(lambda c: self._exec(c, "SELECT holder FROM forward_leases WHERE sink = ?",
+                                             (sink,)).fetchone())
+        return None if row is None else row[0]
+
+    def take_over(self, sink: str, dead: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Replace the lease of ``dead`` (a holder known to be gone) by ours."""
+        def run(conn: Any) -> bool:
+            cur = self._exec(conn, "UPDATE forward_leases SET holder = ?, expires_ms = ? "
+                             "WHERE sink = ? AND holder = ?", (holder, now_ms + ttl_ms, sink, dead))
+            return cur.rowcount == 1
+
+        return self._run(run, write=True)
+
+    def release_lease(self, sink: str, holder: str) -> None:
+        self._run(lambda conn: self._exec(conn, "DELETE FROM forward_leases WHERE sink = ? AND holder = ?",
+                                          (sink, holder)), write=True)
+
+    def commit_cursor(self, sink: str, feed: str, position: str, holder: str, now_ms: int) -> bool:
+        """Advance the cursor if ``holder`` still holds a live lease (else False: someone took over)."""
+        def run(conn: Any) -> bool:
+            cur = self._exec(conn, "UPDATE forward_cursors SET position = ?, updated_ms = ? "
+                             "WHERE sink = ? AND feed = ? AND EXISTS (SELECT 1 FROM forward_leases l "
+                             "WHERE l.sink = ? AND l.holder = ? AND l.expires_ms >= ?)",
+                             (position, now_ms, sink, feed, sink, holder, now_ms))
+            return cur.rowcount == 1
+
+        return self._run(run, write=True)
+
+    # ---- what to send
+    def readings_after(self, position: str, limit: int) -> tuple[list[FwdReading], str]:
+        """Up to ``limit`` readings stored after ``position``, in stored order, and the new position."""
+        pos = json.loads(position)
+        if self.backend == "sqlite":
+            rows = self._run(lambda c: c.execute(
+                f"SELECT rowid, {_COLUMNS} FROM readings WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (int(pos), limit)).fetchall())
+            if not rows:
+                return [], position
+            return [_reading(r[1:]) for r in rows], json.dumps(int(rows[-1][0]))
+        tx, node, epoch, seq = pos
+        rows = self._run(lambda c: c.execute(
+            f"SELECT ingest_tx::text, {_COLUMNS} FROM readings "
+            "WHERE ingest_tx < pg_snapshot_xmin(pg_current_snapshot()) AND (ingest_tx > %s::xid8 OR "
+            "(ingest_tx = %s::xid8 AND (node_id, epoch, seq) > (%s, %s, %s))) "
+            "ORDER BY ingest_tx, node_id, epoch, seq LIMIT %s", (tx, tx, node, epoch, seq, limit)).fetchall())
+        if not rows:
+            return [], position
+        last = rows[-1]
+        return [_reading(r[1:]) for r in rows], json.dumps([last[0], last[1], int(last[2]), int(last[3])])
+
+    def health(self, node_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not node_ids:
+            return {}
+        marks = ", ".join("?" * len(node_ids))
+        sql = f"SELECT node_id, health_json FROM nodes WHERE node_id IN ({marks})"
+        rows = self._run(lambda c: self._exec(c, sql, node_ids).fetchall())
+        out = {}
+        for node_id, text in rows:
+            try:
+                health = json.loads(text) if text else {}
+            except ValueError:
+                health = {}
+            out[node_id] = health if isinstance(health, dict) else {}
+        return out
