@@ -46,7 +46,7 @@ class SinkConfig:
     client_id: str = ""
     topic_prefix: str = "streetnode"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_messages_per_s: float = 200.0
+    max_messages_per_s: float = 1000.0
     chunk_readings: int = 2000
     start: str = "beginning"  # or "now": a new sink skips what is already stored
     keepalive_s: int = 30
@@ -104,7 +104,7 @@ def parse_sink(raw: Any, where: str) -> SinkConfig:
     prefix = raw.get("topic_prefix", "streetnode")
     _check(isinstance(prefix, str) and bool(_TOPIC_RE.match(prefix)), f"{where}.topic_prefix",
            f"expected a topic without + or #, got {prefix!r}")
-    rate = raw.get("max_messages_per_s", 200.0)
+    rate = raw.get("max_messages_per_s", 1000.0)
     _check(isinstance(rate, int | float) and not isinstance(rate, bool) and 0.1 <= rate <= 100_000,
            f"{where}.max_messages_per_s", f"expected a number from 0.1 to 100000, got {rate!r}")
     start = raw.get("start", "beginning")
