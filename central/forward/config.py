@@ -28,7 +28,7 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _TOPIC_RE = re.compile(r"^[^+#\x00]{1,200}$")
 KEYS = {"name", "layout", "host", "port", "tls", "ca_file", "cert_file", "key_file", "username", "password",
         "password_file", "client_id", "topic_prefix", "max_message_bytes", "max_messages_per_s",
-        "chunk_readings", "start", "keepalive_s", "insecure_skip_verify"}
+        "chunk_readings", "start", "keepalive_s"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,6 @@ class SinkConfig:
     chunk_readings: int = 2000
     start: str = "beginning"  # or "now": a new sink skips what is already stored
     keepalive_s: int = 30
-    insecure_skip_verify: bool = False
 
 
 def _check(cond: bool, where: str, message: str) -> None:
@@ -109,8 +108,6 @@ def parse_sink(raw: Any, where: str) -> SinkConfig:
            f"{where}.max_messages_per_s", f"expected a number from 0.1 to 100000, got {rate!r}")
     start = raw.get("start", "beginning")
     _check(start in ("beginning", "now"), f"{where}.start", f"expected 'beginning' or 'now', got {start!r}")
-    skip_verify = raw.get("insecure_skip_verify", False)
-    _check(isinstance(skip_verify, bool), f"{where}.insecure_skip_verify", "expected true or false")
     return SinkConfig(
         name=name, layout=layout, host=host, port=_int(raw, "port", where, 1, 65535, 8883 if tls else 1883),
         tls=tls, ca_file=_file(raw, "ca_file", where), cert_file=cert_file, key_file=key_file,
@@ -119,8 +116,7 @@ def parse_sink(raw: Any, where: str) -> SinkConfig:
         max_message_bytes=_int(raw, "max_message_bytes", where, 1024, 256 * 1024 * 1024,
                                DEFAULT_MAX_MESSAGE_BYTES),
         max_messages_per_s=float(rate), chunk_readings=_int(raw, "chunk_readings", where, 1, 100_000, 2000),
-        start=start, keepalive_s=_int(raw, "keepalive_s", where, 5, 3600, 30),
-        insecure_skip_verify=skip_verify)
+        start=start, keepalive_s=_int(raw, "keepalive_s", where, 5, 3600, 30))
 
 
 def parse_sinks(doc: dict[str, Any]) -> list[SinkConfig]:

@@ -104,7 +104,8 @@ class Forwarder:
                                   max_message_bytes=sink.max_message_bytes)
         self.link = MqttLink(sink, ack_timeout_s=ack_timeout_s)
         self.stats = ForwardStats()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # no new round
+        self._abort = threading.Event()  # give up the round in flight too
         self._thread: threading.Thread | None = None
         self._positions: dict[str, str] = {}
         self._lease_renew_at = 0.0
@@ -116,9 +117,13 @@ class Forwarder:
         self._thread = threading.Thread(target=self.run, name=f"forward-{self.sink.name}", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 5.0, timeout_s: float = 10.0) -> None:
+        """Finish the chunk in flight if it completes within ``grace_s`` (so a handover repeats
+        nothing), else abandon it (the next holder resends it), then release the lease."""
         self._stop.set()
         if self._thread is not None:
+            self._thread.join(grace_s)
+            self._abort.set()
             self._thread.join(timeout_s)
         self.link.close()
         if self.stats.holding_lease:
@@ -148,7 +153,7 @@ class Forwarder:
                     log.info("forward %s: connected to %s:%s", self.sink.name, self.sink.host, self.sink.port)
                 moved = self.round()
                 backoff = 1.0
-                if moved is None:
+                if moved is None or self._stop.is_set():
                     return
                 if not moved:
                     self._stop.wait(self.poll_s)
@@ -197,11 +202,13 @@ class Forwarder:
         """One chunk per feed; True if anything was forwarded, None if stopped meanwhile."""
         moved = False
         for feed in self.feeds:
+            if self._stop.is_set():
+                break
             items, position = feed.fetch(self.db, self._positions[feed.name], self.sink.chunk_readings)
             if not items:
                 continue
             messages = self._session_messages(feed.nodes(items)) + feed.messages(self.layout, items)
-            if not self.link.publish_all(messages, self._stop):
+            if not self.link.publish_all(messages, self._abort):
                 return None
             if not self.db.commit_cursor(self.sink.name, feed.name, position, self.holder, self._now_ms()):
                 self.stats.holding_lease = False  # taken over: the new holder resends from its cursor

@@ -70,10 +70,7 @@ class MqttLink:
             client.username_pw_set(sink.username, sink.password)
         if sink.tls:
             client.tls_set(ca_certs=sink.ca_file, certfile=sink.cert_file, keyfile=sink.key_file,
-                           cert_reqs=ssl.CERT_NONE if sink.insecure_skip_verify else ssl.CERT_REQUIRED,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
-            if sink.insecure_skip_verify:
-                client.tls_insecure_set(True)
+                           cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         return client
@@ -86,7 +83,8 @@ class MqttLink:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object, reason: object,
                        _props: object) -> None:
-        self._failed = f"disconnected: {reason}"
+        if self._failed is None:  # keep the first cause (a refused CONNACK comes before the close)
+            self._failed = f"disconnected: {reason}"
         self._connected.set()
 
     @property

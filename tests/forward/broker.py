@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -36,13 +37,17 @@ def wait_port(port: int, timeout_s: float = 10.0) -> None:
 class OwnBroker:
     """``mosquitto -c <conf>`` on a free loopback port, persistent, so a queued session survives a restart."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, listener: str = "allow_anonymous true\n") -> None:
+        """``listener``: the settings of the one listener (default: plain, anonymous)."""
         self.dir = directory
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = directory / "mosquitto.conf"
+        # 'user': started as root, mosquitto would switch to the 'mosquitto' user and could not write
+        # its persistence file or log in our private temp directory
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"user {getpass.getuser()}\n"
+            f"per_listener_settings true\nlistener {self.port} 127.0.0.1\n{listener}persistence true\n"
             f"persistence_location {directory}/\nmax_queued_messages 0\nmax_inflight_messages 0\n"
             f"log_dest file {directory}/mosquitto.log\n")
 

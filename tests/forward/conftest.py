@@ -8,7 +8,7 @@ import pytest
 
 from central.server import serve_in_thread
 from central.store import open_store
-from tests.forward.broker import OwnBroker
+from tests.forward.broker import SHARED, OwnBroker, wait_port
 from tests.sta.conftest import Central, _db_url, _drop
 
 
@@ -38,6 +38,22 @@ def central(db_url):
 @pytest.fixture
 def prefix():
     return f"sntest/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def broker_port(tmp_path):
+    """The machine's Mosquitto on 127.0.0.1:1883; if it is not running, one of our own (said so)."""
+    try:
+        wait_port(SHARED[1], 2.0)
+        yield SHARED[1]
+        return
+    except AssertionError:
+        print("tests/forward: no Mosquitto on 127.0.0.1:1883; using one of our own on a free port")
+    broker = OwnBroker(tmp_path / "shared")
+    (tmp_path / "shared").mkdir()
+    broker.start()
+    yield broker.port
+    broker.stop()
 
 
 @pytest.fixture

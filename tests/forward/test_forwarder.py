@@ -8,11 +8,11 @@ import time
 from central.forward.config import parse_sink
 from central.forward.db import ForwardDb
 from central.forward.forwarder import Forwarder
-from tests.forward.broker import SHARED, Recorder
+from tests.forward.broker import Recorder
 from tests.sta.data import LOCATED, readings, upload
 
 
-def plain_sink(prefix: str, port: int = SHARED[1], **extra):
+def plain_sink(prefix: str, port: int, **extra):
     return parse_sink({"name": "plain", "layout": "plain", "host": "127.0.0.1", "port": port,
                        "topic_prefix": prefix, "max_messages_per_s": 20_000, "chunk_readings": 97, **extra},
                       "f")
@@ -38,11 +38,11 @@ def wait_done(forwarder, count: int, timeout_s: float = 60.0) -> None:
     assert forwarder.stats.readings == count, (forwarder.stats, count)
 
 
-def test_every_reading_once_in_order_also_while_uploads_arrive(central, prefix):
+def test_every_reading_once_in_order_also_while_uploads_arrive(central, prefix, broker_port):
     upload(central.url, "pole-1", 1, readings(100), LOCATED)
     upload(central.url, "pole-2", 1, readings(20), {"firmware": "0.3.0"})
-    recorder = Recorder(SHARED[1], [prefix + "/#"])
-    forwarder = Forwarder(plain_sink(prefix), ForwardDb.for_store(central.store))
+    recorder = Recorder(broker_port, [prefix + "/#"])
+    forwarder = Forwarder(plain_sink(prefix, broker_port), ForwardDb.for_store(central.store))
     forwarder.start()
     try:
         for part in range(5):  # more arrives while it forwards
@@ -67,10 +67,10 @@ def test_every_reading_once_in_order_also_while_uploads_arrive(central, prefix):
                      "id": "pole-1:1:0"}
 
 
-def test_one_forwarder_per_sink_and_takeover_from_the_cursor(central, prefix):
+def test_one_forwarder_per_sink_and_takeover_from_the_cursor(central, prefix, broker_port):
     upload(central.url, "pole-1", 1, readings(200), LOCATED)
-    recorder = Recorder(SHARED[1], [prefix + "/#"])
-    sink = plain_sink(prefix, max_messages_per_s=400)
+    recorder = Recorder(broker_port, [prefix + "/#"])
+    sink = plain_sink(prefix, broker_port, max_messages_per_s=400)
     first = Forwarder(sink, ForwardDb.for_store(central.store), holder="worker-1", lease_ttl_s=2.0)
     second = Forwarder(sink, ForwardDb.for_store(central.store), holder="worker-2", lease_ttl_s=2.0)
     first.start()
