@@ -107,6 +107,7 @@ class StaService:
                 return self._data_array(eset, target, opts, ctx, link_path), "application/json"
             body = self._collection(eset, target.conds, opts, ctx, target.nested, link_path)
             return body, "application/json"
+        self._check_names(eset, opts)
         row = self._one(eset, target.conds, ctx)
         if target.ref:
             return {"@iot.selfLink": ctx.link(eset, eset.id_of(row))}, "application/json"

@@ -208,6 +208,7 @@ def test_data_array(central):
     ("/Observations", {"$orderby": "nosuch"}, 400, "no sortable property"),
     ("/Observations", {"$select": "nosuch"}, 400, "$select: Observation has no property 'nosuch'"),
     ("/Things", {"$expand": "Observations"}, 400, "no navigation property 'Observations'"),
+    ("/Things('pole-1')", {"$select": "nosuch"}, 400, "$select: Thing has no property 'nosuch'"),
     ("/Things", {"$expand": "Datastreams($top=x)"}, 400, "$top: expected a whole number"),
     ("/Things", {"$expand": "Datastreams($format=x)"}, 400, "not allowed inside"),
     ("/Things", {"$resultFormat": "dataArray"}, 400, "only valid for a collection of Observations"),
