@@ -129,8 +129,13 @@ class ForwardDb:
     # ---- schema, cursor, lease
     def ensure_schema(self) -> None:
         def run(conn: Any) -> None:
-            for stmt in _COMMON + (_PG_ONLY if self.backend == "postgresql" else []):
+            for stmt in _COMMON:
                 self._exec(conn, stmt)
+            if self.backend == "postgresql" and not self._exec(conn, (
+                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                    "AND table_name = 'readings' AND column_name = 'ingest_tx'")).fetchone():
+                for stmt in _PG_ONLY:  # once: ALTER TABLE takes an exclusive lock
+                    self._exec(conn, stmt)
 
         self._run(run, write=True)
 

@@ -98,6 +98,7 @@ class Nav:
     target: str
     many: bool
     cond: Callable[[Row], Cond]
+    fixes: tuple[str, ...] = ()  # target columns the condition pins by equality (left out of the order)
 
 
 @dataclass
@@ -280,7 +281,7 @@ def _node_sets(d: Dialect) -> dict[str, EntitySet]:
     features = EntitySet(
         "FeaturesOfInterest", "FeatureOfInterest", "nodes n", columns, dict(node_props), node_id,
         _node_cond("n.node_id"), _render_feature, where=has_location,
-        navs={"Observations": Nav("Observations", True, by_node("r.node_id"))})
+        navs={"Observations": Nav("Observations", True, by_node("r.node_id"), fixes=("r.node_id",))})
     return {s.name: s for s in (things, locations, historical, features)}
 
 
@@ -325,7 +326,8 @@ def _channel_sets(d: Dialect) -> dict[str, EntitySet]:
               "ObservedProperty": Nav("ObservedProperties", False, lambda row: (
                   "q.quantity = ?", [vocab.split_channel(row["channel"])[1]])),
               "Observations": Nav("Observations", True, lambda row: (
-                  "(r.node_id = ? AND r.channel = ?)", [row["node_id"], row["channel"]]))})
+                  "(r.node_id = ? AND r.channel = ?)", [row["node_id"], row["channel"]]),
+                  fixes=("r.node_id", "r.channel"))})
     return {s.name: s for s in (sensors, observed, datastreams)}
 
 

@@ -61,6 +61,7 @@ class _Target:
     conds: list[Cond]
     single: bool
     nested: bool
+    fixed: tuple[str, ...] = ()
     prop: str | None = None
     raw_value: bool = False
     ref: bool = False
@@ -99,13 +100,13 @@ class StaService:
         if not target.single:
             link_path = f"{base}/{quote(path, safe=PATH_SAFE)}"
             if target.ref:
-                page = self._page(eset, target.conds, opts, ctx, nested=target.nested)
+                page = self._page(eset, target.conds, opts, ctx, nested=target.nested, fixed=target.fixed)
                 body = self._envelope(page, opts, link_path)
                 body["value"] = [{"@iot.selfLink": ctx.link(eset, eset.id_of(r))} for r in page.rows]
                 return body, "application/json"
             if opts.result_format:
                 return self._data_array(eset, target, opts, ctx, link_path), "application/json"
-            body = self._collection(eset, target.conds, opts, ctx, target.nested, link_path)
+            body = self._collection(eset, target, opts, ctx, link_path)
             return body, "application/json"
         self._check_names(eset, opts)
         row = self._one(eset, target.conds, ctx)
@@ -143,7 +144,7 @@ class StaService:
                                    f"{target.eset.singular} by its id first")
                 row = self._one(target.eset, target.conds, ctx)
                 nav = target.eset.navs[seg.name]
-                target = _Target(self.model[nav.target], [nav.cond(row)], not nav.many, True)
+                target = _Target(self.model[nav.target], [nav.cond(row)], not nav.many, True, nav.fixes)
                 if seg.key is not None:
                     if not nav.many:
                         raise BadQuery(f"path: {seg.name} is a single entity; it takes no id")
@@ -174,9 +175,9 @@ class StaService:
 
     # ---- collections
     def _page(self, eset: EntitySet, conds: list[Cond], opts: QueryOptions, ctx: _Ctx, *,
-              nested: bool) -> _Page:
+              nested: bool, fixed: tuple[str, ...] = ()) -> _Page:
         self._check_names(eset, opts)
-        keys = sort_keys(eset, opts.orderby, nested=nested)
+        keys = sort_keys(eset, opts.orderby, nested=nested, fixed=fixed)
         conds = list(conds)
         if opts.filter is not None:
             conds.append(compile_filter(eset, opts.filter))
@@ -204,9 +205,9 @@ class StaService:
             body["@iot.nextLink"] = next_link(link_path, opts, page)
         return body
 
-    def _collection(self, eset: EntitySet, conds: list[Cond], opts: QueryOptions, ctx: _Ctx, nested: bool,
+    def _collection(self, eset: EntitySet, target: _Target, opts: QueryOptions, ctx: _Ctx,
                     link_path: str) -> dict[str, Any]:
-        page = self._page(eset, conds, opts, ctx, nested=nested)
+        page = self._page(eset, target.conds, opts, ctx, nested=target.nested, fixed=target.fixed)
         body = self._envelope(page, opts, link_path)
         body["value"] = [self._entity(eset, row, opts, ctx) for row in page.rows]
         return body
@@ -245,7 +246,7 @@ class StaService:
             nav = eset.navs[exp.nav]
             target = self.model[nav.target]
             if nav.many:
-                page = self._page(target, [nav.cond(row)], exp.options, ctx, nested=True)
+                page = self._page(target, [nav.cond(row)], exp.options, ctx, nested=True, fixed=nav.fixes)
                 if page.count is not None:
                     out[f"{exp.nav}@iot.count"] = page.count
                 out[exp.nav] = [self._entity(target, r, exp.options, ctx) for r in page.rows]
@@ -271,7 +272,7 @@ class StaService:
                 raise BadQuery(f"$select: {c!r} is not a dataArray component (components: "
                                f"{', '.join(DATA_ARRAY_COMPONENTS)})", field="$select")
         page = self._page(eset, target.conds, dataclasses.replace(opts, select=None), ctx,
-                          nested=target.nested)
+                          nested=target.nested, fixed=target.fixed)
         groups: dict[tuple[str, str], list[list[Any]]] = {}
         for row in page.rows:
             doc = eset.render(row)

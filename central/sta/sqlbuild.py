@@ -116,8 +116,13 @@ def compile_filter(eset: EntitySet, node: Node) -> Cond:
 
 
 # ---------------------------------------------------------------- $orderby + cursor
-def sort_keys(eset: EntitySet, orderby: list[OrderKey], *, nested: bool) -> list[SortKey]:
-    """The ORDER BY keys: the requested ones, then the id in the first key's direction."""
+def sort_keys(eset: EntitySet, orderby: list[OrderKey], *, nested: bool,
+              fixed: tuple[str, ...] = ()) -> list[SortKey]:
+    """The ORDER BY keys: the requested ones, then the id in the first key's direction.
+
+    Columns in ``fixed`` are pinned by an equality (e.g. a Datastream's node) and left out of the
+    tie-breaker, so the keyset comparison runs along the index: (wall_ms, epoch, seq).
+    """
     spec = [(k.path, k.descending) for k in orderby]
     if not spec:
         spec = list(eset.nested_default_order if nested and eset.nested_default_order else eset.default_order)
@@ -127,11 +132,12 @@ def sort_keys(eset: EntitySet, orderby: list[OrderKey], *, nested: bool) -> list
         if prop is None:
             raise BadQuery(f"$orderby: {eset.singular} has no sortable property {path!r} "
                            f"(sortable: {', '.join(sorted(eset.props))})", field="$orderby")
-        keys += [SortKey(expr, desc, prop.nullable) for expr in prop.order_exprs()]
+        keys += [SortKey(expr, desc, prop.nullable) for expr in prop.order_exprs() if expr not in fixed]
     id_prop = eset.prop("@iot.id")
     assert id_prop is not None
-    seen = {k.expr for k in keys}
-    keys += [SortKey(expr, keys[0].descending, False) for expr in id_prop.order_exprs() if expr not in seen]
+    seen = {k.expr for k in keys} | set(fixed)
+    direction = keys[0].descending if keys else spec[0][1]
+    keys += [SortKey(expr, direction, False) for expr in id_prop.order_exprs() if expr not in seen]
     return keys
 
 
