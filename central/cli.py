@@ -9,14 +9,15 @@ import sys
 from central import __version__
 
 # subcommand modules under central.commands, in the order --help lists them
-COMMAND_MODULES: list[str] = ["serve_cmd", "node_cmd"]
+COMMAND_MODULES: list[str] = ["serve_cmd", "node_cmd", "account_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streetnode-central",
         description="Reference central receiver: verifies, de-duplicates and stores node uploads.",
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable, 78 configuration. "
+        epilog="Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable, 78 configuration (also: database "
+        "schema newer than this program). "
         "Set STREETNODE_DEBUG=1 for tracebacks.",
     )
     parser.add_argument("--version", action="version", version=f"streetnode-central {__version__}")

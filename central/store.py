@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from central.migrations import MigrationError, SchemaTooNew  # noqa: F401  (callers catch them from here)
 from node.model import Gap, Incident
 from node.protocol import IngestBatch
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -81,7 +85,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create_schema(self) -> None:
-        """Create the tables if they do not exist (idempotent)."""
+        """Bring the schema to this code's version (central/migrations); raises `SchemaTooNew`."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abc.abstractmethod
+    def transaction(self, fn: Callable[[Any], T], *, write: bool = False) -> T:
+        """``fn(tx)`` in one transaction; ``tx.execute(sql, params)`` with ``?`` placeholders
+        (central.store_sql.Tx). What area modules (auth, console, alerts...) use for their tables."""
 
     # ---- nodes and keys
     @abc.abstractmethod

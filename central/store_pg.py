@@ -37,6 +37,7 @@ def redact(url: str) -> str:
 
 class PgStore(SqlStore):
     backend_errors = (psycopg.OperationalError, psycopg.InterfaceError)  # server gone, connection broken
+    dialect = "postgresql"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -52,8 +53,7 @@ class PgStore(SqlStore):
         if self._conn is None:
             try:
                 conn = psycopg.connect(self.url, connect_timeout=10)
-                if self.schema:
-                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                if self.schema:  # created by the first migration (_lock_schema)
                     conn.execute(f'SET search_path TO "{self.schema}"')
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_readings (node_id TEXT, "
                              "epoch BIGINT, seq BIGINT, channel TEXT, value DOUBLE PRECISION, flags BIGINT, "
@@ -65,6 +65,33 @@ class PgStore(SqlStore):
                 raise StoreError(f"--db {redact(self.url)}: cannot connect: {reason}") from None
             self._conn = conn
         return self._conn
+
+    def create_schema(self) -> None:
+        """Migrate under a session advisory lock per schema (one migrator at a time, across processes
+        and hosts). The lock is taken before the migration's transaction begins, so that transaction
+        sees the catalog as the previous migrator left it (an advisory lock taken inside a transaction
+        does not refresh PostgreSQL's cached catalog: CREATE SCHEMA IF NOT EXISTS then fails)."""
+        lock_name = f"streetnode-central migrate {self.schema or 'public'}"
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_name,))
+                conn.commit()
+            except self.backend_errors as e:
+                self._failed(conn)
+                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
+            try:
+                super().create_schema()
+            finally:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_name,))
+                    conn.commit()
+                except psycopg.Error:  # a lost session has released its locks already
+                    self._failed(conn)
+
+    def _lock_schema(self, cur: Any) -> None:
+        if self.schema:
+            cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
     def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
         with cur.copy(f"COPY incoming_readings ({_COLUMNS}) FROM STDIN") as copy:

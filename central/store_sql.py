@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
+from central import migrations
 from central.store import (
     IngestResult,
     NodeExists,
@@ -20,63 +22,29 @@ from central.store import (
 from node.model import Gap, Incident
 from node.protocol import IngestBatch
 
-TABLES = [
-    """CREATE TABLE IF NOT EXISTS nodes (
-        node_id TEXT PRIMARY KEY,
-        key_hex TEXT NOT NULL,
-        created_ms BIGINT NOT NULL,
-        last_seen_ms BIGINT,
-        health_json TEXT,
-        health_ms BIGINT)""",
-    """CREATE TABLE IF NOT EXISTS channels (
-        node_id TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        unit TEXT NOT NULL,
-        PRIMARY KEY (node_id, channel))""",
-    """CREATE TABLE IF NOT EXISTS readings (
-        node_id TEXT NOT NULL,
-        epoch BIGINT NOT NULL,
-        seq BIGINT NOT NULL,
-        channel TEXT NOT NULL,
-        value DOUBLE PRECISION,
-        flags BIGINT NOT NULL,
-        wall_ms BIGINT NOT NULL,
-        boot_ms BIGINT NOT NULL,
-        boot_id TEXT NOT NULL,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (node_id, epoch, seq))""",
-    "CREATE INDEX IF NOT EXISTS readings_by_time ON readings (node_id, wall_ms)",
-    # SensorThings (central/sta): a Datastream's Observations in time order, its time filters and span
-    "CREATE INDEX IF NOT EXISTS readings_by_stream ON readings (node_id, channel, wall_ms, epoch, seq)",
-    """CREATE TABLE IF NOT EXISTS gaps (
-        node_id TEXT NOT NULL,
-        epoch BIGINT NOT NULL,
-        first_seq BIGINT NOT NULL,
-        last_seq BIGINT NOT NULL,
-        count BIGINT NOT NULL,
-        first_wall_ms BIGINT,
-        last_wall_ms BIGINT,
-        reason TEXT NOT NULL,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (node_id, epoch, first_seq, reason))""",
-    """CREATE TABLE IF NOT EXISTS incidents (
-        node_id TEXT NOT NULL,
-        epoch BIGINT NOT NULL,
-        incident_id BIGINT NOT NULL,
-        wall_ms BIGINT NOT NULL,
-        kind TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        count BIGINT,
-        received_ms BIGINT NOT NULL,
-        PRIMARY KEY (node_id, epoch, incident_id))""",
-    """CREATE TABLE IF NOT EXISTS signatures (
-        node_id TEXT NOT NULL,
-        signature TEXT NOT NULL,
-        expires_ms BIGINT NOT NULL,
-        PRIMARY KEY (node_id, signature))""",
-    "CREATE INDEX IF NOT EXISTS signatures_by_expiry ON signatures (expires_ms)",
-]
+T = TypeVar("T")
 
+
+class Tx:
+    """One transaction's cursor for area modules (auth, console, alerts...): ``execute`` takes SQL
+    with ``?`` placeholders on both backends; ``fetchall``/``fetchone``/``rowcount`` as in DB-API."""
+
+    def __init__(self, store: SqlStore, cursor: Any) -> None:
+        self._store, self.cursor = store, cursor
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Tx:
+        self._store._exec(self.cursor, sql, params)
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.cursor.fetchall()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.cursor.fetchone()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self.cursor.rowcount)
 
 # A node extends its newest pending gap at the end while more is evicted (node/buffer), so a gap
 # whose ack was lost can come back longer with the same first_seq: keep one gap per start,
@@ -91,6 +59,7 @@ class SqlStore(Store):
 
     # errors of the database driver that mean "the store is unusable right now" (become StoreError)
     backend_errors: tuple[type[BaseException], ...] = ()
+    dialect = "sql"  # "sqlite" or "postgresql": what a migration step may need to know
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -145,12 +114,23 @@ class SqlStore(Store):
         except Exception:  # the connection is gone; _connection() replaces it
             pass
 
+    def transaction(self, fn: Callable[[Tx], T], *, write: bool = False) -> T:
+        """``fn(tx)`` in one transaction (a write one when ``write``), committed when it returns and
+        rolled back when it raises; driver errors become `StoreError`."""
+        return self._run(lambda cur: fn(Tx(self, cur)), write=write)
+
+    def _lock_schema(self, cur: Any) -> None:
+        """Serialize concurrent migrations (the write transaction already does on SQLite)."""
+
     def create_schema(self) -> None:
         def run(cur: Any) -> None:
-            for stmt in TABLES:
-                self._exec(cur, stmt)
+            self._lock_schema(cur)
+            migrations.migrate(Tx(self, cur), self.dialect, int(time.time() * 1000))
 
         self._write(run)
+
+    def schema_version(self) -> int:
+        return self.transaction(migrations.current_version)
 
     # ---- nodes
     def add_node(self, node_id: str, key: bytes, now_ms: int) -> None:

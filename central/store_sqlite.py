@@ -1,20 +1,59 @@
-"""SQLite store: one embedded file in WAL mode (the default backend)."""
+"""SQLite store: one embedded file in WAL mode (the default backend).
+
+``synchronous=FULL``: a node deletes its only copy of a batch when we answer 200, so a commit must
+be on disk before the answer; with WAL's ``NORMAL`` the last commits can roll back on power loss.
+The file (and a directory we create for it) is private to the service: it holds the node keys.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
+import stat
 from typing import Any
 
 from central.store import StoreError
 from central.store_sql import SqlStore
 
+log = logging.getLogger("streetnode.central")
+
 _INSERT = ("INSERT INTO readings (node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, "
            "received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+_DB_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+def prepare_path(path: str) -> None:
+    """Create the database's directory (one level, 0700) and file (0600) if missing; tighten a file
+    that group or others can read (a round-1 database was 0644) together with its -wal/-shm files."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        if not os.path.isdir(os.path.dirname(parent)):
+            raise StoreError(f"--db sqlite:///{path}: directory {parent} does not exist")
+        try:
+            os.mkdir(parent, _DIR_MODE)
+        except OSError as e:
+            raise StoreError(f"--db sqlite:///{path}: cannot create directory {parent}: "
+                             f"{e.strerror or e}") from None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _DB_MODE)
+    except OSError as e:
+        raise StoreError(f"--db sqlite:///{path}: cannot open: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+            for name in (path, path + "-wal", path + "-shm"):
+                if os.path.exists(name):
+                    os.chmod(name, stat.S_IMODE(os.stat(name).st_mode) & ~0o077)
+            log.warning("%s was readable by group or others (it holds the node keys): now mode 0600", path)
+    finally:
+        os.close(fd)
 
 
 class SqliteStore(SqlStore):
     backend_errors = (sqlite3.OperationalError,)  # locked, disk full, I/O error
+    dialect = "sqlite"
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -23,14 +62,12 @@ class SqliteStore(SqlStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                raise StoreError(f"--db sqlite:///{self.path}: directory {parent} does not exist")
+            prepare_path(self.path)
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=30.0)
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as e:
                 raise StoreError(f"--db sqlite:///{self.path}: cannot open: {e}") from None
             self._conn = conn

@@ -7,7 +7,30 @@ maps the quantity to its unit and wire resolution.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+
+
+class Quality(enum.IntFlag):
+    """Quality flags of a reading, as they travel on the wire (never renumber: part of the protocol).
+
+    Bits 0-7 are set by drivers, bits 8-15 by the node. ``drivers.quality.Quality`` is the drivers'
+    own copy (drivers never import node/); tests/test_protocol.py checks that both agree.
+    """
+
+    OK = 0
+    CLAMPED = 1 << 0          # value was outside the chip's range and clamped to it
+    OUT_OF_RANGE = 1 << 1     # value outside the plausible/measurable range (e.g. no echo)
+    STUCK = 1 << 2            # the same raw value for too long
+    FAULT = 1 << 3            # the sensor failed; value is None
+    CLOCK_UNSYNCED = 1 << 8   # wall time was not synchronized and could not be corrected
+    CLOCK_CORRECTED = 1 << 9  # wall time was corrected after the fact by a measured offset
+    STORM = 1 << 10           # taken while storm mode was active
+
+
+def flag_names(flags: int) -> list[str]:
+    """Lowercase names of the known bits set in ``flags`` (``[]`` for OK); unknown bits are ignored."""
+    return [q.name.lower() for q in Quality if q and flags & q and q.name]
 
 # quantity -> (unit, resolution). Values are rounded to the resolution by the
 # sampler, so the buffer and the wire hold exactly the same numbers.

@@ -43,6 +43,7 @@ HEADER_NODE = "X-Streetnode-Node"
 HEADER_TIMESTAMP = "X-Streetnode-Timestamp"
 HEADER_SIGNATURE = "X-Streetnode-Signature"
 HEADER_SERVER_TIME = "X-Streetnode-Server-Time"  # on every central response, ms since the epoch
+HEADER_RECEIPT = "X-Streetnode-Receipt"  # on every central response to a request whose signature verified
 TIMESTAMP_WINDOW_MS = 5 * 60 * 1000
 # Bodies up to this much JSON (every steady-state upload: ~1 KiB) get gzip's best level, since
 # bytes on a metered link are what they cost; a backlog's large batches get level 6: 1.5 % more
@@ -58,9 +59,15 @@ MAX_DETAIL = 4096
 MAX_HEALTH_KEYS = 64
 GAP_REASONS = ("evicted_size", "evicted_age", "disk_full", "overflow", "rejected")
 
-_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SIG_RE = re.compile(r"^[0-9a-f]{64}$")
-_TS_RE = re.compile(r"^[0-9]{1,15}$")
+# every pattern is used with fullmatch: "$" would let a trailing newline through
+_NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SIG_RE = re.compile(r"[0-9a-f]{64}")
+_TS_RE = re.compile(r"[0-9]{1,15}")
+
+
+def is_node_id(text: str) -> bool:
+    """1-64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit."""
+    return _NODE_ID_RE.fullmatch(text) is not None
 
 
 class ProtocolError(ValueError):
@@ -315,7 +322,7 @@ def _str(v: Any, path: str, max_len: int = MAX_STR, pattern: re.Pattern[str] | N
         raise ProtocolError(path, f"expected a string, got {type(v).__name__}")
     if len(v) > max_len:
         raise ProtocolError(path, f"longer than {max_len} characters")
-    if pattern is not None and not pattern.match(v):
+    if pattern is not None and not pattern.fullmatch(v):
         raise ProtocolError(path, f"does not match {pattern.pattern}")
     return v
 
@@ -578,6 +585,25 @@ def verify_signature(key: bytes, method: str, path: str, body: bytes, timestamp:
     return hmac.compare_digest(signature(key, method, path, body, timestamp, node_id=node_id), sig)
 
 
+def _receipt_message(request_signature: str, body: bytes) -> bytes:
+    return f"streetnode-v1-receipt\n{request_signature}\n{body_digest(body)}".encode()
+
+
+def sign_receipt(key: bytes, request_signature: str, body: bytes) -> str:
+    """The central's receipt for its answer ``body`` (bytes as sent) to the request signed
+    ``request_signature``: hex HMAC-SHA256 over "streetnode-v1-receipt", the request's signature and
+    the SHA-256 of the response body. A node believes an answer only with a valid receipt."""
+    return hmac.new(key, _receipt_message(request_signature, body), hashlib.sha256).hexdigest()
+
+
+def verify_receipt(key: bytes, request_signature: str, body: bytes, receipt: str | None) -> bool:
+    """True when ``receipt`` (the response's `HEADER_RECEIPT`, None if absent) is the central's
+    receipt for ``body`` answering the request signed ``request_signature`` (constant-time)."""
+    if not receipt or not _SIG_RE.fullmatch(receipt.strip()):
+        return False
+    return hmac.compare_digest(sign_receipt(key, request_signature, body), receipt.strip())
+
+
 @dataclass(frozen=True)
 class AuthHeaders:
     node_id: str
@@ -595,11 +621,11 @@ def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
             raise ProtocolError(name, "missing header", code="bad_signature")
         values.append(v.strip())
     node_id, ts, sig = values
-    if not _NODE_ID_RE.match(node_id):
+    if not _NODE_ID_RE.fullmatch(node_id):
         raise ProtocolError(HEADER_NODE, "expected a node id", code="bad_signature")
-    if not _TS_RE.match(ts):
+    if not _TS_RE.fullmatch(ts):
         raise ProtocolError(HEADER_TIMESTAMP, "expected milliseconds since the epoch", code="bad_signature")
-    if not _SIG_RE.match(sig):
+    if not _SIG_RE.fullmatch(sig):
         raise ProtocolError(HEADER_SIGNATURE, "expected 64 lowercase hex digits", code="bad_signature")
     return AuthHeaders(node_id, int(ts), sig)
 
@@ -630,7 +656,7 @@ def server_time_ms(headers: Mapping[str, str], payload: Any = None) -> int | Non
         return payload["server_time_ms"]
     lower = {k.lower(): v for k, v in headers.items()}
     v = lower.get(HEADER_SERVER_TIME.lower(), "").strip()
-    if _TS_RE.match(v):
+    if _TS_RE.fullmatch(v):
         return int(v)
     date = lower.get("date")
     if date:

@@ -228,3 +228,43 @@ def test_huge_values_stay_within_safe_integers():
         r = [Reading(i, ch, v, 0, 10, 5, "b") for i, v in enumerate(vals)]
         out = decode_body(encode_batch(Batch(1, "n", 0, r), health={}, sent_ms=0), max_decompressed=MAX)
         assert [x.value for x in out.readings] == vals
+
+
+def test_receipt_signs_exactly_this_answer_to_this_request():
+    key, sig = bytes(range(32)), "ab" * 32
+    body = b'{"stored":3,"duplicates":0}'
+    receipt = protocol.sign_receipt(key, sig, body)
+    assert len(receipt) == 64 and protocol.verify_receipt(key, sig, body, receipt)
+    # contract 1 (brief): HMAC-SHA256(key, "streetnode-v1-receipt\n" + sig + "\n" + hex(SHA-256(body)))
+    import hashlib
+    import hmac
+
+    message = b"streetnode-v1-receipt\n" + sig.encode() + b"\n" + hashlib.sha256(body).hexdigest().encode()
+    assert receipt == hmac.new(key, message, hashlib.sha256).hexdigest()
+    assert not protocol.verify_receipt(key, sig, body + b" ", receipt)  # another body (a proxy's page)
+    assert not protocol.verify_receipt(key, "cd" * 32, body, receipt)  # the answer to another request
+    assert not protocol.verify_receipt(bytes(32), sig, body, receipt)  # someone without the node's key
+    for absent in (None, "", "zz", receipt.upper(), receipt + "\n00"):
+        assert not protocol.verify_receipt(key, sig, body, absent)
+    # a receipt can never be taken for a request signature (different first line)
+    assert receipt != protocol.signature(key, "POST", "/v1/ingest", body, 1, node_id="x")
+
+
+def test_quality_flags_of_node_and_drivers_agree():
+    from drivers.quality import Quality as DriverQuality
+    from drivers.quality import names
+    from node.model import Quality, flag_names
+
+    assert {q.name: q.value for q in Quality} == {q.name: q.value for q in DriverQuality}
+    for flags in (0, 1, 8, 256 | 8, 0x70F, 1 << 20):
+        assert flag_names(flags) == names(flags)
+
+
+@pytest.mark.parametrize("text", ["pole-1\n", "pole-1\r", " pole-1", "p\u00f6le", "-pole", "a" * 65, ""])
+def test_node_ids_are_fullmatched(text):
+    assert not protocol.is_node_id(text)
+    headers = sign_request(bytes(32), "POST", "/v1/ingest", b"", 1, node_id="pole-1")
+    headers[protocol.HEADER_NODE] = text
+    if text.strip() != "pole-1":  # header values are stripped, as HTTP servers do
+        with pytest.raises(ProtocolError):
+            protocol.parse_auth_headers(headers)

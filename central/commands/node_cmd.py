@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import sys
 import time
 
-from central.store import NodeExists, Store, StoreError, UnknownNode, default_db_url, open_store
-from node.errors import EX_UNAVAILABLE, ConfigError, StreetnodeError
-from node.protocol import format_key
-
-_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class CentralStoreError(StreetnodeError):
-    exit_code = EX_UNAVAILABLE
-
-
-def add_db_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="URL", default=None,
-                   help="sqlite:///path/central.db or postgresql://... (default: central.db in "
-                   "$STREETNODE_CENTRAL_STATE or the current directory)")
-
-
-def open_db(url: str | None) -> Store:
-    try:
-        return open_store(url or default_db_url())
-    except StoreError as e:
-        raise CentralStoreError(str(e)) from None
+from central.commands.db import add_db_option, open_db
+from central.store import NodeExists, UnknownNode
+from node.errors import ConfigError
+from node.protocol import format_key, is_node_id
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,23 +36,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_id(node_id: str) -> None:
-    if not _NODE_ID_RE.match(node_id):
+    if not is_node_id(node_id):
         raise ConfigError(f"ID {node_id!r}: expected 1-64 letters, digits, '.', '_' or '-', "
                           "starting with a letter or digit")
 
 
-def install_command(node_id: str, key: bytes, url: str | None) -> str:
-    """The one line a technician runs on the Pi (deploy/provision.md)."""
+def install_command(node_id: str, url: str | None) -> str:
+    """The line a technician runs on the Pi (deploy/provision.md); the key comes from a file, so it
+    is never in a command line, a shell history or a process list."""
     central = url or os.environ.get("STREETNODE_CENTRAL_URL") or "https://CENTRAL.EXAMPLE"
-    return (f"printf '%s\\n' '{format_key(key)}' | sudo deploy/install.sh --node-id {node_id} "
-            f"--central-url {central} --key-file -")
+    return f"sudo deploy/install.sh --node-id {node_id} --central-url {central} --key-file {node_id}.key"
 
 
 def _print_key(node_id: str, key: bytes, verb: str, url: str | None) -> None:
-    print(format_key(key))
-    print(f"streetnode-central: {verb} node {node_id}; the key above is shown only now: write it to the "
-          "node's key_file (chmod 600), or install the node with:", file=sys.stderr)
-    print(f"  {install_command(node_id, key, url)}", file=sys.stderr)
+    print(format_key(key), flush=True)  # stdout only: redirect it to a file (mode 0600 under umask 077)
+    print(f"streetnode-central: {verb} node {node_id}; its key (64 hex digits, on stdout) is shown only "
+          f"now. Save it with '... > {node_id}.key', copy the file to the Pi and run there:",
+          file=sys.stderr)
+    print(f"  {install_command(node_id, url)}", file=sys.stderr)
 
 
 def add_cmd(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import tomllib
 from typing import Any
 
 from central import limits, require_extra
-from central.commands.node_cmd import add_db_option, open_db
+from central.commands.db import add_db_option, open_db
 from node.errors import ConfigError
 
 

@@ -8,6 +8,9 @@ Order of forwarding = the order readings were stored, made exact on each backend
   transaction that stored it (``ingest_tx xid8``); only readings of transactions older than every
   running one (``pg_snapshot_xmin``) are read, so none can still appear behind the cursor.
 
+Readings stored before migration 4 on PostgreSQL have no ``ingest_tx``; a new sink sends them
+first, in key order, then continues by transaction. The tables come from migration 4.
+
 A lease row per sink lets exactly one forwarder (of many ``serve`` processes) publish; the cursor is
 advanced only in a transaction that still holds the lease (fencing), after every PUBACK arrived.
 """
@@ -24,18 +27,7 @@ from typing import Any
 from central.forward.layouts import FwdReading
 
 FEED_READINGS = "readings"
-_COMMON = [
-    """CREATE TABLE IF NOT EXISTS forward_cursors (
-        sink TEXT NOT NULL, feed TEXT NOT NULL, position TEXT NOT NULL, updated_ms BIGINT NOT NULL,
-        PRIMARY KEY (sink, feed))""",
-    """CREATE TABLE IF NOT EXISTS forward_leases (
-        sink TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ms BIGINT NOT NULL)""",
-]
-# Until issue 13's versioned migrations exist these run when a sink is configured (idempotent).
-_PG_ONLY = [
-    "ALTER TABLE readings ADD COLUMN IF NOT EXISTS ingest_tx xid8 DEFAULT pg_current_xact_id()",
-    "CREATE INDEX IF NOT EXISTS readings_by_ingest_tx ON readings (ingest_tx)",
-]
+LEGACY = "legacy"  # PostgreSQL: readings stored before migration 4 (ingest_tx NULL), in key order
 _COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms"
 
 
@@ -126,28 +118,16 @@ class ForwardDb:
         with self._lock:
             self._drop()
 
-    # ---- schema, cursor, lease
-    def ensure_schema(self) -> None:
-        def run(conn: Any) -> None:
-            for stmt in _COMMON:
-                self._exec(conn, stmt)
-            if self.backend == "postgresql" and not self._exec(conn, (
-                    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                    "AND table_name = 'readings' AND column_name = 'ingest_tx'")).fetchone():
-                for stmt in _PG_ONLY:  # once: ALTER TABLE takes an exclusive lock
-                    self._exec(conn, stmt)
-
-        self._run(run, write=True)
-
+    # ---- cursor, lease
     def initial_position(self, start: str) -> str:
         """The cursor of a new sink: before everything, or after what is stored now."""
         if start == "beginning":
-            return json.dumps(0 if self.backend == "sqlite" else ["0", "", 0, 0])
+            return json.dumps(0 if self.backend == "sqlite" else [LEGACY, "", 0, 0])
         if self.backend == "sqlite":
             top = self._run(lambda c: c.execute("SELECT COALESCE(MAX(rowid), 0) FROM readings").fetchone()[0])
             return json.dumps(int(top))
         row = self._run(lambda c: c.execute(
-            "SELECT ingest_tx::text, node_id, epoch, seq FROM readings "
+            "SELECT ingest_tx::text, node_id, epoch, seq FROM readings WHERE ingest_tx IS NOT NULL "
             "ORDER BY ingest_tx DESC, node_id DESC, epoch DESC, seq DESC LIMIT 1").fetchone())
         return json.dumps(["0", "", 0, 0] if row is None else [row[0], row[1], int(row[2]), int(row[3])])
 
@@ -217,6 +197,15 @@ class ForwardDb:
                 return [], position
             return [_reading(r[1:]) for r in rows], json.dumps(int(rows[-1][0]))
         tx, node, epoch, seq = pos
+        if tx == LEGACY:
+            rows = self._run(lambda c: c.execute(
+                f"SELECT {_COLUMNS} FROM readings WHERE ingest_tx IS NULL "
+                "AND (node_id, epoch, seq) > (%s, %s, %s) ORDER BY node_id, epoch, seq LIMIT %s",
+                (node, epoch, seq, limit)).fetchall())
+            if rows:
+                last = rows[-1]
+                return [_reading(r) for r in rows], json.dumps([LEGACY, last[0], int(last[1]), int(last[2])])
+            tx, node, epoch, seq = "0", "", 0, 0  # the legacy readings are all sent
         rows = self._run(lambda c: c.execute(
             f"SELECT ingest_tx::text, {_COLUMNS} FROM readings "
             "WHERE ingest_tx < pg_snapshot_xmin(pg_current_snapshot()) AND (ingest_tx > %s::xid8 OR "

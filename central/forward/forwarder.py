@@ -139,8 +139,6 @@ class Forwarder:
     # ---- the loop
     def run(self) -> None:
         backoff = 1.0
-        if not self._ensure_schema():
-            return
         while not self._stop.is_set():
             try:
                 if not self._hold_lease():
@@ -167,16 +165,6 @@ class Forwarder:
                 self.link.close()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
-
-    def _ensure_schema(self) -> bool:
-        while not self._stop.is_set():
-            try:
-                self.db.ensure_schema()
-                return True
-            except ForwardDbError as e:
-                log.warning("forward %s: database: %s; retrying", self.sink.name, e)
-                self._stop.wait(5.0)
-        return False
 
     def _hold_lease(self) -> bool:
         now = self.clock()

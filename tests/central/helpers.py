@@ -41,6 +41,23 @@ def post(base: str, body: bytes, *, key: bytes = KEY, node: str = NODE, ts: int 
                          timeout=30)
 
 
+def ingest_counts(r: requests.Response) -> dict:
+    """The four counters of a 200 ingest answer (the other keys are checked where they matter)."""
+    assert r.status_code == 200, r.text
+    return {k: r.json()[k] for k in ("stored", "duplicates", "gaps", "incidents")}
+
+
+def read_token(store, name: str = "tests", role: str = "read") -> dict[str, str]:
+    """Headers with a new API token of ``role`` for the read API."""
+    from central.accounts import Accounts
+
+    return {"Authorization": f"Bearer {Accounts(store).add_token(name, role)}"}
+
+
+def get(url: str, auth: dict[str, str], **kw) -> requests.Response:
+    return requests.get(url, headers={**auth, **kw.pop("headers", {})}, timeout=kw.pop("timeout", 10), **kw)
+
+
 def make_tls_cert(directory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 (openssl CLI); returns (cert path, key path)."""
     import subprocess

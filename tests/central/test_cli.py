@@ -15,7 +15,7 @@ import requests
 
 from central.store import open_store
 from node import protocol
-from tests.central.helpers import body_of, make_batch, now_ms
+from tests.central.helpers import body_of, ingest_counts, make_batch, now_ms
 from tests.conftest import ROOT
 
 CLI = [sys.executable, "-m", "central.cli"]
@@ -114,7 +114,7 @@ def test_serve_subprocess_survives_sigkill(tmp_path, cli_env):
         h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
                                                                 node_id="pole-1")}
         r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
-        assert r.json() == {"stored": 10, "duplicates": 50, "gaps": 0, "incidents": 0}
+        assert ingest_counts(r) == {"stored": 10, "duplicates": 50, "gaps": 0, "incidents": 0}
     finally:
         proc.send_signal(signal.SIGTERM)  # graceful; uvicorn re-raises the signal after shutdown
         assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
@@ -130,7 +130,10 @@ def test_serve_subprocess_on_postgres(pg_url, cli_env):
                                                                 node_id="pole-1")}
         r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
         assert r.json()["stored"] == 20
-        nodes = requests.get(url + "/v1/nodes", timeout=10).json()["nodes"]
+        token = run(["token", "add", "ops", "--db", pg_url], cli_env).stdout.strip()
+        assert requests.get(url + "/v1/nodes", timeout=10).status_code == 401
+        nodes = requests.get(url + "/v1/nodes", headers={"Authorization": f"Bearer {token}"},
+                             timeout=10).json()["nodes"]
         assert nodes[0]["readings"] == 20
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -154,9 +157,10 @@ def test_node_add_prints_the_install_command(tmp_path, cli_env):
     r = run(["node", "add", "pole-7", "--db", db, "--url", "https://central.city.example"], cli_env)
     assert r.returncode == 0, r.stderr
     key = r.stdout.strip()
-    assert len(key) == 64
-    assert (f"printf '%s\\n' '{key}' | sudo deploy/install.sh --node-id pole-7 "
-            "--central-url https://central.city.example --key-file -") in r.stderr
+    assert re.fullmatch(r"[0-9a-f]{64}", key)
+    assert ("sudo deploy/install.sh --node-id pole-7 --central-url https://central.city.example "
+            "--key-file pole-7.key") in r.stderr
+    assert key not in r.stderr  # the key only on stdout, never in a suggested command line
 
 
 # A node installed with plain `pip install .` has no web stack: simulate that environment

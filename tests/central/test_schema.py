@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from central.server import load_schema
+from central.reads import load_schema
 from node.protocol import ProtocolError, decode_document
 from tests.central.helpers import body_of, make_batch
 

@@ -14,7 +14,17 @@ import requests
 from central.server import serve_in_thread
 from central.store import open_store
 from node import protocol
-from tests.central.helpers import KEY, NODE, body_of, make_batch, now_ms, post
+from tests.central.helpers import (
+    KEY,
+    NODE,
+    body_of,
+    get,
+    ingest_counts,
+    make_batch,
+    now_ms,
+    post,
+    read_token,
+)
 
 
 @pytest.fixture
@@ -29,15 +39,18 @@ def test_ingest_then_resend_whole_and_resplit_is_idempotent(central):
     url, store = central
     b = make_batch(range(30))
     r = post(url, body_of(b))
-    assert r.status_code == 200, r.text
-    assert r.json() == {"stored": 30, "duplicates": 0, "gaps": 0, "incidents": 0}
+    assert ingest_counts(r) == {"stored": 30, "duplicates": 0, "gaps": 0, "incidents": 0}
+    j = r.json()  # contract 2: what the node checks (stored + duplicates == readings == len(batch))
+    assert (j["readings"], j["batch"], j["epoch"]) == (30, b.id, b.epoch)
+    assert abs(j["server_time_ms"] - now_ms()) < 10_000
     time.sleep(0.002)  # a new timestamp, hence a new signature
     r = post(url, body_of(b))
     assert r.status_code == 200 and r.json()["stored"] == 0 and r.json()["duplicates"] == 30
     for part in (range(0, 10), range(5, 45)):  # re-split with overlap and new readings
         r = post(url, body_of(make_batch(part)))
         assert r.status_code == 200, r.text
-    assert r.json() == {"stored": 15, "duplicates": 25, "gaps": 0, "incidents": 0}
+    assert ingest_counts(r) == {"stored": 15, "duplicates": 25, "gaps": 0, "incidents": 0}
+    assert r.json()["readings"] == 40
     assert store.seqs(NODE, 1) == list(range(45))
     assert r.headers[protocol.HEADER_SERVER_TIME].isdigit()
 
@@ -191,31 +204,33 @@ def test_read_api(central):
     doc["gaps"] = [{"epoch": 1, "first_seq": 100, "last_seq": 109, "count": 10, "reason": "evicted_age"}]
     doc["incidents"] = [{"id": 1, "wall_ms": 5, "kind": "disk_full", "detail": "ENOSPC"}]
     r = post(url, gzip.compress(json.dumps(doc).encode()))
-    assert r.json() == {"stored": 9, "duplicates": 0, "gaps": 1, "incidents": 1}
-    nodes = requests.get(url + "/v1/nodes", timeout=10).json()["nodes"]
+    assert ingest_counts(r) == {"stored": 9, "duplicates": 0, "gaps": 1, "incidents": 1}
+    auth = read_token(store)
+    nodes = get(url + "/v1/nodes", auth).json()["nodes"]
     (n,) = nodes
     assert (n["node_id"], n["backlog_readings"], n["gaps"], n["missing_readings"], n["incidents"]) == (
         NODE, 5, 1, 10, 1)
     assert n["last_seen_ms"] is not None
     ch = "weather.humidity_pct"
-    j = requests.get(f"{url}/v1/nodes/{NODE}/readings", params={"channel": ch}, timeout=10).json()
+    j = get(f"{url}/v1/nodes/{NODE}/readings", auth, params={"channel": ch}).json()
     assert [x["seq"] for x in j["readings"]] == [1, 4, 7] and j["readings"][0]["value"] == 20.01
     assert j["readings"][0]["unit"] == "%"
-    j = requests.get(f"{url}/v1/nodes/{NODE}/readings",
-                     params={"since": "2025-11-25T19:46:50Z", "until": 1_764_100_020_000}, timeout=10).json()
+    j = get(f"{url}/v1/nodes/{NODE}/readings", auth,
+            params={"since": "2025-11-25T19:46:50Z", "until": 1_764_100_020_000}).json()
     assert [x["seq"] for x in j["readings"]] == [3, 4, 5]
-    r = requests.get(f"{url}/v1/nodes/{NODE}/readings", params={"format": "csv", "channel": ch}, timeout=10)
+    r = get(f"{url}/v1/nodes/{NODE}/readings", auth, params={"format": "csv", "channel": ch})
     assert r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [(x["seq"], x["value"], x["unit"]) for x in rows] == [("1", "20.01", "%"), ("4", "20.04", "%"),
                                                                 ("7", "20.07", "%")]
     assert rows[0]["time_utc"] == "2025-11-25T19:46:40.000Z"
-    r = requests.get(f"{url}/v1/nodes/{NODE}/readings", params={"since": "yesterday"}, timeout=10)
-    assert (r.status_code, error_of(r), r.json()["field"]) == (400, "bad_query", "since")
-    r = requests.get(f"{url}/v1/nodes/ghost/readings", timeout=10)
+    for since in ("yesterday", "²", "1" * 16, "9999-99-99"):  # "²".isdigit() was a 500
+        r = get(f"{url}/v1/nodes/{NODE}/readings", auth, params={"since": since})
+        assert (r.status_code, error_of(r), r.json()["field"]) == (400, "bad_query", "since"), since
+    r = get(f"{url}/v1/nodes/ghost/readings", auth)
     assert (r.status_code, error_of(r)) == (404, "not_found")
     assert requests.get(url + "/healthz", timeout=10).json()["ok"] is True
-    assert "/v1/ingest" in requests.get(url + "/openapi.json", timeout=10).json()["paths"]
+    assert "/v1/ingest" in get(url + "/openapi.json", auth).json()["paths"]
 
 
 def test_serve_in_thread_from_url_and_restart_keeps_data(tmp_path):
@@ -228,8 +243,8 @@ def test_serve_in_thread_from_url_and_restart_keeps_data(tmp_path):
     stop()
     url, stop = serve_in_thread(db)
     try:
-        assert post(url, body_of(make_batch(range(6)))).json() == {"stored": 2, "duplicates": 4, "gaps": 0,
-                                                                   "incidents": 0}
+        assert ingest_counts(post(url, body_of(make_batch(range(6))))) == {
+            "stored": 2, "duplicates": 4, "gaps": 0, "incidents": 0}
     finally:
         stop()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from central.forward.config import parse_sink
 from central.forward.db import ForwardDb
 from central.forward.forwarder import Forwarder
@@ -120,3 +122,23 @@ def test_thingsboard_layout_respects_the_size_limit(central, own_broker):
     assert sorted(points) == sorted(want) and len(points) == len(want)
     stamps = [item["ts"] for doc in telemetry for item in doc["pole-1"]]
     assert stamps == sorted(stamps) and len(stamps) == len(set(stamps))
+
+
+@pytest.mark.postgres
+def test_readings_stored_before_migration_4_are_sent_first(central, prefix, broker_port):
+    """PostgreSQL: readings from before `ingest_tx` existed (NULL) go first, in key order."""
+    if central.store.dialect != "postgresql":
+        pytest.skip("SQLite orders by rowid: no column was added")
+    upload(central.url, "pole-1", 1, readings(20), LOCATED)
+    central.store.transaction(lambda tx: tx.execute("UPDATE readings SET ingest_tx = NULL"), write=True)
+    upload(central.url, "pole-1", 2, readings(10), LOCATED)
+    recorder = Recorder(broker_port, [prefix + "/#"])
+    forwarder = Forwarder(plain_sink(prefix, broker_port), ForwardDb.for_store(central.store))
+    forwarder.start()
+    try:
+        wait_done(forwarder, 90)
+        got = recorder.wait_for(lambda m: len(ids_of(m)) >= 90, 30)
+    finally:
+        forwarder.stop()
+        recorder.close()
+    assert ids_of(got) == [f"pole-1:1:{s}" for s in range(60)] + [f"pole-1:2:{s}" for s in range(30)]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
 from central.server import serve_in_thread
 from central.store import Store, open_store
 from tests.central.conftest import PG_URL, pg_reachable
+from tests.central.helpers import read_token
 from tests.sta.data import fill
 
 
@@ -19,6 +20,7 @@ class Central:
     sta: str  # .../sta/v1.1
     store: Store
     sent: dict
+    auth: dict = field(default_factory=dict)  # headers with a read token
 
 
 def _db_url(kind: str, tmp_path_factory) -> tuple[str, str | None]:
@@ -51,7 +53,7 @@ def central(db_kind, tmp_path_factory):
     store = open_store(url)
     base, stop = serve_in_thread(store)
     try:
-        yield Central(base, base + "/sta/v1.1", store, fill(store, base))
+        yield Central(base, base + "/sta/v1.1", store, fill(store, base), read_token(store, "sta-tests"))
     finally:
         stop()
         store.close()
@@ -65,7 +67,8 @@ def fresh_central(db_kind, tmp_path_factory):
     store = open_store(url)
     base, stop = serve_in_thread(store)
     try:
-        yield Central(base, base + "/sta/v1.1", store, fill(store, base, cycles=40))
+        yield Central(base, base + "/sta/v1.1", store, fill(store, base, cycles=40),
+                      read_token(store, "sta-tests"))
     finally:
         stop()
         store.close()

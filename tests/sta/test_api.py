@@ -11,9 +11,18 @@ from tests.sta.data import CHANNELS, LOCATED, START_MS, STEP_MS, readings, uploa
 STREAM = "pole-1:weather.temperature_c"
 
 
+AUTH: dict[str, str] = {}  # set by the autouse fixture below: every read needs a token
+
+
+@pytest.fixture(autouse=True)
+def _token(request):
+    name = "fresh_central" if "fresh_central" in request.fixturenames else "central"
+    AUTH.clear()
+    AUTH.update(request.getfixturevalue(name).auth)
+
+
 def get(base: str, path: str, **params):
-    r = requests.get(base + path, params=params, timeout=30)
-    return r
+    return requests.get(base + path, params=params, headers=AUTH, timeout=30)
 
 
 def ok(base: str, path: str, **params) -> dict:
@@ -26,7 +35,7 @@ def walk(url: str, params: dict | None = None) -> tuple[list[dict], int]:
     """Every entity of a collection, following @iot.nextLink; returns (entities, pages)."""
     out, pages = [], 0
     while url:
-        r = requests.get(url, params=params, timeout=30)
+        r = requests.get(url, params=params, headers=AUTH, timeout=30)
         assert r.status_code == 200, r.text
         doc = r.json()
         out += doc["value"]
@@ -45,6 +54,14 @@ def iso(ms: int) -> str:
 def sent_of(central, channel: str, node: str = "pole-1") -> list[tuple[tuple[str, int, int], object]]:
     items = [(k, r) for k, r in central.sent.items() if k[0] == node and r.channel == channel]
     return sorted(items, key=lambda kr: (kr[1].wall_ms, kr[0]))
+
+
+def test_reads_need_a_read_token(central):
+    for path in ("", "/Things", f"/Datastreams('{STREAM}')/Observations"):
+        r = requests.get(central.sta + path, timeout=30)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized", r.text
+    r = requests.get(central.sta + "/Things", headers={"Authorization": "Bearer snt_wrong"}, timeout=30)
+    assert r.status_code == 401
 
 
 def test_service_root_lists_sets_and_conformance(central):
@@ -233,7 +250,7 @@ def test_errors_are_clear(central, path, params, status, words):
 def test_cursor_stays_correct_while_data_arrives(fresh_central):
     c = fresh_central
     url = f"{c.sta}/Datastreams('{STREAM}')/Observations"
-    first = requests.get(url, params={"$top": "15"}, timeout=30).json()
+    first = requests.get(url, params={"$top": "15"}, headers=AUTH, timeout=30).json()
     # meanwhile: a backfill before the cursor, new readings after it, and a resend of stored ones
     upload(c.url, "pole-1", 3, readings(10, first_cycle=-20), LOCATED)
     upload(c.url, "pole-1", 3, readings(10, first_cycle=100, first_seq=100), LOCATED)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import frost_sta_client as fsc
 import pytest
+import requests
 
 from central.store import open_store
-from tests.central.test_cli import start_server
+from tests.central.test_cli import run, start_server
 from tests.sta.conftest import _db_url, _drop
 from tests.sta.data import LOCATED, START_MS, STEP_MS, fill
 
@@ -16,15 +17,37 @@ from tests.sta.data import LOCATED, START_MS, STEP_MS, fill
 pytestmark = pytest.mark.filterwarnings("ignore:furl.pathstr is deprecated:DeprecationWarning")
 
 
+class BearerToken(fsc.AuthHandler):
+    """The client's own extension point (an `AuthHandler` returning a requests auth): our API tokens
+    are sent as ``Authorization: Bearer``, which the client's built-in handler (Basic) does not do."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def add_auth_header(self) -> requests.auth.AuthBase:
+        token = self.token
+
+        class Bearer(requests.auth.AuthBase):
+            def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+                r.headers["Authorization"] = f"Bearer {token}"
+                return r
+
+        return Bearer()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def served(request, tmp_path_factory, cli_env):
-    """A `streetnode-central serve` subprocess on a database filled through signed uploads."""
+    """A `streetnode-central serve` subprocess on a database filled through signed uploads, and a
+    read token made with `streetnode-central token add`."""
     db_url, schema = _db_url(request.param, tmp_path_factory)
     store = open_store(db_url)
     proc, base = start_server(["--db", db_url], cli_env)
     try:
         sent = fill(store, base, cycles=150)
-        yield base, sent
+        made = run(["token", "add", "gis-desk", "--role", "read", "--db", db_url], cli_env)
+        assert made.returncode == 0, made.stderr
+        yield base, sent, made.stdout.strip()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -39,8 +62,11 @@ def iso(ms: int) -> str:
 
 
 def test_frost_client_things_locations_and_paged_observations(served):
-    base, sent = served
-    service = fsc.SensorThingsService(base + "/sta/v1.1")
+    base, sent, token = served
+    anonymous = fsc.SensorThingsService(base + "/sta/v1.1")
+    with pytest.raises(requests.HTTPError, match="401"):
+        anonymous.things().query().list()
+    service = fsc.SensorThingsService(base + "/sta/v1.1", auth_handler=BearerToken(token))
 
     things = service.things().query().expand("Locations").orderby("@iot.id", "ASC").list()
     by_id = {t.id: t for t in things}
