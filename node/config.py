@@ -359,6 +359,9 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
             for key in ("pin", "trigger_pin", "echo_pin"):
                 if s.get(key) == led_pin:
                     problems.append(f"status_led.pin: GPIO {led_pin} is already used by sensors[{i}].{key}")
+    bundle = sections["central"].get("ca_bundle")
+    if bundle is not None and not os.path.isfile(bundle):  # else every upload fails on an OSError
+        problems.append(f"central.ca_bundle: expected a readable CA bundle file, {bundle!r} does not exist")
     up = sections["upload"]
     if up.get("backoff_initial") and up.get("backoff_max") and up["backoff_initial"] > up["backoff_max"]:
         problems.append("upload.backoff_initial: expected at most upload.backoff_max")

@@ -1,58 +1,65 @@
-"""Upload buffered readings to the central: signed, gzip v1 batches over one requests.Session.
+"""Upload buffered readings to the central: signed, gzip v1 batches, believed only on a receipt.
 
-One *round* (`Uploader.run_round`) first sends the newest readings (the live
-batch, so the city sees current flood depth and air quality at once after an
-outage), then backfills oldest-first until the backlog is empty, the deadline
-passes or an attempt fails in a way worth retrying later. Each answer is
-classified by `node.upload_policy.classify`:
+One *round* (`Uploader.run_round`) first sends the newest readings (the live batch, so the city
+sees current flood depth and air quality at once after an outage), then backfills oldest-first
+until the backlog is empty, the deadline passes or an attempt fails. Each answer becomes a
+`node.upload_policy.Verdict`:
 
-- 2xx: ack the batch (the receiver deduplicates by (node, epoch, seq), so a
-  batch resent after a lost ack is stored exactly once);
-- 408/429/5xx, connection errors, timeouts: release the batch and wait a
-  full-jitter exponential backoff, never less than ``Retry-After``;
-- 413: release and claim half as many readings; a single reading still too
-  large is dead-lettered;
-- 401 ``stale_timestamp``: learn the central's clock, re-sign, retry once;
-  other 401s: release, back off and report an auth failure (never dead-letter:
-  the data is fine, the key is not);
-- other 4xx: dead-letter the batch (the buffer records the incident) and go on.
+- ACK: a signed 2xx that is the receipt of exactly this batch (counts match): the buffer deletes
+  it (the receiver deduplicates by (node, epoch, seq), so a resend after a lost ack is stored once);
+- RETRY (no answer, 408/429/5xx) and PATH (unsigned, a redirect, an undocumented 4xx, a receipt for
+  something else): release the batch, back off (full-jitter exponential, never less than
+  ``Retry-After``); untrusted answers feed the `PathBreaker`, which after a few of them stops
+  sending batches and probes with a signed ping until the central answers again; its opening and
+  its end are recorded as incidents, so the city learns the path was broken and for how long;
+- SPLIT (signed 413, signed 422 naming a reading): claim half as many; one reading still refused is
+  dead-lettered (a ``rejected`` gap and an incident the central will see);
+- REFUSE_RECORD / REFUSE_HEALTH (signed 422 naming a gap, an incident or a health key): that one
+  record is replaced by a note the central accepts, or that key left out, and the batch goes again;
+- CLOCK / RESIGN (signed 401 stale_timestamp / replay): re-sign once; AUTH_FAILED: back off, report.
 
-The uploader never touches drivers and the sampler never waits on it: the buffer
-is the only link between them.
+Every claim made in a round is settled (acked, dead-lettered) or released on every exit path,
+exceptions included; the backoff also applies when the round ended by an exception.
+
+The uploader never touches drivers and the sampler never waits on it: the buffer is the only link.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import requests
 
-from node import __version__, protocol
+from node import protocol
 from node.model import Batch
-from node.upload_policy import Action, Backoff, Verdict, classify, server_time_ms
+from node.upload_policy import Action, Backoff, PathBreaker, Verdict, classify, refused_part
+from node.upload_transport import Answer, Transport
+from node.wire_repair import fit_health, fit_records
 
 log = logging.getLogger("streetnode.uploader")
 
 ALERT_HEALTH_KEY = "alert"  # health flag of a storm-alert batch (the protocol has no alert field)
-_CLOCK_REPORT_MS = 1000  # on_clock_offset fires when the offset moves by more than this
 _SHRINK = 0.9  # after an over-size encode, claim this fraction of what would have fit
+MAX_REFUSALS_PER_ROUND = 20  # records replaced after a signed 422 before the round backs off
+MAX_RECORDS = 200  # gaps/incidents riding along with one batch (halved after a 413 of records alone)
 
 
 class UploadBuffer(Protocol):
     """What the uploader needs of `node.buffer` (SqliteBuffer and MemoryBuffer both fit)."""
 
-    def claim(self, max_readings: int, *, newest_first: bool = False) -> Batch | None: ...
-    def ack(self, batch_id: int) -> None: ...
-    def release(self, batch_id: int) -> None: ...
-    def dead_letter(self, batch_id: int, reason: str) -> None: ...
+    def claim(self, max_readings: int, *, newest_first: bool = False,
+              max_records: int = ...) -> Batch | None: ...
+    def ack(self, batch_id: int) -> bool: ...
+    def release(self, batch_id: int) -> bool: ...
+    def dead_letter(self, batch_id: int, reason: str) -> bool: ...
+    def refuse_record(self, batch_id: int, part: str, index: int, reason: str) -> bool: ...
+    def record_incident(self, kind: str, detail: str, count: int | None = None) -> None: ...
 
 
 @dataclass
@@ -66,86 +73,94 @@ class RoundResult:
     live_readings: int = 0  # of which sent newest-first in the live batch
     stored: int = 0  # as reported by the central
     duplicates: int = 0  # already stored (a resend after a lost ack)
-    dead_lettered: int = 0  # batches the central refused for good
+    dead_lettered: int = 0  # batches (of one reading, after bisection) the central refused for good
     dead_lettered_readings: int = 0
-    splits: int = 0  # 413 answers and over-size encodes that made us claim fewer
-    attempts: int = 0  # HTTP requests made (including re-signed retries)
+    refused_records: int = 0  # gaps/incidents replaced after a signed 422 naming them
+    splits: int = 0  # 413/422 answers and over-size encodes that made us claim fewer
+    attempts: int = 0  # HTTP requests made (including re-signed retries and pings)
     bytes_sent: int = 0  # request line + headers + body
     bytes_received: int = 0  # status line + headers + body
     backlog_empty: bool = False
+    deadline_reached: bool = False  # stopped by the deadline with readings still waiting
+    probed: bool = False  # the breaker was open: this round only pinged
     error: str | None = None  # the last failure of the round, one line
     alert: bool = False
+    alert_sent: bool = False  # the live batch carrying the alert was acknowledged
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """The ``[upload]`` keys the uploader applies between rounds (SIGHUP)."""
+
+    max_batch_readings: int = 5000
+    max_batch_bytes: int = 512 * 1024
+    live_readings: int = 500
+    backoff_initial: float = 5
+    backoff_max: float = 600
+
+    def check(self) -> None:
+        for name in ("max_batch_readings", "live_readings", "max_batch_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"upload.{name}: expected a positive number, got {getattr(self, name)}")
+        Backoff(self.backoff_initial, self.backoff_max, random.random)  # raises on a bad pair
 
 
 _EMPTY, _SENT, _FAILED, _STOPPED = "empty", "sent", "failed", "stopped"
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
 class Uploader:
-    """``Uploader(buffer, url, key, node_id).run_round()`` from the agent's upload schedule."""
+    """``Uploader(buffer, url, key, node_id).run_round()`` from the agent's upload loop."""
 
     def __init__(self, buffer: UploadBuffer, url: str, key: bytes, node_id: str, *,
                  max_batch_readings: int = 5000, max_batch_bytes: int = 512 * 1024,
                  live_readings: int = 500, connect_timeout: float = 5, read_timeout: float = 30,
                  ca_bundle: str | None = None, backoff_initial: float = 5, backoff_max: float = 600,
+                 breaker_threshold: int = 3,
                  clock: Callable[[], float] = time.time, timer: Callable[[], float] = time.monotonic,
                  rng: Callable[[], float] = random.random,
                  health: Callable[[], Mapping[str, Any]] | None = None,
                  on_clock_offset: Callable[[int], None] | None = None,
                  session: requests.Session | None = None) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"central.url: expected an http:// or https:// URL, got {url!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            raise ValueError("central.url: plain http:// is only allowed to a loopback host; use https://")
-        if not key:
-            raise ValueError("key: expected the node key bytes, got an empty key")
-        for name, value in (("max_batch_readings", max_batch_readings), ("live_readings", live_readings),
-                            ("max_batch_bytes", max_batch_bytes)):
-            if value < 1:
-                raise ValueError(f"upload.{name}: expected a positive number, got {value}")
+        self.transport = Transport(url, key, node_id, connect_timeout=connect_timeout,
+                                   read_timeout=read_timeout, ca_bundle=ca_bundle, clock=clock,
+                                   session=session)
         self.buffer = buffer
-        self.url = url.rstrip("/") + protocol.INGEST_PATH
-        self.path = urlsplit(self.url).path
+        self.url = self.transport.url(protocol.INGEST_PATH)
         self.node_id = node_id
-        self.max_batch_readings = max_batch_readings
-        self.max_batch_bytes = max_batch_bytes
-        self.live_readings = live_readings
-        self.timeout = (connect_timeout, read_timeout)
-        self.verify: str | bool = ca_bundle or True  # TLS verification is never turned off
         self.on_clock_offset = on_clock_offset
-        self.clock_offset_ms: int | None = None  # central time - local time, once learned
-        self._key = key
-        self._clock = clock  # wall time: signing, status times, learning the central's time
+        self._clock = clock  # wall time: status times
         self._timer = timer  # never steps: backoff, Retry-After and round deadlines
+        self._rng = rng
         self._health = health or dict
+        self.breaker = PathBreaker(breaker_threshold)
+        self.settings = UploadSettings()
         self._backoff = Backoff(backoff_initial, backoff_max, rng)
-        self._reported_offset: int | None = None
-        self._last_signed_ms = 0
-        self._clock_to_report: int | None = None
+        self.configure(UploadSettings(max_batch_readings, max_batch_bytes, live_readings, backoff_initial,
+                                      backoff_max))
+        self._refused_health: set[str] = set()
+        self._reported: set[str] = set()  # problems already recorded as incidents in this streak
+        self._unsettled: dict[int, Batch] = {}  # claimed in this round, not yet acked/released
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None  # started by the first round
         self._next_attempt_at = 0.0
-        self._session = session or requests.Session()
-        self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
-        # every header byte is paid for on a metered SIM, every round
-        self._session.headers["User-Agent"] = f"streetnode/{__version__}"
-        for name in ("Accept", "Connection"):  # */* and keep-alive are HTTP/1.1 defaults
-            self._session.headers.pop(name, None)
+        self._records_cap = MAX_RECORDS
         self._status: dict[str, Any] = {
-            "last_attempt_at": None, "last_success_at": None, "last_error": None,
-            "consecutive_failures": 0, "auth_failed": False, "bytes_sent": 0, "bytes_received": 0,
-            "requests": 0, "readings_sent": 0, "batches_sent": 0, "dead_lettered": 0,
+            "last_success_at": None, "last_error": None, "consecutive_failures": 0, "auth_failed": False,
+            "readings_sent": 0, "batches_sent": 0, "dead_lettered": 0, "untrusted_answers": 0,
         }
 
     # ------------------------------------------------------------------ public
+    def configure(self, settings: UploadSettings) -> None:
+        """Apply new ``[upload]`` settings from the next round on (keeps backoff state)."""
+        settings.check()
+        self.settings = settings
+        self.max_batch_readings = settings.max_batch_readings
+        self.max_batch_bytes = settings.max_batch_bytes
+        self.live_readings = settings.live_readings
+        self._byte_cap = settings.max_batch_bytes  # lowered by 413 answers: a proxy's body limit
+        failures = self._backoff.failures
+        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max, self._rng)
+        self._backoff.failures = failures
+
     def ready(self, now: float | None = None) -> bool:
         """True when no backoff or Retry-After holds the next round back."""
         return (self._timer() if now is None else now) >= self._next_attempt_at
@@ -154,47 +169,91 @@ class Uploader:
     def next_attempt_at(self) -> float:
         return self._next_attempt_at
 
+    @property
+    def clock_offset_ms(self) -> int | None:
+        return self.transport.clock_offset_ms
+
+    @property
+    def verify(self) -> str | bool:
+        return self.transport.verify
+
     def status(self) -> dict[str, Any]:
         """Counters and last outcomes for `streetnode status`."""
         wall_next = self._clock() + max(0.0, self._next_attempt_at - self._timer())
-        return {**self._status, "next_attempt_at": wall_next,
-                "clock_offset_ms": self.clock_offset_ms, "url": self.url}
+        return {**self._status, **self.transport.counters,
+                "last_attempt_at": self.transport.last_attempt_at, "next_attempt_at": wall_next,
+                "clock_offset_ms": self.clock_offset_ms, "url": self.url, "path": self.breaker.state,
+                "path_problem": self.breaker.last_problem}
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self._session.close()
+        self.transport.close()
 
     def run_round(self, deadline: float | None = None, *, alert: bool = False) -> RoundResult:
         """One round: the live batch newest-first, then oldest-first backfill.
 
-        Stops when the backlog is empty, ``deadline`` (on ``timer``, monotonic)
-        has passed, or an attempt failed with a retryable error. ``alert`` marks
-        the live batch as a storm alert (health ``alert: true``).
+        Stops when the backlog is empty, ``deadline`` (on ``timer``, monotonic) has passed, or an
+        attempt failed. ``alert`` marks the live batch as a storm alert (health ``alert: true``).
+        While the path breaker is open the round only probes with a signed ping.
         """
         res = RoundResult(next_attempt_at=self._timer(), alert=alert)
-        outcome = self._send_live(res, alert=alert)
-        if outcome == _SENT:
-            outcome = self._backfill(res, deadline)
+        sent0 = dict(self.transport.counters)
+        self._records_cap = MAX_RECORDS
+        try:
+            outcome = self._probe(res) if self.breaker.open else _SENT
+            if outcome == _SENT:
+                outcome = self._send_live(res, alert=alert)
+            if outcome == _SENT:
+                outcome = self._backfill(res, deadline)
+        except BaseException as e:
+            if isinstance(e, Exception):  # a bug or an OS surprise: no tight loop of rounds
+                self._failed(res, Verdict(Action.RETRY, f"{type(e).__name__}: {e}"))
+            raise
+        finally:
+            self._release_unsettled()
+            counters = self.transport.counters
+            res.bytes_sent = counters["bytes_sent"] - sent0["bytes_sent"]
+            res.bytes_received = counters["bytes_received"] - sent0["bytes_received"]
+            res.attempts = counters["requests"] - sent0["requests"]
         res.backlog_empty = outcome == _EMPTY
+        res.deadline_reached = outcome == _SENT and self._deadline_passed(deadline)
         if outcome != _FAILED:
             self._next_attempt_at = res.next_attempt_at = self._timer()
         return res
 
+    # ------------------------------------------------------------------ the breaker's probe
+    def _probe(self, res: RoundResult) -> str:
+        res.probed = True
+        answer = self.transport.ping()
+        self._report_clock()
+        if answer.signed:
+            log.info("central answered the probe; sending batches again")
+            self.breaker.probe_answered()
+            return _SENT
+        verdict = classify(answer.status, answer.headers, answer.body, signed=False, now=self._now_s(),
+                           network_error=answer.error, summary=answer.summary)
+        self._failed(res, verdict)
+        return _FAILED
+
     # ------------------------------------------------------------------ batches
     def _send_live(self, res: RoundResult, *, alert: bool) -> str:
-        """The newest readings, one batch (halved on 413); returns _EMPTY, _SENT, _FAILED or _STOPPED."""
+        """The newest readings, one batch (halved on refusal); _EMPTY, _SENT, _FAILED or _STOPPED."""
         n = self.live_readings
+        refusals = 0
         while True:
             prep = self._prepare(res, n, newest_first=True, alert=alert)
             if prep is None:
                 return _EMPTY
-            verdict, answer = self._post(prep[1], res)
+            verdict, answer = self._post(prep[0], prep[1])
             self._report_clock()
-            out = self._settle(res, prep[0], verdict, answer, live=True)
+            out = self._settle(res, prep[0], prep[1], verdict, answer, live=True, alert=alert)
             if isinstance(out, str):
                 return out
+            refusals += verdict.action in (Action.REFUSE_RECORD, Action.REFUSE_HEALTH)
+            if refusals > MAX_REFUSALS_PER_ROUND:
+                return self._too_many_refusals(res, verdict)
             n = out
 
     def _backfill(self, res: RoundResult, deadline: float | None) -> str:
@@ -202,51 +261,46 @@ class Uploader:
         current one is in flight, and posted as soon as the current one is acknowledged (before the
         buffer's ack), so the central never waits for the node's SD card."""
         cap = self.max_batch_readings
+        refusals = 0
         if self._deadline_passed(deadline):
             return _SENT
         cur = self._prepare(res, cap, newest_first=False)
         if cur is None:
             return _EMPTY
-        unsettled = [cur[0]]
-        future: concurrent.futures.Future[tuple[Verdict, Any]] | None = self._pool().submit(
-            self._post, cur[1], res)
+        future: concurrent.futures.Future[tuple[Verdict, Answer]] | None = self._pool().submit(
+            self._post, *cur)
         try:
             while True:
                 nxt = None if self._deadline_passed(deadline) else self._prepare(res, cap, newest_first=False)
-                if nxt is not None:
-                    unsettled.append(nxt[0])
                 assert future is not None
                 verdict, answer = future.result()
                 future = None
                 self._report_clock()
                 if verdict.action is Action.ACK and nxt is not None:
-                    future = self._pool().submit(self._post, nxt[1], res)
-                out = self._settle(res, cur[0], verdict, answer, live=False)
-                unsettled.remove(cur[0])
+                    future = self._pool().submit(self._post, *nxt)
+                out = self._settle(res, cur[0], cur[1], verdict, answer, live=False)
                 if out == _SENT:  # acknowledged, or dead-lettered and the queue goes on
                     if nxt is None:
                         return _SENT if self._deadline_passed(deadline) else _EMPTY
                     cur = nxt
                     if future is None:
-                        future = self._pool().submit(self._post, cur[1], res)
+                        future = self._pool().submit(self._post, *cur)
                     continue
                 if nxt is not None:  # not posted: the current batch was not acknowledged
-                    self.buffer.release(nxt[0].id)
-                    unsettled.remove(nxt[0])
+                    self._release(nxt[0])
                 if isinstance(out, str):
                     return out
-                cap = out  # 413: smaller batches for the rest of the round
+                refusals += verdict.action in (Action.REFUSE_RECORD, Action.REFUSE_HEALTH)
+                if refusals > MAX_REFUSALS_PER_ROUND:
+                    return self._too_many_refusals(res, verdict)
+                cap = out  # smaller batches for the rest of the round
                 cur = self._prepare(res, cap, newest_first=False)
                 if cur is None:
                     return _EMPTY
-                unsettled.append(cur[0])
-                future = self._pool().submit(self._post, cur[1], res)
-        except BaseException:
+                future = self._pool().submit(self._post, *cur)
+        finally:
             if future is not None:
                 concurrent.futures.wait([future])  # never leave a request running behind our back
-            for batch in unsettled:
-                self.buffer.release(batch.id)
-            raise
 
     def _deadline_passed(self, deadline: float | None) -> bool:
         return deadline is not None and self._timer() >= deadline
@@ -261,58 +315,122 @@ class Uploader:
         """Claim up to ``limit`` readings and encode them within ``max_batch_bytes``; None when empty."""
         n = limit
         while True:
-            batch = self.buffer.claim(n, newest_first=newest_first)
+            batch = self.buffer.claim(n, newest_first=newest_first, max_records=self._records_cap)
             if batch is None:
                 return None
+            self._unsettled[batch.id] = batch
             count = len(batch.readings)
             if not count and not batch.gaps and not batch.incidents:
-                self.buffer.ack(batch.id)
+                self._ack(batch)
                 return None
             try:
                 body = self._encode(batch, alert=alert)
-            except ValueError as e:  # ProtocolError: a poison batch must not block newer data
+            except ValueError as e:  # ProtocolError: bisect to the reading that cannot be encoded
+                if count > 1:
+                    self._release(batch)
+                    n = count // 2
+                    continue
                 self._dead_letter(res, batch, f"cannot encode: {e}")
                 continue
-            if len(body) > self.max_batch_bytes and count > 1:
-                self.buffer.release(batch.id)
-                n = max(1, min(count - 1, int(count * self.max_batch_bytes / len(body) * _SHRINK)))
+            cap_bytes = min(self.max_batch_bytes, self._byte_cap)
+            if len(body) > cap_bytes and count > 1:
+                self._release(batch)
+                n = max(1, min(count - 1, int(count * cap_bytes / len(body) * _SHRINK)))
                 res.splits += 1
                 continue
             return batch, body
 
-    def _settle(self, res: RoundResult, batch: Batch, verdict: Verdict, answer: Any, *,
-                live: bool) -> str | int:
-        """Ack, release or dead-letter ``batch``: _SENT, _FAILED, _STOPPED, or how many readings to
-        claim instead (413)."""
+    def _settle(self, res: RoundResult, batch: Batch, body: bytes, verdict: Verdict, answer: Answer, *,
+                live: bool, alert: bool = False) -> str | int:
+        """Act on one verdict: _SENT, _FAILED, _STOPPED, or how many readings to claim next."""
         count = len(batch.readings)
         action = verdict.action
+        if verdict.trusted:
+            self._path_trusted()
         if action is Action.ACK:
-            self.buffer.ack(batch.id)
-            self._succeeded(res, batch, answer, live=live)
+            self._ack(batch)
+            self._succeeded(res, batch, answer.body, live=live)
+            res.alert_sent = res.alert_sent or (live and alert)
             return _SENT
-        if action is Action.SPLIT and count > 1:
-            self.buffer.release(batch.id)
+        if action is Action.SPLIT:
             res.splits += 1
-            log.info("central answered %s for %d readings; retrying with %d", verdict.reason, count,
-                     count // 2)
-            return count // 2
-        if action in (Action.SPLIT, Action.DEAD_LETTER):
-            self._dead_letter(res, batch, f"{verdict.reason}{_detail(answer)}")
-            # a refused batch of only gaps/incidents leaves a new incident behind: end the round
-            # rather than loop on it
-            return _SENT if count else _STOPPED
-        self.buffer.release(batch.id)
+            if verdict.error_code == "too_large" or answer.status == 413:
+                self._byte_cap = min(self._byte_cap, max(1024, len(body) - 1))
+            if count > 1:
+                self._release(batch)
+                log.info("central answered %s for %d readings; retrying with %d", verdict.reason, count,
+                         count // 2)
+                return count // 2
+            if count == 1 and verdict.trusted:  # the one reading our central refuses: a gap it will see
+                self._dead_letter(res, batch, verdict.reason)
+                return _SENT
+            if count == 0 and len(batch.gaps) + len(batch.incidents) > 1:  # records alone too large
+                self._release(batch)
+                self._records_cap = max(1, (len(batch.gaps) + len(batch.incidents)) // 2)
+                return 1
+        if action is Action.REFUSE_RECORD and self._refuse_record(res, batch, verdict):
+            return max(count, 1)
+        if action is Action.REFUSE_HEALTH:
+            self._refuse_health(verdict)
+            self._release(batch)
+            return max(count, 1)
+        self._release(batch)
         self._failed(res, verdict)
         return _FAILED
 
+    def _refuse_record(self, res: RoundResult, batch: Batch, verdict: Verdict) -> bool:
+        part = refused_part(verdict.field)
+        assert part is not None and isinstance(part[1], int)
+        kind, index = part[0], part[1]
+        records = batch.gaps if kind == "gap" else batch.incidents
+        if index >= len(records) or not self.buffer.refuse_record(batch.id, kind, index, verdict.reason):
+            return False
+        self._release(batch)
+        res.refused_records += 1
+        log.warning("central refused %s %d of batch %s (%s); replaced it with a note it accepts", kind,
+                    index, batch.id, verdict.reason)
+        return True
+
+    def _refuse_health(self, verdict: Verdict) -> None:
+        part = refused_part(verdict.field)
+        key = str(part[1]) if part else ""
+        if key and key not in self._refused_health:
+            self._refused_health.add(key)
+            self.buffer.record_incident("health_refused", f"health key {key!r} left out: {verdict.reason}")
+            log.warning("central refused health key %r (%s); sending without it", key, verdict.reason)
+
+    def _too_many_refusals(self, res: RoundResult, verdict: Verdict) -> str:
+        self._failed(res, Verdict(Action.RETRY, f"more than {MAX_REFUSALS_PER_ROUND} records refused "
+                                                f"in one round (last: {verdict.reason})"))
+        return _FAILED
+
+    # ------------------------------------------------------------------ claim bookkeeping
+    def _ack(self, batch: Batch) -> None:
+        self._unsettled.pop(batch.id, None)
+        self.buffer.ack(batch.id)
+
+    def _release(self, batch: Batch) -> None:
+        self._unsettled.pop(batch.id, None)
+        self.buffer.release(batch.id)
+
+    def _release_unsettled(self) -> None:
+        """Every claim of the round that was neither settled nor released: give it back."""
+        for batch_id in list(self._unsettled):
+            self._unsettled.pop(batch_id, None)
+            try:
+                self.buffer.release(batch_id)
+            except Exception:  # the buffer's lock or disk; the claim dies with the process anyway
+                log.exception("releasing batch %s failed", batch_id)
+
     def _dead_letter(self, res: RoundResult, batch: Batch, reason: str) -> None:
         count = len(batch.readings)
+        self._unsettled.pop(batch.id, None)
         self.buffer.dead_letter(batch.id, reason)
         res.dead_lettered += 1
         res.dead_lettered_readings += count
         self._status["dead_lettered"] += 1
         self._status["last_error"] = res.error = f"batch rejected: {reason}"
-        log.warning("batch %s (%d readings) dropped for good: %s", batch.id, count, reason)
+        log.warning("batch %s (%d readings) refused for good, recorded as a gap: %s", batch.id, count, reason)
 
     def _encode(self, batch: Batch, *, alert: bool) -> bytes:
         try:
@@ -322,8 +440,10 @@ class Uploader:
             health = {}
         if alert:
             health[ALERT_HEALTH_KEY] = True
-        return protocol.encode_batch(batch, health=health, sent_ms=self._now_ms())
+        return protocol.encode_batch(fit_records(batch), health=fit_health(health, self._refused_health),
+                                     sent_ms=self.transport.now_ms())
 
+    # ------------------------------------------------------------------ outcomes
     def _succeeded(self, res: RoundResult, batch: Batch, answer: Any, *, live: bool) -> None:
         count = len(batch.readings)
         res.batches += 1
@@ -331,9 +451,10 @@ class Uploader:
         if live:
             res.live_readings += count
         if isinstance(answer, Mapping):
-            res.stored += _int(answer.get("stored"))
-            res.duplicates += _int(answer.get("duplicates"))
+            res.stored += answer.get("stored", 0)
+            res.duplicates += answer.get("duplicates", 0)
         self._backoff.reset()
+        self._reported.clear()
         self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
@@ -345,46 +466,45 @@ class Uploader:
         res.error = f"auth failed: {verdict.reason}" if auth else verdict.reason
         self._status.update(last_error=res.error, auth_failed=auth)
         self._status["consecutive_failures"] += 1
+        if verdict.incident is not None and verdict.reason not in self._reported:
+            self._reported.add(verdict.reason)  # once per failure streak, not once per round
+            self.buffer.record_incident(verdict.incident, f"{verdict.reason}; the batch is kept and resent")
+        if not verdict.trusted:
+            self._path_untrusted(verdict.reason)
         log.log(logging.ERROR if auth else logging.WARNING, "upload failed (%s); next attempt in %.1f s",
                 res.error, delay)
 
-    # ------------------------------------------------------------------ HTTP
-    def _now_ms(self) -> int:
-        return int(self._clock() * 1000) + (self.clock_offset_ms or 0)
+    def _path_untrusted(self, problem: str) -> None:
+        self._status["untrusted_answers"] += 1
+        if self.breaker.untrusted_answer(problem, self._timer()):
+            detail = (f"{self.breaker.untrusted} answers in a row from {self.url} carried no valid receipt "
+                      f"of our central (last: {problem}); every reading is kept, batches stop and a "
+                      "signed ping probes the path with backoff")
+            log.error("upload path broken: %s", detail)
+            self.buffer.record_incident("upload_path", detail, self.breaker.untrusted)
 
-    def _post(self, body: bytes, res: RoundResult) -> tuple[Verdict, Any]:
-        """POST once; after 401 stale_timestamp (clock learned) or replay, re-sign and POST once more."""
-        verdict: Verdict = Verdict(Action.RETRY, "not sent")
-        answer: Any = None
+    def _path_trusted(self) -> None:
+        untrusted, problem = self.breaker.untrusted, self.breaker.last_problem
+        opened = self.breaker.trusted_answer()
+        if opened is not None:
+            seconds = self._timer() - opened
+            detail = (f"our central answers again after {seconds:.0f} s and {untrusted} untrusted answers "
+                      f"(last: {problem})")
+            log.warning("upload path recovered: %s", detail)
+            self.buffer.record_incident("upload_path_recovered", detail, untrusted)
+
+    # ------------------------------------------------------------------ HTTP
+    def _now_s(self) -> float:
+        return self.transport.now_ms() / 1000
+
+    def _post(self, batch: Batch, body: bytes) -> tuple[Verdict, Answer]:
+        """POST once; after a signed 401 stale_timestamp (clock learned) or replay, re-sign once."""
+        expect = (batch.id, batch.epoch, len(batch.readings))
         for attempt in range(2):
-            # a resend within the same millisecond must not repeat its signature (replay); a clock
-            # corrected backwards simply starts a new sequence
-            ts = self._now_ms()
-            if 0 <= self._last_signed_ms - ts < 1000:
-                ts = self._last_signed_ms + 1
-            self._last_signed_ms = ts
-            headers = dict(protocol.BODY_HEADERS)
-            headers.update(protocol.sign_request(self._key, "POST", self.path, body, self._last_signed_ms,
-                                                 node_id=self.node_id))
-            t0 = self._clock()
-            self._status["last_attempt_at"] = t0
-            self._status["requests"] += 1
-            res.attempts += 1
-            try:
-                r = self._session.post(self.url, data=body, headers=headers, timeout=self.timeout,
-                                       verify=self.verify, allow_redirects=False)
-            except requests.RequestException as e:
-                self._count_bytes(res, _request_bytes(self.url, headers, body), 0)
-                return classify(None, {}, None, now=self._clock(),
-                                network_error=f"{type(e).__name__}: {_first_line(e)}"), None
-            t1 = self._clock()
-            self._count_bytes(res, _request_bytes(self.url, r.request.headers, body), _response_bytes(r))
-            try:
-                answer = r.json()
-            except ValueError:
-                answer = None
-            self._learn_clock(r.headers, answer, (t0 + t1) / 2)
-            verdict = classify(r.status_code, r.headers, answer, now=t1)
+            answer = self.transport.post(protocol.INGEST_PATH, body)
+            verdict = classify(answer.status, answer.headers, answer.body, signed=answer.signed,
+                               now=self._now_s(), network_error=answer.error, summary=answer.summary,
+                               expect=expect)
             if verdict.action in (Action.CLOCK, Action.RESIGN) and attempt == 0:
                 log.info("central answered %s; re-signing (clock offset %s ms)", verdict.reason,
                          self.clock_offset_ms)
@@ -392,30 +512,9 @@ class Uploader:
             break
         return verdict, answer
 
-    def _count_bytes(self, res: RoundResult, sent: int, received: int) -> None:
-        res.bytes_sent += sent
-        res.bytes_received += received
-        self._status["bytes_sent"] += sent
-        self._status["bytes_received"] += received
-
-    def _learn_clock(self, headers: Mapping[str, str], answer: Any, local_mid: float) -> None:
-        """Update ``clock_offset_ms`` from the central's time in a response."""
-        found = server_time_ms(headers, answer)
-        if found is None:
-            return
-        server_ms, uncertainty = found
-        offset = int(server_ms - local_mid * 1000)
-        if self.clock_offset_ms is not None and uncertainty and \
-                abs(offset - self.clock_offset_ms) <= uncertainty + _CLOCK_REPORT_MS:
-            return  # a whole-second Date header cannot refine a better estimate
-        self.clock_offset_ms = offset
-        if self._reported_offset is None or abs(offset - self._reported_offset) > _CLOCK_REPORT_MS:
-            self._reported_offset = offset
-            self._clock_to_report = offset
-
     def _report_clock(self) -> None:
         """Call ``on_clock_offset`` in the caller's thread (the HTTP may run in the upload worker)."""
-        offset, self._clock_to_report = self._clock_to_report, None
+        offset = self.transport.take_offset_report()
         if offset is not None:
             log.info("central clock offset %+d ms", offset)
             if self.on_clock_offset is not None:
@@ -423,39 +522,3 @@ class Uploader:
                     self.on_clock_offset(offset)
                 except Exception:  # the agent's business; uploads go on
                     log.exception("on_clock_offset(%d) failed", offset)
-
-
-# ---------------------------------------------------------------------- helpers
-def _int(v: Any) -> int:
-    return v if type(v) is int else 0
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
-
-
-def _detail(answer: Any) -> str:
-    if isinstance(answer, Mapping):
-        for k in ("message", "detail"):
-            if isinstance(answer.get(k), str):
-                return f": {answer[k][:200]}"
-    return ""
-
-
-def _request_bytes(url: str, headers: Mapping[str, str], body: bytes) -> int:
-    """Bytes of the HTTP/1.1 request as http.client writes it (request line, Host, headers, body)."""
-    parts = urlsplit(url)
-    host = parts.netloc
-    size = len(f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}\r\n")
-    size += sum(len(f"{k}: {v}\r\n".encode("latin-1", "replace")) for k, v in headers.items())
-    return size + 2 + len(body)
-
-
-def _response_bytes(r: requests.Response) -> int:
-    """Bytes of the HTTP/1.1 response on the wire (status line, headers, body as sent)."""
-    size = len(f"HTTP/1.1 {r.status_code} {r.reason}\r\n")
-    raw_headers = getattr(r.raw, "headers", None) or r.headers
-    size += sum(len(f"{k}: {v}\r\n".encode("latin-1", "replace")) for k, v in raw_headers.items())
-    length = r.headers.get("Content-Length")
-    return size + 2 + (int(length) if length and length.isdigit() else len(r.content))

@@ -19,7 +19,10 @@ from node.buffer.base import (
     gaps_for,
     merge_gap,
 )
+from node.buffer.queries import refused_note
 from node.model import Batch, Gap, Incident, Reading, Sample, Stamp
+from node.protocol import MAX_DETAIL
+from node.wire_repair import MAX_KIND, clean_text
 
 
 class MemoryBuffer:
@@ -116,7 +119,9 @@ class MemoryBuffer:
         if not any(s in self._readings for s in range(cycle, cycle + c[0])):
             del self._cycles[cycle]
 
-    def claim(self, max_readings: int, *, newest_first: bool = False) -> Batch | None:
+    def claim(self, max_readings: int, *, newest_first: bool = False,
+              max_records: int = MAX_RIDE_ALONG) -> Batch | None:
+        cap = max(1, min(int(max_records), MAX_RIDE_ALONG))
         with self._lock:
             order = sorted(self._readings, reverse=newest_first)
             seqs: list[int] = []
@@ -131,8 +136,8 @@ class MemoryBuffer:
             seqs.sort()
             taken_g = {g for c in self._claims.values() for g in c.gap_ids}
             taken_i = {i for c in self._claims.values() for i in c.incident_ids}
-            gap_ids = [i for i in self._gaps if i not in taken_g][:MAX_RIDE_ALONG]
-            inc_ids = [i for i in self._incidents if i not in taken_i][:MAX_RIDE_ALONG]
+            gap_ids = [i for i in self._gaps if i not in taken_g][:cap]
+            inc_ids = [i for i in self._incidents if i not in taken_i][:cap]
             if not seqs and not gap_ids and not inc_ids:
                 return None
             readings = []
@@ -169,15 +174,27 @@ class MemoryBuffer:
             if c is None:
                 return False
             seqs = sorted(s for s in self._readings if c.lo <= s <= c.hi)
-            self._drop(seqs, "rejected")
-            detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
-            if not seqs:  # only gaps/incidents refused: drop them, record no new incident (see sqlite)
-                for i in c.gap_ids:
-                    self._gaps.pop(i, None)
-                for i in c.incident_ids:
-                    self._incidents.pop(i, None)
-            else:
+            if seqs:  # the ride-along gaps/incidents stay pending (see SqliteBuffer.dead_letter)
+                self._drop(seqs, "rejected")
+                detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
                 self.record_incident("batch_rejected", detail, len(seqs))
+            return True
+
+    def refuse_record(self, batch_id: int, part: str, index: int, reason: str) -> bool:
+        with self._lock:
+            c = self._claims.get(batch_id)
+            ids = (c.gap_ids if part == "gap" else c.incident_ids) if c is not None else []
+            if not 0 <= index < len(ids):
+                return False
+            if part == "incident":
+                old = self._incidents[ids[index]]
+                note = refused_note(f"incident {ascii(old.kind[:64])}", reason, old.detail)
+                self._incidents[old.id] = Incident(old.id, old.wall_ms, "record_refused", note, old.count)
+                return True
+            gap = self._gaps.pop(ids[index])
+            c.gap_ids.remove(ids[index])  # type: ignore[union-attr]
+            text = f"epoch {gap.epoch} seq {gap.first_seq}..{gap.last_seq} {gap.reason}"
+            self.record_incident("gap_refused", refused_note("gap", reason, text), gap.count)
             return True
 
     def correct_clock(self, boot_id: str, offset_ms: int, *, true_base_ms: int | None = None) -> int:
@@ -193,7 +210,8 @@ class MemoryBuffer:
     def record_incident(self, kind: str, detail: str, count: int | None = None) -> None:
         with self._lock:
             i = self._take("incident")
-            self._incidents[i] = Incident(i, int(self._clock() * 1000), kind, detail, count)
+            self._incidents[i] = Incident(i, int(self._clock() * 1000), clean_text(kind, MAX_KIND),
+                                          clean_text(detail, MAX_DETAIL), count)
 
     def check_integrity(self) -> str:
         return "ok"

@@ -148,3 +148,28 @@ def add_gaps(db: sqlite3.Connection, gaps: Sequence[Gap], claimed_gap_ids: set[i
         db.execute("INSERT INTO gaps(epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms,"
                    " reason) VALUES (?,?,?,?,?,?,?)", (g.epoch, g.first_seq, g.last_seq, g.count,
                                                        g.first_wall_ms, g.last_wall_ms, g.reason))
+
+
+def refused_note(what: str, reason: str, original: str) -> str:
+    """The detail of an incident that stands for a record the central refused (short, ASCII)."""
+    shown = ascii(original[:300])[1:-1]
+    return f"{what} refused by the central ({ascii(reason[:300])[1:-1]}); it was: {shown}"
+
+
+def replace_refused(db: sqlite3.Connection, part: str, record_id: int, reason: str, now_ms: int) -> None:
+    """Replace a refused incident in place, or a refused gap by an incident describing it."""
+    if part == "incident":
+        row = db.execute("SELECT kind, detail FROM incidents WHERE id = ?", (record_id,)).fetchone()
+        if row is not None:
+            db.execute("UPDATE incidents SET kind = 'record_refused', detail = ? WHERE id = ?",
+                       (refused_note(f"incident {ascii(row[0][:64])}", reason, row[1]), record_id))
+        return
+    row = db.execute("SELECT epoch, first_seq, last_seq, count, reason FROM gaps WHERE id = ?",
+                     (record_id,)).fetchone()
+    if row is None:
+        return
+    epoch, first, last, count, why = row
+    db.execute("DELETE FROM gaps WHERE id = ?", (record_id,))
+    db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
+               (now_ms, "gap_refused", refused_note("gap", reason,
+                                                    f"epoch {epoch} seq {first}..{last} {why}"), count))

@@ -33,6 +33,8 @@ from node.buffer.base import (
 from node.buffer.overflow import Overflow, Pending
 from node.errors import StorageError
 from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
+from node.protocol import MAX_DETAIL
+from node.wire_repair import MAX_KIND, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -497,23 +499,25 @@ class SqliteBuffer:
             self._evict_oldest(EVICT_CHUNK, "evicted_age", below=last)
 
     # ------------------------------------------------------------ uploading
-    def claim(self, max_readings: int, *, newest_first: bool = False) -> Batch | None:
+    def claim(self, max_readings: int, *, newest_first: bool = False,
+              max_records: int = MAX_RIDE_ALONG) -> Batch | None:
         """Claim up to ``max_readings`` unclaimed readings (one contiguous seq window).
 
-        Oldest-first for backfill, newest-first for the live batch; pending gaps and
-        incidents ride along. None when there is nothing to send.
+        Oldest-first for backfill, newest-first for the live batch; up to ``max_records``
+        pending gaps and as many incidents ride along. None when there is nothing to send.
         """
         with self._lock:
             if not self._ensure_open():
                 return None
             self._flush_overflow()
             try:
-                return self._claim(max(1, int(max_readings)), newest_first)
+                return self._claim(max(1, int(max_readings)), newest_first,
+                                   max(1, min(int(max_records), MAX_RIDE_ALONG)))
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)
                 return None
 
-    def _claim(self, limit: int, newest_first: bool) -> Batch | None:
+    def _claim(self, limit: int, newest_first: bool, max_records: int = MAX_RIDE_ALONG) -> Batch | None:
         db = self._db
         assert db is not None
         rows: list[tuple[int, int, float | None, int]] = []
@@ -537,11 +541,11 @@ class SqliteBuffer:
         taken_i = {i for c in self._claims.values() for i in c.incident_ids}
         gaps = [(r[0], Gap(*r[1:])) for r in db.execute(
             "SELECT id, epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason"
-            " FROM gaps ORDER BY id LIMIT ?", (MAX_RIDE_ALONG + len(taken_g),)) if r[0] not in taken_g]
+            " FROM gaps ORDER BY id LIMIT ?", (max_records + len(taken_g),)) if r[0] not in taken_g]
         incidents = [Incident(*r) for r in db.execute(
             "SELECT id, wall_ms, kind, detail, count FROM incidents ORDER BY id LIMIT ?",
-            (MAX_RIDE_ALONG + len(taken_i),)) if r[0] not in taken_i]
-        gaps, incidents = gaps[:MAX_RIDE_ALONG], incidents[:MAX_RIDE_ALONG]
+            (max_records + len(taken_i),)) if r[0] not in taken_i]
+        gaps, incidents = gaps[:max_records], incidents[:max_records]
         if not rows and not gaps and not incidents:
             return None
         readings = queries.readings_in(db, rows, self._channel_info, self._boot_names)
@@ -579,7 +583,9 @@ class SqliteBuffer:
             return self._claims.pop(batch_id, None) is not None
 
     def dead_letter(self, batch_id: int, reason: str) -> bool:
-        """The central refused the batch for good: drop its readings as a "rejected" gap + incident."""
+        """The central refused the batch's readings for good (a signed refusal): they leave the queue
+        as a "rejected" gap plus a ``batch_rejected`` incident, both pending for the central. The gaps
+        and incidents that rode along stay pending: only an acknowledgement deletes a loss record."""
         with self._lock:
             c = self._claims.pop(batch_id, None)
             if c is None or not self._ensure_open():
@@ -588,17 +594,12 @@ class SqliteBuffer:
                 db = self._tx()
                 seqs = [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
                                                  " ORDER BY seq", (c.lo, c.hi))]
-                queries.delete_as_gaps(db, self.epoch, seqs, "rejected", self._claimed_gap_ids())
-                detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
-                if not seqs:  # only gaps/incidents were refused: drop them, and record no new
-                    # incident (it would ride the next batch and could be refused the same way forever)
-                    db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids])
-                    db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
-                    log.warning("central refused %d gaps and %d incidents for good; dropped them: %s",
-                                len(c.gap_ids), len(c.incident_ids), reason)
-                else:
+                if seqs:
+                    queries.delete_as_gaps(db, self.epoch, seqs, "rejected", self._claimed_gap_ids())
+                    detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
                     db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
-                               (int(self._clock() * 1000), "batch_rejected", detail, len(seqs)))
+                               (int(self._clock() * 1000), "batch_rejected", clean_text(detail, MAX_DETAIL),
+                                len(seqs)))
                 db.execute("COMMIT")
                 self._count -= len(seqs)
                 self._dropped += len(seqs)
@@ -606,6 +607,25 @@ class SqliteBuffer:
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)
                 return False
+
+    def refuse_record(self, batch_id: int, part: str, index: int, reason: str) -> bool:
+        """The central refused one gap or incident of a claimed batch (a signed 422 naming it):
+        replace it by an incident it accepts, saying what was refused and why. The claim stays."""
+        with self._lock:
+            c = self._claims.get(batch_id)
+            ids = (c.gap_ids if part == "gap" else c.incident_ids) if c is not None else []
+            if not 0 <= index < len(ids) or not self._ensure_open():
+                return False
+            try:
+                db = self._tx()
+                queries.replace_refused(db, part, ids[index], reason, int(self._clock() * 1000))
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+                return False
+            if part == "gap":
+                c.gap_ids.remove(ids[index])  # type: ignore[union-attr]
+            return True
 
     # ------------------------------------------------------------ clock, incidents, status
     def correct_clock(self, boot_id: str, offset_ms: int, *, true_base_ms: int | None = None) -> int:
@@ -638,10 +658,12 @@ class SqliteBuffer:
             return n
 
     def record_incident(self, kind: str, detail: str, count: int | None = None) -> None:
-        """Record something the central should learn about; held in memory if the disk refuses."""
+        """Record something the central should learn about; held in memory if the disk refuses.
+        Kind and detail are cut to what the central accepts (docs/protocol.md)."""
         with self._lock:
             self._ensure_open()
-            self._held.incidents.append((int(self._clock() * 1000), kind, detail, count))
+            self._held.incidents.append((int(self._clock() * 1000), clean_text(kind, MAX_KIND),
+                                         clean_text(detail, MAX_DETAIL), count))
             self._flush_overflow(force=True)
 
     def _insert_incident(self, kind: str, detail: str, count: int | None) -> None:

@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
+    # a SIGTERM while the agent is still being built (a slow start on a loaded Pi) must stop it
+    # cleanly too, not kill the process half-way: remember it until the agent exists
+    early_stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: early_stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: early_stop.set())
     from node import logsetup
 
     cfg = config.load(args.config)
@@ -56,6 +61,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
+    if early_stop.is_set():
+        agent.stop()
     agent.start()
     where = f"emulated hardware ({agent.scenario}, x{agent.speed:g})" if agent.scenario else "hardware"
     log.info("node %s running on %s with %d sensors; buffer %s; central %s", cfg.node["id"], where,

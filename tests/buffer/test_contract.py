@@ -132,20 +132,58 @@ def test_dead_letter_records_gap_and_incident(buffer):
     assert buffer.claim(100) is None
 
 
-def test_rejected_gaps_only_batch_is_dropped_without_a_new_incident(buffer):
-    """A central that refuses a batch of only gaps/incidents must not start an endless loop."""
+def test_a_dead_letter_never_deletes_the_gaps_and_incidents_riding_along(buffer):
+    """#21: the records of a loss leave the buffer only with an acknowledgement of the central."""
     for i in range(2):
         buffer.put(cycle(i), stamp(i))
-    buffer.dead_letter(buffer.claim(5).id, "400 bad reading")
-    buffer.ack(buffer.claim(100).id)  # the rest of the readings go through
-    buffer.record_incident("sensor_fault", "weather: EIO")
+    buffer.dead_letter(buffer.claim(5).id, "422 bad reading")  # a 'rejected' gap + incident
+    batch = buffer.claim(100)
+    assert [g.reason for g in batch.gaps] == ["rejected"] and len(batch.incidents) == 1
+    assert buffer.dead_letter(batch.id, "422 another bad reading")
+    st = buffer.stats()
+    assert st.readings == 0 and st.gaps_pending >= 1 and st.incidents_pending == 2
     meta = buffer.claim(100)
-    assert meta is not None and meta.readings == [] and len(meta.incidents) == 1
-    assert buffer.dead_letter(meta.id, "413 too large")
+    assert meta is not None and meta.readings == [] and len(meta.incidents) == 2
+    assert buffer.dead_letter(meta.id, "413 too large")  # nothing to drop: the records stay
+    assert buffer.stats().incidents_pending == 2
+    meta = buffer.claim(100)
+    assert buffer.ack(meta.id)
     st = buffer.stats()
     assert (st.readings, st.gaps_pending, st.incidents_pending) == (0, 0, 0)
     assert buffer.claim(100) is None
 
+
+def test_max_records_bounds_the_ride_along(buffer):
+    for i in range(5):
+        buffer.record_incident("sensor_fault", f"fault {i}")
+    batch = buffer.claim(10, max_records=2)
+    assert [i.detail for i in batch.incidents] == ["fault 0", "fault 1"]
+    assert [i.detail for i in buffer.claim(10, max_records=2).incidents] == ["fault 2", "fault 3"]
+
+
+def test_refuse_record_replaces_an_incident_and_turns_a_gap_into_an_incident(buffer):
+    for i in range(2):
+        buffer.put(cycle(i), stamp(i))
+    buffer.dead_letter(buffer.claim(3).id, "422 bad reading")
+    buffer.record_incident("odd", "detail the central refuses")
+    batch = buffer.claim(100)
+    assert len(batch.gaps) == 1 and [i.kind for i in batch.incidents] == ["batch_rejected", "odd"]
+    assert buffer.refuse_record(batch.id, "incident", 1, "HTTP 422 incidents[1].kind")
+    assert buffer.refuse_record(batch.id, "gap", 0, "HTTP 422 gaps[0].reason")
+    assert not buffer.refuse_record(batch.id, "gap", 5, "no such record")
+    buffer.release(batch.id)
+    batch = buffer.claim(100)
+    assert batch.gaps == []
+    kinds = {i.kind: i for i in batch.incidents}
+    assert set(kinds) == {"batch_rejected", "record_refused", "gap_refused"}
+    assert "detail the central refuses" in kinds["record_refused"].detail
+    assert kinds["gap_refused"].count == 3 and "seq 1..3 rejected" in kinds["gap_refused"].detail
+
+
+def test_incidents_are_cut_to_what_the_central_accepts(buffer):
+    buffer.record_incident("k" * 100, "x\x00" * 5000, 3)
+    i = buffer.claim(1).incidents[0]
+    assert len(i.kind) <= 64 and len(i.detail) <= 4096 and "\x00" not in i.detail
 
 def test_incidents_ride_along_once(buffer):
     buffer.record_incident("sensor_fault", "air: no answer at 0x12", 3)

@@ -16,7 +16,9 @@ chosen when the request has been read completely:
                   client connection without relaying it: the receiver stored the
                   batch but the ack is lost.
 - ``status``      answer a canned response (``status``, optional ``retry_after``
-                  header, JSON body) without forwarding.
+                  header, JSON or raw text body, extra headers) without forwarding; with
+                  ``sign_key`` it carries the receipt the central would give (a central
+                  answering this), without it it is what a proxy or captive portal says.
 
 ``proxy.set(mode, count=N, **params)`` applies ``mode`` to the next N requests
 (or connections for ``refuse``), then the proxy reverts to its default mode;
@@ -49,7 +51,10 @@ class Fault:
     delay: float = 0.0
     status: int = 500
     retry_after: str | None = None
-    body: dict[str, Any] = field(default_factory=lambda: {"error": "injected"})
+    body: dict[str, Any] | str = field(default_factory=lambda: {"error": "injected"})  # str: sent as is
+    content_type: str | None = None  # default: application/json for a dict, text/html for a str
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. {"Location": ...} for a redirect
+    sign_key: bytes | None = None  # answer as the central would: with a receipt made with this key
 
 
 class _Closed(Exception):
@@ -257,7 +262,7 @@ class FaultProxy:
                     self._wait(lambda: False, self.lifetime)
                     return
                 if fault.mode == "status":
-                    self._send(client, self._canned(fault))
+                    self._send(client, self._canned(fault, headers))
                     client.settimeout(0.2)
                     continue
                 if upstream is None:
@@ -300,12 +305,22 @@ class FaultProxy:
             self.bytes_down += len(data)
 
     @staticmethod
-    def _canned(fault: Fault) -> bytes:
-        body = json.dumps(fault.body).encode()
-        reason = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-                  503: "Service Unavailable", 413: "Payload Too Large"}.get(fault.status, "Injected")
-        lines = [f"HTTP/1.1 {fault.status} {reason}", "Content-Type: application/json",
+    def _canned(fault: Fault, request_headers: dict[str, str]) -> bytes:
+        if isinstance(fault.body, str):
+            body, ctype = fault.body.encode(), fault.content_type or "text/html; charset=utf-8"
+        else:
+            body, ctype = json.dumps(fault.body).encode(), fault.content_type or "application/json"
+        reason = {200: "OK", 302: "Found", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
+                  500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+                  413: "Payload Too Large", 422: "Unprocessable Entity"}.get(fault.status, "Injected")
+        lines = [f"HTTP/1.1 {fault.status} {reason}", f"Content-Type: {ctype}",
                  f"Content-Length: {len(body)}"]
         if fault.retry_after is not None:
             lines.append(f"Retry-After: {fault.retry_after}")
+        lines += [f"{k}: {v}" for k, v in fault.headers.items()]
+        signature = request_headers.get("x-streetnode-signature")
+        if fault.sign_key is not None and signature:
+            from node.protocol import sign_receipt
+
+            lines.append(f"X-Streetnode-Receipt: {sign_receipt(fault.sign_key, signature, body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -8,37 +8,108 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.upload_policy import Action, Backoff, classify, retry_after_seconds, server_time_ms
+from node.upload_policy import (
+    Action,
+    Backoff,
+    PathBreaker,
+    classify,
+    refused_part,
+    retry_after_seconds,
+    server_time_ms,
+)
 
 NOW = 1_790_000_000.0
 
 
-@pytest.mark.parametrize("status", [200, 201, 202, 204])
-def test_2xx_acks(status):
-    assert classify(status, {}, {"stored": 3}, now=NOW).action is Action.ACK
+RECEIPT = {"stored": 2, "duplicates": 1, "gaps": 0, "incidents": 0, "readings": 3, "batch": 7, "epoch": 1}
+EXPECT = (7, 1, 3)
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+def test_signed_2xx_that_is_the_receipt_of_the_batch_acks(status):
+    v = classify(status, {}, RECEIPT, signed=True, now=NOW, expect=EXPECT)
+    assert v.action is Action.ACK and v.trusted
+
+
+@pytest.mark.parametrize("status", [200, 204])
+def test_unsigned_2xx_never_acks(status):
+    """A maintenance page answering 200: nothing is believed, everything kept."""
+    v = classify(status, {}, RECEIPT, signed=False, now=NOW, expect=EXPECT, summary="text/html 'Down'")
+    assert v.action is Action.PATH and not v.trusted and "without a receipt" in v.reason
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ("<html>", "not a JSON object"),
+    ({**RECEIPT, "batch": 8}, "batch"),
+    ({**RECEIPT, "epoch": 2}, "epoch"),
+    ({**RECEIPT, "readings": 2, "stored": 1}, "readings"),
+    ({**RECEIPT, "stored": 1}, "stored + duplicates + conflicts"),
+    ({k: v for k, v in RECEIPT.items() if k != "readings"}, "readings"),
+    ({**RECEIPT, "stored": True}, "stored"),
+])
+def test_signed_2xx_whose_counts_do_not_match_keeps_the_batch(body, problem):
+    v = classify(200, {}, body, signed=True, now=NOW, expect=EXPECT)
+    assert v.action is Action.PATH and problem in v.reason
+
+
+def test_conflicts_count_towards_the_receipt():
+    body = {**RECEIPT, "stored": 1, "duplicates": 1, "conflicts": 1}
+    assert classify(200, {}, body, signed=True, now=NOW, expect=EXPECT).action is Action.ACK
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 599])
-def test_transient_statuses_retry(status):
-    v = classify(status, {}, None, now=NOW)
-    assert v.action is Action.RETRY
+def test_signed_transient_statuses_retry(status):
+    v = classify(status, {}, None, signed=True, now=NOW)
+    assert v.action is Action.RETRY and v.trusted
     assert str(status) in v.reason
 
 
+@pytest.mark.parametrize("status", [408, 429, 502, 503, 504])
+def test_unsigned_gateway_statuses_retry_untrusted(status):
+    v = classify(status, {"Retry-After": "3"}, None, signed=False, now=NOW)
+    assert v.action is Action.RETRY and not v.trusted and v.retry_after == 3
+
+
 def test_network_error_retries_with_its_reason():
-    v = classify(None, {}, None, now=NOW, network_error="ConnectTimeout: 127.0.0.1")
-    assert v.action is Action.RETRY and "ConnectTimeout" in v.reason
+    v = classify(None, {}, None, signed=False, now=NOW, network_error="ConnectTimeout: 127.0.0.1")
+    assert v.action is Action.RETRY and "ConnectTimeout" in v.reason and not v.trusted
 
 
-def test_413_splits():
-    assert classify(413, {}, {"error": "too_large"}, now=NOW).action is Action.SPLIT
+def test_413_splits_but_only_a_signed_one_is_trusted_to_refuse_a_single_reading():
+    signed = classify(413, {}, {"error": "too_large"}, signed=True, now=NOW)
+    assert signed.action is Action.SPLIT and signed.trusted
+    unsigned = classify(413, {}, None, signed=False, now=NOW)  # a proxy's (or a pre-auth) body cap
+    assert unsigned.action is Action.SPLIT and not unsigned.trusted
 
 
-@pytest.mark.parametrize("status", [400, 403, 404, 405, 409, 410, 415, 422])
-def test_other_4xx_dead_letter(status):
-    v = classify(status, {}, {"error": "bad_batch"}, now=NOW)
-    assert v.action is Action.DEAD_LETTER
-    assert v.error_code == "bad_batch" and "bad_batch" in v.reason
+@pytest.mark.parametrize("status", [200, 300, 302, 307, 400, 403, 404, 405, 409, 410, 415, 422, 451, 500])
+def test_every_unsigned_answer_other_than_a_gateway_timeout_is_the_path(status):
+    v = classify(status, {"Location": "http://portal"}, {"error": "schema", "field": "channels[0]"},
+                 signed=False, now=NOW)
+    assert v.action is Action.PATH and not v.trusted
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 415])
+def test_signed_undocumented_4xx_is_the_path_never_a_dead_letter(status):
+    v = classify(status, {}, {"error": "bad_json"}, signed=True, now=NOW)
+    assert v.action is Action.PATH and v.error_code == "bad_json"
+
+
+@pytest.mark.parametrize(("field", "action", "part"), [
+    ("channels[1].v[0]", Action.SPLIT, ("reading", None)),
+    ("stamps.wall[3]", Action.SPLIT, ("reading", None)),
+    ("boots[0]", Action.SPLIT, ("reading", None)),
+    ("incidents[3].detail", Action.REFUSE_RECORD, ("incident", 3)),
+    ("gaps[0].reason", Action.REFUSE_RECORD, ("gap", 0)),
+    ("health.firmware", Action.REFUSE_HEALTH, ("health", "firmware")),
+    ("node", Action.PATH, None),
+    ("v", Action.PATH, None),
+    (None, Action.PATH, None),
+])
+def test_signed_422_is_handled_by_the_field_it_names(field, action, part):
+    body = {"error": "schema", "message": "bad", **({"field": field} if field else {})}
+    assert classify(422, {}, body, signed=True, now=NOW).action is action
+    assert refused_part(field) == part
 
 
 @pytest.mark.parametrize(("code", "action"), [
@@ -46,9 +117,26 @@ def test_other_4xx_dead_letter(status):
     ("unknown_node", Action.AUTH_FAILED), ("bad_signature", Action.AUTH_FAILED),
     (None, Action.AUTH_FAILED),
 ])
-def test_401_by_error_code(code, action):
+def test_signed_401_by_error_code(code, action):
     body = {"error": code} if code else "not json"
-    assert classify(401, {}, body, now=NOW).action is action
+    assert classify(401, {}, body, signed=True, now=NOW).action is action
+
+
+def test_unsigned_401_is_an_auth_failure_that_never_moves_the_clock():
+    v = classify(401, {}, {"error": "stale_timestamp", "server_time_ms": 1}, signed=False, now=NOW)
+    assert v.action is Action.AUTH_FAILED and not v.trusted
+
+
+def test_breaker_opens_after_threshold_then_probes_and_reopens_on_probation():
+    b = PathBreaker(3)
+    assert not b.untrusted_answer("403", 10.0) and not b.untrusted_answer("403", 11.0)
+    assert b.untrusted_answer("403", 12.0) and b.open and b.opened_at == 12.0
+    b.probe_answered()
+    assert b.state == "half_open"
+    assert not b.untrusted_answer("404", 20.0) and b.open  # reopened at once, same episode
+    b.probe_answered()
+    assert b.trusted_answer() == 12.0 and b.state == "closed" and b.untrusted == 0
+    assert b.trusted_answer() is None
 
 
 def test_retry_after_delta_seconds_and_http_date():
@@ -63,8 +151,17 @@ def test_retry_after_delta_seconds_and_http_date():
 
 
 def test_retry_verdict_carries_retry_after():
-    v = classify(429, {"Retry-After": "12"}, None, now=NOW)
+    v = classify(429, {"Retry-After": "12"}, None, signed=True, now=NOW)
     assert v.action is Action.RETRY and v.retry_after == 12.0
+
+
+def test_retry_after_date_is_read_against_the_corrected_clock():
+    """The node clock is 3 days slow: the date is compared with local time + the learned offset."""
+    date = email.utils.formatdate(NOW + 10, usegmt=True)
+    v = classify(503, {"Retry-After": date}, None, signed=True, now=NOW)  # now = corrected time
+    assert v.retry_after == pytest.approx(10.0)
+    slow = NOW - 3 * 86400
+    assert classify(503, {"Retry-After": date}, None, signed=True, now=slow).retry_after > 86400
 
 
 def test_backoff_full_jitter_grows_to_cap():

@@ -1,0 +1,192 @@
+"""The uploader's HTTP: sign a request, post it, tell a signed answer from any other.
+
+`Transport.post(path, body)` returns an `Answer`; it never raises for what the network or a
+proxy does (``OSError`` covers every `requests` error and a CA bundle that vanished), so the
+caller's policy sees every outcome. It also keeps what only it can measure: bytes on the wire
+both ways, and the central's clock, learned only from answers that carry a valid receipt (a
+captive portal's ``Date`` must never move the node's time).
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from node import __version__, protocol
+from node.upload_policy import server_time_ms
+
+log = logging.getLogger("streetnode.uploader")
+
+CLOCK_REPORT_MS = 1000  # a learned offset is reported when it moves by more than this
+_TITLE_RE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One attempt's outcome: ``status`` None when no response came back (``error`` says why)."""
+
+    status: int | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None  # parsed JSON, or None
+    signed: bool = False  # carries a valid X-Streetnode-Receipt for this very request
+    error: str | None = None
+    summary: str = ""  # what an unsigned answer looked like: "text/html 'Maintenance'"
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+class Transport:
+    """``Transport(base_url, key, node_id)``: signed POSTs over one keep-alive session."""
+
+    def __init__(self, base_url: str, key: bytes, node_id: str, *, connect_timeout: float = 5,
+                 read_timeout: float = 30, ca_bundle: str | None = None,
+                 clock: Callable[[], float] = time.time, session: requests.Session | None = None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"central.url: expected an http:// or https:// URL, got {base_url!r}")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError("central.url: plain http:// is only allowed to a loopback host; use https://")
+        if not key:
+            raise ValueError("key: expected the node key bytes, got an empty key")
+        self.base_url = base_url.rstrip("/")
+        self.node_id = node_id
+        self.timeout = (connect_timeout, read_timeout)
+        self.verify: str | bool = ca_bundle or True  # TLS verification is never turned off
+        self.clock_offset_ms: int | None = None  # central time - local time, once learned
+        self._key = key
+        self._clock = clock
+        self._last_signed_ms = 0
+        self._reported_offset: int | None = None
+        self._offset_to_report: int | None = None
+        self.counters = {"requests": 0, "bytes_sent": 0, "bytes_received": 0}
+        self.last_attempt_at: float | None = None
+        self._session = session or requests.Session()
+        self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
+        # every header byte is paid for on a metered SIM, every round
+        self._session.headers["User-Agent"] = f"streetnode/{__version__}"
+        for name in ("Accept", "Connection"):  # */* and keep-alive are HTTP/1.1 defaults
+            self._session.headers.pop(name, None)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def now_ms(self) -> int:
+        """The node's wall time corrected by the central's (what requests are signed with)."""
+        return int(self._clock() * 1000) + (self.clock_offset_ms or 0)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def take_offset_report(self) -> int | None:
+        """A newly learned clock offset worth reporting (once), else None."""
+        offset, self._offset_to_report = self._offset_to_report, None
+        return offset
+
+    # ------------------------------------------------------------------ one request
+    def post(self, path: str, body: bytes, *, body_headers: Mapping[str, str] | None = None) -> Answer:
+        """Sign and POST ``body`` to ``path`` once; any failure comes back as an `Answer`."""
+        # a resend within the same millisecond must not repeat its signature (replay); a clock
+        # corrected backwards simply starts a new sequence
+        ts = self.now_ms()
+        if 0 <= self._last_signed_ms - ts < 1000:
+            ts = self._last_signed_ms + 1
+        self._last_signed_ms = ts
+        headers = dict(protocol.BODY_HEADERS if body_headers is None else body_headers)
+        headers.update(protocol.sign_request(self._key, "POST", path, body, ts, node_id=self.node_id))
+        request_signature = headers[protocol.HEADER_SIGNATURE]
+        url = self.url(path)
+        t0 = self._clock()
+        self.last_attempt_at = t0
+        self.counters["requests"] += 1
+        try:
+            r = self._session.post(url, data=body, headers=headers, timeout=self.timeout,
+                                   verify=self.verify, allow_redirects=False)
+            content = r.content
+        except OSError as e:  # every requests error, and a CA bundle or socket the OS refused
+            self._count(request_bytes(url, headers, body), 0)
+            return Answer(None, error=f"{type(e).__name__}: {first_line(e)}")
+        t1 = self._clock()
+        self._count(request_bytes(url, r.request.headers, body), response_bytes(r, content))
+        signed = protocol.verify_receipt(self._key, request_signature, content,
+                                         r.headers.get(protocol.HEADER_RECEIPT))
+        try:
+            parsed = r.json() if content else None
+        except ValueError:
+            parsed = None
+        if signed:
+            self._learn_clock(r.headers, parsed, (t0 + t1) / 2)
+        return Answer(r.status_code, r.headers, parsed, signed, None,
+                      "" if signed else summarize(r.headers.get("Content-Type", ""), content, r.headers))
+
+    def ping(self) -> Answer:
+        """A signed, empty POST /v1/ping: does our central answer on this path at all?"""
+        return self.post(protocol.PING_PATH, b"", body_headers={})
+
+    def _count(self, sent: int, received: int) -> None:
+        self.counters["bytes_sent"] += sent
+        self.counters["bytes_received"] += received
+
+    def _learn_clock(self, headers: Mapping[str, str], answer: Any, local_mid: float) -> None:
+        """Update ``clock_offset_ms`` from the central's time in a signed answer."""
+        found = server_time_ms(headers, answer)
+        if found is None:
+            return
+        server_ms, uncertainty = found
+        offset = int(server_ms - local_mid * 1000)
+        if self.clock_offset_ms is not None and uncertainty and \
+                abs(offset - self.clock_offset_ms) <= uncertainty + CLOCK_REPORT_MS:
+            return  # a whole-second Date header cannot refine a better estimate
+        self.clock_offset_ms = offset
+        if self._reported_offset is None or abs(offset - self._reported_offset) > CLOCK_REPORT_MS:
+            self._reported_offset = offset
+            self._offset_to_report = offset
+
+
+# ---------------------------------------------------------------------- helpers
+def first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def summarize(content_type: str, content: bytes, headers: Mapping[str, str]) -> str:
+    """A short, printable description of an answer that is not our central's."""
+    kind = content_type.split(";")[0].strip() or "no content type"
+    m = _TITLE_RE.search(content[:4096])
+    text = m.group(1) if m else content[:60]
+    words = " ".join(html.unescape(text.decode("utf-8", "replace")).split())[:60]
+    where = f" -> {headers['Location'][:80]}" if "Location" in headers else ""
+    return f"{kind} {words!r}{where}" if words else f"{kind}{where}"
+
+
+def request_bytes(url: str, headers: Mapping[str, str], body: bytes) -> int:
+    """Bytes of the HTTP/1.1 request as http.client writes it (request line, Host, headers, body)."""
+    parts = urlsplit(url)
+    host = parts.netloc
+    size = len(f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}\r\n")
+    size += sum(len(f"{k}: {v}\r\n".encode("latin-1", "replace")) for k, v in headers.items())
+    return size + 2 + len(body)
+
+
+def response_bytes(r: requests.Response, content: bytes) -> int:
+    """Bytes of the HTTP/1.1 response on the wire (status line, headers, body as sent)."""
+    size = len(f"HTTP/1.1 {r.status_code} {r.reason}\r\n")
+    raw_headers = getattr(r.raw, "headers", None) or r.headers
+    size += sum(len(f"{k}: {v}\r\n".encode("latin-1", "replace")) for k, v in raw_headers.items())
+    length = r.headers.get("Content-Length")
+    return size + 2 + (int(length) if length and length.isdigit() else len(content))
