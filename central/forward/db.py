@@ -6,7 +6,11 @@ Order of forwarding = the order readings were stored, made exact on each backend
 - PostgreSQL: concurrent transactions commit out of order, so a plain sequence could be passed by
   a cursor while an earlier number is still uncommitted. Each reading carries the id of the
   transaction that stored it (``ingest_tx xid8``); only readings of transactions older than every
-  running one (``pg_snapshot_xmin``) are read, so none can still appear behind the cursor.
+  running one (``pg_snapshot_xmin``) are read, so none can still appear behind the cursor. When a
+  transaction elsewhere on the server (another schema, database or tool) holds that horizon back,
+  the forwarder takes this schema's writer lock exclusively for an instant (every write transaction
+  of the store holds it shared, `PgStore._begin`): then no writer of this schema is running, and
+  every reading with a transaction id below the next one to be assigned is committed.
 
 Readings stored before migration 4 on PostgreSQL have no ``ingest_tx``; a new sink sends them
 first, in key order, then continues by transaction. The tables come from migration 4.
@@ -29,6 +33,7 @@ from central.forward.layouts import FwdReading
 FEED_READINGS = "readings"
 LEGACY = "legacy"  # PostgreSQL: readings stored before migration 4 (ingest_tx NULL), in key order
 _COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms"
+_XMIN = "pg_snapshot_xmin(pg_current_snapshot())"
 
 
 class ForwardDbError(Exception):
@@ -206,15 +211,40 @@ class ForwardDb:
                 last = rows[-1]
                 return [_reading(r) for r in rows], json.dumps([LEGACY, last[0], int(last[1]), int(last[2])])
             tx, node, epoch, seq = "0", "", 0, 0  # the legacy readings are all sent
-        rows = self._run(lambda c: c.execute(
-            f"SELECT ingest_tx::text, {_COLUMNS} FROM readings "
-            "WHERE ingest_tx < pg_snapshot_xmin(pg_current_snapshot()) AND (ingest_tx > %s::xid8 OR "
-            "(ingest_tx = %s::xid8 AND (node_id, epoch, seq) > (%s, %s, %s))) "
-            "ORDER BY ingest_tx, node_id, epoch, seq LIMIT %s", (tx, tx, node, epoch, seq, limit)).fetchall())
+        rows = self._committed_after(_XMIN, (), tx, node, epoch, seq, limit)
+        if not rows and self._held_back(tx):
+            rows = self._committed_after("%s::xid8", (self._writer_horizon(),), tx, node, epoch, seq, limit)
         if not rows:
             return [], position
         last = rows[-1]
         return [_reading(r[1:]) for r in rows], json.dumps([last[0], last[1], int(last[2]), int(last[3])])
+
+    def _committed_after(self, horizon: str, horizon_params: tuple[str, ...], tx: str, node: str, epoch: int,
+                         seq: int, limit: int) -> list[tuple[Any, ...]]:
+        return self._run(lambda c: c.execute(
+            f"SELECT ingest_tx::text, {_COLUMNS} FROM readings WHERE ingest_tx < {horizon} AND "
+            "(ingest_tx > %s::xid8 OR (ingest_tx = %s::xid8 AND (node_id, epoch, seq) > (%s, %s, %s))) "
+            "ORDER BY ingest_tx, node_id, epoch, seq LIMIT %s",
+            (*horizon_params, tx, tx, node, epoch, seq, limit)).fetchall())
+
+    def _held_back(self, tx: str) -> bool:
+        """Readings after the cursor wait behind a transaction still running somewhere on the server."""
+        return bool(self._run(lambda c: c.execute(
+            f"SELECT 1 FROM readings WHERE ingest_tx >= {_XMIN} AND ingest_tx > %s::xid8 LIMIT 1",
+            (tx,)).fetchone()))
+
+    def _writer_horizon(self) -> str:
+        """A transaction id below which every writer of this schema has ended: taken with this schema's
+        writer lock held exclusively for an instant (store_pg.PgStore._begin holds it shared), so a
+        long transaction of another schema, database or tool no longer holds forwarding back."""
+        from central.store_pg import WRITER_LOCK_CLASS
+
+        def run(conn: Any) -> str:
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (WRITER_LOCK_CLASS,))
+            return conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()[0]
+
+        return self._run(run, write=True)
 
     def health(self, node_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not node_ids:

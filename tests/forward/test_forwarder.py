@@ -142,3 +142,32 @@ def test_readings_stored_before_migration_4_are_sent_first(central, prefix, brok
         forwarder.stop()
         recorder.close()
     assert ids_of(got) == [f"pole-1:1:{s}" for s in range(60)] + [f"pole-1:2:{s}" for s in range(30)]
+
+
+@pytest.mark.postgres
+def test_a_long_transaction_elsewhere_does_not_hold_forwarding_back(central, prefix, broker_port):
+    """PostgreSQL: another schema's open write transaction (an older transaction id) would keep
+    pg_snapshot_xmin below our readings; the writer-lock horizon lets them through."""
+    if central.store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing to hold back")
+    import psycopg
+
+    from tests.central.conftest import PG_URL
+
+    elsewhere = psycopg.connect(PG_URL)  # not autocommit: the transaction stays open
+    elsewhere.execute("SELECT pg_current_xact_id()")  # it now has a transaction id, older than ours
+    try:
+        upload(central.url, "pole-1", 1, readings(30), LOCATED)
+        recorder = Recorder(broker_port, [prefix + "/#"])
+        forwarder = Forwarder(plain_sink(prefix, broker_port), ForwardDb.for_store(central.store))
+        forwarder.start()
+        try:
+            wait_done(forwarder, 90, 30)
+            got = recorder.wait_for(lambda m: len(ids_of(m)) >= 90, 30)
+        finally:
+            forwarder.stop()
+            recorder.close()
+    finally:
+        elsewhere.rollback()
+        elsewhere.close()
+    assert ids_of(got) == [f"pole-1:1:{s}" for s in range(90)]
