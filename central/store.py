@@ -155,18 +155,19 @@ def default_db_url() -> str:
 def open_store(url: str) -> Store:
     """Open (and create the schema of) ``sqlite:///path`` or ``postgresql://...``.
 
+    SQLite URLs follow SQLAlchemy: ``sqlite:///central.db`` is relative to the working
+    directory, ``sqlite:////var/lib/x/central.db`` (four slashes) is absolute.
     A ``schema=NAME`` query parameter on a PostgreSQL URL puts the tables in that schema.
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from central.store_sqlite import SqliteStore
 
-        path = url[len("sqlite://"):]
-        if path.startswith("/") and not path.startswith("//"):
-            path = path[1:] if path.startswith("/./") else path
-        if not path or path == "/":
-            raise StoreError(f"--db {url}: expected sqlite:///path/to/central.db")
-        store: Store = SqliteStore(path)
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if not path or path.endswith("/"):
+            raise StoreError(f"--db {url}: expected sqlite:///relative/central.db or "
+                             "sqlite:////absolute/central.db")
+        store: Store = SqliteStore(os.path.abspath(path))
     elif scheme in ("postgresql", "postgres"):
         from central.store_pg import PgStore
 

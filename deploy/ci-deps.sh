@@ -1,7 +1,10 @@
 #!/bin/sh
-# deploy/ci-deps.sh: system packages `make test` needs beyond Python, installed only when missing.
-# Debian's systemd, for `systemd-analyze verify/security` in tests/deploy (it works without
-# systemd running as PID 1).  Quiet; prints one line when it installs or cannot install.
+# deploy/ci-deps.sh: system packages `make test` needs beyond Python, installed only when missing:
+#   systemd            systemd-analyze verify/security of the units (tests/deploy; no PID 1 needed)
+#   systemd-container  systemd-nspawn, to boot Debian with systemd as PID 1 (tests/system)
+#   debootstrap        to build that Debian tree once (cached, see tests/system/rootfs.py)
+#   mosquitto, openssl tests/forward (brokers of their own, test certificates)
+# Quiet and idempotent; prints one line when it installs or cannot install.
 set -u
 # tests/forward start Mosquitto brokers of their own (TLS, restarts) and make test certificates:
 # mosquitto, mosquitto_passwd (Debian: mosquitto) and openssl. Silent when present.
@@ -18,20 +21,27 @@ if ! has mosquitto || ! has mosquitto_passwd || ! has openssl; then
         echo "ci-deps: mosquitto or openssl missing (sudo apt-get install mosquitto openssl): tests/forward will fail"
     fi
 fi
-if command -v systemd-analyze >/dev/null 2>&1; then
+missing=""
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+command -v systemd-nspawn >/dev/null 2>&1 || missing="$missing systemd-container"
+command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+missing="${missing# }"
+if [ -z "$missing" ]; then
     exit 0
 fi
+skipped="the unit checks in tests/deploy and the systemd system test in tests/system will be skipped"
 if [ "$(id -u)" != 0 ]; then
-    echo "ci-deps: systemd-analyze missing and not root: the unit checks in tests/deploy will be skipped (sudo apt-get install systemd)"
+    echo "ci-deps: missing $missing and not root: $skipped (sudo apt-get install $missing)"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ci-deps: systemd-analyze missing and no apt-get: the unit checks in tests/deploy will be skipped"
+    echo "ci-deps: missing $missing and no apt-get: $skipped"
     exit 0
 fi
-echo "ci-deps: installing Debian's systemd package (for systemd-analyze)"
-if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; } \
-    >/tmp/streetnode-ci-deps.log 2>&1; then
-    echo "ci-deps: apt-get install systemd failed (see /tmp/streetnode-ci-deps.log): unit checks will be skipped"
+echo "ci-deps: installing Debian's $missing (for tests/deploy and tests/system)"
+# shellcheck disable=SC2086
+if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends $missing; } >/tmp/streetnode-ci-deps.log 2>&1; then
+    echo "ci-deps: apt-get install $missing failed (see /tmp/streetnode-ci-deps.log): $skipped"
 fi
 exit 0

@@ -34,7 +34,10 @@ EX_FAILURE=1 EX_USAGE=2 EX_UNAVAILABLE=69 EX_NOPERM=77 EX_CONFIG=78
 
 NODE_ID="" CENTRAL_URL="" KEY_FILE="" KEY_TMP="" ROOT="" WHEEL=""
 DRY_RUN=0 UNINSTALL=0 PURGE=0 NO_DEPS=0 DIAG="auto" DIAG_EMULATE=0
-NO_SYSTEM=0
+NO_SYSTEM=0 CENTRAL=0
+PKG_EXTRA=""  # "[central]" with --central
+# seconds a (re)started unit must stay active before the installer believes it
+SETTLE_S="${STREETNODE_INSTALL_SETTLE_S:-3}"
 [[ "${STREETNODE_INSTALL_TEST:-}" == "1" ]] && NO_SYSTEM=1
 PIP_ARGS=()
 PYTHON="${STREETNODE_PYTHON:-python3}"
@@ -68,6 +71,9 @@ Install (or upgrade) the streetnode agent on this Raspberry Pi, as root.
                       --pip-arg=--find-links=/media/usb/wheels for an offline install
   --diag / --no-diag  run 'streetnode diag' at the end (default: yes, except with --root)
   --emulate           run the final diag on emulated hardware (diag --emulate)
+  --central           install (or with --uninstall remove) the city's receiver instead:
+                      /opt/streetnode-central/venv and streetnode-central.service
+                      (DynamicUser, state in /var/lib/streetnode-central); see docs/install.md
   -h, --help          this help
 
 Environment: STREETNODE_PYTHON (interpreter for the venv, default python3),
@@ -122,12 +128,19 @@ parse_args() {
             --diag) DIAG="yes" ;;
             --no-diag) DIAG="no" ;;
             --emulate) DIAG_EMULATE=1 ;;
+            --central) CENTRAL=1 ;;
             -h | --help) usage; exit 0 ;;
             *) die $EX_USAGE "unknown option '$1' (see --help)" ;;
         esac
         shift
     done
     if ((PURGE && !UNINSTALL)); then die $EX_USAGE "--purge only goes with --uninstall"; fi
+    if ((CENTRAL)); then
+        [[ -z "$NODE_ID$CENTRAL_URL$KEY_FILE" ]] || die $EX_USAGE "--central takes no --node-id, --central-url or --key-file"
+        PREFIX="/opt/streetnode-central" VENV="/opt/streetnode-central/venv" STAMP="/opt/streetnode-central/.installed"
+        UNIT_NAME="streetnode-central.service" PKG_EXTRA="[central]"
+        OPTIONAL_PACKAGES=()
+    fi
     if [[ -n "$NODE_ID" && ! "$NODE_ID" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
         die $EX_CONFIG "--node-id: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got '$NODE_ID'"
     fi
@@ -379,7 +392,7 @@ create_user() {
 # the fingerprint of what would be installed: changes when the code or the install options change
 source_fingerprint() {
     {
-        echo "deps=$((1 - NO_DEPS))"
+        echo "deps=$((1 - NO_DEPS)) extra=$PKG_EXTRA"
         if [[ -n "$WHEEL" ]]; then
             sha256sum <"$WHEEL"
         else
@@ -427,7 +440,7 @@ install_venv() {
     fi
     local dep=()
     ((NO_DEPS)) && dep=(--no-deps)
-    "${pip[@]}" install "${dep[@]}" "${PIP_ARGS[@]}" "$src" \
+    "${pip[@]}" install "${dep[@]}" "${PIP_ARGS[@]}" "$src$PKG_EXTRA" \
         || die $EX_UNAVAILABLE "pip could not install streetnode and its dependencies (network to PyPI/piwheels?)"
     # the same version number may carry new code: replace the package itself every time
     "${pip[@]}" install --no-deps --force-reinstall "${PIP_ARGS[@]}" "$src" \
@@ -534,7 +547,38 @@ activate_unit() {
         return 0
     fi
     changed "$UNIT_NAME (re)started"
-    run systemctl restart "$UNIT_NAME" || warn "$UNIT_NAME did not start: see 'journalctl -u $UNIT_NAME'"
+    ((DRY_RUN)) && { echo "would run: systemctl restart $UNIT_NAME"; return 0; }
+    systemctl reset-failed "$UNIT_NAME" >/dev/null 2>&1 || true  # a crash loop of an earlier version
+    local started=1
+    # Type=notify: 'restart' returns once the agent sent READY=1, or fails when it died first
+    systemctl restart "$UNIT_NAME" >/dev/null 2>&1 || started=0
+    ((CONFIG_BAD)) && return 0  # exits 78 below, naming the config problem
+    wait_active "$started"
+}
+
+# wait_active STARTED: the unit must be active and stay so for SETTLE_S seconds (same main PID);
+# otherwise print its last journal lines and exit 1
+wait_active() {
+    local state="" pid="" first="" waited=0
+    while ((waited <= SETTLE_S * 2)); do
+        state="$(systemctl is-active "$UNIT_NAME" 2>/dev/null || true)"
+        pid="$(systemctl show -p MainPID --value "$UNIT_NAME" 2>/dev/null || true)"
+        if [[ "$1" == 1 && "$state" == active && "$pid" != 0 ]]; then
+            [[ -z "$first" ]] && first="$pid"
+            [[ "$pid" != "$first" ]] && break  # restarted under us: crashed after READY
+            if ((waited >= SETTLE_S * 2)); then
+                say "$UNIT_NAME active (main PID $pid)"
+                return 0
+            fi
+        elif [[ "$state" != activating && "$state" != reloading ]]; then
+            break
+        fi
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    echo "$PROG: $UNIT_NAME is not running (state: ${state:-unknown}); its last log lines:" >&2
+    journalctl -u "$UNIT_NAME" -n 20 --no-pager -o cat 2>/dev/null | sed 's/^/  /' >&2 || true
+    die $EX_FAILURE "$UNIT_NAME did not become active: fix the cause above and run install.sh again"
 }
 
 run_diag() {
@@ -593,6 +637,41 @@ do_install() {
     run_diag
 }
 
+do_central_install() {
+    say "installing streetnode-central from ${WHEEL:-$SRC_DIR} into ${ROOT:-/}$( ((DRY_RUN)) && echo ' (dry run)')"
+    check_debian
+    local have_python=1
+    check_python || have_python=0
+    install_packages
+    if ((!have_python)); then
+        ((DRY_RUN)) || check_python || die $EX_UNAVAILABLE "$PYTHON not found (apt should have installed python3)"
+    fi
+    ensure_dir "$PREFIX" 0755 root root
+    install_venv
+    install_unit
+    activate_unit
+}
+
+do_central_uninstall() {
+    say "removing streetnode-central from ${ROOT:-/}$( ((PURGE)) && echo ' (purge)')$( ((DRY_RUN)) && echo ' (dry run)')"
+    if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
+        changed "$UNIT_NAME stopped and disabled"
+        run systemctl disable --now "$UNIT_NAME" || true
+    fi
+    remove_path "$WANTS_DIR/$UNIT_NAME"
+    remove_path "$UNIT_DIR/$UNIT_NAME"
+    remove_path "$PREFIX"
+    systemd_running && run systemctl daemon-reload
+    if ((PURGE)); then
+        remove_path /var/lib/streetnode-central
+        remove_path /var/lib/private/streetnode-central
+        remove_path /etc/streetnode-central
+    else
+        [[ -e "$(R /var/lib/private/streetnode-central)" ]] && say "kept: /var/lib/streetnode-central (the store)"
+        say "--uninstall --purge removes it too"
+    fi
+}
+
 do_uninstall() {
     say "removing streetnode from ${ROOT:-/}$( ((PURGE)) && echo ' (purge)')$( ((DRY_RUN)) && echo ' (dry run)')"
     if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
@@ -621,7 +700,10 @@ do_uninstall() {
 main() {
     parse_args "$@"
     check_root "$@"
-    if ((UNINSTALL)); then do_uninstall; else do_install; fi
+    if ((CENTRAL && UNINSTALL)); then do_central_uninstall
+    elif ((CENTRAL)); then do_central_install
+    elif ((UNINSTALL)); then do_uninstall
+    else do_install; fi
     if ((DRY_RUN)); then
         say "dry run: $CHANGES changes would be made"
     else

@@ -81,7 +81,7 @@ def bus_error(exc: OSError, *, sensor: str | None, address: int | None, doing: s
     """Wrap an OSError from the bus as a `BusError` naming what was being done."""
     code = exc.errno if exc.errno is not None else EIO
     kind = {NACK: "NACK (no acknowledge)", EIO: "I/O error (EIO)"}.get(code, exc.strerror or str(exc))
-    remedy = "check wiring, pull-ups and power; the caller may re-probe with backoff"
+    remedy = "check the wiring, the pull-ups and the power"
     err = BusError(f"{doing}: {kind} [errno {code}]", errno=code, sensor=sensor, address=address,
                    remedy=remedy)
     err.__cause__ = exc

@@ -8,13 +8,17 @@ Threads
   does: a hung loop stops the pings and systemd restarts the process) and writes
   the state file. It sleeps at most `TICK_S`, so a clock step is corrected and a
   stop request honoured within that.
-- *upload*: a `schedule` job every ``upload.interval`` (``storm.upload_interval``
-  in storm mode) calls ``Uploader.run_round``; a storm start wakes it at once
-  for an alert round. It feeds the central's clock offset back to the `Clock`.
+- *upload*: `node.upload_loop.UploadLoop` runs ``Uploader.run_round`` every
+  ``upload.interval`` (``storm.upload_interval`` in storm mode) on the monotonic
+  clock, back to back while a backlog fills whole rounds; a storm start sends an
+  alert round at once (pending until acknowledged). It starts after the first
+  cycle is stored or held in memory (a disk bad from boot must not silence the
+  node), and feeds the central's clock offset back to the `Clock`.
 
 `Agent.stop()` (SIGTERM) lets the current cycle finish and commit, gives the
 uploader a short grace, closes the buffer and returns; `Agent.reload(cfg)`
-(SIGHUP) swaps sensors, storm thresholds and the upload interval.
+(SIGHUP) swaps sensors, storm thresholds, ``[upload]`` and ``[status_led]``, and
+names each changed key that takes effect only after a restart.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from drivers.quality import Quality
+from node import __version__
 from node.clock import Clock, save_last_known_good_time
-from node.config import Config
+from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
-from node.model import Sample
+from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
 from node.storm import StormDetector
+from node.upload_loop import UploadLoop
 
 log = logging.getLogger("streetnode.agent")
 
@@ -45,6 +51,13 @@ STATE_EVERY_S = 2.0
 STATUS_EVERY_S = 5.0
 LKG_EVERY_S = 600.0
 STOP_GRACE_S = 3.0
+STORM_STALE_INTERVALS = 3
+STORM_STALE_MIN_S = 5.0
+TRIGGER_SENSORS = {"bme280": ("pressure_hpa",), "rain": ("rain_rate_mm_h",), "flood": ("depth_cm",)}
+FAULTY = ("fault", "no_data")  # sensor states the LED and the health report show as a fault
+UPLOAD_START_S = 5.0  # start the upload thread by then even if no cycle was stored yet
+MEMORY_DRAIN_S = 10.0  # at a stop with a refusing disk: time to send what only memory holds
+RESTART_SECTIONS = ("central", "buffer", "emulation")  # keys that take effect after a restart
 
 
 def write_state(state_dir: Path, state: dict[str, Any]) -> None:
@@ -53,6 +66,17 @@ def write_state(state_dir: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state, indent=1, default=str))
     os.replace(tmp, path)
+
+
+def backlog_health(buffer: Any) -> dict[str, Any]:
+    """``backlog_readings`` and ``oldest_reading_age_s`` of the buffer (None when it cannot tell)."""
+    try:
+        st = buffer.stats()
+    except Exception as e:  # health is best effort: a failing buffer is reported elsewhere
+        log.debug("buffer stats for health: %s", e)
+        return {"backlog_readings": None, "oldest_reading_age_s": None}
+    age = None if st.oldest_wall_ms is None else max(0.0, round(time.time() - st.oldest_wall_ms / 1000, 1))
+    return {"backlog_readings": st.readings, "oldest_reading_age_s": age}
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -98,11 +122,12 @@ class Agent:
         self.uploader: Any = None
         self.led: Any = None
         self.storm = StormDetector(cfg.storm)
+        self.storm.stale_after_s = self._storm_stale_after(cfg)
         self._stop = threading.Event()
-        self._wake_upload = threading.Event()
-        self._alert = threading.Event()
         self._reload_cfg: Config | None = None
+        self._upload_loop: UploadLoop | None = None
         self._upload_thread: threading.Thread | None = None
+        self._run_started: float | None = None
         self._upload_interval = float(cfg.upload["interval"])
         self.started_wall = time.time()
         self.counters = {"cycles": 0, "readings": 0, "not_durable": 0, "put_errors": 0,
@@ -136,6 +161,14 @@ class Agent:
         self.sampler.open()
         self._build_led()
 
+    def _close_led(self) -> None:
+        led, self.led = self.led, None
+        if led is not None:
+            try:
+                led.close()
+            except Exception as e:
+                log.debug("LED close: %s", e)
+
     def _build_led(self) -> None:
         pin = self.cfg.status_led["pin"]
         if pin is None:
@@ -152,7 +185,8 @@ class Agent:
     def stop(self) -> None:
         """Ask the loop to finish the current cycle and return (signal-handler safe)."""
         self._stop.set()
-        self._wake_upload.set()
+        if self._upload_loop is not None:
+            self._upload_loop.stop()
 
     def request_reload(self, cfg: Config) -> None:
         self._reload_cfg = cfg
@@ -170,6 +204,7 @@ class Agent:
         if self.sampler is None:
             self.start()
         self.notifier.ready()
+        self._run_started = self._mono()
         self._status_line(force=True)
         try:
             while not self._stop.is_set() and not (until and until()):
@@ -199,8 +234,10 @@ class Agent:
             self._incident("sensor_fault", f"{slot.name} ({slot.type}): {slot.error}")
         if cycle.samples:
             self._commit(cycle.samples)
-        if cycle.values:
-            self._storm(now, cycle.values)
+        faulted = [ch for s in self.sampler.slots if s.state in FAULTY for ch in s.channels]
+        if faulted:
+            self.storm.forget({quantity(ch) for ch in faulted})
+        self._storm(now, cycle.values)
         self.heartbeat = self._mono()
         if self._wd_every is not None and self.heartbeat - self._last["wd"] >= self._wd_every:
             self._last["wd"] = self.heartbeat
@@ -210,8 +247,9 @@ class Agent:
             self._last["state"] = self.heartbeat
             self._write_state()
         self._status_line()
-        if self.first_durable_at is not None and self.upload_enabled and self._upload_thread is None:
-            self._start_uploader()  # after the first durable reading: keep requests off the start path
+        if self.upload_enabled and self._upload_thread is None and (
+                self.counters["cycles"] or self.heartbeat - (self._run_started or 0.0) >= UPLOAD_START_S):
+            self._start_uploader()  # after the first stored cycle (on disk or held): off the start path
 
     def _commit(self, samples: list[Sample]) -> None:
         if self.storm.state.active:
@@ -224,7 +262,7 @@ class Agent:
             self.counters["put_errors"] += 1
             log.error("buffer: cycle of %d readings not stored: %s", len(samples), e)
             return
-        n = res.last_seq - res.first_seq + 1
+        n = len(samples)  # a cycle held in memory has no number yet (PutResult -1, -1)
         self.counters["cycles"] += 1
         self.counters["readings"] += n
         if not res.durable:
@@ -260,11 +298,22 @@ class Agent:
                         ", ".join(f"{k} {self.storm.state.levels[k]:.1f}" for k in self.storm.state.reasons),
                         self.cfg.storm["interval"])
             self._set_storm_intervals(True)
-            self._alert.set()
-            self._wake_upload.set()
+            if self._upload_loop is not None:
+                self._upload_loop.alert()
         elif ev is False:
             log.warning("storm mode OFF: back to normal intervals")
             self._set_storm_intervals(False)
+
+    def _storm_stale_after(self, cfg: Config) -> float:
+        """Scenario seconds after which a trigger level no valid value refreshed expires: three of
+        its slowest sensor's intervals, at least a minute (the scenario runs ``speed`` x faster)."""
+        intervals = [float(s["interval"]) for s in cfg.sensors
+                     if s["type"] in TRIGGER_SENSORS and s.get("enabled", True)]
+        return max(STORM_STALE_MIN_S, STORM_STALE_INTERVALS * max(intervals, default=0.0)) * self.speed
+
+    def _trigger_quantities(self, cfg: Config) -> set[str]:
+        return {q for s in cfg.sensors if s["type"] in TRIGGER_SENSORS and s.get("enabled", True)
+                for q in TRIGGER_SENSORS[s["type"]]}
 
     def _set_storm_intervals(self, on: bool) -> None:
         assert self.sampler is not None
@@ -272,7 +321,8 @@ class Agent:
         self.sampler.reschedule()
         iv = self.cfg.storm["upload_interval"] if on else self.cfg.upload["interval"]
         self._upload_interval = float(iv)
-        self._wake_upload.set()
+        if self._upload_loop is not None:
+            self._upload_loop.wake()
 
     def _incident(self, kind: str, detail: str) -> None:
         try:
@@ -282,26 +332,36 @@ class Agent:
 
     # ------------------------------------------------------------ reload
     def _apply(self, cfg: Config) -> None:
-        for key in ("id", "state_dir"):
-            if cfg.node[key] != self.cfg.node[key]:
-                log.warning("node.%s changed: takes effect after a restart", key)
-                cfg.node[key] = self.cfg.node[key]
         old = self.cfg
-        if (cfg.central, cfg.buffer, cfg.emulation) != (old.central, old.buffer, old.emulation):
-            log.warning("[central], [buffer] and [emulation] changes take effect after a restart")
-            cfg.central, cfg.buffer, cfg.emulation = self.cfg.central, self.cfg.buffer, self.cfg.emulation
-        if cfg.sensors != self.cfg.sensors:
+        later = [f"node.{k}" for k in ("id", "state_dir") if cfg.node[k] != old.node[k]]
+        for section in RESTART_SECTIONS:
+            new, was = getattr(cfg, section), getattr(old, section)
+            later += [f"{section}.{k}" for k in sorted(set(new) | set(was)) if new.get(k) != was.get(k)]
+            setattr(cfg, section, was)
+        if later:
+            log.warning("configuration reload: %s changed; takes effect after a restart", ", ".join(later))
+        for key in ("id", "state_dir"):
+            cfg.node[key] = old.node[key]
+        if cfg.sensors != old.sensors:
             assert self.sampler is not None
             self.sampler.close()
             self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono,  # type: ignore[arg-type]
                                    registry=self._registry)
             self.sampler.open()
+            self.storm.forget(set(self.storm.tracked()) - self._trigger_quantities(cfg))
         self.cfg = cfg
+        self.storm.stale_after_s = self._storm_stale_after(cfg)
         active = self.storm.state.active
         self.storm.thresholds.update({k: float(cfg.storm[k]) for k in self.storm.thresholds})
         self.storm.enabled = cfg.storm["enabled"]
         self.storm.clear_after, self.storm.clear_ratio = cfg.storm["clear_after"], cfg.storm["clear_ratio"]
         self._set_storm_intervals(active)
+        if cfg.upload != old.upload and self._upload_loop is not None:
+            self._upload_loop.configure(self._upload_settings())
+        if cfg.status_led != old.status_led:
+            self._close_led()
+            self.led_state = "starting"  # shown again on the new LED at the next pass
+            self._build_led()
         logging.getLogger().setLevel(cfg.node["log_level"].upper())
         log.info("configuration reloaded from %s (%d sensors)", cfg.source, len(cfg.sensors))
 
@@ -311,76 +371,78 @@ class Agent:
         return bool(self.cfg.central["url"])
 
     def _start_uploader(self) -> None:
+        self._upload_loop = UploadLoop(self._make_uploader, interval=lambda: self._upload_interval,
+                                       on_round=self._after_round)
+        if self._alert_pending:
+            self._upload_loop.alert()
         self._upload_thread = threading.Thread(target=self._upload_main, name="upload", daemon=True)
         self._upload_thread.start()
+
+    @property
+    def _alert_pending(self) -> bool:
+        return self.storm.state.active and self.counters["upload_rounds"] == 0
+
+    def _upload_settings(self) -> Any:
+        from node.uploader import UploadSettings
+
+        u = self.cfg.upload
+        return UploadSettings(u["max_batch_readings"], u["max_batch_bytes"], u["live_readings"],
+                              u["backoff_initial"], u["backoff_max"])
 
     def _make_uploader(self) -> Any:
         from node.uploader import Uploader
 
         c, u = self.cfg.central, self.cfg.upload
-        return Uploader(self.buffer, c["url"], self._key, self.cfg.node["id"],
-                        max_batch_readings=u["max_batch_readings"], max_batch_bytes=u["max_batch_bytes"],
-                        live_readings=u["live_readings"], connect_timeout=c["connect_timeout"],
-                        read_timeout=c["read_timeout"], ca_bundle=c["ca_bundle"],
-                        backoff_initial=u["backoff_initial"], backoff_max=u["backoff_max"],
-                        health=self.health, clock=self.clock.wall)  # one wall clock for stamps and signing
+        up = Uploader(self.buffer, c["url"], self._key, self.cfg.node["id"],
+                      max_batch_readings=u["max_batch_readings"], max_batch_bytes=u["max_batch_bytes"],
+                      live_readings=u["live_readings"], connect_timeout=c["connect_timeout"],
+                      read_timeout=c["read_timeout"], ca_bundle=c["ca_bundle"],
+                      backoff_initial=u["backoff_initial"], backoff_max=u["backoff_max"],
+                      health=self.health, clock=self.clock.wall)  # one wall clock for stamps and signing
+        self.uploader = up
+        return up
 
     def _upload_main(self) -> None:
-        import schedule
-
+        assert self._upload_loop is not None
         try:
-            self.uploader = self._make_uploader()
-        except Exception as e:
-            self.last_round = {"error": f"uploader not started: {e}"}
-            log.error("uploads disabled: %s", e)
-            return
-        sched = schedule.Scheduler()
-        interval = self._upload_interval
-        sched.every(interval).seconds.do(self._upload_round)
-        self._upload_round()
-        while not self._stop.is_set():
-            if self._alert.is_set():
-                self._alert.clear()
-                self._upload_round(alert=True)
-            if interval != self._upload_interval:
-                interval = self._upload_interval
-                sched.clear()
-                sched.every(interval).seconds.do(self._upload_round)
-            sched.run_pending()
-            idle = sched.idle_seconds
-            self._wake_upload.wait(TICK_S if idle is None else min(max(idle, 0.05), TICK_S))
-            self._wake_upload.clear()
+            self._upload_loop.run()
+        except Exception as e:  # the thread's edge: uploads stop, sampling goes on, status says why
+            self.last_round = {"error": f"uploader stopped: {e}"}
+            log.error("uploads stopped: %s", e)
 
-    def _upload_round(self, alert: bool = False) -> None:
+    def _after_round(self, res: Any, alert: bool, error: Exception | None) -> None:
         up = self.uploader
-        if up is None or self._stop.is_set() or not up.ready():
-            return
-        try:
-            res = up.run_round(time.monotonic() + max(self._upload_interval, 5.0), alert=alert)
-        except Exception as e:  # never let one round kill the thread
-            log.error("upload round failed: %s", e)
-            self.last_round = {"at": time.time(), "error": str(e)}
+        if error is not None:
+            log.error("upload round failed: %s", error)
+            self.last_round = {"at": time.time(), "error": str(error)}
             return
         self.counters["upload_rounds"] += 1
         self.counters["uploaded"] += res.readings
         self.counters["duplicates"] += res.duplicates
         self.last_round = {"at": time.time(), "readings": res.readings, "live": res.live_readings,
                            "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
-        if res.error:
-            log.warning("upload: %s (retry in %.0fs)", res.error,
-                        max(0.0, res.next_attempt_at - time.monotonic()))
         if up.clock_offset_ms is not None:
             self.clock.learn_offset(up.clock_offset_ms)
 
     def health(self) -> dict[str, Any]:
-        faulted = [s.name for s in self.sampler.slots if s.state == "fault"] if self.sampler else []
-        return {"storm": self.storm.state.active, "sensors_faulted": len(faulted),
-                "clock_synced": bool(self.clock.synced), "uptime_s": int(time.time() - self.started_wall),
-                "readings_sampled": self.counters["readings"]}
+        """The health part of every batch (docs/protocol.md "Health keys"): scalars only."""
+        faulted = [s.name for s in self.sampler.slots if s.state in FAULTY] if self.sampler else []
+        out: dict[str, Any] = {
+            "storm": self.storm.state.active, "sensors_faulted": len(faulted),
+            "clock_synced": bool(self.clock.synced), "uptime_s": int(time.time() - self.started_wall),
+            "readings_sampled": self.counters["readings"], "firmware": f"streetnode {__version__}",
+            "config_hash": config_hash(self.cfg),
+            "clock_offset_ms": self.uploader.clock_offset_ms if self.uploader is not None else None,
+        }
+        out.update(backlog_health(self.buffer))
+        location = self.cfg.node.get("location") or {}
+        for key in ("lat", "lon", "ward", "label"):
+            out[f"location_{key}"] = location.get(key)
+        return out
 
     # ------------------------------------------------------------ LED, state, status
     def _led_target(self) -> str:
-        if self.sampler and any(s.state == "fault" for s in self.sampler.slots):
+        if self.sampler and any(s.state in FAULTY for s in self.sampler.slots):
             return "fault"
         if not self.upload_enabled:
             return "buffering"
@@ -441,11 +503,18 @@ class Agent:
         return f"{self.led_state}{storm}: backlog {backlog} readings, last upload {last}"
 
     # ------------------------------------------------------------ shutdown
-    def _drain(self, seconds: float) -> None:
+    def _drain(self, seconds: float, *, memory_only: bool = False) -> None:
+        """Upload until the backlog (or, ``memory_only``, what only memory holds) is empty."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.buffer.stats().readings > 0:
+
+        def left() -> int:
+            st = self.buffer.stats()
+            return st.overflow_readings if memory_only else st.readings
+
+        while time.monotonic() < deadline and left() > 0:
             if self.uploader.ready():
-                res = self.uploader.run_round(deadline)
+                # memory holds the newest cycles: one live batch per round, no backfill of the file
+                res = self.uploader.run_round(time.monotonic() if memory_only else deadline)
                 self.counters["uploaded"] += res.readings
                 self.counters["duplicates"] += res.duplicates
             else:
@@ -454,7 +523,8 @@ class Agent:
     def _shutdown(self, drain_s: float = 0.0) -> None:
         self.notifier.stopping()
         self._stop.set()
-        self._wake_upload.set()
+        if self._upload_loop is not None:
+            self._upload_loop.stop()
         t = self._upload_thread
         if t is not None:
             t.join(STOP_GRACE_S)
@@ -462,19 +532,24 @@ class Agent:
                 log.warning("an upload was still in flight at shutdown; its readings will be resent")
         if self.sampler is not None:
             self.sampler.close()
-        if self.led is not None:
-            try:
-                self.led.close()
-            except Exception:
-                pass
+        self._close_led()
         if self._hw is not None:
             self._hw.close()
-        if drain_s > 0 and self.uploader is not None and (t is None or not t.is_alive()):
+        uploader_free = self.uploader is not None and (t is None or not t.is_alive())
+        if drain_s > 0 and uploader_free:
             self._drain(drain_s)
+        held = self.buffer.stats().overflow_readings if self.buffer is not None else 0
+        if held and uploader_free:  # the disk refuses writes: memory is all these readings have
+            log.warning("the disk refuses writes: sending the %d readings only memory holds before "
+                        "stopping", held)
+            self._drain(MEMORY_DRAIN_S, memory_only=True)
         self._write_state()
         if self.uploader is not None and (t is None or not t.is_alive()):
             self.uploader.close()
         if self.buffer is not None:
             self.buffer.close()
+            lost = getattr(self.buffer, "held_readings", 0)
+            if lost:
+                log.error("stopped with %d readings that neither the disk nor the central took: lost", lost)
         c = self.counters
         log.info("stopped: %d readings sampled in %d cycles", c["readings"], c["cycles"])

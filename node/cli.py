@@ -20,6 +20,47 @@ COMMAND_MODULES = ["config_cmd", "run", "status", "demo"]
 COMMAND_MODULES += ["diag", "scan", "read", "identify", "bundle"]  # issue #7
 
 
+# Options every command takes, before or after its name (`streetnode -c F run` = `streetnode run -c F`):
+# (flags, dest, argparse keywords). Add one here and every (sub)command accepts it.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], str, dict[str, object]]] = [
+    (("-c", "--config"), "config", {"metavar": "PATH", "help": "configuration file "
+                                    "(default: $STREETNODE_CONFIG or /etc/streetnode/config.toml)"}),
+    (("-v", "--verbose"), "verbose", {"action": "count", "help": "more log output (-vv: debug)"}),
+]
+GLOBAL_DEFAULTS: dict[str, object] = {"config": None, "verbose": 0}
+
+
+def add_global_options(parser: argparse.ArgumentParser, depth: int) -> None:
+    """The global options on one parser; below the top their values land in ``_g<depth>_<dest>``."""
+    for flags, dest, kw in GLOBAL_OPTIONS:
+        if depth == 0:
+            parser.add_argument(*flags, dest=dest, default=GLOBAL_DEFAULTS[dest], **kw)  # type: ignore[arg-type]
+        else:
+            parser.add_argument(*flags, dest=f"_g{depth}_{dest}", default=argparse.SUPPRESS,
+                                **kw)  # type: ignore[arg-type]
+
+
+def _add_globals_below(parser: argparse.ArgumentParser, depth: int = 1) -> None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                add_global_options(child, depth)
+                _add_globals_below(child, depth + 1)
+
+
+def merge_global_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fold ``_g<depth>_<dest>`` into ``dest``: a later (deeper) value wins, -v counts add up."""
+    for _, dest, kw in GLOBAL_OPTIONS:
+        found = sorted(k for k in vars(args) if k.startswith("_g") and k.endswith(f"_{dest}"))
+        for key in found:
+            value = vars(args).pop(key)
+            if kw.get("action") == "count":
+                setattr(args, dest, getattr(args, dest) + value)
+            else:
+                setattr(args, dest, value)
+    return args
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streetnode",
@@ -28,13 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "78 configuration. Set STREETNODE_DEBUG=1 for tracebacks.",
     )
     parser.add_argument("--version", action="version", version=f"streetnode {__version__}")
-    parser.add_argument("-c", "--config", metavar="PATH",
-                        help="configuration file "
-                        "(default: $STREETNODE_CONFIG or /etc/streetnode/config.toml)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    add_global_options(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"node.commands.{name}").register(sub)
+    _add_globals_below(parser)
     return parser
 
 
@@ -71,8 +110,11 @@ def run_guarded(func: object, args: object, prog: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from node.commands.options import settle_emulate
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = merge_global_options(parser.parse_args(argv))
+    settle_emulate(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

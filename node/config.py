@@ -21,6 +21,7 @@ from node.errors import ConfigError
 from node.units import format_duration, format_size, parse_duration, parse_size
 
 DEFAULT_PATH = "/etc/streetnode/config.toml"
+EXAMPLE_PATH = Path(__file__).with_name("config.example.toml")  # deploy/config.example.toml
 ENV_VAR = "STREETNODE_CONFIG"
 REQUIRED = object()
 
@@ -123,6 +124,7 @@ SENSOR_TYPES: dict[str, dict[str, Field]] = {
         "echo_pin": _f("pin", REQUIRED),
         "mount_height_cm": _f("float", REQUIRED, lo=10, hi=1000),
         "max_distance_cm": _f("float", 450.0, lo=20, hi=1000),
+        "min_distance_cm": _f("float", 2.0, lo=0, hi=100),  # the ranger's blind zone (JSN-SR04T ~20)
         "pings": _f("int", 5, lo=1, hi=31),
     },
     "rain": {
@@ -365,9 +367,58 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
     up = sections["upload"]
     if up.get("backoff_initial") and up.get("backoff_max") and up["backoff_initial"] > up["backoff_max"]:
         problems.append("upload.backoff_initial: expected at most upload.backoff_max")
+    problems += cross_checks(sensors, sections["status_led"])
     if problems:
         raise ConfigError(problems)
     return Config(sensors=sensors, source=source, **sections)
+
+
+# BCM pins of I2C bus 1 (SDA, SCL): the Pi has fixed 1.8 kOhm pull-ups on them
+I2C1_PINS = {2: "SDA", 3: "SCL"}
+_PIN_KEYS = ("pin", "trigger_pin", "echo_pin")
+
+
+def cross_checks(sensors: list[dict[str, Any]], status_led: dict[str, Any]) -> list[str]:
+    """Problems between keys that are each valid alone; every line names both keys."""
+    problems: list[str] = []
+    addresses: dict[tuple[int, int], str] = {}
+    i2c_user = None
+    for i, s in enumerate(sensors):
+        bus, address = s.get("bus"), s.get("address")
+        if s["type"] in ("bme280", "pm25") and bus is not None and address is not None:
+            here = f"sensors[{i}].address"
+            if (bus, address) in addresses:
+                problems.append(f"{here}: I2C bus {bus} address 0x{address:02x} is already used by "
+                                f"{addresses[bus, address]}; two parts cannot share an address")
+            else:
+                addresses[bus, address] = here
+            if bus == 1 and i2c_user is None:
+                i2c_user = f"sensors[{i}].bus"
+        if s["type"] == "flood":
+            problems += _ranger_checks(i, s)
+    pins = [(f"sensors[{i}].{key}", s.get(key)) for i, s in enumerate(sensors) for key in _PIN_KEYS]
+    pins.append(("status_led.pin", status_led.get("pin")))
+    for where, pin in pins:
+        if pin in I2C1_PINS:
+            other = f"the I2C bus of {i2c_user}" if i2c_user else "I2C bus 1, the sensors' bus"
+            problems.append(f"{where}: GPIO {pin} is {I2C1_PINS[pin]} of {other} (fixed pull-up on the "
+                            "Pi); use another GPIO")
+    return problems
+
+
+def _ranger_checks(i: int, s: dict[str, Any]) -> list[str]:
+    here = f"sensors[{i}]"
+    height, top, blind = s.get("mount_height_cm"), s.get("max_distance_cm"), s.get("min_distance_cm")
+    problems = []
+    if height is not None and top is not None and top < height:
+        problems.append(f"{here}.max_distance_cm: {top:g} is below {here}.mount_height_cm ({height:g}): "
+                        "the ranger could never see the dry road")
+    if blind is not None and top is not None and blind >= top:
+        problems.append(f"{here}.min_distance_cm: {blind:g} is not below {here}.max_distance_cm ({top:g})")
+    elif blind is not None and height is not None and blind >= height:
+        problems.append(f"{here}.min_distance_cm: {blind:g} is not below {here}.mount_height_cm "
+                        f"({height:g})")
+    return problems
 
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
@@ -381,16 +432,51 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate the configuration file; raise `ConfigError` on any problem."""
     p = resolve_path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{p}: configuration file not found (use --config PATH or ${ENV_VAR})") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read configuration file: {e.strerror}") from None
     try:
-        raw = tomllib.loads(text)
+        raw = tomllib.loads(_utf8(p, data))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     return validate(raw, source=str(p))
+
+
+def _utf8(p: Path, data: bytes) -> str:
+    """The file's text; a non-UTF-8 byte is one line naming the file, the byte and its offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{p}: not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
+                          f"(line {line}); save the file as UTF-8") from None
+
+
+def user_state_dir() -> Path:
+    """Where a built-in emulated node keeps its state: $XDG_STATE_HOME/streetnode/emulated."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "streetnode" / "emulated"
+
+
+BUILTIN_EMULATED = "<built-in emulated rig: config.example.toml with [emulation] enabled>"
+
+
+def builtin_emulated() -> Config:
+    """The example node on emulated hardware: no central (buffer only), state in the user's home."""
+    raw = tomllib.loads(EXAMPLE_PATH.read_text(encoding="utf-8"))
+    raw.setdefault("emulation", {})["enabled"] = True
+    raw.setdefault("central", {}).pop("url", None)
+    raw["node"]["state_dir"] = str(user_state_dir())
+    return validate(raw, source=BUILTIN_EMULATED)
+
+
+def load_or_builtin(path: str | os.PathLike[str] | None, *, emulate: bool) -> Config:
+    """`load`; with ``emulate`` and no config named anywhere and none installed: `builtin_emulated`."""
+    if emulate and not path and not os.environ.get(ENV_VAR) and not Path(DEFAULT_PATH).exists():
+        return builtin_emulated()
+    return load(path)
 
 
 # ---------------------------------------------------------------- effective config as TOML
@@ -450,6 +536,24 @@ def to_toml(cfg: Config) -> str:
         lines, _ = _toml_table(s, schema)
         out += ["", "[[sensors]]", *lines]
     return "\n".join(out) + "\n"
+
+
+def config_hash(cfg: Config) -> str:
+    """First 16 hex digits of SHA-256 over the effective configuration (comments and layout of
+    the file do not count, defaults do), as `streetnode config check` prints it minus its header."""
+    import hashlib
+
+    text = to_toml(cfg).split("\n", 1)[1]
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def gpio_pins(cfg: Config) -> list[tuple[int, str]]:
+    """Every GPIO pin the configuration uses, with its key: ``[(23, "flood.trigger_pin"), ...]``."""
+    pins = [(s[key], f"{s['name']}.{key}") for s in cfg.sensors if s["enabled"]
+            for key in _PIN_KEYS if s.get(key) is not None]
+    if cfg.status_led["pin"] is not None:
+        pins.append((cfg.status_led["pin"], "status_led.pin"))
+    return pins
 
 
 def sensor_schema(stype: str) -> dict[str, Field]:

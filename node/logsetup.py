@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
@@ -58,6 +59,51 @@ def setup(config_level: str | None = "info", verbose: int = 0, stream: object = 
     handler._streetnode = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level_for(config_level, verbose))
-    for noisy in ("urllib3", "uvicorn.access", "schedule", "asyncio"):
+    for noisy in ("urllib3", "uvicorn.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
+
+
+GPIO_REMEDY = ("on a Raspberry Pi: sudo apt install python3-lgpio (the installer does); "
+               "elsewhere use --emulate")
+
+
+def choose_pin_factory() -> tuple[Any, str]:
+    """gpiozero's default pin factory, chosen once, and why it fell back: ``(factory or None, causes)``.
+
+    gpiozero warns once per library it tries (lgpio, rpigpio, pigpio, native) every time a
+    device is made while no factory could be chosen: dozens of raw warnings in the journal.
+    Here the choice is made once, the warnings are collected into ``causes`` ("lgpio: No
+    module named 'lgpio'; ..."), and later attempts stay silent.
+    """
+    import warnings
+
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory, PinFactoryFallback
+
+    if Device.pin_factory is not None:
+        return Device.pin_factory, ""
+    error: Exception | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PinFactoryFallback)
+        try:
+            Device.ensure_pin_factory()
+        except (BadPinFactory, ImportError, OSError, RuntimeError) as e:
+            error = e
+    warnings.filterwarnings("ignore", category=PinFactoryFallback)
+    causes = "; ".join(str(w.message).removeprefix("Falling back from ") for w in caught
+                       if issubclass(w.category, PinFactoryFallback))
+    if error is not None:
+        return None, causes or f"{type(error).__name__}: {error}"
+    return Device.pin_factory, causes
+
+
+def route_gpiozero_warnings(log: logging.Logger | None = None) -> Any:
+    """`choose_pin_factory`, with one log line when it fell back or found none; returns the factory."""
+    log = log or logging.getLogger("streetnode.gpio")
+    factory, causes = choose_pin_factory()
+    if factory is None:
+        log.warning("GPIO unavailable: no pin library works here (%s); %s", causes, GPIO_REMEDY)
+    elif causes:
+        log.warning("GPIO through %s (%s)", type(factory).__name__, causes)
+    return factory

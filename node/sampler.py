@@ -6,12 +6,19 @@ an emulated rig). Drivers (issue #3) store in their constructor and do I/O in
 ``probe()`` / ``read()``; ``read()`` returns a mapping quantity -> value with
 ``.flags`` (quantity -> `Quality` bits).
 
-Fault policy: when a sensor that was working fails, its channels get one
+Fault policy: when a sensor that was working fails (its driver raises anything,
+or hands back something that is not a mapping of numbers), its channels get one
 cycle of FAULT samples (value None) so the gap is visible in the data, and a
 ``sensor_fault`` incident is recorded; while it is faulted the sensor is
 *skipped* (no samples) and re-probed with exponential backoff (1 s doubling to
 5 min). A successful probe + read puts it back on its interval. One bad
-sensor never stops the others.
+sensor never stops the others. A value that is not a finite number (NaN from a
+driver's arithmetic) is stored as None with FAULT, for that quantity only.
+
+A driver that answers but has no valid value at all (every quantity None: a
+ranger that hears no echo) is *not* a device fault: its flagged None samples are
+stored on its normal interval (state ``no_data``, one ``sensor_fault`` incident
+when it starts), so depth comes back the moment the echo does, not minutes later.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from drivers.quality import Quality
+from drivers.quality import names as flag_names
 from node.model import Sample, unit_of
 
 log = logging.getLogger("streetnode.sampler")
@@ -83,6 +91,11 @@ class EmulatedHardware:
     def pin_factory(self) -> Any:
         return self.rig.pin_factory
 
+    def node_health(self, name: str) -> Any:
+        from drivers.emulator.health import EmulatedHealth
+
+        return EmulatedHealth(self.rig.truth, name=name)
+
     def prepare(self, sensor_cfg: Mapping[str, Any]) -> None:
         t = sensor_cfg["type"]
         key = f"{t}:{sensor_cfg.get('pin')}:{sensor_cfg.get('trigger_pin')}:{sensor_cfg.get('echo_pin')}"
@@ -118,6 +131,7 @@ def _flood(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 
     return FloodRanger(cfg["trigger_pin"], cfg["echo_pin"], mount_height_cm=cfg["mount_height_cm"],
                        max_distance_cm=cfg["max_distance_cm"], pings=cfg["pings"],
+                       min_distance_cm=cfg.get("min_distance_cm", 2.0),
                        pin_factory=hw.pin_factory, name=cfg["name"])
 
 
@@ -132,7 +146,8 @@ def _rain(cfg: Mapping[str, Any], hw: Hardware) -> Any:
 def _health(cfg: Mapping[str, Any], hw: Hardware) -> Any:
     from drivers.health import NodeHealth
 
-    return NodeHealth(name=cfg["name"])
+    emulated = getattr(hw, "node_health", None)  # emulated hardware emulates the Pi's health too
+    return emulated(cfg["name"]) if emulated is not None else NodeHealth(name=cfg["name"])
 
 
 REGISTRY: dict[str, Callable[[Mapping[str, Any], Hardware], Any]] = {
@@ -152,6 +167,17 @@ def _ranger_warmup(driver: Any) -> float:
 # background): probed at open and first read after the warm-up, so they never hold up the
 # first durable cycle of the others.
 WARMUP: dict[str, Callable[[Any], float]] = {"flood": _ranger_warmup}
+
+
+def _finite(v: Any) -> float | None:
+    """``v`` as a finite float, or None (None, NaN, infinities, anything not a number)."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        value = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def round_to(value: float, resolution: float) -> float:
@@ -186,12 +212,16 @@ class Slot:
                 "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 1)}
 
 
+# a value with one of these flags is no evidence of weather (storm triggers ignore it)
+UNTRUSTED = int(Quality.OUT_OF_RANGE | Quality.FAULT | Quality.STUCK)
+
+
 @dataclass
 class Cycle:
     """What one sampling pass produced."""
 
     samples: list[Sample]
-    values: dict[str, float]  # quantity -> value of this cycle (for the storm detector)
+    values: dict[str, float | None]  # quantity -> value of this cycle, None: flagged (storm detector)
     new_faults: list[Slot]
     recovered: list[Slot]
 
@@ -256,43 +286,61 @@ class Sampler:
             if slot.driver is None:
                 self._hw.prepare(slot.cfg)
                 slot.driver = self._registry[slot.type](slot.cfg, self._hw)
-            if slot.state != "ok":
+            if slot.state not in ("ok", "no_data"):
                 slot.driver.probe()
-            m = slot.driver.read()
-            if len(m) and all(v is None for v in m.values()):
-                raise RuntimeError("every quantity faulted: " + repr(m))
+            samples, values = self._convert(slot, slot.driver.read())
         except Exception as e:  # drivers raise DriverError; anything else is a fault too
             self._fault(slot, now, e)
             if not slot.channels and slot.driver is not None:
                 slot.channels = [f"{slot.name}.{q}" for q in getattr(slot.driver, "quantities", ())]
-            if was == "ok":
+            if was in ("ok", "no_data"):
                 cycle.new_faults.append(slot)
                 cycle.samples += [Sample(ch, None, int(Quality.FAULT)) for ch in slot.channels]
             elif was == "new":
                 cycle.new_faults.append(slot)
             return
-        flags = getattr(m, "flags", {}) or {}
-        slot.channels = []
-        for q, v in m.items():
-            ch = f"{slot.name}.{q}"
-            slot.channels.append(ch)
-            f = int(flags.get(q, 0))
-            if v is None:
-                cycle.samples.append(Sample(ch, None, f | int(Quality.FAULT)))
-                continue
-            value = round_to(float(v), unit_of(ch)[1])
-            cycle.samples.append(Sample(ch, value, f))
-            cycle.values[q] = value
-        if was == "fault":
+        cycle.samples += samples
+        cycle.values.update(values)
+        empty = bool(samples) and all(x.value is None for x in samples)
+        if empty and was != "no_data":
+            slot.error = "no valid value: " + ", ".join(
+                f"{x.channel} {'|'.join(flag_names(x.flags)) or 'none'}" for x in samples)
+            log.warning("sensor %s (%s): %s; sampling on", slot.name, slot.type, slot.error)
+            cycle.new_faults.append(slot)
+        elif was in ("fault", "no_data") and not empty:
             cycle.recovered.append(slot)
             log.info("sensor %s recovered after %d failed attempts", slot.name, slot.failures)
-        slot.state, slot.error, slot.failures, slot.backoff = "ok", None, 0, self._b0
+        slot.state = "no_data" if empty else "ok"
+        if not empty:
+            slot.error, slot.failures = None, 0
+        slot.backoff = self._b0
         slot.reads += 1
-        slot.last_ok = now
+        slot.last_ok = now if not empty else slot.last_ok
         iv = self.interval(slot)
         slot.next_due += iv  # deadline-driven: no drift
         if slot.next_due <= now:  # fell behind (a slow read, a paused process): skip, don't burst
             slot.next_due = now + iv
+
+    def _convert(self, slot: Slot, m: Any) -> tuple[list[Sample], dict[str, float | None]]:
+        """Samples (rounded to the wire resolution) and storm values of one reading. Raises on a
+        reading that is not a mapping; a value that is not a finite number is None with FAULT."""
+        flags = getattr(m, "flags", {}) or {}
+        samples: list[Sample] = []
+        values: dict[str, float | None] = {}
+        channels = []
+        for q, v in m.items():
+            ch = f"{slot.name}.{q}"
+            channels.append(ch)
+            f = int(flags.get(q, 0))
+            value = _finite(v)
+            if value is None:
+                f |= int(Quality.FAULT)
+            else:
+                value = round_to(value, unit_of(ch)[1])
+            samples.append(Sample(ch, value, f))
+            values[q] = None if value is None or f & UNTRUSTED else value
+        slot.channels = channels
+        return samples, values
 
     def _fault(self, slot: Slot, now: float, e: BaseException) -> None:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

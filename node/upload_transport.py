@@ -120,7 +120,7 @@ class Transport:
             content = r.content
         except OSError as e:  # every requests error, and a CA bundle or socket the OS refused
             self._count(request_bytes(url, headers, body), 0)
-            return Answer(None, error=f"{type(e).__name__}: {first_line(e)}")
+            return Answer(None, error=describe_network_error(e, url))
         t1 = self._clock()
         self._count(request_bytes(url, r.request.headers, body), response_bytes(r, content))
         signed = protocol.verify_receipt(self._key, request_signature, content,
@@ -159,9 +159,52 @@ class Transport:
 
 
 # ---------------------------------------------------------------------- helpers
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+def describe_network_error(exc: BaseException, url: str) -> str:
+    """What went wrong on the way to the central, in words: the innermost cause, whole, on one line.
+
+    requests wraps urllib3's MaxRetryError around NewConnectionError around the socket's
+    error, and their texts repeat the object reprs ("<urllib3.connection.HTTPSConnection object
+    at 0x...>: Failed to establish a new connection: [Errno 111] Connection refused"); a
+    technician needs "connection refused by central.example.org:443".
+    """
+    import errno
+    import socket
+    import ssl
+
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    chain = _causes(exc)
+    for e in reversed(chain):  # the innermost cause first
+        if isinstance(e, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        if isinstance(e, socket.gaierror):
+            return f"cannot resolve {parts.hostname} (DNS: {e.strerror or e})"
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {where} not trusted ({e.reason}: {e.verify_message})"
+        if isinstance(e, ssl.SSLError):
+            return f"TLS with {where} failed: {e.reason or e}"
+        if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return f"no route to {where} ({e.strerror}): is the uplink up?"
+        if isinstance(e, ConnectionResetError):
+            return f"connection reset by {where}"
+    if isinstance(exc, requests.Timeout):
+        kind = "connect" if isinstance(exc, requests.ConnectTimeout) else "read"
+        return f"no answer from {where} ({kind} timeout)"
+    inner = chain[-1]
+    text = " ".join(str(inner).split()) or type(inner).__name__
+    return f"{type(inner).__name__} talking to {where}: {text}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: ``__cause__``, urllib3's ``.reason``, requests' ``args[0]``."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 10 and all(e is not c for c in chain):
+        chain.append(e)
+        reason = getattr(e, "reason", None)
+        wrapped = e.args[0] if e.args and isinstance(e.args[0], BaseException) else None
+        e = e.__cause__ or (reason if isinstance(reason, BaseException) else None) or wrapped or e.__context__
+    return chain
 
 
 def summarize(content_type: str, content: bytes, headers: Mapping[str, str]) -> str:

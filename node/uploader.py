@@ -68,6 +68,7 @@ class RoundResult:
     when the next may start: a wall-clock step never stalls or hurries a backoff."""
 
     next_attempt_at: float
+    started_at: float = 0.0  # on the uploader's timer
     batches: int = 0  # acked batches
     readings: int = 0  # readings in acked batches
     live_readings: int = 0  # of which sent newest-first in the live batch
@@ -198,7 +199,7 @@ class Uploader:
         attempt failed. ``alert`` marks the live batch as a storm alert (health ``alert: true``).
         While the path breaker is open the round only probes with a signed ping.
         """
-        res = RoundResult(next_attempt_at=self._timer(), alert=alert)
+        res = RoundResult(next_attempt_at=self._timer(), started_at=self._timer(), alert=alert)
         sent0 = dict(self.transport.counters)
         self._records_cap = MAX_RECORDS
         try:
@@ -209,7 +210,8 @@ class Uploader:
                 outcome = self._backfill(res, deadline)
         except BaseException as e:
             if isinstance(e, Exception):  # a bug or an OS surprise: no tight loop of rounds
-                self._failed(res, Verdict(Action.RETRY, f"{type(e).__name__}: {e}"))
+                # (trusted: not the path's fault, so the breaker does not count it)
+                self._failed(res, Verdict(Action.RETRY, f"{type(e).__name__}: {e}", trusted=True))
             raise
         finally:
             self._release_unsettled()
@@ -455,7 +457,8 @@ class Uploader:
             res.duplicates += answer.get("duplicates", 0)
         self._backoff.reset()
         self._reported.clear()
-        self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False)
+        self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False,
+                            last_error=None)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
 
@@ -471,7 +474,7 @@ class Uploader:
             self.buffer.record_incident(verdict.incident, f"{verdict.reason}; the batch is kept and resent")
         if not verdict.trusted:
             self._path_untrusted(verdict.reason)
-        log.log(logging.ERROR if auth else logging.WARNING, "upload failed (%s); next attempt in %.1f s",
+        log.log(logging.ERROR if auth else logging.WARNING, "upload failed: %s; next attempt in %.1f s",
                 res.error, delay)
 
     def _path_untrusted(self, problem: str) -> None:

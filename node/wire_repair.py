@@ -34,6 +34,8 @@ def clean_text(text: str, limit: int) -> str:
         text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) <= limit:
         return text
+    if limit < MAX_STR:  # a kind or a reason: a word, not a sentence about it
+        return text[:limit - 1] + "…"
     marker = f"... [{len(text) - limit} more characters cut by the node]"
     keep = max(0, limit - len(marker) - 16)  # the marker's count may grow by a digit or two
     marker = f"... [{len(text) - keep} more characters cut by the node]"
@@ -49,8 +51,12 @@ def fit_incident(i: Incident) -> Incident:
     return dataclasses.replace(i, kind=kind, detail=detail, count=count)
 
 
+# reasons older buffers wrote that the protocol does not list: what they mean in GAP_REASONS
+REASON_ALIASES = {"disk_error": "overflow"}
+
+
 def fit_gap(g: Gap) -> Gap:
-    reason = clean_text(g.reason, MAX_KIND) or "unknown"
+    reason = REASON_ALIASES.get(g.reason) or clean_text(g.reason, MAX_KIND) or "unknown"
     return g if reason == g.reason else dataclasses.replace(g, reason=reason)
 
 

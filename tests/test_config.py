@@ -75,7 +75,7 @@ def problems_of(raw: dict) -> list[str]:
 
 def test_typo_suggests_close_match():
     p = problems_of(minimal(sensors=[{"type": "bme280", "name": "w"},
-                                     {"type": "bme280", "name": "x", "adress": "0x77"}]))
+                                     {"type": "bme280", "name": "x", "bus": 3, "adress": "0x77"}]))
     assert p == ["sensors[1].adress: unknown key; did you mean 'address'?"]
 
 
@@ -183,3 +183,90 @@ def test_cli_help_both_programs(cli_env):
     r = subprocess.run([PYTHON, "-m", "central.cli", "--help"], capture_output=True, text=True,
                        env=cli_env, timeout=60)
     assert r.returncode == 0 and "streetnode-central" in r.stdout
+
+
+# ---------------------------------------------------------------- issue #10: what a new user hit
+@pytest.mark.parametrize("command", [["config", "check"], ["run"], ["status"]])
+def test_non_utf8_config_is_one_line_with_file_and_offset(tmp_path, cli_env, command):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[node]\nid = "n1"\n[node.location]\nlat = 1.0\nlon = 2.0\nward = "Ph'
+                    + b"\xf9\xf4ng\"\n")
+    r = subprocess.run([PYTHON, "-m", "node.cli", *command, "--config", str(bad)], env=cli_env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 78, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(bad) in lines[0] and "not UTF-8" in lines[0] and "byte 0xf9 at offset 63 (line 6)" in lines[0]
+
+
+def test_non_utf8_config_in_diag_is_the_failed_config_check(tmp_path, cli_env):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[node]\nid = "n\xe9"\n')
+    r = subprocess.run([PYTHON, "-m", "node.cli", "diag", "--config", str(bad)], env=cli_env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr  # diag's own code: a failed check (docs/diag.md)
+    assert "internal error" not in r.stderr
+    assert "FAIL  config" in r.stdout and "byte 0xe9 at offset 14" in r.stdout
+
+
+def _problems(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        config.validate(raw)
+    return e.value.problems
+
+
+def test_two_i2c_sensors_at_one_address_names_both_keys():
+    problems = _problems(minimal(sensors=[{"type": "bme280", "name": "weather", "address": "0x12"},
+                                          {"type": "pm25", "name": "air"}]))
+    assert problems == ["sensors[1].address: I2C bus 1 address 0x12 is already used by sensors[0].address; "
+                        "two parts cannot share an address"]
+
+
+def test_same_address_on_two_buses_is_fine():
+    config.validate(minimal(sensors=[{"type": "pm25", "name": "air"},
+                                     {"type": "pm25", "name": "air2", "bus": 3}]))
+
+
+def test_ranger_range_below_its_mount_height():
+    problems = _problems(minimal(sensors=[{"type": "flood", "name": "flood", "trigger_pin": 23,
+                                           "echo_pin": 24, "mount_height_cm": 300, "max_distance_cm": 250}]))
+    assert problems == ["sensors[0].max_distance_cm: 250 is below sensors[0].mount_height_cm (300): "
+                        "the ranger could never see the dry road"]
+
+
+def test_min_distance_cm_is_supported_and_checked():
+    ranger = {"type": "flood", "name": "flood", "trigger_pin": 23, "echo_pin": 24, "mount_height_cm": 300}
+    cfg = config.validate(minimal(sensors=[{**ranger, "min_distance_cm": 20}]))
+    assert cfg.sensors[0]["min_distance_cm"] == 20.0
+    assert "min_distance_cm = 20.0" in config.to_toml(cfg)
+    assert config.validate(minimal(sensors=[ranger])).sensors[0]["min_distance_cm"] == 2.0
+    problems = _problems(minimal(sensors=[{**ranger, "min_distance_cm": 99, "mount_height_cm": 80,
+                                           "max_distance_cm": 90}]))
+    assert problems == ["sensors[0].min_distance_cm: 99 is not below sensors[0].max_distance_cm (90)"]
+
+
+def test_min_distance_reaches_the_driver():
+    from node.sampler import REGISTRY
+
+    class Hw:
+        pin_factory = None
+
+    cfg = config.validate(minimal(sensors=[{"type": "flood", "name": "flood", "trigger_pin": 23,
+                                            "echo_pin": 24, "mount_height_cm": 300, "min_distance_cm": 25}]))
+    assert REGISTRY["flood"](cfg.sensors[0], Hw()).min_distance_cm == 25.0
+
+
+@pytest.mark.parametrize(("sensor", "key"), [({"type": "rain", "name": "rain", "pin": 2}, "pin"),
+                                             ({"type": "flood", "name": "flood", "trigger_pin": 3,
+                                               "echo_pin": 24, "mount_height_cm": 300}, "trigger_pin")])
+def test_gpio_sensor_on_the_i2c_pins_names_both_keys(sensor, key):
+    problems = _problems(minimal(sensors=[{"type": "bme280", "name": "weather"}, sensor]))
+    pin = sensor[key]
+    assert problems == [f"sensors[1].{key}: GPIO {pin} is {'SDA' if pin == 2 else 'SCL'} of the I2C bus of "
+                        "sensors[0].bus (fixed pull-up on the Pi); use another GPIO"]
+
+
+def test_status_led_on_an_i2c_pin():
+    problems = _problems(minimal(status_led={"pin": 3}))
+    assert problems == ["status_led.pin: GPIO 3 is SCL of I2C bus 1, the sensors' bus (fixed pull-up on the "
+                        "Pi); use another GPIO"]

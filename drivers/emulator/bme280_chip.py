@@ -209,7 +209,7 @@ class EmulatedBME280(EmulatedChip):
     def _update(self) -> None:
         now = self._clock()
         if self._pending is not None and "busy" not in self.faults and now >= self._done_at:
-            if "stuck" not in self.faults:
+            if "stuck" not in self.faults or self.conversions == 0:  # stuck after its first result
                 self.regs[REG_DATA:REG_DATA + 8] = self._pending
             self._pending = None
             self.conversions += 1

@@ -58,6 +58,8 @@ class Claim:
     count: int
     gap_ids: list[int] = field(default_factory=list)
     incident_ids: list[int] = field(default_factory=list)
+    held: list = field(default_factory=list)  # cycles claimed from the in-memory overflow (lo/hi unused)
+    on_disk: int = 0  # acknowledged, not yet deleted: readings still in the file
 
 
 def clock_state(synced: bool) -> int:

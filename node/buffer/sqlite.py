@@ -51,14 +51,16 @@ SIZE_CHECK_EVERY = 16  # puts between two size checks while far from the cap
 class SqliteBuffer:
     def __init__(self, path: str | Path, node_id: str, *, max_size: int = 1 << 30,
                  max_age: float | None = None, overflow_readings: int = 20000,
-                 clock: Callable[[], float] = time.time, page_size: int = store.DEFAULT_PAGE_SIZE) -> None:
+                 clock: Callable[[], float] = time.time, timer: Callable[[], float] = time.monotonic,
+                 page_size: int = store.DEFAULT_PAGE_SIZE) -> None:
         self.path = Path(path)
         self.node_id = node_id
         self.epoch = 0
         self.max_size = int(max_size)
         self.max_age = max_age
         self.overflow_limit = int(overflow_readings)
-        self._clock = clock
+        self._clock = clock  # wall time: stamps of incidents, the age cutoff
+        self._timer = timer  # never steps: when to retry a refusing disk, when to check ages
         self._page_size = page_size
         self._autockpt = max(16, min(1000, self.max_size // page_size // 64))
         wal_budget = (self._autockpt + 64) * (page_size + 24)
@@ -71,6 +73,9 @@ class SqliteBuffer:
         self._boots: dict[str, int] = {}
         self._boot_names: dict[int, str] = {}
         self._claims: dict[int, Claim] = {}
+        # acknowledged by the central, not yet deleted (the disk refused): never sent again, never
+        # evicted as a gap, deleted when the disk takes writes again
+        self._acked: dict[int, Claim] = {}
         self._next_batch = 1
         self._next_seq = 1
         self._count = 0
@@ -82,6 +87,7 @@ class SqliteBuffer:
         self._age_at = 0.0
         self._disk_error: str | None = None
         self._since_check = SIZE_CHECK_EVERY
+        self._epoch_saved = 0  # the epoch last written to the epoch file (negative: failed to)
         self._near_cap = False
 
     @classmethod
@@ -110,6 +116,11 @@ class SqliteBuffer:
         with self._lock:
             return self._ensure_open()
 
+    @property
+    def held_readings(self) -> int:
+        """Readings only memory holds (the disk refused them); after `close` they are lost."""
+        return self._held.readings
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -120,11 +131,12 @@ class SqliteBuffer:
             self._db = None
             self._opened = False
             self._claims.clear()
+            self._acked.clear()
 
     def _ensure_open(self) -> bool:
         if self._db is not None:
             return True
-        if self._opened and self._clock() < self._retry_at:
+        if self._opened and self._timer() < self._retry_at:
             return False
         try:
             self._open_db()
@@ -210,13 +222,12 @@ class SqliteBuffer:
                     db.execute(stmt)
             meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
             if "epoch" not in meta:
-                epoch_file = Path(str(self.path) + ".epoch")
-                epoch = max(min_epoch, store.read_epoch_file(epoch_file) + 1)
+                epoch = max(min_epoch, store.read_epoch_file(self._epoch_file) + 1)
                 meta = {"node_id": self.node_id, "epoch": epoch, "seq_hw": 0,
                         "schema": store.SCHEMA_VERSION, "created_ms": int(self._clock() * 1000)}
                 db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+                self._save_epoch(epoch)  # before the commit: the file is never behind a database
                 db.execute("COMMIT")
-                store.write_epoch_file(epoch_file, epoch)
             else:
                 db.execute("COMMIT")
         except BaseException:
@@ -225,16 +236,35 @@ class SqliteBuffer:
             raise
         return meta
 
+    @property
+    def _epoch_file(self) -> Path:
+        return Path(str(self.path) + ".epoch")
+
+    def _save_epoch(self, epoch: int) -> None:
+        """Write the epoch file; a failure is logged and recorded for the central, never silent."""
+        try:
+            store.write_epoch_file(self._epoch_file, epoch)
+            self._epoch_saved = epoch
+        except OSError as e:
+            if self._epoch_saved != -epoch:  # once per epoch
+                self._epoch_saved = -epoch
+                log.error("buffer: epoch file %s not written: %s; a lost database could reuse epoch %d",
+                          self._epoch_file, e, epoch)
+                self._hold_incident("epoch_file", f"{self._epoch_file.name} not written ({e}); "
+                                    f"if {self.path.name} is lost, epoch {epoch} may be used again", None)
+
     def _load_state(self, meta: dict[str, object]) -> None:
         db = self._db
         assert db is not None
         new_epoch = int(meta["epoch"])  # type: ignore[call-overload]
+        if self._epoch_saved != new_epoch and store.read_epoch_file(self._epoch_file) < new_epoch:
+            self._save_epoch(new_epoch)  # behind the database (an earlier write failed): repair it
         if new_epoch != self.epoch:
-            # seqs numbered for another epoch (held in memory before) are renumbered on flush
             self._next_seq = 1
-            self._held.forget_numbers()
+        if new_epoch != self.epoch:  # claims and acks of another epoch name other readings
+            self._claims.clear()
+            self._acked.clear()
         self.epoch = new_epoch
-        self._claims.clear()  # claims left by a crashed process are simply gone
         self._channel_info = {i: (n, r) for i, n, r in db.execute("SELECT id, name, res FROM channels")}
         self._channels = {n: i for i, (n, _) in self._channel_info.items()}
         self._boots = {b: i for i, b in db.execute("SELECT id, boot_id FROM boots")}
@@ -254,10 +284,9 @@ class SqliteBuffer:
         first = self._disk_error is None
         self._disk_error = "disk_full" if store.error_code(e) == store.SQLITE_FULL or \
             getattr(e, "errno", None) == 28 else "disk_error"
-        self._retry_at = self._clock() + RETRY_S
+        self._retry_at = self._timer() + RETRY_S
         if first:
-            self._held.incidents.append((int(self._clock() * 1000), self._disk_error,
-                                        f"buffer {self.path.name}: {e}", None))
+            self._hold_incident(self._disk_error, f"buffer {self.path.name}: {e}", None)
 
     def _corrupt_at_runtime(self, e: BaseException) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -310,9 +339,6 @@ class SqliteBuffer:
             if not samples:
                 return PutResult(self._next_seq, self._next_seq - 1, True)
             pending = Pending(-1, samples, stamp, clock_state(stamp.synced))
-            if self.epoch:
-                pending.seq = self._next_seq
-                self._next_seq += len(samples)
             durable = False
             if self._db is not None and self._flush_overflow():
                 durable = self._write_now(pending)
@@ -320,7 +346,9 @@ class SqliteBuffer:
                 self._hold(pending)
             if self._db is not None:
                 self._maybe_evict()
-            return PutResult(pending.seq, pending.seq + len(samples) - 1 if pending.seq > 0 else -1, durable)
+            if not durable:  # numbered only when claimed or dropped, in a volatile epoch
+                return PutResult(-1, -1, False)
+            return PutResult(pending.seq, pending.last, True)
 
     def _write_now(self, pending: Pending) -> bool:
         epoch = self.epoch
@@ -330,8 +358,8 @@ class SqliteBuffer:
                 return True
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)
-                if self.epoch != epoch:  # a new epoch started under us: number afresh
-                    pending.seq, epoch = -1, self.epoch
+                if self.epoch != epoch:  # a new epoch started under us: try the new file
+                    epoch = self.epoch
                     if self._db is not None:
                         continue
                 if self._db is None:
@@ -347,12 +375,12 @@ class SqliteBuffer:
         new_ch: dict[str, int] = {}
         new_info: dict[int, tuple[str, float]] = {}
         new_boot: dict[str, int] = {}
+        next_seq = self._next_seq
         db = self._tx()
         try:
             for p in cycles:
-                if p.seq < 0:
-                    p.seq = self._next_seq
-                    self._next_seq += len(p.samples)
+                p.seq, p.epoch = next_seq, self.epoch  # numbered in the file's epoch as it is written
+                next_seq += len(p.samples)
                 boot = self._boots.get(p.stamp.boot_id) or new_boot.get(p.stamp.boot_id)
                 if boot is None:
                     boot = len(self._boots) + len(new_boot) + 1
@@ -376,7 +404,10 @@ class SqliteBuffer:
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
+            for p in cycles:
+                p.seq = -1  # not written: no number of the file's
             raise
+        self._next_seq = next_seq
         self._channels.update(new_ch)
         self._channel_info.update(new_info)
         self._boots.update(new_boot)
@@ -385,30 +416,58 @@ class SqliteBuffer:
 
     def _hold(self, pending: Pending) -> None:
         """Keep a cycle in the bounded in-memory overflow; the oldest held ones become gaps."""
-        self._dropped += self._held.hold(pending, self.epoch, self._disk_error or "overflow")
+        reason = "disk_full" if self._disk_error == "disk_full" else "overflow"  # protocol GAP_REASONS
+        self._dropped += self._held.hold(pending, reason, self._claimed_gap_ids())
 
     def _flush_overflow(self, force: bool = False) -> bool:
-        """Write what waits in memory; True when nothing is left waiting."""
-        if not self._held:
+        """Write what waits in memory and can be written (acks first, then unnumbered cycles, gaps,
+        incidents); True when the disk takes writes. Cycles the central has seen a volatile number
+        of stay in memory until it acknowledges them."""
+        if not self._held and not self._acked:
             return True
-        if self._db is None or (not force and self._disk_error and self._clock() < self._retry_at):
+        if self._db is None or (not force and self._disk_error and self._timer() < self._retry_at):
             return False
-        held = list(self._held.cycles)
+        taken = self._claimed_gap_ids()
+        taken_i = {i for c in self._busy() for i in c.incident_ids}
+        gaps = {k: g for k, g in self._held.gaps.items() if k not in taken}  # claimed ones wait
+        incidents = [i for i in self._held.incidents.values() if i.id not in taken_i]
+        cycles = self._held.unnumbered()
         try:
-            if held:
-                self._write_cycles(held)
-            if self._held.gaps or self._held.incidents:
+            self._write_acks()
+            if cycles:
+                self._write_cycles(cycles)
+            if gaps or incidents:
                 db = self._tx()
-                queries.add_gaps(db, self._held.gaps, self._claimed_gap_ids())
-                db.executemany("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
-                               self._held.incidents)
+                queries.add_gaps(db, list(gaps.values()), taken)
+                db.executemany("INSERT INTO incidents(id, wall_ms, kind, detail, count) VALUES (?,?,?,?,?)",
+                               [(i.id, i.wall_ms, i.kind, i.detail, i.count) for i in incidents])
                 db.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
             self._failed(e)
             return False
-        self._held.clear()
+        self._held.remove(cycles)
+        for k in gaps:
+            del self._held.gaps[k]
+        for i in incidents:
+            del self._held.incidents[i.id]
+        self._held.episode_over()
         self._disk_error = None
         return True
+
+    def _write_acks(self) -> None:
+        """Delete what the central acknowledged while the disk refused writes."""
+        if not self._acked:
+            return
+        db = self._tx()
+        try:
+            for c in self._acked.values():
+                self._delete_claim(db, c)
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._count -= sum(c.on_disk for c in self._acked.values())
+        self._acked.clear()
 
     # ------------------------------------------------------------ eviction
     def _maybe_evict(self) -> None:
@@ -421,10 +480,9 @@ class SqliteBuffer:
             if self._since_check >= SIZE_CHECK_EVERY or self._near_cap:
                 self._since_check = 0
                 self._check_size()
-            now = self._clock()
-            if self.max_age is not None and now >= self._age_at:
-                self._age_at = now + AGE_CHECK_S
-                self._evict_aged(int((now - self.max_age) * 1000))
+            if self.max_age is not None and self._timer() >= self._age_at:
+                self._age_at = self._timer() + AGE_CHECK_S
+                self._evict_aged(int((self._clock() - self.max_age) * 1000))
         except (sqlite3.Error, OSError) as e:
             self._failed(e)
 
@@ -440,8 +498,17 @@ class SqliteBuffer:
             n = math.ceil((used - self._data_cap * 0.97) / per)
             self._evict_oldest(min(max(n, 1), EVICT_CHUNK), "evicted_size")
 
+    def _busy(self) -> list[Claim]:
+        """Seq windows no claim, eviction or flush may touch: claimed, or acknowledged and not yet
+        deleted."""
+        return [*self._claims.values(), *self._acked.values()]
+
+    def _is_claimed(self, seq: int) -> bool:
+        """A seq of the file inside a claim or an acknowledgement not yet written."""
+        return any(c.lo <= seq <= c.hi for c in self._busy())
+
     def _claimed_gap_ids(self) -> set[int]:
-        return {g for c in self._claims.values() for g in c.gap_ids}
+        return {g for c in self._busy() for g in c.gap_ids}
 
     def _unclaimed_oldest(self, n: int, below: int | None = None) -> list[int]:
         db = self._db
@@ -452,9 +519,9 @@ class SqliteBuffer:
             row = db.execute("SELECT min(seq) FROM readings WHERE seq >= ?", (start,)).fetchone()
             if row[0] is None or (below is not None and row[0] > below):
                 break
-            win = free_window(self._claims.values(), row[0], False)
+            win = free_window(self._busy(), row[0], False)
             if win is None:
-                start = next(c.hi for c in self._claims.values() if c.lo <= row[0] <= c.hi) + 1
+                start = next(c.hi for c in self._busy() if c.lo <= row[0] <= c.hi) + 1
                 continue
             hi = win[1] if below is None else min(win[1], below)
             out += [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
@@ -471,8 +538,31 @@ class SqliteBuffer:
 
     def _evict_oldest(self, n: int, reason: str, below: int | None = None) -> int:
         seqs = self._unclaimed_oldest(n, below)
+        self._evict_seqs(seqs, reason)
+        return len(seqs)
+
+    def _evict_aged(self, cutoff_ms: int) -> None:
+        """Evict cycles older than ``cutoff_ms`` by a synchronized or corrected clock. Unsynced ones
+        never age out, but they do not shield the aged cycles after them either."""
+        db = self._db
+        assert db is not None
+        rows = db.execute("SELECT first_seq, n, wall_ms, clk FROM cycles ORDER BY first_seq LIMIT ?",
+                          (EVICT_CHUNK,)).fetchall()
+        seqs: list[int] = []
+        for first, n, wall, clk in rows:
+            if clk == CLK_UNSYNCED:
+                continue
+            if wall >= cutoff_ms:
+                break
+            seqs.extend(range(first, first + n))
+        if seqs:
+            present = {r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?",
+                                                (seqs[0], seqs[-1]))}
+            self._evict_seqs([q for q in seqs if q in present and not self._is_claimed(q)], "evicted_age")
+
+    def _evict_seqs(self, seqs: list[int], reason: str) -> None:
         if not seqs:
-            return 0
+            return
         db = self._tx()
         try:
             queries.delete_as_gaps(db, self.epoch, seqs, reason, self._claimed_gap_ids())
@@ -482,21 +572,6 @@ class SqliteBuffer:
             raise
         self._count -= len(seqs)
         self._dropped += len(seqs)
-        return len(seqs)
-
-    def _evict_aged(self, cutoff_ms: int) -> None:
-        db = self._db
-        assert db is not None
-        # cycles are in seq order; stop at the first young cycle (unsynced ones never age out)
-        rows = db.execute("SELECT first_seq, n, wall_ms, clk FROM cycles ORDER BY first_seq LIMIT ?",
-                          (EVICT_CHUNK,)).fetchall()
-        last = None
-        for first, n, wall, clk in rows:
-            if clk == CLK_UNSYNCED or wall >= cutoff_ms:
-                break
-            last = first + n - 1
-        if last is not None:
-            self._evict_oldest(EVICT_CHUNK, "evicted_age", below=last)
 
     # ------------------------------------------------------------ uploading
     def claim(self, max_readings: int, *, newest_first: bool = False,
@@ -505,82 +580,131 @@ class SqliteBuffer:
 
         Oldest-first for backfill, newest-first for the live batch; up to ``max_records``
         pending gaps and as many incidents ride along. None when there is nothing to send.
+        While the disk refuses writes, what waits in memory is claimed too (whole cycles).
         """
+        limit, records = max(1, int(max_readings)), max(1, min(int(max_records), MAX_RIDE_ALONG))
         with self._lock:
-            if not self._ensure_open():
-                return None
-            self._flush_overflow()
+            if self._ensure_open():
+                self._flush_overflow()
             try:
-                return self._claim(max(1, int(max_readings)), newest_first,
-                                   max(1, min(int(max_records), MAX_RIDE_ALONG)))
+                return self._claim(limit, newest_first, records)
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)
-                return None
+                return self._claim(limit, newest_first, records, use_disk=False)
 
-    def _claim(self, limit: int, newest_first: bool, max_records: int = MAX_RIDE_ALONG) -> Batch | None:
-        db = self._db
-        assert db is not None
+    def _claim(self, limit: int, newest_first: bool, max_records: int = MAX_RIDE_ALONG, *,
+               use_disk: bool = True) -> Batch | None:
+        db = self._db if use_disk else None
+        held = self._held.claimable(limit, newest_first) if self._held.cycles else []
         rows: list[tuple[int, int, float | None, int]] = []
+        # memory holds the newest cycles: first for the live batch, last for the backfill
+        if db is not None and not (held and newest_first):
+            rows = self._disk_window(db, limit, newest_first)
+            if rows:
+                held = []
+        gaps, incidents = self._records(db, max_records)
+        if not rows and not held and not gaps and not incidents:
+            return None
+        batch_id = self._next_batch
+        self._next_batch += 1
+        epoch = self.epoch
+        if held:
+            self._held.number(held)
+            epoch = held[0].epoch
+            readings = [r for p in held for r in p.readings()]
+            for p in held:
+                p.claimed_by = batch_id
+            claim = Claim(0, -1, len(readings), [g[0] for g in gaps], [i.id for i in incidents], held=held)
+        else:
+            readings = queries.readings_in(db, rows, self._channel_info, self._boot_names) if db else []
+            lo, hi = (readings[0].seq, readings[-1].seq) if readings else (0, -1)
+            claim = Claim(lo, hi, len(readings), [g[0] for g in gaps], [i.id for i in incidents])
+        self._claims[batch_id] = claim
+        return Batch(batch_id, self.node_id, epoch, readings, [g[1] for g in gaps], incidents,
+                     live=newest_first)
+
+    def _disk_window(self, db: sqlite3.Connection, limit: int,
+                     newest_first: bool) -> list[tuple[int, int, float | None, int]]:
         agg, cmp = ("max", "<=") if newest_first else ("min", ">=")
         start = (1 << 62) if newest_first else 0
         while True:
             first = db.execute(f"SELECT {agg}(seq) FROM readings WHERE seq {cmp} ?", (start,)).fetchone()[0]
             if first is None:
-                break
-            win = free_window(self._claims.values(), first, newest_first)
+                return []
+            win = free_window(self._busy(), first, newest_first)
             if win is None:
-                c = next(c for c in self._claims.values() if c.lo <= first <= c.hi)
+                c = next(c for c in self._busy() if c.lo <= first <= c.hi)
                 start = c.lo - 1 if newest_first else c.hi + 1
                 continue
             order = "DESC" if newest_first else "ASC"
             rows = db.execute(f"SELECT seq, ch, value, flags FROM readings WHERE seq BETWEEN ? AND ?"
                               f" ORDER BY seq {order} LIMIT ?", (win[0], win[1], limit)).fetchall()
             rows.sort()
-            break
+            return rows
+
+    def _records(self, db: sqlite3.Connection | None,
+                 max_records: int) -> tuple[list[tuple[int, Gap]], list[Incident]]:
+        """Pending gaps (with their ids) and incidents to ride along: the file's, then memory's."""
         taken_g = self._claimed_gap_ids()
-        taken_i = {i for c in self._claims.values() for i in c.incident_ids}
-        gaps = [(r[0], Gap(*r[1:])) for r in db.execute(
-            "SELECT id, epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason"
-            " FROM gaps ORDER BY id LIMIT ?", (max_records + len(taken_g),)) if r[0] not in taken_g]
-        incidents = [Incident(*r) for r in db.execute(
-            "SELECT id, wall_ms, kind, detail, count FROM incidents ORDER BY id LIMIT ?",
-            (max_records + len(taken_i),)) if r[0] not in taken_i]
-        gaps, incidents = gaps[:max_records], incidents[:max_records]
-        if not rows and not gaps and not incidents:
-            return None
-        readings = queries.readings_in(db, rows, self._channel_info, self._boot_names)
-        batch_id = self._next_batch
-        self._next_batch += 1
-        lo, hi = (rows[0][0], rows[-1][0]) if rows else (0, -1)
-        self._claims[batch_id] = Claim(lo, hi, len(rows), [g[0] for g in gaps], [i.id for i in incidents])
-        return Batch(batch_id, self.node_id, self.epoch, readings, [g[1] for g in gaps], incidents,
-                     live=newest_first)
+        taken_i = {i for c in self._busy() for i in c.incident_ids}
+        gaps: list[tuple[int, Gap]] = []
+        incidents: list[Incident] = []
+        if db is not None:
+            gaps = [(r[0], Gap(*r[1:])) for r in db.execute(
+                "SELECT id, epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason"
+                " FROM gaps ORDER BY id LIMIT ?", (max_records + len(taken_g),)) if r[0] not in taken_g]
+            incidents = [Incident(*r) for r in db.execute(
+                "SELECT id, wall_ms, kind, detail, count FROM incidents ORDER BY id LIMIT ?",
+                (max_records + len(taken_i),)) if r[0] not in taken_i]
+        held_gaps = sorted((k, g) for k, g in self._held.gaps.items() if k not in taken_g)
+        gaps += held_gaps[::-1]  # keys go down as gaps are added: oldest first
+        incidents += [i for i in self._held.incidents.values() if i.id not in taken_i]
+        return gaps[:max_records], incidents[:max_records]
 
     def ack(self, batch_id: int) -> bool:
-        """The central has the batch: delete it. False for an unknown (e.g. pre-restart) batch id."""
+        """The central has the batch: delete it. False for an unknown (e.g. pre-restart) batch id.
+
+        What waited in memory leaves memory; if the disk refuses the delete, the acknowledgement is
+        remembered (those readings are neither sent again nor evicted) and written when it works.
+        """
         with self._lock:
             c = self._claims.pop(batch_id, None)
-            if c is None or not self._ensure_open():
+            if c is None:
                 return False
+            self._held.remove(c.held)  # the central has them: memory lets go
+            in_file = [g for g in c.gap_ids if self._held.gaps.pop(g, None) is None]
+            in_file += [i for i in c.incident_ids if self._held.incidents.pop(i, None) is None]
+            c.on_disk = 0 if c.held else c.count
+            if not c.on_disk and not in_file:
+                return True  # nothing of it is in the file
+            if not self._ensure_open():
+                self._acked[batch_id] = c
+                return True
             try:
                 db = self._tx()
-                n = db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (c.lo, c.hi)).rowcount
-                if c.count:
-                    queries.drop_orphan_cycles(db, c.lo, c.hi)
-                    queries.raise_seq_hw(db, c.hi)
-                db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids])
-                db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
+                self._delete_claim(db, c)
                 db.execute("COMMIT")
-                self._count -= n
-                return True
+                self._count -= c.on_disk
             except (sqlite3.Error, OSError) as e:
+                self._acked[batch_id] = c
                 self._failed(e)
-                return False
+            return True
+
+    def _delete_claim(self, db: sqlite3.Connection, c: Claim) -> None:
+        if c.count and not c.held:
+            db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (c.lo, c.hi))
+            queries.drop_orphan_cycles(db, c.lo, c.hi)
+            queries.raise_seq_hw(db, c.hi)
+        db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids if i > 0])
+        db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
 
     def release(self, batch_id: int) -> bool:
-        """Give the batch back for a later retry."""
+        """Give the batch back for a later retry (cycles from memory keep their numbers)."""
         with self._lock:
-            return self._claims.pop(batch_id, None) is not None
+            c = self._claims.pop(batch_id, None)
+            for p in c.held if c is not None else []:
+                p.claimed_by = None
+            return c is not None
 
     def dead_letter(self, batch_id: int, reason: str) -> bool:
         """The central refused the batch's readings for good (a signed refusal): they leave the queue
@@ -588,8 +712,13 @@ class SqliteBuffer:
         and incidents that rode along stay pending: only an acknowledgement deletes a loss record."""
         with self._lock:
             c = self._claims.pop(batch_id, None)
-            if c is None or not self._ensure_open():
+            if c is None:
                 return False
+            if c.held:
+                self._dead_letter_held(c, reason)
+                return True
+            if not self._ensure_open():
+                return True
             try:
                 db = self._tx()
                 seqs = [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
@@ -607,6 +736,16 @@ class SqliteBuffer:
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)
                 return False
+
+    def _dead_letter_held(self, c: Claim, reason: str) -> None:
+        for p in c.held:
+            p.claimed_by = None
+        self._held.drop(c.held, "rejected", self._claimed_gap_ids())
+        self._dropped += c.count
+        first, last = c.held[0], c.held[-1]
+        detail = (f"batch of {c.count} readings (epoch {first.epoch} seq {first.seq}..{last.last}) "
+                  f"rejected: {reason}")
+        self._hold_incident("batch_rejected", clean_text(detail, MAX_DETAIL), c.count)
 
     def refuse_record(self, batch_id: int, part: str, index: int, reason: str) -> bool:
         """The central refused one gap or incident of a claimed batch (a signed 422 naming it):
@@ -662,12 +801,15 @@ class SqliteBuffer:
         Kind and detail are cut to what the central accepts (docs/protocol.md)."""
         with self._lock:
             self._ensure_open()
-            self._held.incidents.append((int(self._clock() * 1000), clean_text(kind, MAX_KIND),
-                                         clean_text(detail, MAX_DETAIL), count))
+            self._hold_incident(clean_text(kind, MAX_KIND), clean_text(detail, MAX_DETAIL), count)
             self._flush_overflow(force=True)
 
+    def _hold_incident(self, kind: str, detail: str, count: int | None) -> None:
+        now = self._clock()
+        self._held.add_incident(int(now * 1000), kind, detail, count, int(now * 1_000_000))
+
     def _insert_incident(self, kind: str, detail: str, count: int | None) -> None:
-        self._held.incidents.append((int(self._clock() * 1000), kind, detail, count))
+        self._hold_incident(kind, detail, count)
         self._flush_overflow(force=True)
 
     def check_integrity(self) -> str:
@@ -698,8 +840,10 @@ class SqliteBuffer:
                 oldest = oldest if oldest is not None else min(mem_walls)
                 newest = max(mem_walls) if newest is None else max(newest, max(mem_walls))
             return BufferStats(
-                self.node_id, self.epoch, self._count + self._held.readings, store.file_size(self.path),
-                oldest, newest, self._next_seq - 1, sum(c.count for c in self._claims.values()),
+                self.node_id, self.epoch,
+                self._count + self._held.readings - sum(c.on_disk for c in self._acked.values()),
+                store.file_size(self.path), oldest, newest, self._next_seq - 1,
+                sum(c.count for c in self._claims.values()),
                 gaps + len(self._held.gaps), incidents + len(self._held.incidents), self._held.readings,
                 self._dropped, self._integrity)
 

@@ -171,7 +171,11 @@ def read_epoch_file(path: Path) -> int:
 
 
 def write_epoch_file(path: Path, epoch: int) -> None:
-    """Record the newest epoch beside the database, so a lost database never reuses one."""
+    """Record the newest epoch beside the database, so a lost database never reuses one.
+
+    Durable when it returns: the file is fsynced, renamed into place and its directory fsynced (a
+    rename is only durable once the directory is). Raises OSError: the caller reports it.
+    """
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w") as f:
@@ -179,9 +183,15 @@ def write_epoch_file(path: Path, epoch: int) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
 
 
 def inspect(path: Path, *, check: bool = False) -> BufferStats:

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(secrets redacted), recent logs, buffer statistics and versions.",
                        epilog=FIELD_EPILOG)
     p.add_argument("path", nargs="?", help="archive to write (default: ./streetnode-bundle-NODE-TIME.tar.gz)")
-    add_field_options(p)
+    add_field_options(p, spill="path")
     p.set_defaults(func=bundle_cmd)
 
 

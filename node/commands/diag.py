@@ -17,6 +17,7 @@ from pathlib import Path
 
 from node import config
 from node.cli import debug_enabled
+from node.commands.options import add_emulate_option
 from node.diag.context import FAULTS_ENV, SYSROOT_ENV, DiagContext, parse_faults
 from node.errors import ConfigError, StreetnodeError
 
@@ -47,11 +48,9 @@ def driver_errors() -> Iterator[None]:
         raise HardwareError(str(e), e.exit_code) from None
 
 
-def add_field_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", dest="sub_config", metavar="PATH", default=None,
-                   help="configuration file (same as streetnode --config)")
-    p.add_argument("--emulate", nargs="?", const="", default=None, metavar="SCENARIO",
-                   help="use emulated hardware (scenario: calm, storm...; default: [emulation] scenario)")
+def add_field_options(p: argparse.ArgumentParser, *, spill: str | None = None) -> None:
+    """--emulate [SCENARIO], --fault and the hidden --root (--config is global: node.cli)."""
+    add_emulate_option(p, spill=spill)
     p.add_argument("--fault", action="append", default=[], metavar="TARGET:FAULT",
                    help="training: inject a fault into the emulated hardware, e.g. weather:absent, "
                    "flood:dead_echo (repeatable; also $STREETNODE_FAULTS)")
@@ -60,10 +59,11 @@ def add_field_options(p: argparse.ArgumentParser) -> None:
 
 def context_from_args(args: argparse.Namespace, *, require_config: bool) -> DiagContext:
     """A DiagContext from the command line; a bad config raises only when ``require_config``."""
-    path = config.resolve_path(args.sub_config or args.config)
+    path = config.resolve_path(args.config)
     cfg, err = None, None
     try:
-        cfg = config.load(path)
+        cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
+        path = Path(cfg.source) if cfg.source != config.BUILTIN_EMULATED else path
     except ConfigError as e:
         if require_config:
             raise

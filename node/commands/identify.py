@@ -16,6 +16,10 @@ class LedBusy(StreetnodeError):
     exit_code = 69
 
 
+class NoGpio(StreetnodeError):
+    exit_code = 69
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("identify", help="blink the status LED to find this pole",
                        description="Blink the status LED in the fast 'identify' pattern for N seconds, "
@@ -36,13 +40,23 @@ def identify_cmd(args: argparse.Namespace) -> int:
         raise UsageError("status_led.pin is not set in the configuration: this node has no status LED")
     if not 0 < args.seconds <= 3600:
         raise UsageError("--seconds: expected a number from 0 to 3600")
+    if not ctx.emulate:
+        from node.logsetup import GPIO_REMEDY, choose_pin_factory
+
+        factory, causes = choose_pin_factory()
+        if factory is None:
+            raise NoGpio(f"cannot drive the status LED on GPIO{pin}: no GPIO here ({causes}); {GPIO_REMEDY}")
     led = StatusLED(pin, active_high=ctx.cfg.status_led["active_high"], pin_factory=hardware(ctx).pin_factory)
     try:
         led.show("identify")
-    except Exception as e:  # gpiozero: pin in use by the daemon, no GPIO, ...
-        raise LedBusy(f"cannot drive the status LED on GPIO{pin}: {type(e).__name__}: {e}; if the "
-                      "streetnode service runs it holds the LED: sudo systemctl stop streetnode, "
-                      "identify, then start it again") from None
+    except Exception as e:  # gpiozero: pin in use by the daemon, no GPIO chip access, ...
+        from node.diag.hardware import _pin_busy
+
+        if _pin_busy(e):
+            raise LedBusy(f"cannot drive the status LED on GPIO{pin}: the pin is in use; if the "
+                          "streetnode service runs it holds the LED: sudo systemctl stop streetnode, "
+                          "identify, then start it again") from None
+        raise NoGpio(f"cannot drive the status LED on GPIO{pin}: {type(e).__name__}: {e}") from None
     print(f"node {ctx.node_id}: blinking the status LED on GPIO{pin} for {args.seconds:g} s "
           "(Ctrl-C stops)", file=sys.stderr)
     blink(led, args.seconds)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
                    help="seconds between rounds with --watch (default 2)")
     p.add_argument("--count", type=int, default=None, metavar="N", help="stop after N rounds (with --watch)")
-    add_field_options(p)
+    add_field_options(p, spill="sensor")
     p.set_defaults(func=read_cmd)
 
 
@@ -86,6 +86,11 @@ def read_cmd(args: argparse.Namespace) -> int:
     sensors = [s for s in ctx.cfg.sensors if s["enabled"]]
     if args.sensor:
         names = [s["name"] for s in ctx.cfg.sensors]
+        if args.sensor not in names and getattr(args, "_emulate_spilled", False):
+            from node.commands.options import scenario_names
+
+            raise UsageError(f"--emulate {args.sensor}: neither a scenario ({', '.join(scenario_names())}) "
+                             f"nor a sensor of {ctx.cfg.source} ({', '.join(names) or 'none'})")
         if args.sensor not in names:
             raise UsageError(f"sensor {args.sensor!r} is not in {ctx.cfg.source}; "
                              f"configured: {', '.join(names) or 'none'}")

@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from node import config
+from node.commands.options import add_emulate_option
 
 log = logging.getLogger("streetnode.run")
 
@@ -26,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the node: sample, buffer, upload (the daemon)",
                        description="Sample the configured sensors, store every reading durably and upload "
                        "them. SIGTERM stops cleanly (exit 0), SIGHUP reloads the configuration.")
-    p.add_argument("--emulate", nargs="?", const="calm", metavar="SCENARIO",
-                   help="run on emulated hardware playing SCENARIO (calm, storm; default calm)")
+    add_emulate_option(p, help="run on emulated hardware playing SCENARIO (calm, storm, ...; default: "
+                       "[emulation] scenario, else calm); without a config file: the built-in emulated rig")
     p.add_argument("--speed", type=float, metavar="X",
                    help="with --emulate: play the scenario X times faster (default [emulation] speed)")
     p.set_defaults(func=run_cmd)
@@ -41,10 +42,14 @@ def run_cmd(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: early_stop.set())
     from node import logsetup
 
-    cfg = config.load(args.config)
+    cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
+    if args.emulate == "":
+        args.emulate = cfg.emulation["scenario"]
     if args.speed is not None:
         cfg.emulation["speed"] = args.speed
     logsetup.setup(cfg.node["log_level"], args.verbose)
+    if args.emulate is None and not cfg.emulation["enabled"] and config.gpio_pins(cfg):
+        logsetup.route_gpiozero_warnings()  # one line with the cause, not 4 raw warnings per device
     without_charset_detection()
     from node.agent import Agent
 

@@ -30,7 +30,7 @@ from node.diag.render import to_dict
 from node.diag.storage import BUFFER_FILE
 
 PACKAGES = ("streetnode", "gpiozero", "smbus2", "adafruit-circuitpython-bme280",
-            "adafruit-circuitpython-pm25", "requests", "schedule")
+            "adafruit-circuitpython-pm25", "requests")
 JOURNAL_LINES = 2000
 
 

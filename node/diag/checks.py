@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import importlib
 import socket
 import time
 from collections.abc import Callable
 from functools import partial
 
 from node import __version__
+from node.config import gpio_pins
 from node.diag import hardware, network, storage, system
 from node.diag.context import DiagContext
 from node.diag.core import Check, Report, Runner
+
+# Everything the checks import, imported before their threads start: two threads importing one
+# package at once can see it half-initialized (issue #10: "cannot import name 'PiBoardInfo' from
+# partially initialized module 'gpiozero.pins.pi'" on the first diag after an install).
+PRELOAD = ("gpiozero", "gpiozero.pins.mock", "gpiozero.pins.pi", "gpiozero.pins.native", "smbus2",
+           "adafruit_bme280.advanced", "adafruit_pm25.i2c", "drivers.bme280", "drivers.pm25", "drivers.flood",
+           "drivers.rain", "drivers.health", "drivers.scan", "drivers.i2c", "drivers.led", "drivers.emulator",
+           "drivers.emulator.health", "drivers.emulator.gpio", "node.sampler", "node.agent", "node.buffer")
 
 OVERALL_DEADLINE_S = 9.0  # the issue promises <= 10 s; keep a margin for start-up and output
 
@@ -69,10 +79,25 @@ def node_info(ctx: DiagContext) -> dict[str, object]:
     }
 
 
+def preload_imports() -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
+def prepare(ctx: DiagContext) -> None:
+    """What must happen before the checks' threads: imports, and gpiozero's choice of pin library."""
+    preload_imports()
+    if not ctx.emulate and ctx.cfg is not None and gpio_pins(ctx.cfg):
+        from node.logsetup import choose_pin_factory
+
+        ctx.scratch["pin_factory"] = choose_pin_factory()
+
+
 def run_diag(ctx: DiagContext, *, overall_deadline: float = OVERALL_DEADLINE_S,
              clock: Callable[[], float] = time.monotonic) -> Report:
     """Run every check for this node; never raises for a failing check."""
     t0 = clock()
+    prepare(ctx)
     try:
         results = Runner(build_checks(ctx), overall_deadline=overall_deadline, clock=clock).run(ctx)
     finally:

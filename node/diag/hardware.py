@@ -15,6 +15,7 @@ from typing import Any
 from drivers.quality import Quality
 from node.diag.context import DiagContext
 from node.diag.core import Result, Status, fail, ok, skip, warn
+from node.diag.watch import build_sensor, watch
 
 I2C_TYPES = ("bme280", "pm25")
 GPIO_TYPES = ("flood", "rain")
@@ -38,6 +39,16 @@ PLAUSIBLE = {
     "pm1_0_ugm3": (0.0, 1000.0),
     "pm2_5_ugm3": (0.0, 1000.0),
     "pm10_ugm3": (0.0, 1000.0),
+}
+
+
+STUCK_TEXT = {
+    "bme280": "the same raw data for 5 conversions (STUCK)",
+    "pm25": "the same frame for over 2 s (STUCK): the sensor stopped measuring",
+    "rain": "reed contact closed for the whole check (STUCK): no tip can be counted",
+}
+STUCK_REMEDY = {
+    "rain": "free the tipping bucket (leaves, dirt) and check the reed cable for a short to ground",
 }
 
 
@@ -143,16 +154,31 @@ def check_scan(ctx: DiagContext, n: int) -> Result:
 
 
 # ---------------------------------------------------------------- sensors
+WRONG_PART = {
+    "bme280": "a different part answers at this address: check the part number (a BMP280 has no "
+              "humidity) and the address in the config",
+    "pm25": "the part at this address sends no PMSA003I frames: check the part number (a PMSA003I, the "
+            "I2C model; a PMS5003/7003 only talks UART) and the address in the config, and give a sensor "
+            "that just got power 30 s to start",
+}
+
+
 def _remedy_for(exc: BaseException, stype: str) -> str:
     from drivers.errors import BusError, WrongChip
 
     own = getattr(exc, "remedy", None)
     if isinstance(exc, WrongChip):
-        return ("a different part answers at this address: check the part number (a BMP280 has no "
-                "humidity) and the address in the config")
+        return WRONG_PART.get(stype, own or "another part answers at this address: run `streetnode scan`")
     if isinstance(exc, BusError):
         return REMEDY_WIRING[stype] + "; bus errors come from loose contacts, missing pull-ups or weak power"
     return own or REMEDY_WIRING.get(stype, "check the sensor's wiring")
+
+
+def _what_failed(exc: BaseException) -> str:
+    """A driver error's text without its remedy in brackets (diag prints the remedy on its own line)."""
+    text = str(exc)
+    remedy = getattr(exc, "remedy", None)
+    return text.removesuffix(f" ({remedy})") if remedy else text
 
 
 def _fmt(q: str, v: float | None) -> str:
@@ -179,6 +205,12 @@ def judge(name: str, stype: str, m: Mapping[str, float | None], flags: Mapping[s
                 problems.append(f"{q}: no value")
             remedy = REMEDY_WIRING[stype]
             continue
+        if f & Quality.OUT_OF_RANGE and stype == "rain":
+            status = Status.FAIL
+            if q == "rain_rate_mm_h":
+                problems.append(f"{_fmt(q, v)}: more than any rain can make (OUT_OF_RANGE)")
+            remedy = "a chattering reed contact: check the reed switch and its cable"
+            continue
         if f & Quality.OUT_OF_RANGE:
             status = Status.FAIL
             problems.append(f"{_fmt(q, v)} out of the sensor's range" +
@@ -186,9 +218,13 @@ def judge(name: str, stype: str, m: Mapping[str, float | None], flags: Mapping[s
             remedy = REMEDY_WIRING[stype] if stype == "flood" else "the sensor is failing: replace it"
             continue
         if f & Quality.STUCK:
-            status = max(status, Status.WARN)
-            problems.append(f"{_fmt(q, v)} has not changed for many readings (stuck)")
-            remedy = remedy or "power-cycle the node; if it stays stuck, replace the sensor"
+            status = Status.FAIL
+            text = STUCK_TEXT.get(stype, f"{_fmt(q, v)} does not change (STUCK)")
+            if text not in problems:
+                problems.append(text)
+            remedy = remedy or STUCK_REMEDY.get(stype, "power-cycle the node; if it stays stuck, replace "
+                                                "the sensor")
+            continue
         if f & Quality.CLAMPED:
             status = max(status, Status.WARN)
             problems.append(f"{_fmt(q, v)} clamped to the chip's limit")
@@ -229,22 +265,21 @@ def check_sensor(ctx: DiagContext, name: str) -> Result:
         if gpio and gpio[0].status is Status.FAIL:
             return skip(cid, "not probed: GPIO is not usable (see gpio)")
     from drivers.errors import DriverError
-    from node.sampler import REGISTRY
 
     hw = hardware(ctx)
     lock = ctx.bus_lock(s["bus"]) if stype in I2C_TYPES else contextlib.nullcontext()
     driver = None
     with lock:
         try:
-            driver = REGISTRY[stype](s, hw)
+            driver = build_sensor(s, hw)
             driver.probe()
-            m = driver.read()
+            m = watch(stype, driver, hw)
         except Exception as e:  # driver errors, OSError, gpiozero's own (pin in use, no pin factory)
             held = _from_daemon(ctx, cid, name, stype) if _pin_busy(e) else None
             if held is not None:
                 return held
             if isinstance(e, DriverError | OSError):
-                return fail(cid, f"{stype} {name}: {e}", _remedy_for(e, stype))
+                return fail(cid, f"{stype} {name}: {_what_failed(e)}", _remedy_for(e, stype))
             return fail(cid, f"{stype} {name}: {type(e).__name__}: {e}", _gpio_remedy(e))
         finally:
             if stype == "rain" and ctx.emulate:
@@ -310,16 +345,9 @@ def _gpio_remedy(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- GPIO
 def _pins(ctx: DiagContext) -> list[tuple[int, str]]:
-    if ctx.cfg is None:
-        return []
-    pins = []
-    for s in _sensors(ctx, GPIO_TYPES):
-        for key in ("trigger_pin", "echo_pin", "pin"):
-            if s.get(key) is not None:
-                pins.append((s[key], f"{s['name']}.{key}"))
-    if ctx.cfg.status_led["pin"] is not None:
-        pins.append((ctx.cfg.status_led["pin"], "status_led.pin"))
-    return pins
+    from node.config import gpio_pins
+
+    return gpio_pins(ctx.cfg) if ctx.cfg is not None else []
 
 
 def check_gpio(ctx: DiagContext) -> Result:
@@ -335,6 +363,11 @@ def check_gpio(ctx: DiagContext) -> Result:
         if not user.can_access(chip.stat()):
             return fail("gpio", f"{ctx.shown(chip)}: permission denied for user {user.name}",
                         f"add the service user to group gpio: sudo usermod -aG gpio {user.name}")
+        chosen, causes = ctx.scratch.get("pin_factory", (True, ""))
+        if chosen is None:
+            from node.logsetup import GPIO_REMEDY
+
+            return fail("gpio", f"no GPIO library works here ({causes})", GPIO_REMEDY)
     from gpiozero import DigitalInputDevice
 
     factory = hardware(ctx).pin_factory

@@ -152,3 +152,61 @@ def test_a_warming_up_sensor_does_not_hold_up_the_first_cycle():
     assert [x.channel for x in s.sample().samples] == ["flood.depth_cm"]
     now[0] = 1.0  # then both on the same grid: one cycle, one commit
     assert {x.channel for x in s.sample().samples} == {"weather.temperature_c", "flood.depth_cm"}
+
+
+class ScriptedDriver(FlakyDriver):
+    """A driver whose read() hands back exactly what the test says (a NaN, nothing, not a mapping)."""
+
+    def __init__(self, script):
+        super().__init__({})
+        self.script = list(script)
+
+    def read(self):
+        self.reads += 1
+        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+
+def test_a_nan_from_a_driver_is_contained_to_that_quantity():
+    """#21: NaN raised out of round() in Agent.run: no cycle stored, a restart loop under systemd."""
+    now = [0.0]
+    w = ScriptedDriver([Reading({"temperature_c": float("nan"), "pressure_hpa": 1000.123})])
+    a = ScriptedDriver([Reading({"pm2_5_ugm3": float("inf")})])
+    s = make(now, {"weather": w, "air": a})
+    c = s.sample()
+    got = {x.channel: (x.value, x.flags) for x in c.samples}
+    assert got["weather.temperature_c"] == (None, int(Quality.FAULT))
+    assert got["weather.pressure_hpa"] == (1000.12, 0)
+    assert got["air.pm2_5_ugm3"] == (None, int(Quality.FAULT))
+    assert c.values == {"temperature_c": None, "pressure_hpa": 1000.12, "pm2_5_ugm3": None}
+
+
+def test_a_driver_that_hands_back_garbage_faults_only_itself():
+    now = [0.0]
+    w = ScriptedDriver([object()])  # not a mapping: AttributeError inside the sampler, contained
+    a = FlakyDriver({"pm2_5_ugm3": 5})
+    s = make(now, {"weather": w, "air": a})
+    c = s.sample()
+    assert [x.channel for x in c.samples] == ["air.pm2_5_ugm3"]
+    assert s.slots[0].state == "fault" and [sl.name for sl in c.new_faults] == ["weather"]
+
+
+def test_an_all_none_reading_is_stored_flagged_and_not_backed_off():
+    """#21: a ranger hearing no echo went silent for 5 minutes of backoff."""
+    now = [0.0]
+    no_echo = Reading({"depth_cm": None, "distance_cm": None},
+                      {"depth_cm": int(Quality.OUT_OF_RANGE), "distance_cm": int(Quality.OUT_OF_RANGE)})
+    w = ScriptedDriver([no_echo] * 4 + [Reading({"depth_cm": 3.0, "distance_cm": 97.0})])
+    s = make(now, {"weather": w, "air": FlakyDriver({"pm2_5_ugm3": 5})})
+    first = s.sample()
+    flags = int(Quality.OUT_OF_RANGE | Quality.FAULT)
+    weather = [(x.value, x.flags) for x in first.samples if x.channel.startswith("weather")]
+    assert weather == [(None, flags)] * 2
+    assert [sl.name for sl in first.new_faults] == ["weather"] and s.slots[0].state == "no_data"
+    for t in (10.0, 20.0, 30.0):  # on its 10 s interval, every time, one incident only
+        now[0] = t
+        c = s.sample()
+        assert len([x for x in c.samples if x.channel.startswith("weather")]) == 2 and not c.new_faults
+    now[0] = 40.0
+    c = s.sample()
+    assert [sl.name for sl in c.recovered] == ["weather"] and s.slots[0].state == "ok"
+    assert c.values["depth_cm"] == 3.0 and w.reads == 5

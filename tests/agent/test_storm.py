@@ -51,3 +51,31 @@ def test_hysteresis_needs_every_trigger_calm_for_clear_after():
 def test_disabled_never_triggers():
     d = StormDetector({**CFG, "enabled": False})
     assert d.observe(0, {"depth_cm": 100.0}) is None and not d.state.active
+
+
+def test_a_trigger_expires_when_its_sensor_stops_delivering_and_storm_mode_ends():
+    """#21: the ranger stopped answering mid-storm; its last 30 cm held storm mode for 48 h."""
+    d = StormDetector(CFG)
+    d.stale_after_s = 300.0
+    assert d.observe(0, {"depth_cm": 30.0}) is True
+    events = [d.observe(t, {}) for t in range(60, 3 * 3600, 60)]  # no depth any more
+    assert "flood_depth_cm" not in d.state.levels
+    assert False in events and not d.state.active
+    assert events.index(False) * 60 + 60 <= 300 + 60 + CFG["clear_after"]
+
+
+def test_flagged_values_never_start_storm_mode():
+    """A chattering rain contact reads 900 mm/h flagged OUT_OF_RANGE: the sampler hands None."""
+    d = StormDetector(CFG)
+    for t in range(0, 600, 10):
+        assert d.observe(t, {"rain_rate_mm_h": None, "depth_cm": None}) is None
+    assert not d.state.active and d.state.levels == {}
+
+
+def test_forget_drops_the_level_of_a_faulted_sensor_at_once():
+    d = StormDetector(CFG)
+    assert d.observe(0, {"depth_cm": 30.0, "pressure_hpa": 1000.0}) is True
+    d.forget({"depth_cm"})
+    d.observe(10, {})
+    assert "flood_depth_cm" not in d.state.levels
+    assert d.tracked() == ["pressure_hpa", "rain_rate_mm_h", "depth_cm"]

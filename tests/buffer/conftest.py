@@ -42,7 +42,7 @@ def make_buffer(request, tmp_path, clock):
             b = MemoryBuffer("node-1", clock=clock, **kw)
         else:
             kw.pop("max_readings", None)
-            b = SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, **kw)
+            b = SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, timer=clock, **kw)
         made.append(b)
         return b
 

@@ -209,6 +209,19 @@ def test_max_age_evicts_old_synced_readings(make_buffer, clock):
     assert [(g.first_seq, g.last_seq, g.count, g.reason) for g in batch.gaps] == [(1, 5, 5, "evicted_age")]
 
 
+def test_one_never_corrected_unsynced_cycle_does_not_stop_age_eviction(make_buffer, clock):
+    """#21: the unsynced cycle stays (it never ages out), the synced ones after it still do."""
+    buf = make_buffer(max_age=3600.0)
+    buf.put(cycle(0), stamp(0, synced=False))  # an early boot cycle no correction ever reached
+    for i in range(1, 4):
+        buf.put(cycle(i), stamp(i))
+    clock.t = stamp(3).wall_ms / 1000 + 7200  # two hours later
+    buf.put(cycle(4), stamp(4).__class__(int(clock.t * 1000), 1, "boot-a", True))
+    batch = buf.claim(100)
+    assert [r.seq for r in batch.readings] == list(range(1, 6)) + list(range(21, 26))
+    assert [(g.first_seq, g.last_seq, g.reason) for g in batch.gaps] == [(6, 20, "evicted_age")]
+
+
 def test_stats(buffer):
     buffer.put(cycle(1), stamp(1))
     buffer.put(cycle(2), stamp(2))

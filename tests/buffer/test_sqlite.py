@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
 import pytest
 
 from node.buffer import SqliteBuffer
+from node.buffer.overflow import VOLATILE_EPOCH_BASE
 from node.buffer.store import file_size
 from node.errors import StorageError
 from tests.buffer.conftest import cycle, stamp
 
 
 def make(tmp_path, clock, **kw):
-    return SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, **kw)
+    return SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, timer=clock, **kw)
 
 
 def test_constructor_does_no_io(tmp_path, clock):
-    b = SqliteBuffer(tmp_path / "state" / "buffer.db", "node-1", clock=clock)
+    b = SqliteBuffer(tmp_path / "state" / "buffer.db", "node-1", clock=clock, timer=clock)
     assert not (tmp_path / "state").exists()
     b.put(cycle(1), stamp(1))
     assert (tmp_path / "state" / "buffer.db").exists()
@@ -174,7 +176,7 @@ def test_corruption_found_while_running_recovers(tmp_path, clock):
 def test_other_nodes_file_is_set_aside(tmp_path, clock):
     with make(tmp_path, clock) as b:
         b.put(cycle(1), stamp(1))
-    with SqliteBuffer(tmp_path / "buffer.db", "node-2", clock=clock) as b2:
+    with SqliteBuffer(tmp_path / "buffer.db", "node-2", clock=clock, timer=clock) as b2:
         assert b2.stats().readings == 0
         assert [i.kind for i in b2.claim(10).incidents] == ["buffer_corrupt"]
     assert list(tmp_path.glob("buffer.db.other-node-*"))
@@ -241,18 +243,24 @@ def test_from_config(tmp_path):
 def test_unusable_state_dir_never_raises(tmp_path, clock):
     blocker = tmp_path / "state"
     blocker.write_text("a file where the state directory should be")
-    b = SqliteBuffer(blocker / "buffer.db", "node-1", clock=clock, overflow_readings=100)
+    b = SqliteBuffer(blocker / "buffer.db", "node-1", clock=clock, timer=clock, overflow_readings=100)
     assert b.open() is False
     results = [b.put(cycle(i), stamp(i)) for i in range(30)]
     assert not any(r.durable for r in results)
     st = b.stats()
-    assert st.overflow_readings == 100 and st.readings == 100 and b.claim(10) is None
+    assert st.overflow_readings == 100 and st.readings == 100
+    early = b.claim(10)  # without a file, what memory holds travels in a volatile epoch
+    assert early.epoch >= VOLATILE_EPOCH_BASE and len(early.readings) == 10
+    assert [i.kind for i in early.incidents] == ["disk_error"]
+    assert {g.epoch for g in early.gaps} == {early.epoch} and sum(g.count for g in early.gaps) == 50
+    assert {g.reason for g in early.gaps} == {"overflow"}  # a reason the protocol knows (GAP_REASONS)
+    b.release(early.id)
     blocker.unlink()
     clock.t += 10
     assert b.put(cycle(30), stamp(30)).durable
     batch = b.claim(1000)
-    assert len(batch.readings) == 105
-    assert {i.kind for i in batch.incidents} == {"disk_error", "readings_lost"}
+    assert [r.seq for r in batch.readings] == list(range(1, 96))  # the unnumbered 90, then cycle 30
+    assert b.stats().overflow_readings == 10  # numbered in the volatile epoch: waits for its ack
     b.close()
 
 
@@ -263,3 +271,34 @@ def test_clock_correction_after_restart(tmp_path, clock):
         assert b2.correct_clock("boot-x", -2_000) == 5
         r = b2.claim(10).readings[0]
         assert r.wall_ms == stamp(1).wall_ms - 2_000 and r.boot_id == "boot-x"
+
+
+def test_the_epoch_file_is_synced_with_its_directory(tmp_path, clock, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, timer=clock):
+        pass
+    epoch_file = str(tmp_path / "buffer.db.epoch")
+    assert epoch_file + ".tmp" in synced and str(tmp_path) in synced
+    assert synced.index(str(tmp_path)) > synced.index(epoch_file + ".tmp")
+    assert (tmp_path / "buffer.db.epoch").read_text() == "1\n"
+
+
+def test_an_epoch_file_that_cannot_be_written_is_reported_and_repaired_later(tmp_path, clock, caplog):
+    (tmp_path / "buffer.db.epoch.tmp").mkdir()  # the write fails (EISDIR), the database works
+    with SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, timer=clock) as b:
+        b.put(cycle(0), stamp(0))
+        batch = b.claim(10)
+        assert [i.kind for i in batch.incidents] == ["epoch_file"]
+        assert "epoch 1 may be used again" in batch.incidents[0].detail
+    assert "epoch file" in caplog.text and not (tmp_path / "buffer.db.epoch").exists()
+    (tmp_path / "buffer.db.epoch.tmp").rmdir()
+    with SqliteBuffer(tmp_path / "buffer.db", "node-1", clock=clock, timer=clock):
+        pass
+    assert (tmp_path / "buffer.db.epoch").read_text() == "1\n"

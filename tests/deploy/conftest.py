@@ -6,10 +6,13 @@ raspi-config, user creation, chown and systemctl are the only steps skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +34,41 @@ class Run:
         return [ln for ln in self.out.splitlines() if ln.startswith(("changed:", "removed:"))]
 
 
+@contextlib.contextmanager
+def public_dir() -> Iterator[Path]:
+    """A fresh directory every user can reach (mode 0755 under /tmp), removed afterwards.
+
+    Tests that run a script as another user ('nobody') copy it here: the checkout may live
+    under a 0700 directory (a clone in root's home), and so does pytest's tmp_path."""
+    d = Path(tempfile.mkdtemp(prefix="streetnode-public-", dir="/tmp"))
+    try:
+        d.chmod(0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def public_copy(script: Path, into: Path) -> Path:
+    """``script`` copied to ``into``/deploy/, readable and executable by everyone."""
+    (into / "deploy").mkdir(mode=0o755, exist_ok=True)
+    copy = into / "deploy" / script.name
+    shutil.copy(script, copy)
+    copy.chmod(0o755)
+    return copy
+
+
 def run_install(*args: str | Path, env: dict[str, str] | None = None, user: str | None = None) -> Run:
-    """deploy/install.sh ARGS as a real subprocess (120 s deadline)."""
+    """deploy/install.sh ARGS as a real subprocess (120 s deadline); as ``user``: a public copy."""
     e = dict(os.environ)
     e.pop("STREETNODE_INSTALL_TEST", None)
     e["STREETNODE_PYTHON"] = sys.executable
     e.update(env or {})
-    cmd = ["bash", str(INSTALL_SH), *map(str, args)]
-    if user:
-        cmd = ["runuser", "-u", user, "--", *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=120, cwd="/")
+    with public_dir() as pub:
+        script = public_copy(INSTALL_SH, pub) if user else INSTALL_SH
+        cmd = ["bash", str(script), *map(str, args)]
+        if user:
+            cmd = ["runuser", "-u", user, "--", *cmd]
+        p = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=120, cwd="/")
     return Run(p.returncode, p.stdout, p.stderr)
 
 

@@ -104,7 +104,8 @@ def test_out_of_range_reading_fails_plausibility(tmp_path, state_dir, sysroot, b
 
 def test_saturated_humidity_warns(tmp_path, state_dir, sysroot, bench):
     wet = Weather(temperature_c=24.0, humidity_pct=100.0, pressure_hpa=1008.0)
-    bench.smbus.attach(0x76, EmulatedBME280(lambda: wet, timing=False, noise=False))
+    # noise: a real ADC is never constant, and 5 equal conversions are STUCK
+    bench.smbus.attach(0x76, EmulatedBME280(lambda: wet, timing=False, noise=True))
     weather = by_id(run_hw(tmp_path, state_dir, sysroot, bench), "sensor.weather")
     assert weather.status is Status.WARN, weather
     assert "humidity at 100.0 %: saturated" in weather.summary and "radiation shield" in weather.remedy

@@ -70,6 +70,33 @@ def _env() -> dict[str, str]:
     return env
 
 
+def drain_buffer(path: Path, node: str, url: str, key: bytes, *, records_too: bool = False,
+                 **buffer_options: Any) -> None:
+    """Upload what is left in a stopped agent's buffer with the real uploader (60 s at most)."""
+    from node.buffer import SqliteBuffer
+    from node.uploader import Uploader
+
+    buf = SqliteBuffer(path, node, **buffer_options)
+    buf.open()
+    up = Uploader(buf, url, key, node, backoff_initial=0.1, backoff_max=1.0)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            st = buf.stats()
+            if not (st.readings or st.gaps_pending or st.incidents_pending):
+                break
+            if up.ready():
+                up.run_round(time.monotonic() + 10)
+            else:
+                time.sleep(0.05)
+        st = buf.stats()
+        if st.readings or st.gaps_pending or (records_too and st.incidents_pending):
+            raise ChaosError(f"backlog not drained: {st}")
+    finally:
+        up.close()
+        buf.close()
+
+
 # ---------------------------------------------------------------- the central as a process
 class CentralProcess:
     """`streetnode-central serve --listen 127.0.0.1:0 --db URL`; the port is read from its one line."""
@@ -499,29 +526,8 @@ speed = {SPEED}
         self._drain()
 
     def _drain(self) -> None:
-        from node.buffer import SqliteBuffer
-        from node.uploader import Uploader
-
         assert self.proxy is not None
-        buf = SqliteBuffer(self.buffer_path, NODE, max_size=1024**2)
-        buf.open()
-        up = Uploader(buf, self.proxy.url, self.key, NODE, backoff_initial=0.1, backoff_max=1.0)
-        deadline = time.monotonic() + 60
-        try:
-            while time.monotonic() < deadline:
-                st = buf.stats()
-                if not (st.readings or st.gaps_pending or st.incidents_pending):
-                    break
-                if up.ready():
-                    up.run_round(time.monotonic() + 10)
-                else:
-                    time.sleep(0.05)
-            st = buf.stats()
-            if st.readings or st.gaps_pending:
-                raise ChaosError(f"backlog not drained: {st}")
-        finally:
-            up.close()
-            buf.close()
+        drain_buffer(self.buffer_path, NODE, self.proxy.url, self.key, max_size=1024**2)
 
     # ------------------------------------------------------------ the proof
     def verify(self) -> None:

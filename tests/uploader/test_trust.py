@@ -16,6 +16,7 @@ import pytest
 
 from node import protocol
 from node.uploader import Uploader
+from tests.buffer.test_disk import ext4_card, go_read_only  # noqa: F401 - fixture
 from tests.central.conftest import pg_url  # noqa: F401 - fixture
 from tests.uploader.conftest import NODE, fill
 from tests.uploader.test_uploader import decoded, drain, make_uploader
@@ -239,3 +240,23 @@ def test_a_retry_after_date_is_compared_on_the_corrected_clock(buf, central, pro
     res = up.run_round()
     assert res.error.startswith("HTTP 503")
     assert 8 <= res.next_attempt_at - now <= 12  # not 600 s (the cap), not 0
+
+
+def test_a_card_turned_read_only_costs_no_resend_storm(ext4_card, central, proxy):  # noqa: F811
+    """#21 item 2: acks that could not be written dropped the claims, so the same batches went out
+    again and again (80 POSTs and 385,000 duplicate readings in one round)."""
+    from node.buffer import SqliteBuffer
+
+    buf = SqliteBuffer(ext4_card / "buffer.db", NODE)
+    total = fill(buf, 400)  # 2000 readings on the card
+    go_read_only(ext4_card)
+    total += fill(buf, 20, start=400)  # 100 more, held in memory
+    up = make_uploader(buf, proxy.url, central.key, live_readings=100, max_batch_readings=500)
+    results = drain(up)
+    assert results[-1].backlog_empty and sum(r.duplicates for r in results) == 0
+    assert proxy.counts["requests"] <= 2 + total // 500 + 2  # each batch once (and the records once)
+    rows = central.store.readings(NODE, limit=None)
+    assert len({(r.epoch, r.seq) for r in rows}) == len(rows) == total  # each reading once
+    assert central.seqs(1) == list(range(1, 2001))  # the card's; the 100 from memory: a volatile epoch
+    assert up.run_round().readings == 0 and proxy.counts["requests"] <= 2 + total // 500 + 3
+    buf.close()

@@ -81,7 +81,8 @@ def test_slow_response_past_the_timeout_then_exactly_once(buf, central, proxy):
     up = make_uploader(buf, proxy.url, central.key, read_timeout=1.0)
     proxy.set("delay", count=1, delay=3.0)
     res = up.run_round()
-    assert res.error.startswith("ReadTimeout") and res.readings == 0
+    assert res.error.startswith("no answer from 127.0.0.1:") and "read timeout" in res.error
+    assert res.readings == 0
     deadline = time.monotonic() + 10
     while len(central.seqs()) < total and time.monotonic() < deadline:
         time.sleep(0.05)  # the receiver did store the batch whose answer came too late
@@ -99,7 +100,7 @@ def test_connection_cut_after_store_ack_lost_then_exactly_once(buf, central, pro
     proxy.set("pass")
     proxy.set("cut", count=1)  # the live batch is stored, its ack lost
     res = up.run_round()
-    assert res.error.startswith("ConnectionError") and res.readings == 0
+    assert res.error.startswith("connection reset by 127.0.0.1:") and res.readings == 0
     assert len(central.seqs()) == 100
     fill(buf, 20, start=300)  # sampling went on meanwhile
     results = drain(up)
@@ -113,7 +114,7 @@ def test_refused_connections_are_retried(buf, central, proxy):
     up = make_uploader(buf, proxy.url, central.key)
     proxy.set("refuse", count=1)
     res = up.run_round()
-    assert res.error.startswith("ConnectionError") and res.next_attempt_at > time.monotonic()
+    assert res.error.startswith("connection reset by 127.0.0.1:") and res.next_attempt_at > time.monotonic()
     assert up.run_round().readings == total
     assert central.seqs() == list(range(1, total + 1))
 
