@@ -32,6 +32,7 @@ from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.ingest import RECEIPT_SCOPE_KEY
 from central.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DECOMPRESSED, IngestLimits
+from central.sta import build_sta
 from central.store import Store, StoreError
 from node import protocol
 
@@ -165,6 +166,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(code, message, status=exc.status_code, headers=exc.headers)
 
 
+def close_app(app: FastAPI) -> None:
+    """Release what `create_app` opened besides the store (the SensorThings read connections)."""
+    db = getattr(app.state, "sta_db", None)
+    if db is not None:
+        db.close()
+
+
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int = DEFAULT_MAX_BODY,
                max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
                window_ms: int = protocol.TIMESTAMP_WINDOW_MS, accounts: Accounts | None = None,
@@ -200,6 +208,8 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(ingest.router(ctx))
     app.include_router(reads.router(ctx))
     app.include_router(auth.router(ctx))
+    sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
+    app.include_router(sta_api)
     for make_router in extra_routers:
         app.include_router(make_router(ctx))
     return app

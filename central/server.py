@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from central.app import create_app
+from central.app import close_app, create_app
 from central.store import Store, open_store
 
 __all__ = ["create_app", "parse_listen", "serve_forever", "serve_in_thread"]
@@ -67,7 +67,8 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
     owned = isinstance(store, str)
     st = open_store(store) if isinstance(store, str) else store
     sock = bind(host, port)
-    server = make_server(create_app(st, **app_options), tls_cert=tls_cert, tls_key=tls_key)
+    app = create_app(st, **app_options)
+    server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="central-server",
                               daemon=True)
     thread.start()
@@ -82,6 +83,7 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        close_app(app)
         if owned:
             st.close()
 
@@ -93,9 +95,11 @@ def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls
     """Bind ``listen`` (port 0: a free port), announce ``listening on URL``, serve until SIGINT/SIGTERM."""
     host, port = parse_listen(listen)
     sock = bind(host, port)
-    server = make_server(create_app(store, **app_options), tls_cert=tls_cert, tls_key=tls_key)
+    app = create_app(store, **app_options)
+    server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     announce(f"listening on {url_of(sock, tls=bool(tls_cert))}")
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        close_app(app)

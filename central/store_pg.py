@@ -13,6 +13,7 @@ from central.store import StoreError
 from central.store_sql import SqlStore
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+WRITER_LOCK_CLASS = 1398033990  # the two-key advisory lock space of "this schema's writers"
 _COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, received_ms"
 
 
@@ -46,6 +47,13 @@ class PgStore(SqlStore):
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
+
+    def _begin(self, conn: Any) -> None:
+        # Every write transaction holds this schema's shared "writer" lock until it ends, taken
+        # before it writes (so before it has a transaction id). The forwarder (central/forward/db.py)
+        # briefly takes it exclusively to learn a transaction id below which every writer of this
+        # schema has finished. Shared holders never wait for each other.
+        conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, hashtext(current_schema()))")
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and (self._conn.closed or self._conn.broken):

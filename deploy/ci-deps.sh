@@ -3,8 +3,24 @@
 #   systemd            systemd-analyze verify/security of the units (tests/deploy; no PID 1 needed)
 #   systemd-container  systemd-nspawn, to boot Debian with systemd as PID 1 (tests/system)
 #   debootstrap        to build that Debian tree once (cached, see tests/system/rootfs.py)
+#   mosquitto, openssl tests/forward (brokers of their own, test certificates)
 # Quiet and idempotent; prints one line when it installs or cannot install.
 set -u
+# tests/forward start Mosquitto brokers of their own (TLS, restarts) and make test certificates:
+# mosquitto, mosquitto_passwd (Debian: mosquitto) and openssl. Silent when present.
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+if ! has mosquitto || ! has mosquitto_passwd || ! has openssl; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "ci-deps: installing Debian's mosquitto and openssl packages (for tests/forward)"
+        if ! { apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+                apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends mosquitto openssl; } \
+                >/tmp/streetnode-ci-deps-mqtt.log 2>&1; then
+            echo "ci-deps: apt-get install mosquitto openssl failed (see /tmp/streetnode-ci-deps-mqtt.log)"
+        fi
+    else
+        echo "ci-deps: mosquitto or openssl missing (sudo apt-get install mosquitto openssl): tests/forward will fail"
+    fi
+fi
 missing=""
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 command -v systemd-nspawn >/dev/null 2>&1 || missing="$missing systemd-container"
