@@ -28,6 +28,14 @@ def test_the_tests_that_run_as_nobody_pass_from_a_clone_under_a_0700_directory(t
     subprocess.run(["tar", "-C", str(clone), "-xf", str(tmp_path / "src.tar")], check=True)
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *AS_NOBODY],
                        cwd=clone, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=f"{clone}:{ROOT}"))
+                       env=child_env(clone))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "2 passed" in r.stdout, r.stdout[-2000:]
+
+
+def child_env(clone) -> dict[str, str]:
+    """The inner pytest's environment: ours, minus the outer run's own pytest options (a
+    ``--basetemp`` given to the outer run would be a parent of the clone and refused)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["PYTHONPATH"] = f"{clone}:{ROOT}"
+    return env
