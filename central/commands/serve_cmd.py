@@ -31,12 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "database connections, so use PostgreSQL for N > 1 (docs/central.md)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
-                   "see docs/central.md")
+                   "[console] settings; see docs/central.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward",)
+CONFIG_SECTIONS = ("forward", "console")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -71,9 +71,12 @@ def serve_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
     if not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers {args.workers}: expected 1 to 64 processes")
+    from central.console.config import parse_console
     from central.forward.config import parse_sinks
 
-    sinks = parse_sinks(load_config(args.config))
+    config = load_config(args.config)
+    sinks = parse_sinks(config)
+    console = parse_console(config)
     if sinks:
         from central.forward.forwarder import log
 
@@ -87,14 +90,14 @@ def serve_cmd(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             store.close()  # a database connection must never cross a fork
-            return _serve_workers(args, sinks, forwarders, stores)
+            return _serve_workers(args, sinks, forwarders, stores, console=console)
         if sinks:
             from central.forward.forwarder import start_forwarders
 
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
-                             max_body=args.max_body, max_decompressed=args.max_decompressed)
+                             max_body=args.max_body, max_decompressed=args.max_decompressed, console=console)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69
@@ -107,7 +110,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
 
 
 def _serve_workers(args: argparse.Namespace, sinks: list[Any], forwarders: list[Any],
-                   stores: list[Any]) -> int:
+                   stores: list[Any], **app_options: Any) -> int:
     """``--workers N``: the workers serve requests; forwarders (one per sink across every process, by
     their lease) run in the parent on a connection of its own, opened after the workers are forked."""
     from central import server
@@ -122,4 +125,5 @@ def _serve_workers(args: argparse.Namespace, sinks: list[Any], forwarders: list[
     return server.serve_workers(lambda: open_db(args.db), args.listen, args.workers,
                                 tls_cert=args.tls_cert, tls_key=args.tls_key,
                                 announce=lambda line: print(line, flush=True), on_started=started,
-                                max_body=args.max_body, max_decompressed=args.max_decompressed)
+                                max_body=args.max_body, max_decompressed=args.max_decompressed,
+                                **app_options)
