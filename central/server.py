@@ -16,7 +16,7 @@ import uvicorn
 from central.app import close_app, create_app
 from central.store import Store, open_store
 
-__all__ = ["create_app", "parse_listen", "serve_forever", "serve_in_thread"]
+__all__ = ["create_app", "parse_listen", "serve_forever", "serve_in_thread", "serve_workers"]
 
 # Longer than the node's 30 s upload interval, so a node on a metered SIM reuses its TLS
 # connection between rounds (4.0 vs 13.4 MB/day measured by bench/drain.py).
@@ -103,3 +103,33 @@ def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls
     finally:
         sock.close()
         close_app(app)
+
+
+def serve_workers(open_one: Callable[[], Store], listen: str, workers: int, *, tls_cert: str | None = None,
+                  tls_key: str | None = None, announce: Callable[[str], None] = print,
+                  on_started: Callable[[], None] = lambda: None, **app_options: Any) -> int:
+    """`serve --workers N`: bind ``listen`` once, fork ``workers`` processes that each open their own
+    store with ``open_one()`` and serve the shared socket; returns the exit status (central/workers.py)."""
+    from central.workers import Workers
+
+    host, port = parse_listen(listen)
+    sock = bind(host, port)
+
+    def serve_one(shared: socket.socket) -> int:
+        store = open_one()
+        app = create_app(store, **app_options)
+        try:
+            make_server(app, tls_cert=tls_cert, tls_key=tls_key).run(sockets=[shared])
+        finally:
+            close_app(app)
+            store.close()
+        return 0
+
+    def started() -> None:
+        announce(f"listening on {url_of(sock, tls=bool(tls_cert))}")
+        on_started()
+
+    try:
+        return Workers(sock, workers, serve_one).run(on_started=started)
+    finally:
+        sock.close()

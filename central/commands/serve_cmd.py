@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest compressed body accepted (default: %(default)s)")
     p.add_argument("--max-decompressed", type=int, default=limits.DEFAULT_MAX_DECOMPRESSED, metavar="BYTES",
                    help="largest decompressed body accepted (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="receiver processes sharing the listening socket (default: 1); each has its own "
+                   "database connections, so use PostgreSQL for N > 1 (docs/central.md)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
                    "[console] settings; see docs/central.md")
@@ -66,22 +69,31 @@ def serve_cmd(args: argparse.Namespace) -> int:
     for name in ("max_body", "max_decompressed"):
         if getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
+    if not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers {args.workers}: expected 1 to 64 processes")
     from central.console.config import parse_console
     from central.forward.config import parse_sinks
 
     config = load_config(args.config)
     sinks = parse_sinks(config)
     console = parse_console(config)
-    store = open_db(args.db)
-    forwarders = []
-    try:
-        if sinks:
-            from central.forward.forwarder import log, start_forwarders
+    if sinks:
+        from central.forward.forwarder import log
 
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("streetnode-central: %(message)s"))
-            log.addHandler(handler)
-            log.setLevel(logging.INFO)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("streetnode-central: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    store = open_db(args.db)  # migrates, once, before any worker starts
+    forwarders: list[Any] = []
+    stores = [store]
+    try:
+        if args.workers > 1:
+            store.close()  # a database connection must never cross a fork
+            return _serve_workers(args, sinks, forwarders, stores, console=console)
+        if sinks:
+            from central.forward.forwarder import start_forwarders
+
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
@@ -92,5 +104,26 @@ def serve_cmd(args: argparse.Namespace) -> int:
     finally:
         for forwarder in forwarders:
             forwarder.stop()
-        store.close()
+        for each in stores:
+            each.close()
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, sinks: list[Any], forwarders: list[Any],
+                   stores: list[Any], **app_options: Any) -> int:
+    """``--workers N``: the workers serve requests; forwarders (one per sink across every process, by
+    their lease) run in the parent on a connection of its own, opened after the workers are forked."""
+    from central import server
+
+    def started() -> None:
+        if sinks:
+            from central.forward.forwarder import start_forwarders
+
+            stores.append(open_db(args.db))
+            forwarders.extend(start_forwarders(stores[-1], sinks))
+
+    return server.serve_workers(lambda: open_db(args.db), args.listen, args.workers,
+                                tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                announce=lambda line: print(line, flush=True), on_started=started,
+                                max_body=args.max_body, max_decompressed=args.max_decompressed,
+                                **app_options)

@@ -1,0 +1,92 @@
+"""`streetnode-central serve --workers N`: real processes over one database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from central.store import open_store
+from node import protocol
+from tests.central.helpers import body_of, make_batch, now_ms
+from tests.central.test_cli import add_node, run, start_server
+
+
+def children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def wait_for(cond, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def upload(base: str, key: bytes, node: str, first: int, n: int = 30) -> requests.Response:
+    body = body_of(make_batch(range(first, first + n), node=node))
+    headers = dict(protocol.BODY_HEADERS)
+    headers.update(protocol.sign_request(key, "POST", protocol.INGEST_PATH, body, now_ms(), node_id=node))
+    # a new connection per request, so the kernel spreads them over the workers
+    return requests.post(base + protocol.INGEST_PATH, data=body, headers=headers, timeout=30)
+
+
+def test_workers_share_one_database_restart_a_dead_worker_and_stop_cleanly(store_url, cli_env):
+    keys = {f"pole-{i}": add_node(store_url, cli_env, f"pole-{i}") for i in range(4)}
+    proc, base = start_server(["--db", store_url, "--workers", "3"], cli_env)
+    try:
+        workers = wait_for(lambda: len(children(proc.pid)) == 3 and children(proc.pid), what="3 workers")
+        jobs = [(node, k * 30) for node in keys for k in range(10)]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda job: upload(base, keys[job[0]], *job), jobs))
+        assert [r.status_code for r in answers] == [200] * len(jobs), [r.text for r in answers if not r.ok]
+        assert sum(r.json()["stored"] for r in answers) == 4 * 10 * 30
+
+        # a signed request replayed on another connection (maybe another worker) is refused:
+        # replay protection lives in the database, not in a worker
+        body = body_of(make_batch(range(1000, 1010), node="pole-0"))
+        headers = dict(protocol.BODY_HEADERS)
+        headers.update(protocol.sign_request(keys["pole-0"], "POST", protocol.INGEST_PATH, body, now_ms(),
+                                             node_id="pole-0"))
+        first = [requests.post(base + protocol.INGEST_PATH, data=body, headers=headers, timeout=30)
+                 for _ in range(4)]
+        assert [r.status_code for r in first][0] == 200
+        assert all(r.status_code == 401 and r.json()["error"] == "replay" for r in first[1:]), \
+            [r.text for r in first]
+
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(children(proc.pid)) == 3 and victim not in children(proc.pid),
+                 what="the killed worker replaced")
+        again = [upload(base, keys["pole-1"], "pole-1", 2000 + 30 * k) for k in range(6)]
+        assert [r.status_code for r in again] == [200] * 6
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert re.search(rf"worker \d \(pid {victim}\) exited with -9 after [\d.]+ s; restarting it", err), err
+    assert "Traceback" not in err
+
+    store = open_store(store_url)
+    try:
+        per_node = {node: store.count_readings(node) for node in keys}
+    finally:
+        store.close()
+    assert per_node == {"pole-0": 310, "pole-1": 300 + 180, "pole-2": 300, "pole-3": 300}
+
+
+@pytest.mark.parametrize("value", ["0", "65", "x"])
+def test_workers_out_of_range_is_one_line(value, tmp_path, cli_env):
+    r = run(["serve", "--db", f"sqlite:///{tmp_path / 'c.db'}", "--workers", value], cli_env)
+    assert r.returncode in (2, 78), r.stderr
+    assert "Traceback" not in r.stderr
+    assert "--workers" in r.stderr.strip().splitlines()[-1]  # argparse's usage may come before it
