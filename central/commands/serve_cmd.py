@@ -16,24 +16,28 @@ from node.errors import ConfigError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP receiver",
                        description="Run the receiver. Prints 'listening on URL' once bound "
-                       "(use --listen 127.0.0.1:0 for a free port).")
+                       "(use --listen 127.0.0.1:0 for a free port).",
+                       epilog=limits.describe_limits() + "\n(docs/protocol.md, \"Limits\")",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to bind (default: 127.0.0.1:8080, loopback only)")
     add_db_option(p)
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
-    p.add_argument("--max-body", type=int, default=limits.DEFAULT_MAX_BODY, metavar="BYTES",
-                   help="largest compressed body accepted (default: %(default)s)")
-    p.add_argument("--max-decompressed", type=int, default=limits.DEFAULT_MAX_DECOMPRESSED, metavar="BYTES",
-                   help="largest decompressed body accepted (default: %(default)s)")
+    p.add_argument("--max-body", type=int, metavar="BYTES",
+                   help=f"largest compressed body accepted (default: {limits.DEFAULT_MAX_BODY}; "
+                   "overrides [limits] max_body)")
+    p.add_argument("--max-decompressed", type=int, metavar="BYTES",
+                   help=f"largest decompressed body accepted (default: {limits.DEFAULT_MAX_DECOMPRESSED}; "
+                   "overrides [limits] max_decompressed)")
     p.add_argument("--config", metavar="FILE",
-                   help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
-                   "see docs/central.md")
+                   help="the central's TOML config: [limits] (below), [[forward]] sinks "
+                   "(MQTT / ThingsBoard); see docs/central.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward",)
+CONFIG_SECTIONS = ("forward", "limits")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -64,11 +68,13 @@ def serve_cmd(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key: give both or neither")
     for name in ("max_body", "max_decompressed"):
-        if getattr(args, name) < 1024:
+        if getattr(args, name) is not None and getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
     from central.forward.config import parse_sinks
 
-    sinks = parse_sinks(load_config(args.config))
+    config = load_config(args.config)
+    sinks = parse_sinks(config)
+    receiver_limits = limits.parse_limits(config.get("limits"), where=f"--config {args.config} [limits]")
     store = open_db(args.db)
     forwarders = []
     try:
@@ -82,7 +88,8 @@ def serve_cmd(args: argparse.Namespace) -> int:
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
-                             max_body=args.max_body, max_decompressed=args.max_decompressed)
+                             limits=receiver_limits, max_body=args.max_body,
+                             max_decompressed=args.max_decompressed)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69
