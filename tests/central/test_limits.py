@@ -16,8 +16,8 @@ import time
 import pytest
 
 from central.limits import IngestLimits, describe_limits, parse_limits
-from central.store import open_store
 from central.server import serve_in_thread
+from central.store import open_store
 from node import protocol
 from node.errors import ConfigError
 from node.model import Batch, Gap, Incident, Reading
