@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from central.context import AppContext
 from central.errors import Rejected
 from central.limits import MAX_PING_BODY, IngestLimits
+from central.quotas import NodeQuotas, stored_bytes
 from central.reads import node_json
 from central.store import Replay, UnknownNode
 from node import protocol
@@ -94,11 +95,14 @@ class NodeKeys:
         return key
 
 
-async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request) -> None:
-    """Node id, known node and timestamp window from the headers alone, before the body is read.
+async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
+                        quotas: NodeQuotas | None = None) -> None:
+    """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
+    alone, before the body is read.
 
-    A stale timestamp of a known node is answered with a receipt over the request's signature as
-    sent (the body is never read), so the node can believe the server time and re-sign.
+    A known node's stale timestamp or empty quota is answered with a receipt over the request's
+    signature as sent (the body is never read), so the node can believe the answer: re-sign with
+    the server time, or wait for ``Retry-After``.
     """
     try:
         auth = protocol.parse_auth_headers(request.headers)
@@ -114,6 +118,12 @@ async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request) -> No
     if not protocol.timestamp_fresh(auth.timestamp, now, ctx.limits.window_ms):
         arm_receipt(request, key, auth.signature)
         raise stale(auth.timestamp, now, ctx.limits.window_ms)
+    if quotas is not None:
+        try:
+            quotas.check(auth.node_id)
+        except Rejected:
+            arm_receipt(request, key, auth.signature)
+            raise
 
 
 def stale(timestamp: int, now: int, window_ms: int) -> Rejected:
@@ -179,8 +189,34 @@ def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protoc
     return auth, now
 
 
-def ingest_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any]:
+def check_gaps(batch: protocol.IngestBatch) -> None:
+    """A gap's ``count`` is its seq range, its ``reason`` one the protocol knows (422 naming it)."""
+    for i, gap in enumerate(batch.gaps):
+        span = gap.last_seq - gap.first_seq + 1
+        if gap.count != span:
+            raise Rejected("schema", f"gaps[{i}].count: {gap.count}, but seq {gap.first_seq}..{gap.last_seq} "
+                           f"is {span} readings", field=f"gaps[{i}].count")
+        if gap.reason not in protocol.GAP_REASONS:
+            raise Rejected("schema", f"gaps[{i}].reason: {gap.reason!r} is not one of "
+                           f"{', '.join(protocol.GAP_REASONS)}", field=f"gaps[{i}].reason")
+
+
+def store_batch(ctx: AppContext, batch: protocol.IngestBatch, auth: protocol.AuthHeaders,
+                now: int) -> Any:
+    try:
+        return ctx.store.ingest(batch, signature=auth.signature,
+                                expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
+    except Replay:
+        raise Rejected("replay", REPLAY_MESSAGE) from None
+    except UnknownNode:
+        raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
+
+
+def ingest_sync(ctx: AppContext, request: Request, body: bytes,
+                quotas: NodeQuotas | None = None) -> dict[str, Any]:
     auth, now = authenticate(ctx, request, body)
+    if quotas is not None:
+        quotas.check(auth.node_id)  # again: other batches of the node may have emptied it meanwhile
     try:
         batch = decode_limited(body, ctx.limits)
     except ProtocolError as e:
@@ -188,19 +224,27 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any
     if batch.node_id != auth.node_id:
         raise Rejected("schema", f"node: {batch.node_id!r} does not match the signing node "
                        f"{auth.node_id!r}", field="node")
+    check_gaps(batch)
+    if quotas is not None:
+        quotas.charge(auth.node_id, readings=len(batch))
     try:
-        result = ctx.store.ingest(batch, signature=auth.signature,
-                                  expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
-    except Replay:
-        raise Rejected("replay", REPLAY_MESSAGE) from None
-    except UnknownNode:
-        raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
+        result = store_batch(ctx, batch, auth, now)
+    except BaseException:
+        if quotas is not None:
+            quotas.charge(auth.node_id, readings=-len(batch))  # nothing was stored
+        raise
+    if quotas is not None:
+        quotas.charge(auth.node_id, readings=-result.duplicates,
+                      stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents, batch))
     return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
             "server_time_ms": now}
 
 
-def ping_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any]:
+def ping_sync(ctx: AppContext, request: Request, body: bytes,
+              quotas: NodeQuotas | None = None) -> dict[str, Any]:
     auth, now = authenticate(ctx, request, body)
+    if quotas is not None:
+        quotas.charge(auth.node_id, readings=1)  # a ping writes its signature: not free either
     try:
         ctx.store.accept_signature(auth.node_id, auth.signature,
                                    expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
@@ -244,6 +288,7 @@ def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["node"])
     keys = NodeKeys(ctx.store.node_key)
     slots = IngestSlots(ctx.limits)
+    quotas = NodeQuotas(ctx.limits)
 
     @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC)
     async def ingest(request: Request) -> JSONResponse:
@@ -253,15 +298,15 @@ def router(ctx: AppContext) -> APIRouter:
         if ctype not in ACCEPTED_TYPES or encoding != protocol.CONTENT_ENCODING:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
-        await check_headers(ctx, keys, request)
+        await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
-        return JSONResponse(await slots.run(ingest_sync, ctx, request, body))
+        return JSONResponse(await slots.run(ingest_sync, ctx, request, body, quotas))
 
     @api.post(protocol.PING_PATH)
     async def ping(request: Request) -> JSONResponse:
         """Signed round trip for diagnostics: server time and what the central knows of the node."""
-        await check_headers(ctx, keys, request)
+        await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, MAX_PING_BODY)
-        return JSONResponse(await run_in_threadpool(ping_sync, ctx, request, body))
+        return JSONResponse(await run_in_threadpool(ping_sync, ctx, request, body, quotas))
 
     return api

@@ -36,6 +36,10 @@ LIMIT_HELP = {
     "body_timeout_s": "seconds to send a whole body (408 timeout)",
     "keep_alive_s": "seconds an idle kept-alive connection stays open",
     "retry_after_s": "Retry-After of a 503 overloaded",
+    "quota_readings_per_minute": "per node: readings a minute, refilling its bucket (429 quota)",
+    "quota_readings_burst": "per node: readings its bucket holds (more than a 7-day backlog)",
+    "quota_bytes_per_day": "per node: estimated stored bytes a day, refilling its bucket (429 quota)",
+    "quota_bytes_burst": "per node: estimated stored bytes its bucket holds",
 }
 
 
@@ -58,6 +62,12 @@ class IngestLimits:
     # connection between rounds (4.0 vs 13.4 MB/day measured by bench/drain.py).
     keep_alive_s: float = 75.0
     retry_after_s: int = 5
+    # per node (central/quotas.py): the example node makes 93,600 readings a day (65 a minute),
+    # 655,200 in 7 days, ~12 MB a day at the 128 B a reading the quota counts
+    quota_readings_per_minute: int = 1000
+    quota_readings_burst: int = 1_000_000
+    quota_bytes_per_day: int = 256 * 1024 * 1024
+    quota_bytes_burst: int = 256 * 1024 * 1024
 
 
 # lowest accepted value of each field (a config below it is an error naming the key)
@@ -65,7 +75,8 @@ _MINIMUM: dict[str, float] = {
     "max_body": 1024, "max_decompressed": 1024, "max_readings": 1, "max_gaps": 1, "max_incidents": 1,
     "max_connections": 1, "max_requests": 1, "ingest_slots": 1, "ingest_wait_s": 0.0,
     "body_budget": 1024, "head_timeout_s": 0.1, "body_timeout_s": 0.1, "keep_alive_s": 0.1,
-    "retry_after_s": 1,
+    "retry_after_s": 1, "quota_readings_per_minute": 1, "quota_readings_burst": 1, "quota_bytes_per_day": 1,
+    "quota_bytes_burst": 1,
 }
 
 
