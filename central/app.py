@@ -12,6 +12,7 @@ would put a large third-party JavaScript app on an Internet-facing receiver to k
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -33,7 +34,7 @@ from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.ingest import RECEIPT_SCOPE_KEY
-from central.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DECOMPRESSED, IngestLimits
+from central.limits import IngestLimits
 from central.sta import build_sta
 from central.store import Store, StoreError
 from node import protocol
@@ -177,20 +178,23 @@ def close_app(app: FastAPI) -> None:
             db.close()
 
 
-def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int = DEFAULT_MAX_BODY,
-               max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
-               window_ms: int = protocol.TIMESTAMP_WINDOW_MS, accounts: Accounts | None = None,
+def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int | None = None,
+               max_decompressed: int | None = None, window_ms: int | None = None,
+               limits: IngestLimits | None = None, accounts: Accounts | None = None,
                extra_routers: Sequence[Callable[[AppContext], APIRouter]] = (),
                console: ConsoleConfig | None = None) -> FastAPI:
     """The receiver's ASGI app over ``store``; ``clock`` gives the server's wall time in seconds.
 
+    ``limits`` (central/limits.py) with ``max_body``, ``max_decompressed`` and ``window_ms``, when
+    given, replacing its fields; `central.server.make_server` enforces the connection limits.
     ``console``: the ``[console]`` settings of the operator console (defaults when None).
-
     ``extra_routers``: more ``router(ctx)`` factories (tests; an area under development).
     """
+    overrides = {name: value for name, value in (("max_body", max_body), ("max_decompressed",
+                 max_decompressed), ("window_ms", window_ms)) if value is not None}
+    limits = dataclasses.replace(limits or IngestLimits(), **overrides)
     ctx = AppContext(store=store, accounts=accounts or Accounts(store, clock=clock), clock=clock,
-                     limits=IngestLimits(max_body=max_body, max_decompressed=max_decompressed,
-                                         window_ms=window_ms))
+                     limits=limits)
     app = FastAPI(title="streetnode central", version=str(protocol.PROTOCOL_VERSION),
                   description="Receives signed, gzip-compressed v1 batches from streetnode nodes; "
                   "serves them to the city's operators (docs/protocol.md, docs/central.md).",

@@ -17,6 +17,8 @@ STATUS: dict[str, int] = {
     # reads and accounts
     "bad_query": 400, "bad_request": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
     "method_not_allowed": 405,
+    # the server protecting itself (central/http.py, docs/protocol.md "Limits")
+    "timeout": 408, "quota": 429, "overloaded": 503,
     # the server
     "internal": 500, "unavailable": 503,
 }
@@ -47,8 +49,11 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def error_response(code: str, message: str, *, status: int | None = None,
                    headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The JSON error; ``retry_after_s`` in ``extra`` is also sent as ``Retry-After``."""
     status = STATUS.get(code, 400) if status is None else status
     all_headers = dict(headers or {})
+    if type(extra.get("retry_after_s")) is int:
+        all_headers.setdefault("Retry-After", str(extra["retry_after_s"]))
     if code in ("unknown_node", "bad_signature", "stale_timestamp", "replay"):
         all_headers.setdefault("WWW-Authenticate", "Streetnode-HMAC-SHA256")
     elif status == 401:

@@ -7,6 +7,11 @@ whatever its status, so the node can tell our answers from a proxy's.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from central.context import AppContext
 from central.errors import Rejected
-from central.limits import MAX_PING_BODY
+from central.limits import MAX_PING_BODY, IngestLimits
+from central.quotas import NodeQuotas, stored_bytes
 from central.reads import node_json
 from central.store import Replay, UnknownNode
 from node import protocol
@@ -33,18 +39,134 @@ def arm_receipt(request: Request, key: bytes, signature: str) -> None:
         holder["key"], holder["signature"] = key, signature
 
 
-async def read_body(request: Request, cap: int) -> bytes:
-    """The whole body, refusing (413, ``limit``) more than ``cap`` bytes, declared or streamed."""
+async def read_body(request: Request, cap: int, *, max_decompressed: int | None = None) -> bytes:
+    """The whole body, refusing (413, ``limit``) more than ``cap`` bytes, declared or streamed.
+
+    With ``max_decompressed`` the gzip stream is inflated as it arrives (the output is dropped) and
+    a body that would inflate past it is refused at once, not after the last byte came.
+    """
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or not length.isascii() or int(length) > cap):
         raise Rejected("too_large", f"body larger than {cap} bytes", limit=cap)
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if max_decompressed is not None else None
+    inflated = 0
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > cap:
             raise Rejected("too_large", f"body larger than {cap} bytes", limit=cap)
         chunks.append(chunk)
+        if inflater is not None and max_decompressed is not None and not inflater.eof:
+            try:
+                inflated += len(inflater.decompress(chunk, max_decompressed + 1 - inflated))
+            except zlib.error:
+                inflater = None  # decode_body names the problem once the body is complete
+                continue
+            if inflated > max_decompressed:
+                raise Rejected("too_large", f"body decompresses to more than {max_decompressed} bytes",
+                               limit=max_decompressed)
     return b"".join(chunks)
+
+
+class NodeKeys:
+    """A short-lived cache of node keys for the checks made from the headers alone.
+
+    ``streetnode-central node add/rotate`` takes effect within ``ttl_s`` here; the signature
+    itself is always checked against the store (`authenticate`).
+    """
+
+    def __init__(self, lookup: Callable[[str], bytes | None], *, ttl_s: float = 10.0, size: int = 4096,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._lookup, self._ttl_s, self._size, self._monotonic = lookup, ttl_s, size, monotonic
+        self._entries: dict[str, tuple[float, bytes | None]] = {}
+
+    def cached(self, node_id: str) -> tuple[bool, bytes | None]:
+        """(found in the cache, key or None for an unknown node)."""
+        entry = self._entries.get(node_id)
+        if entry is None or entry[0] < self._monotonic():
+            return False, None
+        return True, entry[1]
+
+    def load(self, node_id: str) -> bytes | None:
+        key = self._lookup(node_id)
+        if len(self._entries) >= self._size:
+            self._entries.clear()  # a flood of made-up ids: start over rather than grow
+        self._entries[node_id] = (self._monotonic() + self._ttl_s, key)
+        return key
+
+
+async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
+                        quotas: NodeQuotas | None = None) -> None:
+    """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
+    alone, before the body is read.
+
+    A known node's stale timestamp or empty quota is answered with a receipt over the request's
+    signature as sent (the body is never read), so the node can believe the answer: re-sign with
+    the server time, or wait for ``Retry-After``.
+    """
+    try:
+        auth = protocol.parse_auth_headers(request.headers)
+    except ProtocolError as e:
+        raise Rejected("bad_signature", str(e), field=e.field) from None
+    found, key = keys.cached(auth.node_id)
+    if not found:
+        key = await run_in_threadpool(keys.load, auth.node_id)
+    if key is None:
+        raise Rejected("unknown_node", f"unknown node {auth.node_id!r}; add it with "
+                       "'streetnode-central node add ID'")
+    now = ctx.now_ms()
+    if not protocol.timestamp_fresh(auth.timestamp, now, ctx.limits.window_ms):
+        arm_receipt(request, key, auth.signature)
+        raise stale(auth.timestamp, now, ctx.limits.window_ms)
+    if quotas is not None:
+        try:
+            quotas.check(auth.node_id)
+        except Rejected:
+            arm_receipt(request, key, auth.signature)
+            raise
+
+
+def stale(timestamp: int, now: int, window_ms: int) -> Rejected:
+    return Rejected("stale_timestamp", f"timestamp {timestamp} is {now - timestamp} ms from server time; "
+                    "correct the clock by the offset and re-sign", server_time_ms=now, window_ms=window_ms)
+
+
+def _reject_constant(name: str) -> float:
+    raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+
+def check_counts(doc: Any, limits: IngestLimits) -> None:
+    """Refuse (413, ``limit`` and ``field``) a document with more records than one batch may hold,
+    before its readings are built (a few MiB of JSON can name millions)."""
+    if not isinstance(doc, dict):
+        return  # decode_document names the problem
+    channels = doc.get("channels")
+    readings = 0
+    for channel in channels if isinstance(channels, list) else ():
+        if isinstance(channel, dict):
+            readings += _length(channel.get("s"))
+    for field, count, limit in (("readings", readings, limits.max_readings),
+                                ("gaps", _length(doc.get("gaps")), limits.max_gaps),
+                                ("incidents", _length(doc.get("incidents")), limits.max_incidents)):
+        if count > limit:
+            raise Rejected("too_large", f"{field}: {count} in one batch, at most {limit}; split the batch",
+                           field=field, limit=limit)
+
+
+def _length(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 0
+
+
+def decode_limited(body: bytes, limits: IngestLimits) -> protocol.IngestBatch:
+    """`node.protocol.decode_body` with the per-batch limits checked between parsing and decoding."""
+    text = protocol.gunzip_limited(body, limits.max_decompressed)
+    try:
+        doc = json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ProtocolError("body", f"not valid UTF-8 JSON ({e})", code="bad_json") from None
+    del text
+    check_counts(doc, limits)
+    return protocol.decode_document(doc)
 
 
 def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protocol.AuthHeaders, int]:
@@ -62,36 +184,67 @@ def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protoc
         raise Rejected("bad_signature", "signature does not match (wrong key, path or body?)")
     arm_receipt(request, key, auth.signature)
     now = ctx.now_ms()
-    window_ms = ctx.limits.window_ms
-    if not protocol.timestamp_fresh(auth.timestamp, now, window_ms):
-        raise Rejected("stale_timestamp", f"timestamp {auth.timestamp} is {now - auth.timestamp} ms "
-                       f"from server time; correct the clock by the offset and re-sign",
-                       server_time_ms=now, window_ms=window_ms)
+    if not protocol.timestamp_fresh(auth.timestamp, now, ctx.limits.window_ms):
+        raise stale(auth.timestamp, now, ctx.limits.window_ms)
     return auth, now
 
 
-def ingest_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any]:
-    auth, now = authenticate(ctx, request, body)
+def check_gaps(batch: protocol.IngestBatch) -> None:
+    """A gap's ``count`` is its seq range, its ``reason`` one the protocol knows (422 naming it)."""
+    for i, gap in enumerate(batch.gaps):
+        span = gap.last_seq - gap.first_seq + 1
+        if gap.count != span:
+            raise Rejected("schema", f"gaps[{i}].count: {gap.count}, but seq {gap.first_seq}..{gap.last_seq} "
+                           f"is {span} readings", field=f"gaps[{i}].count")
+        if gap.reason not in protocol.GAP_REASONS:
+            raise Rejected("schema", f"gaps[{i}].reason: {gap.reason!r} is not one of "
+                           f"{', '.join(protocol.GAP_REASONS)}", field=f"gaps[{i}].reason")
+
+
+def store_batch(ctx: AppContext, batch: protocol.IngestBatch, auth: protocol.AuthHeaders,
+                now: int) -> Any:
     try:
-        batch = protocol.decode_body(body, max_decompressed=ctx.limits.max_decompressed)
+        return ctx.store.ingest(batch, signature=auth.signature,
+                                expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
+    except Replay:
+        raise Rejected("replay", REPLAY_MESSAGE) from None
+    except UnknownNode:
+        raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
+
+
+def ingest_sync(ctx: AppContext, request: Request, body: bytes,
+                quotas: NodeQuotas | None = None) -> dict[str, Any]:
+    auth, now = authenticate(ctx, request, body)
+    if quotas is not None:
+        quotas.check(auth.node_id)  # again: other batches of the node may have emptied it meanwhile
+    try:
+        batch = decode_limited(body, ctx.limits)
     except ProtocolError as e:
         raise Rejected(e.code, str(e), field=e.field) from None
     if batch.node_id != auth.node_id:
         raise Rejected("schema", f"node: {batch.node_id!r} does not match the signing node "
                        f"{auth.node_id!r}", field="node")
+    check_gaps(batch)
+    if quotas is not None:
+        quotas.charge(auth.node_id, readings=len(batch))
     try:
-        result = ctx.store.ingest(batch, signature=auth.signature,
-                                  expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
-    except Replay:
-        raise Rejected("replay", REPLAY_MESSAGE) from None
-    except UnknownNode:
-        raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
+        result = store_batch(ctx, batch, auth, now)
+    except BaseException:
+        if quotas is not None:
+            quotas.charge(auth.node_id, readings=-len(batch))  # nothing was stored
+        raise
+    if quotas is not None:
+        quotas.charge(auth.node_id, readings=-result.duplicates,
+                      stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents, batch))
     return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
             "server_time_ms": now}
 
 
-def ping_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any]:
+def ping_sync(ctx: AppContext, request: Request, body: bytes,
+              quotas: NodeQuotas | None = None) -> dict[str, Any]:
     auth, now = authenticate(ctx, request, body)
+    if quotas is not None:
+        quotas.charge(auth.node_id, readings=1)  # a ping writes its signature: not free either
     try:
         ctx.store.accept_signature(auth.node_id, auth.signature,
                                    expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
@@ -107,8 +260,35 @@ INGEST_BODY_DOC = {"requestBody": {"required": True, "content": {protocol.CONTEN
     "type": "string", "format": "binary", "description": "gzip of a document valid against /v1/schema"}}}}}
 
 
+class IngestSlots:
+    """At most ``limits.ingest_slots`` bodies decoded and stored at once; a request that waits
+    longer than ``limits.ingest_wait_s`` for one is refused (503 overloaded + Retry-After)."""
+
+    def __init__(self, limits: IngestLimits) -> None:
+        self.limits = limits
+        self._semaphore: asyncio.Semaphore | None = None  # made in the server's event loop
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limits.ingest_slots)
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), self.limits.ingest_wait_s)
+        except TimeoutError:
+            retry = self.limits.retry_after_s
+            raise Rejected("overloaded", f"receiver overloaded (no ingest slot within "
+                           f"{self.limits.ingest_wait_s:g} s); retry after {retry} s",
+                           retry_after_s=retry) from None
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            self._semaphore.release()
+
+
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["node"])
+    keys = NodeKeys(ctx.store.node_key)
+    slots = IngestSlots(ctx.limits)
+    quotas = NodeQuotas(ctx.limits)
 
     @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC)
     async def ingest(request: Request) -> JSONResponse:
@@ -118,13 +298,15 @@ def router(ctx: AppContext) -> APIRouter:
         if ctype not in ACCEPTED_TYPES or encoding != protocol.CONTENT_ENCODING:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
-        body = await read_body(request, ctx.limits.max_body)
-        return JSONResponse(await run_in_threadpool(ingest_sync, ctx, request, body))
+        await check_headers(ctx, keys, request, quotas)
+        body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
+        return JSONResponse(await slots.run(ingest_sync, ctx, request, body, quotas))
 
     @api.post(protocol.PING_PATH)
     async def ping(request: Request) -> JSONResponse:
         """Signed round trip for diagnostics: server time and what the central knows of the node."""
+        await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, MAX_PING_BODY)
-        return JSONResponse(await run_in_threadpool(ping_sync, ctx, request, body))
+        return JSONResponse(await run_in_threadpool(ping_sync, ctx, request, body, quotas))
 
     return api

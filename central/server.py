@@ -5,6 +5,7 @@ The app itself is `central.app.create_app`; it is re-exported here for old calle
 
 from __future__ import annotations
 
+import resource
 import socket
 import threading
 import time
@@ -14,13 +15,13 @@ from typing import Any
 import uvicorn
 
 from central.app import close_app, create_app
+from central.http import HEADER_BYTES, Guard, GuardMiddleware, guarded_protocol
+from central.limits import IngestLimits
 from central.store import Store, open_store
 
 __all__ = ["create_app", "parse_listen", "serve_forever", "serve_in_thread", "serve_workers"]
 
-# Longer than the node's 30 s upload interval, so a node on a metered SIM reuses its TLS
-# connection between rounds (4.0 vs 13.4 MB/day measured by bench/drain.py).
-KEEP_ALIVE_S = 75
+FILES_BESIDES_CONNECTIONS = 256  # the store, logs, the forwarders' sockets: beside max_connections
 
 
 # ---------------------------------------------------------------- running it
@@ -50,9 +51,27 @@ def url_of(sock: socket.socket, tls: bool) -> str:
 
 
 def make_server(app: Any, *, tls_cert: str | None = None, tls_key: str | None = None) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            ssl_certfile=tls_cert, ssl_keyfile=tls_key, timeout_keep_alive=KEEP_ALIVE_S)
+    """A uvicorn server for the app of `create_app`, with the limits of its context enforced
+    (central/http.py: connection cap, head/body deadlines, requests in progress, body budget)."""
+    limits: IngestLimits = app.state.central.limits
+    guard = Guard(limits)
+    app.state.guard = guard
+    config = uvicorn.Config(GuardMiddleware(app, guard), http=guarded_protocol(guard), ws="none",
+                            log_level="warning", access_log=False, lifespan="off",
+                            ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                            timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  (a float works)
+                            h11_max_incomplete_event_size=HEADER_BYTES)
     return uvicorn.Server(config)
+
+
+def raise_file_limit(limits: IngestLimits) -> None:
+    """Raise the soft limit of open files to what the connection cap needs (up to the hard limit),
+    so a full cap never leaves the receiver unable to accept a connection or open a file."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = limits.max_connections + FILES_BESIDES_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new_soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
 
 
 def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 0,
@@ -62,7 +81,7 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
     """Start the receiver in a daemon thread; returns (base URL, stop).
 
     ``store`` is a `Store` or a URL (then the store is opened here and closed by ``stop``).
-    ``app_options`` go to `create_app` (clock, max_body, max_decompressed, window_ms).
+    ``app_options`` go to `create_app` (clock, limits, max_body, max_decompressed, window_ms).
     """
     owned = isinstance(store, str)
     st = open_store(store) if isinstance(store, str) else store
@@ -96,6 +115,7 @@ def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls
     host, port = parse_listen(listen)
     sock = bind(host, port)
     app = create_app(store, **app_options)
+    raise_file_limit(app.state.central.limits)
     server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     announce(f"listening on {url_of(sock, tls=bool(tls_cert))}")
     try:
@@ -118,6 +138,7 @@ def serve_workers(open_one: Callable[[], Store], listen: str, workers: int, *, t
     def serve_one(shared: socket.socket) -> int:
         store = open_one()
         app = create_app(store, **app_options)
+        raise_file_limit(app.state.central.limits)
         try:
             make_server(app, tls_cert=tls_cert, tls_key=tls_key).run(sockets=[shared])
         finally:

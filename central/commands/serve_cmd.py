@@ -16,27 +16,31 @@ from node.errors import ConfigError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the HTTP receiver",
                        description="Run the receiver. Prints 'listening on URL' once bound "
-                       "(use --listen 127.0.0.1:0 for a free port).")
+                       "(use --listen 127.0.0.1:0 for a free port).",
+                       epilog=limits.describe_limits() + "\n(docs/protocol.md, \"Limits\")",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to bind (default: 127.0.0.1:8080, loopback only)")
     add_db_option(p)
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
-    p.add_argument("--max-body", type=int, default=limits.DEFAULT_MAX_BODY, metavar="BYTES",
-                   help="largest compressed body accepted (default: %(default)s)")
-    p.add_argument("--max-decompressed", type=int, default=limits.DEFAULT_MAX_DECOMPRESSED, metavar="BYTES",
-                   help="largest decompressed body accepted (default: %(default)s)")
+    p.add_argument("--max-body", type=int, metavar="BYTES",
+                   help=f"largest compressed body accepted (default: {limits.DEFAULT_MAX_BODY}; "
+                   "overrides [limits] max_body)")
+    p.add_argument("--max-decompressed", type=int, metavar="BYTES",
+                   help=f"largest decompressed body accepted (default: {limits.DEFAULT_MAX_DECOMPRESSED}; "
+                   "overrides [limits] max_decompressed)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="receiver processes sharing the listening socket (default: 1); each has its own "
                    "database connections, so use PostgreSQL for N > 1 (docs/central.md)")
     p.add_argument("--config", metavar="FILE",
-                   help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
+                   help="the central's TOML config: [limits], [[forward]] sinks (MQTT / ThingsBoard), "
                    "[console] settings; see docs/central.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward", "console")
+CONFIG_SECTIONS = ("forward", "console", "limits")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ConfigError("--tls-cert and --tls-key: give both or neither")
     for name in ("max_body", "max_decompressed"):
-        if getattr(args, name) < 1024:
+        if getattr(args, name) is not None and getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
     if not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers {args.workers}: expected 1 to 64 processes")
@@ -77,6 +81,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sinks = parse_sinks(config)
     console = parse_console(config)
+    receiver_limits = limits.parse_limits(config.get("limits"), where=f"--config {args.config} [limits]")
     if sinks:
         from central.forward.forwarder import log
 
@@ -90,14 +95,15 @@ def serve_cmd(args: argparse.Namespace) -> int:
     try:
         if args.workers > 1:
             store.close()  # a database connection must never cross a fork
-            return _serve_workers(args, sinks, forwarders, stores, console=console)
+            return _serve_workers(args, sinks, forwarders, stores, console=console, limits=receiver_limits)
         if sinks:
             from central.forward.forwarder import start_forwarders
 
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
-                             max_body=args.max_body, max_decompressed=args.max_decompressed, console=console)
+                             limits=receiver_limits, max_body=args.max_body,
+                             max_decompressed=args.max_decompressed, console=console)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69

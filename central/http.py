@@ -1,0 +1,289 @@
+"""Bounds on connections and requests, enforced before any work (docs/protocol.md, "Limits").
+
+Two pieces share one `Guard` (built by `central.server.make_server` for one server):
+
+- `guarded_protocol(guard)`: uvicorn's h11 protocol with a connection cap (past it the connection
+  idle the longest is closed; when none is idle the newcomer gets ``503 overloaded``), a deadline
+  for each request's line and headers (a connection that does not send them in time is closed),
+  and uvicorn's own keep-alive timeout and header size cap;
+- `GuardMiddleware`: the outermost ASGI layer: a cap on requests in progress (503 + Retry-After),
+  a deadline for the whole body (``408 timeout``) and a budget of body bytes held by all requests
+  together: past it the request holding the most is refused (503 + Retry-After), so a few stalled
+  uploads cannot take the server's memory and a small valid upload still gets through.
+
+Refusals are the JSON error shape of central/errors.py and close the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from central.errors import Rejected
+from central.limits import IngestLimits
+
+HEADER_BYTES = 16 * 1024  # request line + headers (h11's incomplete event cap): 431 past it
+
+
+class Shed(Rejected):
+    """A request refused because the receiver protects itself (503 overloaded / 408 timeout)."""
+
+
+def _overloaded(what: str, retry_after_s: int) -> Shed:
+    return Shed("overloaded", f"receiver overloaded ({what}); retry after {retry_after_s} s",
+                retry_after_s=retry_after_s)
+
+
+class _Holder:
+    """One request's share of the body budget."""
+
+    __slots__ = ("held", "receiving", "refused")
+
+    def __init__(self) -> None:
+        self.held = 0  # body bytes received so far (held until the request ends)
+        self.receiving = True  # the body is not complete yet (only such requests are refused)
+        self.refused: asyncio.Event | None = None  # set when the budget refuses this request
+
+
+class Guard:
+    """What the connections and requests of one server count against its limits."""
+
+    def __init__(self, limits: IngestLimits, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.limits, self.monotonic = limits, monotonic
+        self.requests = 0  # in progress
+        self.held = 0  # body bytes held by every request in progress
+        self.holders: dict[int, _Holder] = {}
+        self._ids = itertools.count()
+        self.shed = 0  # requests refused by the guard (503/408), for tests and logs
+        self.evicted_connections = 0
+
+    def charge(self, holder: _Holder, size: int) -> None:
+        """Add ``size`` bytes to ``holder``; past the budget refuse the largest unfinished body."""
+        holder.held += size
+        self.held += size
+        budget = self.limits.body_budget
+        while self.held > budget:
+            victim = max((h for h in self.holders.values() if h.receiving and h.refused is not None
+                          and not h.refused.is_set()), key=lambda h: h.held, default=None)
+            if victim is None or victim is holder or victim.held <= holder.held:
+                raise _overloaded("request bodies over the memory budget", self.limits.retry_after_s)
+            victim.refused.set()  # type: ignore[union-attr]  (checked above)
+            self._release(victim)
+
+    def _release(self, holder: _Holder) -> None:
+        self.held -= holder.held
+        holder.held = 0
+        holder.receiving = False
+
+
+def _error_messages(status: int, body: dict[str, Any], retry_after_s: int | None) -> list[dict[str, Any]]:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+               (b"content-length", str(len(payload)).encode())]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(retry_after_s).encode()))
+    return [{"type": "http.response.start", "status": status, "headers": headers},
+            {"type": "http.response.body", "body": payload}]
+
+
+async def _send_error(send: Any, exc: Rejected) -> None:
+    retry = exc.extra.get("retry_after_s")
+    for message in _error_messages(exc.status, {"error": exc.code, "message": exc.message, **exc.extra},
+                                   retry if isinstance(retry, int) else None):
+        await send(message)
+
+
+class GuardMiddleware:
+    """Requests in progress, body deadline and body budget (pure ASGI, outermost)."""
+
+    def __init__(self, app: Any, guard: Guard) -> None:
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        guard, limits = self.guard, self.guard.limits
+        head_bytes = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + sum(
+            len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+        if head_bytes > HEADER_BYTES:  # arrived in one piece, so h11's own cap did not see it
+            await _send_error(send, Rejected("bad_request", f"request line and headers over {HEADER_BYTES} "
+                                             "bytes", limit=HEADER_BYTES))
+            return
+        if guard.requests >= limits.max_requests:
+            guard.shed += 1
+            await _send_error(send, _overloaded("too many requests in progress", limits.retry_after_s))
+            return
+        holder = _Holder()
+        holder.refused = asyncio.Event()
+        key = next(guard._ids)
+        guard.holders[key] = holder
+        guard.requests += 1
+        deadline = guard.monotonic() + limits.body_timeout_s
+        failure: list[Rejected] = []  # what the guard refused this request for, once
+
+        async def guarded_receive() -> Any:
+            if failure:
+                raise failure[0]
+            if not holder.receiving:
+                return await receive()  # after the body: only http.disconnect is left to wait for
+            remaining = deadline - guard.monotonic()
+            message = None
+            if remaining > 0:
+                message = await _receive_until(receive, holder.refused, remaining)  # type: ignore[arg-type]
+            if message is None:
+                if holder.refused.is_set():  # type: ignore[union-attr]
+                    exc: Rejected = _overloaded("request bodies over the memory budget",
+                                                limits.retry_after_s)
+                else:
+                    exc = Shed("timeout", f"request body not received within {limits.body_timeout_s:g} s",
+                               limit=limits.body_timeout_s)
+                return _fail(exc)
+            if message["type"] == "http.request":
+                try:
+                    guard.charge(holder, len(message.get("body", b"")))
+                except Rejected as e:
+                    return _fail(e)
+                if not message.get("more_body", False):
+                    holder.receiving = False
+            return message
+
+        def _fail(exc: Rejected) -> Any:
+            guard.shed += 1
+            failure.append(exc)
+            raise exc
+
+        started = False
+        replaced = False
+        has_body = any(name in (b"transfer-encoding", b"content-length") and value.strip() != b"0"
+                       for name, value in scope.get("headers", ()))
+
+        async def guarded_send(message: Any) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return
+            if failure and not started and message["type"] == "http.response.start":
+                replaced = True  # whatever the route made of our refusal, the client gets ours
+                await _send_error(send, failure[0])
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                if has_body and holder.receiving:  # answered before the body was read: do not read it
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Rejected as e:
+            if started or replaced or e is not (failure[0] if failure else None):
+                raise
+            await _send_error(send, e)
+        finally:
+            guard.requests -= 1
+            guard._release(holder)
+            del guard.holders[key]
+
+
+async def _receive_until(receive: Any, refused: asyncio.Event, timeout: float) -> Any:
+    """``await receive()``, or None when ``refused`` is set or ``timeout`` passes first."""
+    got = asyncio.ensure_future(receive())
+    stop = asyncio.ensure_future(refused.wait())
+    try:
+        done, _ = await asyncio.wait((got, stop), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not got.done():
+            got.cancel()
+    return got.result() if got in done else None
+
+
+class GuardedProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a connection cap and a deadline for each request's head."""
+
+    guard: Guard  # set on the subclass `guarded_protocol` makes
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._busy = False  # a request (head received) is in progress
+        self._idle_since = self.guard.monotonic()
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._over_cap = False
+        self._app = self.app
+        self.app = self._serve  # uvicorn runs self.app for each request of this connection
+        if len(self.connections) > self.guard.limits.max_connections and not self._evict_idle():
+            self._over_cap = True
+        self._start_head_timer()
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle the longest (keep-alive, or head not sent); False if none."""
+        idle = [c for c in self.connections
+                if c is not self and isinstance(c, GuardedProtocol) and not c._busy
+                and not c.transport.is_closing()]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda c: c._idle_since)
+        oldest._close_idle()
+        self.guard.evicted_connections += 1
+        return True
+
+    def _close_idle(self) -> None:
+        self._cancel_head_timer()
+        self._unset_keepalive_if_required()
+        self.transport.close()
+
+    def _start_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.guard.limits.head_timeout_s, self._head_expired)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_expired(self) -> None:
+        self._head_timer = None
+        if not self._busy and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy and self._head_timer is None:  # the next request's head begins
+            self._start_head_timer()
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (or headers over `HEADER_BYTES`): the JSON error, then close."""
+        payload = json.dumps({"error": "bad_request", "message": f"{msg} (headers are limited to "
+                              f"{HEADER_BYTES} bytes)", "limit": HEADER_BYTES}).encode()
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                             b"connection: close\r\ncontent-length: " + str(len(payload)).encode()
+                             + b"\r\n\r\n" + payload)
+        self.transport.close()
+
+    async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
+        self._cancel_head_timer()
+        self._busy = True
+        try:
+            if self._over_cap:
+                self.guard.shed += 1
+                await _send_error(send, _overloaded("too many connections",
+                                                    self.guard.limits.retry_after_s))
+                return
+            await self._app(scope, receive, send)
+        finally:
+            self._busy = False
+            self._idle_since = self.guard.monotonic()
+
+
+def guarded_protocol(guard: Guard) -> type[GuardedProtocol]:
+    """A `GuardedProtocol` class bound to ``guard`` (uvicorn's ``Config(http=...)``)."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"guard": guard})
