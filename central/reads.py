@@ -21,6 +21,7 @@ from central.auth import require_role
 from central.context import AppContext
 from central.errors import Rejected
 from node.model import flag_names
+from node.protocol import is_node_id, text_problem
 
 MAX_READ_LIMIT = 100_000
 CSV_COLUMNS = ("node_id", "epoch", "seq", "channel", "unit", "value", "flags", "flag_names", "wall_ms",
@@ -100,13 +101,15 @@ def router(ctx: AppContext) -> APIRouter:
             raise Rejected("bad_query", "format: expected json or csv", field="format")
         if not 1 <= limit <= MAX_READ_LIMIT:
             raise Rejected("bad_query", f"limit: expected 1..{MAX_READ_LIMIT}", field="limit")
+        if channel is not None and text_problem(channel) is not None:
+            raise Rejected("bad_query", f"channel: {text_problem(channel)}", field="channel")
         since_ms, until_ms = parse_time(since, "since"), parse_time(until, "until")
-        if ctx.store.node_key(node_id) is None:
-            raise Rejected("not_found", f"unknown node {node_id!r}")
+        if not is_node_id(node_id) or ctx.store.node_key(node_id) is None:
+            raise Rejected("not_found", f"unknown node {node_id[:80]!r}")
         rows = ctx.store.readings(node_id, channel=channel, since_ms=since_ms, until_ms=until_ms, limit=limit)
         want_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
         if want_csv:
-            filename = re.sub(r"[^A-Za-z0-9._-]", "_", node_id)  # an id from before ids were checked
+            filename = re.sub(r"[^A-Za-z0-9._-]", "_", node_id)  # (is_node_id: already these only)
             return Response(readings_csv(rows), media_type="text/csv; charset=utf-8", headers={
                 "Content-Disposition": f'attachment; filename="{filename}-readings.csv"'})
         return JSONResponse({"node": node_id, "count": len(rows), "readings": [asdict(r) for r in rows]})

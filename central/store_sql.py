@@ -203,8 +203,11 @@ class SqlStore(Store):
                 self._exec(cur, "INSERT INTO channels (node_id, channel, unit) VALUES (?, ?, ?) "
                            "ON CONFLICT (node_id, channel) DO UPDATE SET unit = excluded.unit",
                            (node, channel, unit))
-            self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
-                       "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
+            if batch.health:  # a batch without health (or with {}) says nothing about it: keep the last
+                self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
+                           "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
+            else:
+                self._exec(cur, "UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?", (now_ms, node))
             return IngestResult(stored, len(rows) - stored, gaps, incidents)
 
         return self._write(run)
