@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from central.api_shapes import INGEST_DOC, PING_DOC
 from central.context import AppContext
 from central.errors import Rejected
 from central.limits import MAX_PING_BODY
@@ -24,6 +25,9 @@ from node.protocol import ProtocolError
 REPLAY_MESSAGE = "this signature was already used; re-sign with a new timestamp"
 ACCEPTED_TYPES = (protocol.CONTENT_TYPE, "application/json")
 RECEIPT_SCOPE_KEY = "streetnode.receipt"  # the scope entry ReceiptMiddleware reads
+# Worker threads of the node endpoints, apart from the shared pool every read endpoint (and auth
+# dependency) runs in: however many reads are in flight, an upload finds a thread (#13, old #11).
+INGEST_THREADS = 16
 
 
 def arm_receipt(request: Request, key: bytes, signature: str) -> None:
@@ -109,8 +113,9 @@ INGEST_BODY_DOC = {"requestBody": {"required": True, "content": {protocol.CONTEN
 
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["node"])
+    threads = anyio.CapacityLimiter(INGEST_THREADS)
 
-    @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC)
+    @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC, responses=INGEST_DOC)
     async def ingest(request: Request) -> JSONResponse:
         """Store a signed, gzip-compressed v1 batch (see docs/protocol.md)."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -119,12 +124,12 @@ def router(ctx: AppContext) -> APIRouter:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
         body = await read_body(request, ctx.limits.max_body)
-        return JSONResponse(await run_in_threadpool(ingest_sync, ctx, request, body))
+        return JSONResponse(await anyio.to_thread.run_sync(ingest_sync, ctx, request, body, limiter=threads))
 
-    @api.post(protocol.PING_PATH)
+    @api.post(protocol.PING_PATH, responses=PING_DOC)
     async def ping(request: Request) -> JSONResponse:
         """Signed round trip for diagnostics: server time and what the central knows of the node."""
         body = await read_body(request, MAX_PING_BODY)
-        return JSONResponse(await run_in_threadpool(ping_sync, ctx, request, body))
+        return JSONResponse(await anyio.to_thread.run_sync(ping_sync, ctx, request, body, limiter=threads))
 
     return api
