@@ -33,6 +33,8 @@ _CURSOR_RE = re.compile(r"([0-9]{1,15})\.([0-9]{1,16})\.([0-9]{1,16})")
 CSV_COLUMNS = ("node_id", "epoch", "seq", "channel", "unit", "value", "flags", "flag_names", "wall_ms",
                "time_utc", "boot_ms", "boot_id", "received_ms")
 _MS_RE = re.compile(r"[0-9]{1,15}")
+_RELATIVE_RE = re.compile(r"-([0-9]{1,9})(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # a spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -51,19 +53,24 @@ def node_json(n: Any) -> dict[str, Any]:
             "missing_readings": n.missing_readings, "incidents": n.incidents}
 
 
-def parse_time(text: str | None, name: str) -> int | None:
-    """Milliseconds since the epoch from ``1764100000000`` or ISO 8601 (naive means UTC)."""
+def parse_time(text: str | None, name: str, now_ms: int | None = None) -> int | None:
+    """Milliseconds since the epoch from ``1764100000000``, ISO 8601 (naive means UTC) or, given
+    ``now_ms``, a time relative to it: ``now``, ``-30s``, ``-5m``, ``-2h``, ``-7d``."""
     if text is None or text == "":
         return None
     if _MS_RE.fullmatch(text):
         return int(text)
+    relative = _RELATIVE_RE.fullmatch(text)
+    if now_ms is not None and (relative or text == "now"):
+        return now_ms - (int(relative.group(1)) * _UNIT_MS[relative.group(2)] if relative else 0)
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
     except (ValueError, OverflowError):
-        raise Rejected("bad_query", f"{name}: expected milliseconds since the epoch or ISO 8601 time, "
+        raise Rejected("bad_query", f"{name}: expected milliseconds since the epoch, ISO 8601 time or "
+                       "a relative time such as -5m, -2h, -7d, "
                        f"got {text[:40]!r}", field=name) from None
 
 
@@ -100,6 +107,23 @@ def readings_csv(rows: list[Any]) -> str:
     return out.getvalue()
 
 
+def known_channels(store: Any, node_id: str, limit: int = 1000) -> list[str]:
+    """The channels a node has declared (with their unit) in its batches, by name (at most ``limit``)."""
+    rows = store.query("SELECT channel FROM channels WHERE node_id = ? ORDER BY channel LIMIT ?",
+                       (node_id, limit))
+    return [r[0] for r in rows]
+
+
+def check_channel(store: Any, node_id: str, channel: str) -> None:
+    """404 ``not_found`` naming the node's channels (the first 1000) when ``channel`` is not one."""
+    if store.query("SELECT 1 FROM channels WHERE node_id = ? AND channel = ?", (node_id, channel)):
+        return
+    known = known_channels(store, node_id)
+    listed = ", ".join(known[:50]) + (" ..." if len(known) > 50 else "")
+    raise Rejected("not_found", f"channel: node {node_id!r} has no channel {channel!r} "
+                   f"(known: {listed or 'none yet'})", field="channel", known=known)
+
+
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["read"], dependencies=[Depends(require_role("read"))])
     schema = load_schema()
@@ -125,21 +149,28 @@ def router(ctx: AppContext) -> APIRouter:
     @api.get("/v1/nodes/{node_id}/readings", responses=READINGS_DOC)
     def readings(request: Request, node_id: str, channel: str | None = None, since: str | None = None,
                  until: str | None = None, limit: int = DEFAULT_READ_LIMIT, cursor: str | None = None,
-                 format: str | None = None) -> Response:
-        """Readings in (wall_ms, epoch, seq) order, a page of at most ``limit``; ``next`` (JSON, or the
-        X-Streetnode-Next header) is the ``cursor`` of the next page. CSV with format=csv."""
+                 format: str | None = None, order: str = "asc") -> Response:
+        """Readings in (wall_ms, epoch, seq) order (``order=desc``: newest first), a page of at most
+        ``limit``; ``next`` (JSON, or the X-Streetnode-Next header) is the ``cursor`` of the next
+        page. ``since``/``until`` as ms, ISO 8601 or relative (``-5m``); CSV with format=csv. An
+        unknown channel is a 404 naming the node's channels."""
         if format not in (None, "json", "csv"):
             raise Rejected("bad_query", "format: expected json or csv", field="format")
+        if order not in ("asc", "desc"):
+            raise Rejected("bad_query", "order: expected asc or desc", field="order")
         if not 1 <= limit <= MAX_READ_LIMIT:
             raise Rejected("bad_query", f"limit: expected 1..{MAX_READ_LIMIT}", field="limit")
         if channel is not None and text_problem(channel) is not None:
             raise Rejected("bad_query", f"channel: {text_problem(channel)}", field="channel")
-        since_ms, until_ms = parse_time(since, "since"), parse_time(until, "until")
+        now = ctx.now_ms()
+        since_ms, until_ms = parse_time(since, "since", now), parse_time(until, "until", now)
         after = parse_cursor(cursor)
         if not is_node_id(node_id) or not ctx.store.list_nodes(node_id):
             raise Rejected("not_found", f"unknown node {node_id[:80]!r}")
+        if channel is not None:
+            check_channel(ctx.store, node_id, channel)
         found = ctx.store.readings(node_id, channel=channel, since_ms=since_ms, until_ms=until_ms,
-                                   limit=limit + 1, after=after)
+                                   limit=limit + 1, after=after, newest_first=order == "desc")
         rows = found[:limit]
         next_cursor = format_cursor(rows[-1]) if len(found) > limit else None
         headers = {NEXT_HEADER: next_cursor} if next_cursor else {}

@@ -137,9 +137,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
                  until_ms: int | None = None, limit: int | None = None,
-                 after: tuple[int, int, int] | None = None) -> list[StoredReading]:
+                 after: tuple[int, int, int] | None = None,
+                 newest_first: bool = False) -> list[StoredReading]:
         """Readings by wall time (since inclusive, until exclusive), then epoch and seq; with
-        ``after`` = (wall_ms, epoch, seq) of a reading, only those strictly after it in that order
+        ``newest_first`` in the reverse order (so ``limit=1`` is the newest). With ``after`` =
+        (wall_ms, epoch, seq) of a reading, only those strictly after it in the order asked for
         (a page's cursor: readings sharing a wall time are neither repeated nor skipped). Each
         reading has the unit it was stored under (a later unit change does not relabel it)."""
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from central import migrations
+from central.console import rollup
 from central.readpool import ReadPool
 from central.store import (
     BUSY,
@@ -227,6 +228,8 @@ class SqlStore(Store):
                 tail = (now_ms, None)
                 rows = [head + row + tail for row in batch.rows()]
             stored = self._insert_readings(cur, rows) if rows else 0
+            if rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
+                rollup.update(Tx(self, cur), node, epoch, batch.rows(), now_ms)
             gaps, new_gaps, missing = self._upsert_gaps(cur, node, batch.gaps, now_ms)
             incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "
                                           "kind, detail, count, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -253,7 +256,7 @@ class SqlStore(Store):
     def _upsert_channels(self, cur: Any, node: str, units: dict[str, str]) -> dict[str, str]:
         """Record each channel's latest unit; returns {channel: unit} for the channels whose unit now
         differs from their ``base_unit``: their readings keep that unit in ``readings.unit``, so a
-        unit change never relabels what was stored before (migration v0005)."""
+        unit change never relabels what was stored before (migration node_stats)."""
         other: dict[str, str] = {}
         for channel, unit in units.items():
             self._exec(cur, "INSERT INTO channels (node_id, channel, unit, base_unit) VALUES (?, ?, ?, ?) "
@@ -310,7 +313,8 @@ class SqlStore(Store):
     # ---- reading back (read connections: never behind the writer)
     def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
                  until_ms: int | None = None, limit: int | None = None,
-                 after: tuple[int, int, int] | None = None) -> list[StoredReading]:
+                 after: tuple[int, int, int] | None = None,
+                 newest_first: bool = False) -> list[StoredReading]:
         sql = ("SELECT r.node_id, r.epoch, r.seq, r.channel, COALESCE(r.unit, c.base_unit, c.unit, ''), "
                "r.value, r.flags, r.wall_ms, r.boot_ms, r.boot_id, r.received_ms FROM readings r "
                "LEFT JOIN channels c ON c.node_id = r.node_id AND c.channel = r.channel WHERE r.node_id = ?")
@@ -324,11 +328,16 @@ class SqlStore(Store):
         if until_ms is not None:
             sql += " AND r.wall_ms < ?"
             params.append(until_ms)
-        if after is not None:  # strictly after this reading in (wall_ms, epoch, seq) order
+        if after is not None and not newest_first:  # strictly after this reading in the order
             wall_ms, epoch, seq = after
-            sql += (" AND r.wall_ms >= ? AND (r.wall_ms > ? OR r.epoch > ? OR (r.epoch = ? AND r.seq > ?))")
+            sql += " AND r.wall_ms >= ? AND (r.wall_ms > ? OR r.epoch > ? OR (r.epoch = ? AND r.seq > ?))"
             params += [wall_ms, wall_ms, epoch, epoch, seq]
-        sql += " ORDER BY r.wall_ms, r.epoch, r.seq"
+        elif after is not None:  # newest first: strictly before it
+            wall_ms, epoch, seq = after
+            sql += " AND r.wall_ms <= ? AND (r.wall_ms < ? OR r.epoch < ? OR (r.epoch = ? AND r.seq < ?))"
+            params += [wall_ms, wall_ms, epoch, epoch, seq]
+        sql += (" ORDER BY r.wall_ms DESC, r.epoch DESC, r.seq DESC" if newest_first
+                else " ORDER BY r.wall_ms, r.epoch, r.seq")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
