@@ -69,6 +69,9 @@ def test_pages_neither_repeat_nor_skip_readings_that_share_a_wall_time(central):
         assert pages == -(-len(expected) // limit), limit  # the last full page already says next: null
     got, _ = all_pages(url, auth, 3, channel="w.ch1_c", since=T0 + 1000)
     assert got == [k for k in expected if k[2] % 4 == 1 and k[0] >= T0 + 1000]
+    for limit in (1, 7, 65):  # newest first: the cursor pages backwards
+        got, _ = all_pages(url, auth, limit, order="desc")
+        assert got == expected[::-1], limit
 
 
 def test_a_page_boundary_inside_one_wall_time_and_csv_next_header(central):
