@@ -63,6 +63,9 @@ GAP_REASONS = ("evicted_size", "evicted_age", "disk_full", "overflow", "rejected
 _NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SIG_RE = re.compile(r"[0-9a-f]{64}")
 _TS_RE = re.compile(r"[0-9]{1,15}")
+# the timestamp header is signed as the number's decimal form: no leading zero, so that the digits
+# sent are exactly the digits signed (docs/protocol.md, Signature)
+_TS_HEADER_RE = re.compile(r"0|[1-9][0-9]{0,14}")
 
 
 def is_node_id(text: str) -> bool:
@@ -647,8 +650,9 @@ def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
     node_id, ts, sig = values
     if not _NODE_ID_RE.fullmatch(node_id):
         raise ProtocolError(HEADER_NODE, "expected a node id", code="bad_signature")
-    if not _TS_RE.fullmatch(ts):
-        raise ProtocolError(HEADER_TIMESTAMP, "expected milliseconds since the epoch", code="bad_signature")
+    if not _TS_HEADER_RE.fullmatch(ts):
+        raise ProtocolError(HEADER_TIMESTAMP, "expected milliseconds since the epoch (1-15 ASCII digits, "
+                            "no leading zero)", code="bad_signature")
     if not _SIG_RE.fullmatch(sig):
         raise ProtocolError(HEADER_SIGNATURE, "expected 64 lowercase hex digits", code="bad_signature")
     return AuthHeaders(node_id, int(ts), sig)
