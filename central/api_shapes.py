@@ -102,3 +102,45 @@ SCHEMA_DOC = {200: {"description": "the JSON Schema of the ingest document",
               **errors(401, 403, 500, 503)}
 OPENAPI_DOC = {200: _json("this document", {"type": "object"}), **errors(401, 403, 500, 503)}
 HEALTHZ_DOC = {200: _json("alive; the store answers", HEALTHZ), **errors(500, 503)}
+
+SESSION = {"type": "object", "required": ["user", "role", "expires_ms"], "properties": {
+    "user": {"type": "string"}, "role": {"enum": ["read", "admin"]}, "expires_ms": _INT}}
+WHOAMI = {"type": "object", "required": ["name", "role", "kind"], "properties": {
+    "name": {"type": "string"}, "role": {"enum": ["read", "admin"]}, "kind": {"enum": ["token", "session"]}}}
+LOGIN_DOC = {200: _json("logged in; the session cookie is set", SESSION), **errors(400, 401, 500, 503)}
+WHOAMI_DOC = {200: _json("who the request is authenticated as", WHOAMI), **errors(401, 403, 500, 503)}
+LOGOUT_DOC = {200: _json("logged out; the cookie is cleared", {"type": "object", "required": ["ok"],
+                                                                 "properties": {"ok": {"const": True}}}),
+              **errors(403, 500, 503)}
+STA_DOC = {200: _json("an OGC SensorThings API v1.1 entity, or a collection {value, @iot.nextLink} "
+                      "(docs/sta.md)", {"type": "object"}), **errors(400, 401, 403, 404, 500, 503)}
+
+
+def object_doc(description: str, *keys: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 that is a JSON object with these top-level keys (an area's own page documents them)."""
+    return {200: _json(description, {"type": "object", "required": list(keys)}),
+            **errors(400, 401, 403, 404, 500, 503)}
+
+
+def shape_errors(doc: dict[str, Any]) -> dict[str, Any]:
+    """Every operation of an OpenAPI document answers errors in the JSON error shape: FastAPI's
+    generated ``422 HTTPValidationError`` (the receiver answers those with ``400 bad_query``) becomes
+    a 400 error, and an operation without ``default`` gets it. FastAPI's empty JSON placeholder is
+    dropped from a success that documents another media type (``/v1/schema``)."""
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            generated = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if "HTTPValidationError" in str(generated.get("schema", "")):
+                del responses["422"]
+                responses.setdefault("400", _json("error (the JSON error shape, docs/protocol.md)", ERROR))
+            responses.setdefault("default", _json("any other error: the same JSON error shape", ERROR))
+            for status, response in responses.items():  # FastAPI's placeholder beside a documented type
+                content = response.get("content", {})
+                if str(status).startswith("2") and len(content) > 1 and content.get(
+                        "application/json", {}).get("schema") == {}:
+                    del content["application/json"]
+    schemas = doc.get("components", {}).get("schemas", {})
+    schemas.pop("HTTPValidationError", None)  # no operation refers to them any more
+    schemas.pop("ValidationError", None)
+    return doc

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
-from central.api_shapes import HEALTHZ_DOC, OPENAPI_DOC
+from central.api_shapes import HEALTHZ_DOC, OPENAPI_DOC, shape_errors
 from central.console.config import ConsoleConfig
 from central.console.mount import build_console
 from central.context import AppContext
@@ -207,6 +207,14 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
                               Middleware(InternalErrorMiddleware)])
     app.state.central = ctx
     _install_error_handlers(app)
+    generate_openapi = app.openapi
+
+    def openapi_document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = shape_errors(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi_document  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"], responses=HEALTHZ_DOC)
     def healthz() -> JSONResponse:
