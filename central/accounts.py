@@ -214,14 +214,14 @@ class Accounts:
         if not secret.startswith(TOKEN_PREFIX) or not _SECRET_RE.fullmatch(secret[len(TOKEN_PREFIX):]):
             return None
         digest, now = sha256_hex(secret), self._now_ms()
-        rows = self.store.transaction(lambda tx: tx.execute(
-            "SELECT name, role, last_used_ms FROM api_tokens WHERE token_sha256 = ?", (digest,)).fetchall())
+        rows = self.store.query("SELECT name, role, last_used_ms FROM api_tokens WHERE token_sha256 = ?",
+                                (digest,))  # a read connection: a read never waits for an upload
         if not rows:
             return None
         name, role, last_used = rows[0]
-        if last_used is None or now - int(last_used) >= LAST_USED_EVERY_MS:
+        if last_used is None or now - int(last_used) >= LAST_USED_EVERY_MS:  # skipped while a write runs
             self.store.transaction(lambda tx: tx.execute(
-                "UPDATE api_tokens SET last_used_ms = ? WHERE name = ?", (now, name)), write=True)
+                "UPDATE api_tokens SET last_used_ms = ? WHERE name = ?", (now, name)), write=True, wait=False)
         return Principal(name, role, "token")
 
     # ---- sessions (console)
@@ -248,9 +248,9 @@ class Accounts:
         if not _SECRET_RE.fullmatch(session_id):
             return None
         digest, now = sha256_hex(session_id), self._now_ms()
-        rows = self.store.transaction(lambda tx: tx.execute(
-            "SELECT u.name, u.role, s.last_used_ms, s.expires_ms FROM sessions s JOIN users u "
-            "ON u.name = s.user_name WHERE s.id_sha256 = ? AND u.disabled = 0", (digest,)).fetchall())
+        rows = self.store.query("SELECT u.name, u.role, s.last_used_ms, s.expires_ms FROM sessions s "
+                                "JOIN users u ON u.name = s.user_name "
+                                "WHERE s.id_sha256 = ? AND u.disabled = 0", (digest,))
         if not rows:
             return None
         name, role, last_used, expires = rows[0]
@@ -258,7 +258,8 @@ class Accounts:
             return None
         if now - int(last_used) >= LAST_USED_EVERY_MS:
             self.store.transaction(lambda tx: tx.execute(
-                "UPDATE sessions SET last_used_ms = ? WHERE id_sha256 = ?", (now, digest)), write=True)
+                "UPDATE sessions SET last_used_ms = ? WHERE id_sha256 = ?", (now, digest)), write=True,
+                wait=False)  # skipped while a write runs: the next request updates it
         return Principal(name, role, "session")
 
     def logout(self, session_id: str) -> None:

@@ -29,18 +29,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
+from central.api_shapes import HEALTHZ_DOC, OPENAPI_DOC, shape_errors
 from central.console.config import ConsoleConfig
 from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.ingest import RECEIPT_SCOPE_KEY
 from central.limits import IngestLimits
+from central.readpool import ReadBusy, ReadTooSlow
 from central.sta import build_sta
 from central.store import Store, StoreError
 from node import protocol
 
 log = logging.getLogger("streetnode.central")
 RETRY_AFTER_UNAVAILABLE_S = 10
+RETRY_AFTER_BUSY_S = 1
 
 
 def debug_enabled() -> bool:
@@ -148,6 +151,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreError)
     async def on_store_error(request: Request, exc: StoreError) -> JSONResponse:
+        if isinstance(exc, ReadTooSlow):  # the request asked for too much: narrowing it helps
+            return error_response("too_expensive", str(exc))
+        if isinstance(exc, ReadBusy):  # every read connection busy: shed, the writer is not involved
+            log.warning("503 busy %s %s: %s", request.method, request.url.path, exc)
+            return error_response("unavailable", str(exc), headers={"Retry-After": str(RETRY_AFTER_BUSY_S)})
         log.warning("503 unavailable %s %s: %s", request.method, request.url.path, exc)
         return error_response("unavailable", "storage unavailable; retry later",
                               headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)})
@@ -203,15 +211,25 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
                               Middleware(InternalErrorMiddleware)])
     app.state.central = ctx
     _install_error_handlers(app)
+    generate_openapi = app.openapi
 
-    @app.get("/healthz", tags=["health"])
+    def openapi_document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = shape_errors(generate_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi_document  # type: ignore[method-assign]
+
+    @app.get("/healthz", tags=["health"], responses=HEALTHZ_DOC)
     def healthz() -> JSONResponse:
-        """Liveness and storage reachability (open to all: says nothing about nodes)."""
-        store.node_key("")
+        """Liveness and storage reachability (open to all: says nothing about nodes). On a read
+        connection: a long upload does not make the receiver look dead."""
+        store.query("SELECT 1")
         return JSONResponse({"ok": True, "protocol": protocol.PROTOCOL_VERSION,
                              "server_time_ms": ctx.now_ms()})
 
-    @app.get("/openapi.json", tags=["read"], dependencies=[Depends(auth.require_role("read"))])
+    @app.get("/openapi.json", tags=["read"], dependencies=[Depends(auth.require_role("read"))],
+             responses=OPENAPI_DOC)
     def openapi() -> JSONResponse:
         """This API's OpenAPI document."""
         return JSONResponse(app.openapi())

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from central.accounts import ROLES, Principal
+from central.api_shapes import LOGIN_DOC, LOGOUT_DOC, WHOAMI_DOC
 from central.context import AppContext, app_context
 from central.errors import Rejected
 
@@ -95,7 +96,7 @@ def router(ctx: AppContext) -> APIRouter:
     """``/v1/session``: log in (sets the cookie), who am I, log out."""
     api = APIRouter(tags=["session"])
 
-    @api.post("/v1/session")
+    @api.post("/v1/session", responses=LOGIN_DOC)
     async def login(request: Request, body: LoginRequest) -> JSONResponse:
         """Log in with a user's password; sets the session cookie (HttpOnly, SameSite=Strict)."""
         session = await run_in_threadpool(ctx.accounts.login, body.user, body.password)
@@ -108,12 +109,12 @@ def router(ctx: AppContext) -> APIRouter:
                             max_age=(session.expires_ms - ctx.now_ms()) // 1000)
         return response
 
-    @api.get("/v1/session")
+    @api.get("/v1/session", responses=WHOAMI_DOC)
     def whoami(principal: Annotated[Principal, Depends(_reader)]) -> dict[str, str]:
         """The authenticated user or token and its role."""
         return {"name": principal.name, "role": principal.role, "kind": principal.kind}
 
-    @api.delete("/v1/session")
+    @api.delete("/v1/session", responses=LOGOUT_DOC)
     async def logout(request: Request) -> JSONResponse:
         """End the session of the cookie (if any) and clear the cookie."""
         session_id = request.cookies.get(SESSION_COOKIE)

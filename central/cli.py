@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from node.cli import run_guarded
+    from node.errors import run_guarded
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -15,8 +15,8 @@ STATUS: dict[str, int] = {
     "unknown_node": 401, "bad_signature": 401, "stale_timestamp": 401, "replay": 401,
     "bad_content_type": 415, "too_large": 413, "bad_gzip": 400, "bad_json": 400, "schema": 422,
     # reads and accounts
-    "bad_query": 400, "bad_request": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
-    "method_not_allowed": 405,
+    "bad_query": 400, "bad_request": 400, "too_expensive": 400, "unauthorized": 401, "forbidden": 403,
+    "not_found": 404, "method_not_allowed": 405,
     # the server protecting itself (central/http.py, docs/protocol.md "Limits")
     "timeout": 408, "quota": 429, "overloaded": 503,
     # the server

@@ -14,10 +14,12 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from central.api_shapes import INGEST_DOC, PING_DOC
 from central.context import AppContext
 from central.errors import Rejected
 from central.limits import MAX_PING_BODY, IngestLimits
@@ -30,6 +32,9 @@ from node.protocol import ProtocolError
 REPLAY_MESSAGE = "this signature was already used; re-sign with a new timestamp"
 ACCEPTED_TYPES = (protocol.CONTENT_TYPE, "application/json")
 RECEIPT_SCOPE_KEY = "streetnode.receipt"  # the scope entry ReceiptMiddleware reads
+# Worker threads of the node endpoints, apart from the shared pool every read endpoint (and auth
+# dependency) runs in: however many reads are in flight, an upload finds a thread (#13, old #11).
+INGEST_THREADS = 16
 
 
 def arm_receipt(request: Request, key: bytes, signature: str) -> None:
@@ -264,8 +269,9 @@ class IngestSlots:
     """At most ``limits.ingest_slots`` bodies decoded and stored at once; a request that waits
     longer than ``limits.ingest_wait_s`` for one is refused (503 overloaded + Retry-After)."""
 
-    def __init__(self, limits: IngestLimits) -> None:
+    def __init__(self, limits: IngestLimits, threads: anyio.CapacityLimiter | None = None) -> None:
         self.limits = limits
+        self.threads = threads
         self._semaphore: asyncio.Semaphore | None = None  # made in the server's event loop
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -279,7 +285,7 @@ class IngestSlots:
                            f"{self.limits.ingest_wait_s:g} s); retry after {retry} s",
                            retry_after_s=retry) from None
         try:
-            return await run_in_threadpool(fn, *args)
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self.threads)
         finally:
             self._semaphore.release()
 
@@ -287,10 +293,11 @@ class IngestSlots:
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["node"])
     keys = NodeKeys(ctx.store.node_key)
-    slots = IngestSlots(ctx.limits)
+    threads = anyio.CapacityLimiter(INGEST_THREADS)  # ingest's own threads: reads cannot take them
+    slots = IngestSlots(ctx.limits, threads)
     quotas = NodeQuotas(ctx.limits)
 
-    @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC)
+    @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC, responses=INGEST_DOC)
     async def ingest(request: Request) -> JSONResponse:
         """Store a signed, gzip-compressed v1 batch (see docs/protocol.md)."""
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -302,11 +309,12 @@ def router(ctx: AppContext) -> APIRouter:
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
         return JSONResponse(await slots.run(ingest_sync, ctx, request, body, quotas))
 
-    @api.post(protocol.PING_PATH)
+    @api.post(protocol.PING_PATH, responses=PING_DOC)
     async def ping(request: Request) -> JSONResponse:
         """Signed round trip for diagnostics: server time and what the central knows of the node."""
         await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, MAX_PING_BODY)
-        return JSONResponse(await run_in_threadpool(ping_sync, ctx, request, body, quotas))
+        return JSONResponse(await anyio.to_thread.run_sync(ping_sync, ctx, request, body, quotas,
+                                                           limiter=threads))
 
     return api

@@ -17,12 +17,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from central.api_shapes import NODES_DOC, READINGS_DOC, SCHEMA_DOC
 from central.auth import require_role
 from central.context import AppContext
 from central.errors import Rejected
 from node.model import flag_names
+from node.protocol import is_node_id, text_problem
 
 MAX_READ_LIMIT = 100_000
+DEFAULT_READ_LIMIT = 10_000
+MAX_NODES_LIMIT = 10_000
+DEFAULT_NODES_LIMIT = 1000
+NEXT_HEADER = "X-Streetnode-Next"  # the next page's cursor (absent on the last page)
+_CURSOR_RE = re.compile(r"([0-9]{1,15})\.([0-9]{1,16})\.([0-9]{1,16})")
 CSV_COLUMNS = ("node_id", "epoch", "seq", "channel", "unit", "value", "flags", "flag_names", "wall_ms",
                "time_utc", "boot_ms", "boot_id", "received_ms")
 _MS_RE = re.compile(r"[0-9]{1,15}")
@@ -67,6 +74,21 @@ def parse_time(text: str | None, name: str, now_ms: int | None = None) -> int | 
                        f"got {text[:40]!r}", field=name) from None
 
 
+def format_cursor(r: Any) -> str:
+    """The cursor after reading ``r``: ``WALL_MS.EPOCH.SEQ`` (its place in the readings' order)."""
+    return f"{r.wall_ms}.{r.epoch}.{r.seq}"
+
+
+def parse_cursor(text: str | None) -> tuple[int, int, int] | None:
+    if text is None or text == "":
+        return None
+    m = _CURSOR_RE.fullmatch(text)
+    if m is None:
+        raise Rejected("bad_query", "cursor: expected the next value of the previous page "
+                       "(WALL_MS.EPOCH.SEQ)", field="cursor")
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
 def csv_text(cell: str) -> str:
     """A text cell a spreadsheet shows as text: one starting with ``= + - @`` (or tab/CR) gets a
     leading apostrophe. Only text columns go through it; numbers are written as numbers."""
@@ -85,62 +107,78 @@ def readings_csv(rows: list[Any]) -> str:
     return out.getvalue()
 
 
-def known_channels(store: Any, node_id: str) -> list[str]:
-    """The channels a node has declared (with their unit) in its batches, by name."""
-    rows = store.transaction(lambda tx: tx.execute(
-        "SELECT channel FROM channels WHERE node_id = ? ORDER BY channel", (node_id,)).fetchall())
+def known_channels(store: Any, node_id: str, limit: int = 1000) -> list[str]:
+    """The channels a node has declared (with their unit) in its batches, by name (at most ``limit``)."""
+    rows = store.query("SELECT channel FROM channels WHERE node_id = ? ORDER BY channel LIMIT ?",
+                       (node_id, limit))
     return [r[0] for r in rows]
 
 
 def check_channel(store: Any, node_id: str, channel: str) -> None:
-    """404 ``not_found`` naming the node's channels when ``channel`` is not one of them."""
+    """404 ``not_found`` naming the node's channels (the first 1000) when ``channel`` is not one."""
+    if store.query("SELECT 1 FROM channels WHERE node_id = ? AND channel = ?", (node_id, channel)):
+        return
     known = known_channels(store, node_id)
-    if channel not in known:
-        listed = ", ".join(known[:50]) + (" ..." if len(known) > 50 else "")
-        raise Rejected("not_found", f"channel: node {node_id!r} has no channel {channel!r} "
-                       f"(known: {listed or 'none yet'})", field="channel", known=known)
+    listed = ", ".join(known[:50]) + (" ..." if len(known) > 50 else "")
+    raise Rejected("not_found", f"channel: node {node_id!r} has no channel {channel!r} "
+                   f"(known: {listed or 'none yet'})", field="channel", known=known)
 
 
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["read"], dependencies=[Depends(require_role("read"))])
     schema = load_schema()
 
-    @api.get("/v1/schema")
+    @api.get("/v1/schema", responses=SCHEMA_DOC)
     def get_schema() -> JSONResponse:
         """The JSON Schema of the (decompressed) ingest document."""
         return JSONResponse(schema, media_type="application/schema+json")
 
-    @api.get("/v1/nodes")
-    def nodes() -> JSONResponse:
-        """Every node: last seen, reported backlog, gaps, incidents."""
-        return JSONResponse({"nodes": [node_json(n) for n in ctx.store.list_nodes()]})
+    @api.get("/v1/nodes", responses=NODES_DOC)
+    def nodes(limit: int = DEFAULT_NODES_LIMIT, after: str | None = None) -> JSONResponse:
+        """Nodes by id (at most ``limit``, from the one after ``after``): last seen, health, counters."""
+        if not 1 <= limit <= MAX_NODES_LIMIT:
+            raise Rejected("bad_query", f"limit: expected 1..{MAX_NODES_LIMIT}", field="limit")
+        if after is not None and not is_node_id(after):
+            raise Rejected("bad_query", "after: expected a node id (the previous page's next)", field="after")
+        found = ctx.store.list_nodes(after=after, limit=limit + 1)
+        page = found[:limit]
+        more = len(found) > limit
+        return JSONResponse({"nodes": [node_json(n) for n in page],
+                             "next": page[-1].node_id if more else None})
 
-    @api.get("/v1/nodes/{node_id}/readings")
+    @api.get("/v1/nodes/{node_id}/readings", responses=READINGS_DOC)
     def readings(request: Request, node_id: str, channel: str | None = None, since: str | None = None,
-                 until: str | None = None, limit: int = 10_000, format: str | None = None,
-                 order: str = "asc") -> Response:
-        """Readings by wall time, oldest first (``order=desc``: newest first); ``since``/``until``
-        as ms, ISO 8601 or relative (``-5m``); CSV with format=csv. An unknown channel is a 404
-        naming the node's channels."""
+                 until: str | None = None, limit: int = DEFAULT_READ_LIMIT, cursor: str | None = None,
+                 format: str | None = None, order: str = "asc") -> Response:
+        """Readings in (wall_ms, epoch, seq) order (``order=desc``: newest first), a page of at most
+        ``limit``; ``next`` (JSON, or the X-Streetnode-Next header) is the ``cursor`` of the next
+        page. ``since``/``until`` as ms, ISO 8601 or relative (``-5m``); CSV with format=csv. An
+        unknown channel is a 404 naming the node's channels."""
         if format not in (None, "json", "csv"):
             raise Rejected("bad_query", "format: expected json or csv", field="format")
         if order not in ("asc", "desc"):
             raise Rejected("bad_query", "order: expected asc or desc", field="order")
         if not 1 <= limit <= MAX_READ_LIMIT:
             raise Rejected("bad_query", f"limit: expected 1..{MAX_READ_LIMIT}", field="limit")
+        if channel is not None and text_problem(channel) is not None:
+            raise Rejected("bad_query", f"channel: {text_problem(channel)}", field="channel")
         now = ctx.now_ms()
         since_ms, until_ms = parse_time(since, "since", now), parse_time(until, "until", now)
-        if ctx.store.node_key(node_id) is None:
-            raise Rejected("not_found", f"unknown node {node_id!r}")
+        after = parse_cursor(cursor)
+        if not is_node_id(node_id) or not ctx.store.list_nodes(node_id):
+            raise Rejected("not_found", f"unknown node {node_id[:80]!r}")
         if channel is not None:
             check_channel(ctx.store, node_id, channel)
-        rows = ctx.store.readings(node_id, channel=channel, since_ms=since_ms, until_ms=until_ms, limit=limit,
-                                  newest_first=order == "desc")
+        found = ctx.store.readings(node_id, channel=channel, since_ms=since_ms, until_ms=until_ms,
+                                   limit=limit + 1, after=after, newest_first=order == "desc")
+        rows = found[:limit]
+        next_cursor = format_cursor(rows[-1]) if len(found) > limit else None
+        headers = {NEXT_HEADER: next_cursor} if next_cursor else {}
         want_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
         if want_csv:
-            filename = re.sub(r"[^A-Za-z0-9._-]", "_", node_id)  # an id from before ids were checked
-            return Response(readings_csv(rows), media_type="text/csv; charset=utf-8", headers={
-                "Content-Disposition": f'attachment; filename="{filename}-readings.csv"'})
-        return JSONResponse({"node": node_id, "count": len(rows), "readings": [asdict(r) for r in rows]})
+            headers["Content-Disposition"] = f'attachment; filename="{node_id}-readings.csv"'
+            return Response(readings_csv(rows), media_type="text/csv; charset=utf-8", headers=headers)
+        return JSONResponse({"node": node_id, "count": len(rows), "readings": [asdict(r) for r in rows],
+                             "next": next_cursor}, headers=headers)
 
     return api

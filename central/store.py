@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -19,6 +19,8 @@ from node.model import Gap, Incident
 from node.protocol import IngestBatch
 
 T = TypeVar("T")
+BUSY: Any = type("Busy", (), {"__repr__": lambda self: "BUSY", "__bool__": lambda self: False})()
+"""What ``transaction(..., wait=False)`` returns when another transaction held the store."""
 
 
 class StoreError(Exception):
@@ -91,9 +93,15 @@ class Store(abc.ABC):
     def schema_version(self) -> int: ...
 
     @abc.abstractmethod
-    def transaction(self, fn: Callable[[Any], T], *, write: bool = False) -> T:
+    def transaction(self, fn: Callable[[Any], T], *, write: bool = False, wait: bool = True) -> T:
         """``fn(tx)`` in one transaction; ``tx.execute(sql, params)`` with ``?`` placeholders
-        (central.store_sql.Tx). What area modules (auth, console, alerts...) use for their tables."""
+        (central.store_sql.Tx). What area modules (auth, console, alerts...) use for their tables.
+        ``wait=False``: return `BUSY` at once, not running ``fn``, if another transaction is running."""
+
+    @abc.abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read-only statement on a read connection: never waits for a write transaction, and
+        bounded in time and connections (central/readpool.py). What area modules use for lookups."""
 
     # ---- nodes and keys
     @abc.abstractmethod
@@ -108,8 +116,10 @@ class Store(abc.ABC):
     def node_key(self, node_id: str) -> bytes | None: ...
 
     @abc.abstractmethod
-    def list_nodes(self, node_id: str | None = None) -> list[NodeInfo]:
-        """Every node (or just ``node_id``), ordered by id."""
+    def list_nodes(self, node_id: str | None = None, *, after: str | None = None,
+                   limit: int | None = None) -> list[NodeInfo]:
+        """Every node (or just ``node_id``) ordered by id, from the node after ``after``, at most
+        ``limit``. The counts come from counters the ingest transaction keeps (``node_stats``)."""
 
     # ---- ingest
     @abc.abstractmethod
@@ -127,9 +137,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
                  until_ms: int | None = None, limit: int | None = None,
+                 after: tuple[int, int, int] | None = None,
                  newest_first: bool = False) -> list[StoredReading]:
         """Readings by wall time (since inclusive, until exclusive), then epoch and seq; with
-        ``newest_first`` in the reverse order (so ``limit=1`` is the newest)."""
+        ``newest_first`` in the reverse order (so ``limit=1`` is the newest). With ``after`` =
+        (wall_ms, epoch, seq) of a reading, only those strictly after it in the order asked for
+        (a page's cursor: readings sharing a wall time are neither repeated nor skipped). Each
+        reading has the unit it was stored under (a later unit change does not relabel it)."""
 
     @abc.abstractmethod
     def count_readings(self, node_id: str | None = None) -> int: ...

@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
+from central.readpool import postgresql_reader
 from central.store import StoreError
 from central.store_sql import SqlStore
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 WRITER_LOCK_CLASS = 1398033990  # the two-key advisory lock space of "this schema's writers"
-_COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, received_ms"
+_COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, received_ms, unit"
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -55,6 +57,9 @@ class PgStore(SqlStore):
         # schema has finished. Shared holders never wait for each other.
         conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, hashtext(current_schema()))")
 
+    def read_connector(self) -> Callable[[], Any]:
+        return postgresql_reader(self.url, self.schema)
+
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None and (self._conn.closed or self._conn.broken):
             self._conn = None
@@ -65,7 +70,7 @@ class PgStore(SqlStore):
                     conn.execute(f'SET search_path TO "{self.schema}"')
                 conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming_readings (node_id TEXT, "
                              "epoch BIGINT, seq BIGINT, channel TEXT, value DOUBLE PRECISION, flags BIGINT, "
-                             "wall_ms BIGINT, boot_ms BIGINT, boot_id TEXT, received_ms BIGINT) "
+                             "wall_ms BIGINT, boot_ms BIGINT, boot_id TEXT, received_ms BIGINT, unit TEXT) "
                              "ON COMMIT DELETE ROWS")
                 conn.commit()
             except psycopg.Error as e:
@@ -110,6 +115,7 @@ class PgStore(SqlStore):
         return cur.rowcount  # incoming_readings empties itself on commit
 
     def close(self) -> None:
+        self._close_reads()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

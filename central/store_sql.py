@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 from central import migrations
 from central.console import rollup
+from central.readpool import ReadPool
 from central.store import (
+    BUSY,
     IngestResult,
     NodeExists,
     NodeInfo,
@@ -47,14 +49,6 @@ class Tx:
     def rowcount(self) -> int:
         return int(self.cursor.rowcount)
 
-# A node extends its newest pending gap at the end while more is evicted (node/buffer), so a gap
-# whose ack was lost can come back longer with the same first_seq: keep one gap per start,
-# extended to the longest range reported, never counting the same readings twice.
-_GAP_UPSERT = ("ON CONFLICT (node_id, epoch, first_seq, reason) DO UPDATE SET last_seq = excluded.last_seq, "
-               "count = excluded.count, last_wall_ms = excluded.last_wall_ms, "
-               "received_ms = excluded.received_ms WHERE excluded.last_seq > gaps.last_seq")
-
-
 class SqlStore(Store):
     """Shared implementation; subclasses provide the connection and the bulk reading insert."""
 
@@ -64,6 +58,8 @@ class SqlStore(Store):
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._reads: ReadPool | None = None  # opened on the first read (after the schema exists)
+        self._reads_lock = threading.Lock()
 
     # ---- backend hooks
     def _sql(self, sql: str) -> str:
@@ -79,6 +75,10 @@ class SqlStore(Store):
     def _begin(self, conn: Any) -> None:
         """Start a write transaction."""
 
+    def read_connector(self) -> Callable[[], Any]:
+        """A function that opens a read-only connection to this store's database (central/readpool.py)."""
+        raise NotImplementedError
+
     # ---- helpers
     def _exec(self, cur: Any, sql: str, params: Sequence[Any] = ()) -> Any:
         cur.execute(self._sql(sql), params)
@@ -87,26 +87,49 @@ class SqlStore(Store):
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._run(lambda cur: self._exec(cur, sql, params).fetchall(), write=False)
 
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement on a read connection: never waits for the writer (or its lock), bounded in
+        time (`ReadTooSlow`) and in connections (`ReadBusy`); both are `StoreError`s."""
+        if self._reads is None:
+            with self._reads_lock:  # not the writer's lock: opening the pool never waits for a write
+                if self._reads is None:
+                    self._reads = ReadPool(self.read_connector())
+        return self._reads.rows(sql, params)[1]
+
+    def _close_reads(self) -> None:
+        reads, self._reads = self._reads, None
+        if reads is not None:
+            reads.close()
+
     def _write(self, fn: Any) -> Any:
         return self._run(fn, write=True)
 
-    def _run(self, fn: Any, *, write: bool) -> Any:
-        """``fn(cursor)`` in one transaction (a write one when ``write``); driver errors -> StoreError."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                if write:
-                    self._begin(conn)
-                cur = conn.cursor()
-                result = fn(cur)
-                conn.commit()
-                return result
-            except self.backend_errors as e:
-                self._failed(conn)
-                raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
-            except BaseException:
-                conn.rollback()
-                raise
+    def _run(self, fn: Any, *, write: bool, wait: bool = True) -> Any:
+        """``fn(cursor)`` in one transaction (a write one when ``write``); driver errors -> StoreError.
+        With ``wait=False``, returns `BUSY` without running ``fn`` when another transaction holds
+        this store's connection."""
+        if not self._lock.acquire(blocking=wait):
+            return BUSY
+        try:
+            return self._run_locked(fn, write=write)
+        finally:
+            self._lock.release()
+
+    def _run_locked(self, fn: Any, *, write: bool) -> Any:
+        conn = self._connection()
+        try:
+            if write:
+                self._begin(conn)
+            cur = conn.cursor()
+            result = fn(cur)
+            conn.commit()
+            return result
+        except self.backend_errors as e:
+            self._failed(conn)
+            raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
+        except BaseException:
+            conn.rollback()
+            raise
 
     def _failed(self, conn: Any) -> None:
         """Roll back after a driver error; a broken connection is reopened on next use."""
@@ -115,10 +138,17 @@ class SqlStore(Store):
         except Exception:  # the connection is gone; _connection() replaces it
             pass
 
-    def transaction(self, fn: Callable[[Tx], T], *, write: bool = False) -> T:
+    def transaction(self, fn: Callable[[Tx], T], *, write: bool = False, wait: bool = True) -> T:
         """``fn(tx)`` in one transaction (a write one when ``write``), committed when it returns and
-        rolled back when it raises; driver errors become `StoreError`."""
-        return self._run(lambda cur: fn(Tx(self, cur)), write=write)
+        rolled back when it raises; driver errors become `StoreError`. With ``wait=False`` it returns
+        `BUSY` at once, without running ``fn``, when another transaction is in progress (for writes
+        that may be skipped, such as a token's last use)."""
+        return self._run(lambda cur: fn(Tx(self, cur)), write=write, wait=wait)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (``?`` placeholders) on a read connection: never waits
+        for a write transaction; bounded in time (`ReadTooSlow`) and connections (`ReadBusy`)."""
+        return self._read(sql, params)
 
     def _lock_schema(self, cur: Any) -> None:
         """Serialize concurrent migrations (the write transaction already does on SQLite)."""
@@ -155,18 +185,21 @@ class SqlStore(Store):
         rows = self._query("SELECT key_hex FROM nodes WHERE node_id = ?", (node_id,))
         return bytes.fromhex(rows[0][0]) if rows else None
 
-    def list_nodes(self, node_id: str | None = None) -> list[NodeInfo]:
-        where, params = ("WHERE n.node_id = ? ", (node_id,)) if node_id is not None else ("", ())
-        rows = self._query(
-            "SELECT n.node_id, n.created_ms, n.last_seen_ms, n.health_json, "
-            "(SELECT COUNT(*) FROM readings r WHERE r.node_id = n.node_id), "
-            "(SELECT COUNT(*) FROM gaps g WHERE g.node_id = n.node_id), "
-            "(SELECT COALESCE(SUM(g.count), 0) FROM gaps g WHERE g.node_id = n.node_id), "
-            "(SELECT COUNT(*) FROM incidents i WHERE i.node_id = n.node_id) "
-            f"FROM nodes n {where}ORDER BY n.node_id", params)
+    def list_nodes(self, node_id: str | None = None, *, after: str | None = None,
+                   limit: int | None = None) -> list[NodeInfo]:
+        where, params = ("WHERE n.node_id = ? ", [node_id]) if node_id is not None else ("", [])
+        if after is not None:
+            where += ("AND " if where else "WHERE ") + "n.node_id > ? "
+            params.append(after)
+        sql = ("SELECT n.node_id, n.created_ms, n.last_seen_ms, n.health_json, COALESCE(s.readings, 0), "
+               "COALESCE(s.gaps, 0), COALESCE(s.missing_readings, 0), COALESCE(s.incidents, 0) "
+               f"FROM nodes n LEFT JOIN node_stats s ON s.node_id = n.node_id {where}ORDER BY n.node_id")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         return [NodeInfo(r[0], int(r[1]), None if r[2] is None else int(r[2]),
                          None if r[3] is None else json.loads(r[3]), int(r[4]), int(r[5]), int(r[6]),
-                         int(r[7])) for r in rows]
+                         int(r[7])) for r in self._read(sql, params)]
 
     # ---- ingest
     def _accept(self, cur: Any, node_id: str, signature: str, expires_ms: int, now_ms: int) -> None:
@@ -181,36 +214,94 @@ class SqlStore(Store):
 
     def ingest(self, batch: IngestBatch, *, signature: str, expires_ms: int, now_ms: int) -> IngestResult:
         node, epoch = batch.node_id, batch.epoch
-        head, tail = (node, epoch), (now_ms,)
-        rows = [head + row + tail for row in batch.rows()]
 
         def run(cur: Any) -> IngestResult:
             self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))
             if not cur.fetchall():
                 raise UnknownNode(f"unknown node {node!r}")
             self._accept(cur, node, signature, expires_ms, now_ms)
+            other_units = self._upsert_channels(cur, node, batch.units)
+            head = (node, epoch)
+            if other_units:
+                rows = [head + row + (now_ms, other_units.get(row[1])) for row in batch.rows()]
+            else:
+                tail = (now_ms, None)
+                rows = [head + row + tail for row in batch.rows()]
             stored = self._insert_readings(cur, rows) if rows else 0
             if rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
                 rollup.update(Tx(self, cur), node, epoch, batch.rows(), now_ms)
-            gaps = self._insert_many(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, "
-                                     "first_wall_ms, last_wall_ms, reason, received_ms) VALUES "
-                                     "(?, ?, ?, ?, ?, ?, ?, ?, ?) " + _GAP_UPSERT,
-                                     [(node, g.epoch, g.first_seq, g.last_seq, g.count, g.first_wall_ms,
-                                       g.last_wall_ms, g.reason, now_ms) for g in batch.gaps])
+            gaps, new_gaps, missing = self._upsert_gaps(cur, node, batch.gaps, now_ms)
             incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "
                                           "kind, detail, count, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                                           "ON CONFLICT DO NOTHING",
                                           [(node, epoch, i.id, i.wall_ms, i.kind, i.detail, i.count, now_ms)
                                            for i in batch.incidents])
-            for channel, unit in batch.units.items():
-                self._exec(cur, "INSERT INTO channels (node_id, channel, unit) VALUES (?, ?, ?) "
-                           "ON CONFLICT (node_id, channel) DO UPDATE SET unit = excluded.unit",
-                           (node, channel, unit))
-            self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
-                       "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
+            if stored or new_gaps or missing or incidents:
+                self._exec(cur, "INSERT INTO node_stats (node_id, readings, gaps, missing_readings, "
+                           "incidents) VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
+                           "readings = node_stats.readings + excluded.readings, "
+                           "gaps = node_stats.gaps + excluded.gaps, "
+                           "missing_readings = node_stats.missing_readings + excluded.missing_readings, "
+                           "incidents = node_stats.incidents + excluded.incidents",
+                           (node, stored, new_gaps, missing, incidents))
+            if batch.health:  # a batch without health (or with {}) says nothing about it: keep the last
+                self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
+                           "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
+            else:
+                self._exec(cur, "UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?", (now_ms, node))
             return IngestResult(stored, len(rows) - stored, gaps, incidents)
 
         return self._write(run)
+
+    def _upsert_channels(self, cur: Any, node: str, units: dict[str, str]) -> dict[str, str]:
+        """Record each channel's latest unit; returns {channel: unit} for the channels whose unit now
+        differs from their ``base_unit``: their readings keep that unit in ``readings.unit``, so a
+        unit change never relabels what was stored before (migration node_stats)."""
+        other: dict[str, str] = {}
+        for channel, unit in units.items():
+            self._exec(cur, "INSERT INTO channels (node_id, channel, unit, base_unit) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (node_id, channel) DO UPDATE SET unit = excluded.unit "
+                       "RETURNING base_unit",
+                       (node, channel, unit, unit))
+            base = cur.fetchone()[0]
+            if base != unit:
+                other[channel] = unit
+        return other
+
+    def _upsert_gaps(self, cur: Any, node: str, gaps: Sequence[Gap], now_ms: int) -> tuple[int, int, int]:
+        """Store new gaps and extend known ones; returns (gaps stored or extended, new gaps, change in
+        missing readings), the last two for node_stats.
+
+        A node extends its newest pending gap at the end while more is evicted (node/buffer), so a gap
+        whose ack was lost can come back longer with the same first_seq: one gap per start, extended
+        to the longest range reported, never counting the same readings twice. A conflicting insert
+        waits for the other writer; the row is then read locked (PostgreSQL), so the change in
+        missing readings is counted from the count it replaces."""
+        touched = new_gaps = missing = 0
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        for g in gaps:
+            key = (node, g.epoch, g.first_seq, g.reason)
+            self._exec(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, first_wall_ms, "
+                       "last_wall_ms, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (node_id, epoch, first_seq, reason) DO NOTHING",
+                       (node, g.epoch, g.first_seq, g.last_seq, g.count, g.first_wall_ms, g.last_wall_ms,
+                        g.reason, now_ms))
+            if cur.rowcount == 1:
+                touched += 1
+                new_gaps += 1
+                missing += g.count
+                continue
+            self._exec(cur, "SELECT last_seq, count FROM gaps WHERE node_id = ? AND epoch = ? AND "
+                       f"first_seq = ? AND reason = ?{lock}", key)
+            last_seq, count = cur.fetchone()
+            if g.last_seq <= last_seq:  # known, or a shorter report of it: keep the longest range
+                continue
+            self._exec(cur, "UPDATE gaps SET last_seq = ?, count = ?, last_wall_ms = ?, received_ms = ? "
+                       "WHERE node_id = ? AND epoch = ? AND first_seq = ? AND reason = ?",
+                       (g.last_seq, g.count, g.last_wall_ms, now_ms, *key))
+            touched += 1
+            missing += g.count - int(count)
+        return touched, new_gaps, missing
 
     def _insert_many(self, cur: Any, sql: str, rows: Iterable[tuple[Any, ...]]) -> int:
         n = 0
@@ -219,13 +310,14 @@ class SqlStore(Store):
             n += max(cur.rowcount, 0)
         return n
 
-    # ---- reading back
+    # ---- reading back (read connections: never behind the writer)
     def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
                  until_ms: int | None = None, limit: int | None = None,
+                 after: tuple[int, int, int] | None = None,
                  newest_first: bool = False) -> list[StoredReading]:
-        sql = ("SELECT r.node_id, r.epoch, r.seq, r.channel, COALESCE(c.unit, ''), r.value, r.flags, "
-               "r.wall_ms, r.boot_ms, r.boot_id, r.received_ms FROM readings r LEFT JOIN channels c "
-               "ON c.node_id = r.node_id AND c.channel = r.channel WHERE r.node_id = ?")
+        sql = ("SELECT r.node_id, r.epoch, r.seq, r.channel, COALESCE(r.unit, c.base_unit, c.unit, ''), "
+               "r.value, r.flags, r.wall_ms, r.boot_ms, r.boot_id, r.received_ms FROM readings r "
+               "LEFT JOIN channels c ON c.node_id = r.node_id AND c.channel = r.channel WHERE r.node_id = ?")
         params: list[Any] = [node_id]
         if channel is not None:
             sql += " AND r.channel = ?"
@@ -236,6 +328,14 @@ class SqlStore(Store):
         if until_ms is not None:
             sql += " AND r.wall_ms < ?"
             params.append(until_ms)
+        if after is not None and not newest_first:  # strictly after this reading in the order
+            wall_ms, epoch, seq = after
+            sql += " AND r.wall_ms >= ? AND (r.wall_ms > ? OR r.epoch > ? OR (r.epoch = ? AND r.seq > ?))"
+            params += [wall_ms, wall_ms, epoch, epoch, seq]
+        elif after is not None:  # newest first: strictly before it
+            wall_ms, epoch, seq = after
+            sql += " AND r.wall_ms <= ? AND (r.wall_ms < ? OR r.epoch < ? OR (r.epoch = ? AND r.seq < ?))"
+            params += [wall_ms, wall_ms, epoch, epoch, seq]
         sql += (" ORDER BY r.wall_ms DESC, r.epoch DESC, r.seq DESC" if newest_first
                 else " ORDER BY r.wall_ms, r.epoch, r.seq")
         if limit is not None:
@@ -243,24 +343,24 @@ class SqlStore(Store):
             params.append(limit)
         return [StoredReading(r[0], int(r[1]), int(r[2]), r[3], r[4], None if r[5] is None else float(r[5]),
                               int(r[6]), int(r[7]), int(r[8]), r[9], int(r[10]))
-                for r in self._query(sql, params)]
+                for r in self._read(sql, params)]
 
     def count_readings(self, node_id: str | None = None) -> int:
         if node_id is None:
-            return int(self._query("SELECT COUNT(*) FROM readings")[0][0])
-        return int(self._query("SELECT COUNT(*) FROM readings WHERE node_id = ?", (node_id,))[0][0])
+            return int(self._read("SELECT COUNT(*) FROM readings")[0][0])
+        return int(self._read("SELECT COUNT(*) FROM readings WHERE node_id = ?", (node_id,))[0][0])
 
     def seqs(self, node_id: str, epoch: int) -> list[int]:
-        rows = self._query("SELECT seq FROM readings WHERE node_id = ? AND epoch = ? ORDER BY seq",
-                           (node_id, epoch))
+        rows = self._read("SELECT seq FROM readings WHERE node_id = ? AND epoch = ? ORDER BY seq",
+                          (node_id, epoch))
         return [int(r[0]) for r in rows]
 
     def gaps(self, node_id: str) -> list[Gap]:
-        rows = self._query("SELECT epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason "
-                           "FROM gaps WHERE node_id = ? ORDER BY epoch, first_seq", (node_id,))
+        rows = self._read("SELECT epoch, first_seq, last_seq, count, first_wall_ms, last_wall_ms, reason "
+                          "FROM gaps WHERE node_id = ? ORDER BY epoch, first_seq", (node_id,))
         return [Gap(int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], r[5], r[6]) for r in rows]
 
     def incidents(self, node_id: str) -> list[Incident]:
-        rows = self._query("SELECT incident_id, wall_ms, kind, detail, count FROM incidents "
-                           "WHERE node_id = ? ORDER BY epoch, incident_id", (node_id,))
+        rows = self._read("SELECT incident_id, wall_ms, kind, detail, count FROM incidents "
+                          "WHERE node_id = ? ORDER BY epoch, incident_id", (node_id,))
         return [Incident(int(r[0]), int(r[1]), r[2], r[3], r[4]) for r in rows]

@@ -11,15 +11,17 @@ import logging
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from typing import Any
 
+from central.readpool import sqlite_reader
 from central.store import StoreError
 from central.store_sql import SqlStore
 
 log = logging.getLogger("streetnode.central")
 
 _INSERT = ("INSERT INTO readings (node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, "
-           "received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+           "received_ms, unit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
 _DB_MODE = 0o600
 _DIR_MODE = 0o700
 
@@ -76,6 +78,9 @@ class SqliteStore(SqlStore):
     def _begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
+    def read_connector(self) -> Callable[[], sqlite3.Connection]:
+        return sqlite_reader(self.path)  # WAL: a reader sees the last commit, never waits for a writer
+
     def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
         conn = cur.connection
         before = conn.total_changes
@@ -83,6 +88,7 @@ class SqliteStore(SqlStore):
         return conn.total_changes - before
 
     def close(self) -> None:
+        self._close_reads()
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

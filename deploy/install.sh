@@ -158,6 +158,13 @@ parse_args() {
     if [[ -n "$KEY_FILE" ]]; then
         [[ -f "$KEY_FILE" && -r "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: cannot read '$KEY_FILE'"
         [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: '$KEY_FILE' is empty"
+        # the form node/keyfile.py accepts: 64 hex digits, surrounding whitespace ignored (the key
+        # itself is never echoed: a message may end up in a log or a terminal recording)
+        local key_text
+        key_text="$(head -c 300 "$KEY_FILE"; printf x)"
+        key_text="${key_text%x}"
+        [[ "$key_text" =~ ^[[:space:]]*[0-9a-fA-F]{64}[[:space:]]*$ ]] \
+            || die $EX_CONFIG "--key-file: '$KEY_FILE' does not hold a node key (expected 64 hex digits, as printed by 'streetnode-central node add')"
     fi
     if [[ -n "$WHEEL" ]]; then
         [[ -f "$WHEEL" && "$WHEEL" == *.whl ]] || die $EX_CONFIG "--wheel: expected a .whl file, got '$WHEEL'"

@@ -101,7 +101,7 @@ if [[ -n "${STREETNODE_CHROOT_SRC:-}" ]]; then
     git -C "$STREETNODE_CHROOT_SRC" archive HEAD node drivers central pyproject.toml \
         | tar -C "$TARGET/root/streetnode" -xf -
 fi
-printf 'chroot-test-key-%s\n' "$RANDOM$RANDOM" >"$TARGET/root/node.key"
+od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$TARGET/root/node.key" && echo >>"$TARGET/root/node.key"
 
 LOG="$WORK/run-$SUITE.log"
 : >"$LOG"

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import traceback
 
 from node import __version__
-from node.errors import EX_FAILURE, ConfigError, StreetnodeError
+from node.errors import debug_enabled, run_guarded  # noqa: F401  (callers import them from here)
 
 # subcommand modules under node.commands, in the order --help lists them
 COMMAND_MODULES = ["config_cmd", "run", "status", "demo"]
@@ -75,38 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(f"node.commands.{name}").register(sub)
     _add_globals_below(parser)
     return parser
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("STREETNODE_DEBUG", "") not in ("", "0")
-
-
-def run_guarded(func: object, args: object, prog: str) -> int:
-    """Call ``func(args)``, turning expected errors into messages and exit codes."""
-    try:
-        return int(func(args) or 0)  # type: ignore[operator]
-    except ConfigError as e:
-        if debug_enabled():
-            traceback.print_exc()
-        for line in e.problems:
-            print(f"{prog}: config: {line}", file=sys.stderr)
-        return e.exit_code
-    except StreetnodeError as e:
-        if debug_enabled():
-            traceback.print_exc()
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
-    except Exception as e:  # the CLI edge: no traceback unless asked
-        if debug_enabled():
-            traceback.print_exc()
-        else:
-            print(f"{prog}: internal error: {type(e).__name__}: {e} "
-                  "(set STREETNODE_DEBUG=1 for a traceback)", file=sys.stderr)
-        return EX_FAILURE
 
 
 def main(argv: list[str] | None = None) -> int:

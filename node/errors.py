@@ -10,6 +10,12 @@ Exit codes (documented in README):
   78 EX_CONFIG: the configuration is invalid
 """
 
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
 EX_OK = 0
 EX_FAILURE = 1
 EX_USAGE = 2
@@ -47,3 +53,37 @@ class StorageError(StreetnodeError, OSError):
     """The state directory or the buffer cannot be used at all."""
 
     exit_code = EX_IOERR
+
+
+# ---- the CLI edge of both programs (streetnode, streetnode-central): here, not in node.cli, so the
+# central's CLI shares it without importing the node's command line
+def debug_enabled() -> bool:
+    return os.environ.get("STREETNODE_DEBUG", "") not in ("", "0")
+
+
+def run_guarded(func: object, args: object, prog: str) -> int:
+    """Call ``func(args)``, turning expected errors into messages and exit codes."""
+    try:
+        return int(func(args) or 0)  # type: ignore[operator]
+    except ConfigError as e:
+        if debug_enabled():
+            traceback.print_exc()
+        for line in e.problems:
+            print(f"{prog}: config: {line}", file=sys.stderr)
+        return e.exit_code
+    except StreetnodeError as e:
+        if debug_enabled():
+            traceback.print_exc()
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # the CLI edge: no traceback unless asked
+        if debug_enabled():
+            traceback.print_exc()
+        else:
+            print(f"{prog}: internal error: {type(e).__name__}: {e} "
+                  "(set STREETNODE_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EX_FAILURE

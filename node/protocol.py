@@ -63,6 +63,9 @@ GAP_REASONS = ("evicted_size", "evicted_age", "disk_full", "overflow", "rejected
 _NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SIG_RE = re.compile(r"[0-9a-f]{64}")
 _TS_RE = re.compile(r"[0-9]{1,15}")
+# the timestamp header is signed as the number's decimal form: no leading zero, so that the digits
+# sent are exactly the digits signed (docs/protocol.md, Signature)
+_TS_HEADER_RE = re.compile(r"0|[1-9][0-9]{0,14}")
 
 
 def is_node_id(text: str) -> bool:
@@ -156,8 +159,12 @@ def _deltas(values: list[int]) -> list[int]:
     return [b - a for a, b in zip(itertools.chain((0,), values), values, strict=False)]
 
 
-def _encode_values(values: list[float | None], decimals: int) -> tuple[list[int | None], list[list[Any]]]:
-    """Delta-coded scaled integers (None for no value) and the [index, exact] exceptions."""
+def _encode_values(values: list[float | None], decimals: int,
+                   seqs: list[int]) -> tuple[list[int | None], list[list[Any]]]:
+    """Delta-coded scaled integers (None for no value) and the [index, exact] exceptions.
+
+    A value that is not finite cannot travel (a `ProtocolError` naming its reading's seq): v1 values
+    are finite, so every store keeps and every JSON read returns exactly what was sampled."""
     p = 10**decimals
     if None not in values:  # fast path: every value an exact multiple of the resolution
         try:
@@ -177,8 +184,10 @@ def _encode_values(values: list[float | None], decimals: int) -> tuple[list[int 
             continue
         n = _scaled(value, decimals)
         if n is None:
+            if not math.isfinite(value):
+                raise ProtocolError(f"readings[seq={seqs[i]}]", f"value {value!r} is not finite")
             out.append(None)
-            exact.append([i, value if math.isfinite(value) else repr(value)])
+            exact.append([i, value])
             continue
         out.append(n - prev)
         prev = n
@@ -247,7 +256,7 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
     for name, (seqs, stamp_ids, raw_values, flags) in columns.items():
         unit, resolution = unit_of(name)
         decimals = _decimals(resolution)
-        values, exact = _encode_values(raw_values, decimals)
+        values, exact = _encode_values(raw_values, decimals, seqs)
         ch: dict[str, Any] = {"name": name, "unit": unit, "dec": decimals, "s": _deltas(seqs),
                               "t": _deltas(stamp_ids), "v": values}
         if any(flags):
@@ -317,11 +326,29 @@ def _opt_int(v: Any, path: str, lo: int = -MAX_SAFE_INT) -> int | None:
     return None if v is None else _int(v, path, lo)
 
 
+# what no string of a document may hold: NUL (PostgreSQL's text refuses it, SQLite would keep it) and
+# UTF-16 surrogates (a JSON "\ud800" escape decodes to one; it is not valid UTF-8, so no store takes it)
+_BAD_CHAR_RE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(v: str, max_len: int = MAX_STR) -> str | None:
+    """Why ``v`` cannot be a string of the protocol (None when it can): over ``max_len`` code points,
+    a NUL or a lone surrogate. The same rule on every store, so a string means one thing on each."""
+    if len(v) > max_len:
+        return f"longer than {max_len} characters"
+    bad = _BAD_CHAR_RE.search(v)
+    if bad is not None:
+        what = "NUL" if bad.group() == "\x00" else "a lone surrogate"
+        return f"contains {what} (U+{ord(bad.group()):04X}) at character {bad.start()}"
+    return None
+
+
 def _str(v: Any, path: str, max_len: int = MAX_STR, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(v, str):
         raise ProtocolError(path, f"expected a string, got {type(v).__name__}")
-    if len(v) > max_len:
-        raise ProtocolError(path, f"longer than {max_len} characters")
+    problem = text_problem(v, max_len)
+    if problem is not None:
+        raise ProtocolError(path, problem)
     if pattern is not None and not pattern.fullmatch(v):
         raise ProtocolError(path, f"does not match {pattern.pattern}")
     return v
@@ -385,9 +412,9 @@ def _float(v: Any, path: str) -> float:
         return float(v)
     if type(v) is float and math.isfinite(v):
         return v
-    if v in ("nan", "inf", "-inf"):
-        return float(v)
-    raise ProtocolError(path, "expected a number")
+    if v in ("nan", "inf", "-inf"):  # what encoders before v1's finite rule wrote
+        raise ProtocolError(path, f"{v}: values must be finite (send null with the FAULT flag)")
+    raise ProtocolError(path, "expected a finite number")
 
 
 def _decode_stamps(doc: dict[str, Any], boot_ids: list[str]) -> list[tuple[int, int, str]]:
@@ -493,8 +520,8 @@ def _decode_health(h: Any) -> dict[str, Any]:
         _str(k, "health", 64)
         if v is not None and not isinstance(v, str | int | float | bool):
             raise ProtocolError(f"health.{k}", "expected a string, number, boolean or null")
-        if isinstance(v, str) and len(v) > MAX_STR:
-            raise ProtocolError(f"health.{k}", f"longer than {MAX_STR} characters")
+        if isinstance(v, str):
+            _str(v, f"health.{k}")
         if isinstance(v, float) and not math.isfinite(v):
             raise ProtocolError(f"health.{k}", "expected a finite number")
     for k in ("backlog_readings", "oldest_reading_age_s"):
@@ -623,8 +650,9 @@ def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
     node_id, ts, sig = values
     if not _NODE_ID_RE.fullmatch(node_id):
         raise ProtocolError(HEADER_NODE, "expected a node id", code="bad_signature")
-    if not _TS_RE.fullmatch(ts):
-        raise ProtocolError(HEADER_TIMESTAMP, "expected milliseconds since the epoch", code="bad_signature")
+    if not _TS_HEADER_RE.fullmatch(ts):
+        raise ProtocolError(HEADER_TIMESTAMP, "expected milliseconds since the epoch (1-15 ASCII digits, "
+                            "no leading zero)", code="bad_signature")
     if not _SIG_RE.fullmatch(sig):
         raise ProtocolError(HEADER_SIGNATURE, "expected 64 lowercase hex digits", code="bad_signature")
     return AuthHeaders(node_id, int(ts), sig)

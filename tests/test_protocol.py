@@ -215,11 +215,28 @@ def test_gunzip_limited_accepts_exact_cap():
         protocol.gunzip_limited(raw, 1000)
 
 
-def test_non_finite_and_negative_zero_values_travel_exactly():
-    vals = [float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 21.5]
+def test_negative_zero_and_odd_values_travel_exactly():
+    vals = [-0.0, 0.0, 21.5, 21.123456789, 1e300, -5e-324]
     r = [Reading(i, "a.temperature_c", v, 0, 10, 5, "b") for i, v in enumerate(vals)]
     out = decode_body(encode_batch(Batch(1, "n", 0, r), health={}, sent_ms=0), max_decompressed=MAX)
     assert [repr(x.value) for x in out.readings] == [repr(v) for v in vals]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_values_are_refused_by_both_ends(bad):
+    """v1 values are finite (docs/protocol.md): the encoder names the reading, the decoder the field."""
+    r = [Reading(0, "a.temperature_c", 1.0, 0, 10, 5, "b"), Reading(1, "a.temperature_c", bad, 0, 10, 5, "b")]
+    with pytest.raises(ProtocolError) as e:
+        encode_batch(Batch(1, "n", 0, r), health={}, sent_ms=0)
+    assert e.value.field == "readings[seq=1]"
+    doc = json.loads(gzip.decompress(encode_batch(Batch(1, "n", 0, r[:1]), health={}, sent_ms=0)))
+    doc["channels"][0]["s"].append(1)
+    doc["channels"][0]["t"].append(0)
+    doc["channels"][0]["v"].append(None)
+    doc["channels"][0]["x"] = [[1, repr(bad)]]  # how encoders before the finite rule sent them
+    with pytest.raises(ProtocolError) as e:
+        decode_body(gzip.compress(json.dumps(doc).encode()), max_decompressed=MAX)
+    assert (e.value.code, e.value.field) == ("schema", "channels[0].x[0][1]")
 
 
 def test_huge_values_stay_within_safe_integers():

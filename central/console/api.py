@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
+from central.api_shapes import object_doc
 from central.auth import require_role
 from central.console import status
 from central.console.config import ConsoleConfig
@@ -192,7 +193,8 @@ def router(ctx: AppContext, reads: ConsoleReads, config: ConsoleConfig) -> APIRo
                            f"(known: {', '.join(names[:50]) or 'none yet'})", field="channel", known=names)
         return found
 
-    @api.get("/v1/latest")
+    @api.get("/v1/latest", responses=object_doc("every node's state and latest values",
+                                                "server_time_ms", "nodes", "thresholds"))
     def latest() -> JSONResponse:
         """Every node: state (live/buffering/late/silent), location, storm, health summary and the
         latest value of each channel with its age and colour band."""
@@ -204,7 +206,8 @@ def router(ctx: AppContext, reads: ConsoleReads, config: ConsoleConfig) -> APIRo
                                             "flood_bands_cm": list(config.flood_bands_cm),
                                             "pm25_breakpoints_ugm3": list(status.PM25_BREAKPOINTS)}})
 
-    @api.get("/v1/nodes/{node_id}/channels")
+    @api.get("/v1/nodes/{node_id}/channels", responses=object_doc("a node's channels and latest values",
+                                                                  "node", "channels"))
     def channels(node_id: str) -> JSONResponse:
         """The node's channels with unit and latest value, by name."""
         node_or_404(node_id)
@@ -213,7 +216,9 @@ def router(ctx: AppContext, reads: ConsoleReads, config: ConsoleConfig) -> APIRo
             channel_json(c["channel"], c["unit"], c["value"], c["flags"], c["wall_ms"], now, config)
             for c in reads.channels(node_id)]})
 
-    @api.get("/v1/nodes/{node_id}/series")
+    @api.get("/v1/nodes/{node_id}/series", responses=object_doc(
+        "one channel as columns t, min, max, mean, count", "node", "channel", "unit",
+        "since_ms", "until_ms", "step_ms", "source", "t", "min", "max", "mean", "count"))
     def series(node_id: str, channel: str, since: str | None = None, until: str | None = None,
                step: str = "auto") -> JSONResponse:
         """Columns ``t`` (bucket start, ms), ``min``, ``max``, ``mean``, ``count`` of one channel, one
@@ -235,7 +240,9 @@ def router(ctx: AppContext, reads: ConsoleReads, config: ConsoleConfig) -> APIRo
             "mean": [status.finite(r["vmean"]) for r in rows],
             "count": [int(r["n"]) for r in rows]})
 
-    @api.get("/v1/nodes/{node_id}/timeline")
+    @api.get("/v1/nodes/{node_id}/timeline", responses=object_doc(
+        "a node's state, gaps, incidents and hourly completeness", "node", "since_ms",
+        "until_ms", "state", "last_seen_ms", "health", "location", "gaps", "incidents", "hours"))
     def timeline(node_id: str, since: str | None = None, until: str | None = None) -> JSONResponse:
         """Gaps (with reason), incidents, buffered and clock-corrected stretches and completeness per
         hour over at most 31 days (default the last 24 h); newest events first."""

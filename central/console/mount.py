@@ -16,7 +16,7 @@ CONSOLE_POOL_SIZE = 4  # read connections of the console (the SensorThings API h
 
 def build_console(ctx: AppContext, config: ConsoleConfig) -> tuple[list[APIRouter], Any]:
     """(routers to include, the `ReadDb` to close when the app stops)."""
-    from central.sta.db import ReadDb  # imported here: central/sta/model.py imports drivers.quality
+    from central.sta.db import ReadDb
 
     db = ReadDb.for_store(ctx.store, pool_size=CONSOLE_POOL_SIZE)
     reads = ConsoleReads(db)

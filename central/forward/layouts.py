@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.quality import names as flag_names
+from node.model import flag_names
 
 TB_CONNECT = "v1/gateway/connect"
 TB_TELEMETRY = "v1/gateway/telemetry"

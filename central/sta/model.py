@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from central.sta import vocab
-from drivers.quality import names as flag_names
+from node.model import flag_names
 
 Row = dict[str, Any]
 Cond = tuple[str, list[Any]]

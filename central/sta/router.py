@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from central.api_shapes import STA_DOC
 from central.sta.errors import StaError
 from central.sta.service import StaService
 
@@ -22,12 +23,12 @@ def sta_router(service: StaService, *, dependencies: Sequence[Any] = ()) -> APIR
         return str(request.base_url).rstrip("/") + PREFIX
 
     @router.get("", include_in_schema=False)
-    @router.get("/")
+    @router.get("/", responses=STA_DOC)
     def service_root(request: Request) -> JSONResponse:
         """The service root: entity sets and the conformance classes implemented."""
         return JSONResponse(service.root(base_of(request)))
 
-    @router.get("/{path:path}")
+    @router.get("/{path:path}", responses=STA_DOC)
     def read(request: Request, path: str) -> Response:
         """Any entity set, entity, navigation, property or $ref path, with the STA query options."""
         try:

@@ -70,6 +70,14 @@ def test_node_add_list_rotate(tmp_path, cli_env):
     assert run(["node", "rotate", "ghost", "--db", db], cli_env).returncode == 78
 
 
+@pytest.mark.parametrize("node_id", ["evil\n", "pole-1\n", "\npole", "a b", ".lead", "x" * 65, "pölé"])
+def test_node_ids_are_matched_whole(tmp_path, cli_env, node_id):
+    """`node add $'evil\\n'` once succeeded ("$" let the newline through); ids are fullmatched."""
+    r = run(["node", "add", node_id, "--db", f"sqlite:///{tmp_path / 'c.db'}"], cli_env)
+    assert r.returncode == 78 and "expected 1-64 letters" in r.stderr and r.stdout == "", r.stderr
+    assert not protocol.is_node_id(node_id) and not protocol.is_node_id(node_id + "\x00")
+
+
 def test_default_db_lives_in_the_state_dir(tmp_path, cli_env):
     cli_env["STREETNODE_CENTRAL_STATE"] = str(tmp_path)
     r = run(["node", "add", "pole-9"], cli_env)

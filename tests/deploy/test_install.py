@@ -87,13 +87,13 @@ def test_upgrade_keeps_buffer_config_and_key_byte_identical(installed, upgrade_w
 
 def test_new_key_replaces_old_one_at_0600(installed, tmp_path, wheel):
     new = tmp_path / "rotated.key"
-    new.write_bytes(b"rotated-secret\n")
+    new.write_bytes(b"ab" * 32 + b"\n")
     key = installed / "etc/streetnode/node.key"
     key.chmod(0o644)
     r = run_install(*base_args(installed, wheel), "--key-file", new)
     assert r.rc == 0, r.err
     assert "changed: /etc/streetnode/node.key (updated, mode 0600)" in r.out
-    assert key.read_bytes() == b"rotated-secret\n"
+    assert key.read_bytes() == b"ab" * 32 + b"\n"
     assert mode(key) == 0o600
 
 
@@ -214,9 +214,21 @@ def test_script_is_executable():
 def test_key_from_stdin_as_the_provisioning_line_pipes_it(tmp_path, wheel):
     e = dict(os.environ, STREETNODE_PYTHON=sys.executable)
     p = subprocess.run(["bash", INSTALL_SH, *map(str, base_args(tmp_path, wheel)), "--node-id", "hn-pipe",
-                        "--key-file", "-"], input="k3y-from-central\n", capture_output=True, text=True,
+                        "--key-file", "-"], input="C0" * 32 + "\n", capture_output=True, text=True,
                        env=e, timeout=120, cwd="/")
     assert p.returncode == 0, p.stderr
     key = tmp_path / "etc/streetnode/node.key"
-    assert key.read_text() == "k3y-from-central\n"
+    assert key.read_text() == "C0" * 32 + "\n"
     assert mode(key) == 0o600
+
+
+@pytest.mark.parametrize("text", ["secret\n", "ab" * 31 + "\n", "ab" * 33, "ab" * 16 + " " + "ab" * 16,
+                                  "g" * 64])
+def test_a_key_file_that_holds_no_key_is_refused_without_echoing_it(tmp_path, wheel, text):
+    """#13 (old #11) item 4: the installer checks the key's form (64 hex digits, as node/keyfile.py)."""
+    key = tmp_path / "k.key"
+    key.write_text(text)
+    r = run_install(*base_args(tmp_path, wheel), "--node-id", "hn-x", "--key-file", key)
+    assert r.rc == 78, r.out + r.err
+    assert "does not hold a node key (expected 64 hex digits" in r.err
+    assert text.strip() not in r.out + r.err
