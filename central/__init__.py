@@ -7,6 +7,7 @@ def require_extra(what: str) -> None:
     """Raise a one-line error (exit 69) when the 'central' extra is not installed."""
     try:
         import fastapi  # noqa: F401
+        import jinja2  # noqa: F401  (the operator console's pages)
         import uvicorn  # noqa: F401
     except ImportError as e:
         from node.errors import EX_UNAVAILABLE, StreetnodeError

@@ -4,6 +4,7 @@
 #   systemd-container  systemd-nspawn, to boot Debian with systemd as PID 1 (tests/system)
 #   debootstrap        to build that Debian tree once (cached, see tests/system/rootfs.py)
 #   mosquitto, openssl tests/forward (brokers of their own, test certificates)
+#   chromium, chromium-driver  tests/console/test_browser.py (the console in a real browser)
 # Quiet and idempotent; prints one line when it installs or cannot install.
 set -u
 # tests/forward start Mosquitto brokers of their own (TLS, restarts) and make test certificates:
@@ -19,6 +20,20 @@ if ! has mosquitto || ! has mosquitto_passwd || ! has openssl; then
         fi
     else
         echo "ci-deps: mosquitto or openssl missing (sudo apt-get install mosquitto openssl): tests/forward will fail"
+    fi
+fi
+# tests/console/test_browser.py drives Debian's chromium through its chromedriver (Selenium);
+# nothing downloads a browser. Without them that test skips, saying why.
+if ! has chromium || ! has chromedriver; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "ci-deps: installing Debian's chromium and chromium-driver (for tests/console)"
+        if ! { apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+                apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium \
+                chromium-driver; } >/tmp/streetnode-ci-deps-chromium.log 2>&1; then
+            echo "ci-deps: apt-get install chromium chromium-driver failed (see /tmp/streetnode-ci-deps-chromium.log): the console's browser test will be skipped"
+        fi
+    else
+        echo "ci-deps: chromium or chromedriver missing (sudo apt-get install chromium chromium-driver): the console's browser test will be skipped"
     fi
 fi
 missing=""

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from central.console import api
+from central.console import api, pages
 from central.console.config import ConsoleConfig
 from central.console.queries import ConsoleReads
 from central.context import AppContext
@@ -20,4 +20,4 @@ def build_console(ctx: AppContext, config: ConsoleConfig) -> tuple[list[APIRoute
 
     db = ReadDb.for_store(ctx.store, pool_size=CONSOLE_POOL_SIZE)
     reads = ConsoleReads(db)
-    return [api.router(ctx, reads, config)], db
+    return [api.router(ctx, reads, config), pages.router(ctx, config)], db

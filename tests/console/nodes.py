@@ -12,7 +12,8 @@ from node.model import Batch, Gap, Reading
 from tests.central.helpers import KEY, now_ms, post
 
 LOCATIONS = {"pole-1": (21.0285, 105.8542, "Hoan Kiem", "Dinh Tien Hoang, pole 17"),
-             "pole-2": (21.0245, 105.8412, "Ba Dinh", "Kim Ma, pole 3")}
+             "pole-2": (21.0245, 105.8412, "Ba Dinh", "Kim Ma, pole 3"),
+             "pole-cut": (21.0400, 105.8350, "Ba Dinh", "Phan Dinh Phung, pole 9")}
 
 
 def add_nodes(store: Any, names: list[str]) -> None:
@@ -21,7 +22,7 @@ def add_nodes(store: Any, names: list[str]) -> None:
 
 
 def health_of(node: str, **extra: Any) -> dict[str, Any]:
-    lat, lon, ward, label = LOCATIONS.get(node, (21.0 + hash(node) % 100 / 1000, 105.8, "Test", node))
+    lat, lon, ward, label = LOCATIONS.get(node, (None, None, None, None))
     health = {"backlog_readings": 3, "oldest_reading_age_s": 12.0, "firmware": "streetnode 0.1.0",
               "config_hash": "0123456789abcdef", "location_lat": lat, "location_lon": lon,
               "location_ward": ward, "location_label": label, "storm": False, "clock_synced": True,

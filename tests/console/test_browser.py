@@ -1,0 +1,181 @@
+"""The console in a real browser: Debian's chromium driven by Selenium (its chromedriver; nothing
+downloads a browser). Log in (a wrong password is refused), N nodes on the map and in the table, a
+node whose link is cut goes late, then buffering when it reports its backlog, then live after the
+backfill; open a node, its charts have drawn pixels; switch range and language.
+
+Screenshots of the overview and a node page (an emulated storm) go to $STREETNODE_SCREENSHOTS (a
+directory, e.g. docs/) when set, else to the test's temporary directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from central.accounts import Accounts
+from central.console.config import ConsoleConfig
+from central.server import serve_in_thread
+from central.store import open_store
+from tests.central.helpers import KEY, now_ms
+from tests.console.nodes import ago, health_of, upload
+from tests.console.storm import STORM_NODES, store_storm, storm_health
+
+PASSWORD = "correct horse battery staple"
+CUT = "pole-cut"
+
+
+def browser_or_skip():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        reason = ("chromium and chromedriver not installed (apt-get install chromium chromium-driver; "
+                  "deploy/ci-deps.sh does when run as root)")
+        print(f"SKIP console browser test: {reason}")
+        pytest.skip(reason)
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.skip("selenium not installed (pip install -e '.[dev]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--lang=en-GB", "--no-first-run", "--disable-extensions",
+                "--disable-background-networking", "--disable-component-update"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "en-GB,en"})
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+
+
+def wait_for(driver, condition, timeout=20.0, what="condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def row_state(driver, node):
+    from selenium.webdriver.common.by import By
+
+    rows = driver.find_elements(By.CSS_SELECTOR, f'#nodes tbody tr[data-node="{node}"]')
+    return rows[0].get_attribute("data-state") if rows else None
+
+
+class Heartbeat:
+    """The storm nodes keep uploading (a reading every second each) while the test runs."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop_flag = url, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.seq = 10_000_000
+
+    def run(self) -> None:
+        while not self.stop_flag.wait(1.0):
+            for node, *_rest in STORM_NODES:
+                upload(self.url, node, [("node.cpu_temp_c", 48.0, ago(0.5))], first_seq=self.seq,
+                       health=storm_health(node, oldest_reading_age_s=1.0))
+            self.seq += 1
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def console(tmp_path):
+    driver = browser_or_skip()
+    store = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+    store_storm(store, now_ms())
+    store.add_node(CUT, KEY, now_ms())
+    Accounts(store).add_user("operator", "read", PASSWORD)
+    config = ConsoleConfig(late_after_s=4, silent_after_s=600, buffering_age_s=30, poll_s=1)
+    url, stop = serve_in_thread(store, console=config)
+    heartbeat = Heartbeat(url)
+    heartbeat.thread.start()
+    try:
+        yield driver, url
+    finally:
+        heartbeat.stop()
+        driver.quit()
+        stop()
+        store.close()
+
+
+def screenshot(driver, tmp_path: Path, name: str, height: int) -> None:
+    target = Path(os.environ.get("STREETNODE_SCREENSHOTS") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    driver.set_window_size(1400, height)
+    time.sleep(0.5)  # charts redraw at the new size
+    driver.save_screenshot(str(target / name))
+    driver.set_window_size(1400, 1000)
+    assert (target / name).stat().st_size > 10_000
+
+
+def drawn_pixels(driver) -> int:
+    return driver.execute_script(
+        "const c = document.querySelector('figure.chart canvas'); if (!c) return 0;"
+        "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 3; i < d.length; i += 4) { if (d[i]) n++; } return n;")
+
+
+def test_the_console_in_chromium(console, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver, url = console
+    upload(url, CUT, [("flood.depth_cm", 3.0, ago(1))], health=health_of(CUT, oldest_reading_age_s=1.0))
+
+    # log in: a wrong password is refused, the right one opens the overview
+    driver.get(url + "/console/")
+    wait_for(driver, lambda d: "/console/login" in d.current_url, what="redirect to the login form")
+    driver.find_element(By.ID, "user").send_keys("operator")
+    driver.find_element(By.ID, "password").send_keys("not the password")
+    driver.find_element(By.ID, "login-button").click()
+    error = wait_for(driver, lambda d: d.find_elements(By.ID, "login-error"), what="login refused")
+    assert "Wrong user name or password" in error[0].text and "/console/login" in driver.current_url
+    driver.find_element(By.ID, "user").send_keys("operator")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "login-button").click()
+    wait_for(driver, lambda d: d.current_url.rstrip("/").endswith("/console"), what="the overview")
+
+    # every node on the map and in the table
+    count = len(STORM_NODES) + 1
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")) == count, what="rows")
+    markers = driver.find_elements(By.CSS_SELECTOR, "#map g.marker")
+    placed = sorted(m.get_attribute("data-node") for m in markers)
+    assert placed == sorted([n[0] for n in STORM_NODES] + [CUT])
+    flood = driver.find_element(By.CSS_SELECTOR, '#nodes tr[data-node="hk-0042"] td.band')
+    assert "cm" in flood.text and "severe" in flood.text  # ~42 cm: above 30
+    screenshot(driver, tmp_path, "console-overview.png", 1150)
+
+    # the cut node: late while nothing arrives, buffering when its backlog arrives, live when drained
+    wait_for(driver, lambda d: row_state(d, CUT) == "late", timeout=30, what="late after the cut")
+    backlog = [("flood.depth_cm", 3.0, ago(60 - i)) for i in range(50)]
+    upload(url, CUT, backlog[:10], first_seq=1,
+           health=health_of(CUT, backlog_readings=400, oldest_reading_age_s=60.0))
+    wait_for(driver, lambda d: row_state(d, CUT) == "buffering", what="buffering during the backfill")
+    upload(url, CUT, backlog[10:], first_seq=11,
+           health=health_of(CUT, backlog_readings=2, oldest_reading_age_s=1.0))
+    wait_for(driver, lambda d: row_state(d, CUT) == "live", what="live after the backfill")
+
+    # open a node: its charts draw; switch the range, then the language
+    driver.find_element(By.CSS_SELECTOR, '#nodes tr[data-node="hk-0042"] a').click()
+    wait_for(driver, lambda d: "/console/nodes/hk-0042" in d.current_url, what="the node page")
+    wait_for(driver, lambda d: drawn_pixels(d) > 500, what="a chart with drawn pixels")
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect.tl-buffered"),
+             what="the timeline's buffered stretch")
+    assert driver.find_elements(By.CSS_SELECTOR, "#timeline rect.tl-gap")
+    assert driver.find_element(By.ID, "node-state").get_attribute("data-state") == "live"
+    screenshot(driver, tmp_path, "console-node.png", 2500)
+    driver.find_element(By.ID, "range-7d").click()
+    wait_for(driver, lambda d: "range=7d" in d.current_url, what="the 7-day range")
+    figure = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "figure.chart[data-step-ms]"),
+                      what="a 7-day chart")[0]
+    assert figure.get_attribute("data-step-ms") == "900000"  # 7 d in <= 1,000 buckets
+    assert drawn_pixels(driver) > 500
+    driver.find_element(By.ID, "lang-vi").click()
+    wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "vi", what="vi")
+    assert "Trạm" in driver.find_element(By.TAG_NAME, "h1").text and "range=7d" in driver.current_url
+    wait_for(driver, lambda d: drawn_pixels(d) > 500, what="charts in Vietnamese")
+    assert "Biểu đồ" in driver.find_element(By.CSS_SELECTOR, "#charts-panel h2").text
