@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
+from central.alerts import api as alerts_api
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.ingest import RECEIPT_SCOPE_KEY
@@ -171,19 +172,32 @@ def close_app(app: FastAPI) -> None:
     db = getattr(app.state, "sta_db", None)
     if db is not None:
         db.close()
+    if app.state.central.alerts is not None:
+        app.state.central.alerts.db.close()
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int = DEFAULT_MAX_BODY,
                max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
                window_ms: int = protocol.TIMESTAMP_WINDOW_MS, accounts: Accounts | None = None,
-               extra_routers: Sequence[Callable[[AppContext], APIRouter]] = ()) -> FastAPI:
+               extra_routers: Sequence[Callable[[AppContext], APIRouter]] = (),
+               alerts: Any = None) -> FastAPI:
     """The receiver's ASGI app over ``store``; ``clock`` gives the server's wall time in seconds.
 
     ``extra_routers``: more ``router(ctx)`` factories (tests; an area under development).
+    ``alerts``: the `AlertEngine` of ``[alerts]`` (default: no rules, the read API only).
     """
+    if alerts is None:
+        from central.alerts.config import AlertsConfig
+        from central.alerts.db import AlertsDb
+        from central.alerts.engine import AlertEngine
+
+        try:
+            alerts = AlertEngine(AlertsConfig(), AlertsDb.for_store(store), clock=clock)
+        except AttributeError:  # a store that is neither SQLite nor PostgreSQL (a test's stand-in)
+            alerts = None
     ctx = AppContext(store=store, accounts=accounts or Accounts(store, clock=clock), clock=clock,
                      limits=IngestLimits(max_body=max_body, max_decompressed=max_decompressed,
-                                         window_ms=window_ms))
+                                         window_ms=window_ms), alerts=alerts)
     app = FastAPI(title="streetnode central", version=str(protocol.PROTOCOL_VERSION),
                   description="Receives signed, gzip-compressed v1 batches from streetnode nodes; "
                   "serves them to the city's operators (docs/protocol.md, docs/central.md).",
@@ -208,6 +222,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(ingest.router(ctx))
     app.include_router(reads.router(ctx))
     app.include_router(auth.router(ctx))
+    app.include_router(alerts_api.router(ctx))
     sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
     app.include_router(sta_api)
     for make_router in extra_routers:

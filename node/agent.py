@@ -101,7 +101,8 @@ def build_hardware(cfg: Config, scenario: str | None,
     from drivers.emulator import EmulatedRig
 
     try:
-        rig = EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock)
+        rig = EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock,
+                          start_s=float(cfg.emulation.get("start") or 0.0))
     except ValueError as e:
         raise ConfigError(f"emulation.scenario: {e}") from None
     return EmulatedHardware(rig)

@@ -28,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest decompressed body accepted (default: %(default)s)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
-                   "see docs/central.md")
+                   "[alerts] rules and sinks; see docs/central.md, docs/alerts.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward",)
+CONFIG_SECTIONS = ("forward", "alerts")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -66,11 +66,15 @@ def serve_cmd(args: argparse.Namespace) -> int:
     for name in ("max_body", "max_decompressed"):
         if getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
+    from central.alerts.config import parse_alerts
     from central.forward.config import parse_sinks
 
-    sinks = parse_sinks(load_config(args.config))
+    doc = load_config(args.config)
+    sinks = parse_sinks(doc)
+    alerts_config = parse_alerts(doc)
     store = open_db(args.db)
     forwarders = []
+    alerts, workers = _start_alerts(store, alerts_config)
     try:
         if sinks:
             from central.forward.forwarder import log, start_forwarders
@@ -82,12 +86,35 @@ def serve_cmd(args: argparse.Namespace) -> int:
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
-                             max_body=args.max_body, max_decompressed=args.max_decompressed)
+                             max_body=args.max_body, max_decompressed=args.max_decompressed, alerts=alerts)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69
     finally:
         for forwarder in forwarders:
             forwarder.stop()
+        if alerts is not None:
+            alerts.stop()
+        for worker in workers:
+            worker.stop()
         store.close()
     return 0
+
+
+def _start_alerts(store: Any, config: Any) -> tuple[Any, list[Any]]:
+    """The alert engine of ``[alerts]`` and one delivery worker per sink (None, [] without rules)."""
+    if not config.rules:
+        return None, []
+    from central.alerts.db import AlertsDb
+    from central.alerts.delivery import start_delivery
+    from central.alerts.engine import AlertEngine, log
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("streetnode-central: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    engine = AlertEngine(config, AlertsDb.for_store(store), list_nodes=store.list_nodes)
+    workers = start_delivery(config, lambda: AlertsDb.for_store(store))
+    engine.on_enqueued = [w.wake for w in workers]
+    engine.start()
+    return engine, workers
