@@ -88,6 +88,13 @@ class MqttSender:
     def __init__(self, sink: SinkConfig) -> None:
         self.link = MqttLink(sink, ack_timeout_s=10.0)
 
+    def prepare(self) -> None:
+        """Connect ahead of the first transition (its latency then holds no TCP/MQTT handshake)."""
+        try:
+            self.link.connect(timeout_s=5.0)
+        except LinkDown as e:
+            log.warning("alerts %s: broker not reachable yet: %s", self.link.sink.name, e)
+
     def send(self, payload: str, stop: threading.Event) -> None:
         messages = [
             Message(m["topic"], m["payload"].encode(), bool(m["retain"])) for m in json.loads(payload)
@@ -161,6 +168,9 @@ class DeliveryWorker:
         return held
 
     def run(self) -> None:
+        prepare = getattr(self.sender, "prepare", None)
+        if prepare is not None:
+            prepare()
         while not self._stop.is_set():
             try:
                 if not self._hold_lease():
