@@ -28,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest decompressed body accepted (default: %(default)s)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
-                   "[alerts] rules and sinks; see docs/central.md, docs/alerts.md")
+                   "[console] settings, [alerts] rules and sinks; see docs/central.md, docs/alerts.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward", "alerts")
+CONFIG_SECTIONS = ("forward", "console", "alerts")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -67,11 +67,13 @@ def serve_cmd(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
     from central.alerts.config import parse_alerts
+    from central.console.config import parse_console
     from central.forward.config import parse_sinks
 
-    doc = load_config(args.config)
-    sinks = parse_sinks(doc)
-    alerts_config = parse_alerts(doc)
+    config = load_config(args.config)
+    sinks = parse_sinks(config)
+    console = parse_console(config)
+    alerts_config = parse_alerts(config)
     store = open_db(args.db)
     forwarders = []
     alerts, workers = _start_alerts(store, alerts_config)
@@ -86,7 +88,8 @@ def serve_cmd(args: argparse.Namespace) -> int:
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
-                             max_body=args.max_body, max_decompressed=args.max_decompressed, alerts=alerts)
+                             max_body=args.max_body, max_decompressed=args.max_decompressed, console=console,
+                             alerts=alerts)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69

@@ -16,13 +16,17 @@ from central.alerts.engine import AlertEngine
 from central.store import open_store
 from node.model import Reading
 from node.protocol import IngestBatch
+from tests.central.conftest import pg_url  # noqa: F401 (a fixture)
 
 SECRET = b"0123456789abcdef-webhook-secret"
 
 
-@pytest.fixture
-def store(tmp_path):
-    st = open_store(f"sqlite:///{tmp_path / 'central.db'}")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """One contract, both backends: SQLite on tmp_path, a fresh schema on the local PostgreSQL."""
+    sqlite = f"sqlite:///{tmp_path / 'c.db'}"
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else sqlite
+    st = open_store(url)
     for node in ("pole-1", "pole-2", "pole-3"):
         st.add_node(node, bytes(32), 0)
     yield st

@@ -17,7 +17,7 @@ from central.alerts.db import AlertsDb
 from central.alerts.delivery import start_delivery
 from tests.alerts.conftest import depth_batch, make_engine
 from tests.alerts.test_engine import FLOOD, MIN, doc
-from tests.forward.broker import SHARED, wait_port
+from tests.forward.conftest import broker_port  # noqa: F401 (a fixture: 1883, else our own)
 
 
 def _flood_cycle(engine, node, t0, seq0=1):
@@ -60,10 +60,15 @@ def test_a_receiver_down_gets_every_transition_once_back_in_order_and_after_a_re
     assert receiver.bad_signatures == 0 and len(set(receiver.keys)) == 4
 
 
-def test_mqtt_event_at_qos1_and_retained_state(store):
-    wait_port(SHARED[1], 5.0)
+def test_mqtt_event_at_qos1_and_retained_state(store, broker_port):  # noqa: F811
     prefix = f"sntest/{uuid.uuid4().hex[:10]}"
-    sink = {"name": "broker", "type": "mqtt", "host": "127.0.0.1", "port": SHARED[1], "topic_prefix": prefix}
+    sink = {
+        "name": "broker",
+        "type": "mqtt",
+        "host": "127.0.0.1",
+        "port": broker_port,
+        "topic_prefix": prefix,
+    }
     engine = make_engine(store, doc(FLOOD, sinks=[sink]))
     workers = start_delivery(engine.config, lambda: AlertsDb.for_store(store))
     engine.on_enqueued = [w.wake for w in workers]
@@ -82,7 +87,7 @@ def test_mqtt_event_at_qos1_and_retained_state(store):
     ready = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}")
     client.on_message = lambda c, u, m: (got.append((m.topic, m.payload, m.retain)), ready.set())
-    client.connect("127.0.0.1", SHARED[1])
+    client.connect("127.0.0.1", broker_port)
     client.subscribe(f"{prefix}/alerts/+/state", qos=1)
     client.loop_start()
     try:

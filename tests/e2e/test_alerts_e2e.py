@@ -25,13 +25,14 @@ from central.store import open_store
 from tests.alerts.conftest import SECRET, Receiver
 from tests.central.test_cli import start_server
 from tests.conftest import ROOT
-from tests.forward.broker import SHARED, Recorder, wait_port
+from tests.forward.broker import Recorder
+from tests.forward.conftest import broker_port  # noqa: F401 (a fixture: 1883, else our own)
 from tests.support.faultproxy import FaultProxy
 
 NODES = ("pole-1", "pole-2", "pole-3")
 
 
-def _central_config(tmp_path: Path, hook_url: str, prefix: str) -> Path:
+def _central_config(tmp_path: Path, hook_url: str, prefix: str, port: int) -> Path:
     secret = tmp_path / "webhook.secret"
     secret.write_bytes(SECRET)
     conf = tmp_path / "central.toml"
@@ -65,7 +66,7 @@ secret_file = "{secret}"
 name = "broker"
 type = "mqtt"
 host = "127.0.0.1"
-port = {SHARED[1]}
+port = {port}
 topic_prefix = "{prefix}"
 """)
     return conf
@@ -167,8 +168,7 @@ def _last_seen(store, node: str):
     return next((n for n in store.list_nodes(node) if n.last_seen_ms is not None), None)
 
 
-def test_flood_alerts_end_to_end(tmp_path, cli_env):
-    wait_port(SHARED[1], 5.0)
+def test_flood_alerts_end_to_end(tmp_path, cli_env, broker_port):  # noqa: F811
     env = {**cli_env, "PYTHONUNBUFFERED": "1"}
     for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         env.pop(k, None)
@@ -179,9 +179,9 @@ def test_flood_alerts_end_to_end(tmp_path, cli_env):
         store.add_node(node, key, int(time.time() * 1000))
     receiver = Receiver()
     prefix = f"sntest/{uuid.uuid4().hex[:10]}"
-    recorder = Recorder(SHARED[1], [f"{prefix}/alerts/#"])
+    recorder = Recorder(broker_port, [f"{prefix}/alerts/#"])
     central, url = start_server(
-        ["--db", db, "--config", str(_central_config(tmp_path, receiver.url, prefix))], env
+        ["--db", db, "--config", str(_central_config(tmp_path, receiver.url, prefix, broker_port))], env
     )
     port = int(url.rsplit(":", 1)[1])
     link1 = FaultProxy(port, lifetime=150).start()
