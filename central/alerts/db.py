@@ -29,10 +29,28 @@ def alert_doc(row: tuple[Any, ...]) -> dict[str, Any]:
 class AlertsDb(ForwardDb):
     # ---- used inside the engine's write transactions (conn given)
     def rule_state(self, conn: Any, rule: str, node_id: str) -> str | None:
+        """The (rule, node) state, its row locked for this transaction: two ``serve`` processes
+        judging batches of one node take turns (SQLite's writer lock already serializes them)."""
+        if self.backend == "sqlite":
+            row = self._exec(
+                conn, "SELECT state FROM alert_rule_state WHERE rule = ? AND node_id = ?", (rule, node_id)
+            ).fetchone()
+            return None if row is None else row[0] or None
+        self._exec(
+            conn,
+            "INSERT INTO alert_rule_state (rule, node_id, state) VALUES (?, ?, '') ON CONFLICT DO NOTHING",
+            (rule, node_id),
+        )
         row = self._exec(
-            conn, "SELECT state FROM alert_rule_state WHERE rule = ? AND node_id = ?", (rule, node_id)
+            conn,
+            "SELECT state FROM alert_rule_state WHERE rule = ? AND node_id = ? FOR UPDATE",
+            (rule, node_id),
         ).fetchone()
-        return None if row is None else row[0]
+        return row[0] or None
+
+    def last_seen(self, conn: Any, node_id: str) -> int | None:
+        row = self._exec(conn, "SELECT last_seen_ms FROM nodes WHERE node_id = ?", (node_id,)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def save_rule_state(self, conn: Any, rule: str, node_id: str, state: str) -> None:
         self._exec(

@@ -93,6 +93,7 @@ class AlertEngine:
         rows = batch.rows()
         for rule in rules:
             if rule.kind == "silent":
+                self.db.rule_state(conn, rule.name, node)  # takes turns with the silence check
                 active = self.db.active_alert(conn, rule.name, node)
                 if active is not None:
                     count += self._transition(conn, rule, node, "resolve", now, now, None, False)
@@ -227,13 +228,20 @@ class AlertEngine:
                 if buffering and quiet_ms < rule.after_ms + rule.buffering_grace_ms:
                     continue
                 count += self.db.write(
-                    lambda conn, rule=rule, node=info.node_id, seen=info.last_seen_ms: self._transition(
-                        conn, rule, node, "open", now, seen, None, False
-                    )
+                    lambda conn, rule=rule, node=info.node_id: self._open_silent(conn, rule, node, now)
                 )
         if count:
             self._wake()
         return count
+
+    def _open_silent(self, conn: Any, rule: Rule, node: str, now: int) -> int:
+        """Open a silent alert, re-checked under the (rule, node) lock: a batch stored since the
+        node list was read means the node spoke."""
+        self.db.rule_state(conn, rule.name, node)
+        seen = self.db.last_seen(conn, node)
+        if seen is None or now - seen < rule.after_ms:
+            return 0
+        return self._transition(conn, rule, node, "open", now, seen, None, False)
 
     def node_states(self, now_ms: int | None = None) -> dict[str, str]:
         """node -> "reporting" / "buffering" / "silent" by the first silent rule (for the API)."""

@@ -171,3 +171,26 @@ def test_config_errors_name_the_key(rule, message):
     with pytest.raises(ConfigError) as e:
         parse_alerts(doc(rule))
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_two_serve_processes_judging_one_node_open_one_alert(store):
+    import threading
+
+    engines = [make_engine(store, doc(FLOOD)) for _ in range(2)]  # each its own connection
+    for node in ("pole-1", "pole-2", "pole-3"):
+        barrier = threading.Barrier(2)
+
+        def judge(engine, seq0, node=node, barrier=barrier):
+            batch = depth_batch(node, [(NOW + seq0, 30.0), (NOW + seq0 + 1, 31.0)], seq0=seq0)
+            barrier.wait()
+            engine.on_batch(batch, NOW)
+
+        threads = [threading.Thread(target=judge, args=(e, 10 * i)) for i, e in enumerate(engines)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    opened = engines[0].db.list_alerts(("open",), None, 10)
+    assert sorted(a["node"] for a in opened) == ["pole-1", "pole-2", "pole-3"]
+    for e in engines:
+        e.db.close()
