@@ -86,8 +86,8 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any
         raise Rejected("replay", REPLAY_MESSAGE) from None
     except UnknownNode:
         raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
-    if ctx.alerts is not None:  # after the commit: alert rules see the stored batch (never raises)
-        ctx.alerts.on_batch(batch, now)
+    if ctx.alerts is not None and result.stored:  # after the commit (never raises); a resend of
+        ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
     return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
             "server_time_ms": now}
 

@@ -3,9 +3,11 @@
 `AlertEngine.on_batch` runs right after the store committed a batch (the ingest request's thread):
 in one write transaction it moves each applicable rule's state for the node, opens / resolves
 alerts, records an event per transition and queues one delivery per sink. A transition caused by a
-reading older than ``late_after`` (backfill after an outage) is **late**: recorded in the history,
-never delivered — only a transition of an alert whose opening was delivered is delivered (so a
-sink that heard "open" also hears "resolved"). An admin's acknowledgement is a transition too.
+reading older than ``late_after`` is **late**: recorded in the history, never delivered — only a
+transition of an alert whose opening was delivered is delivered (so a sink that heard "open" also
+hears "resolved"). Readings older than what a rule has judged (the backlog a node sends after the
+live batch that follows an outage) run through a second state machine (`_threshold`): what it finds
+is late history. An admin's acknowledgement is a transition too.
 
 Silence (`check_silent`, every few seconds): a node with no upload for a silent rule's ``after``
 is *silent* (alert) unless its last batch reported buffering — its oldest unsent reading
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # the database side imports the forwarder's (and its layouts'
 
 log = logging.getLogger("streetnode.central.alerts")
 SILENT_EVERY_S = 2.0
+BACKFILL_SUFFIX = "#backfill"  # alert_rule_state of the state machine that judges backfill
 
 
 def _buffering(info: Any, rule: Rule) -> bool:
@@ -107,21 +110,62 @@ class AlertEngine:
                         late = now - batch.sent_ms > self.config.late_after_ms
                         count += self._transition(conn, rule, node, change, now, batch.sent_ms, None, late)
             else:
-                readings = sorted(
-                    (wall_ms, value)
-                    for _, channel, value, flags, wall_ms, _, _ in rows
-                    if value is not None
-                    and not flags & UNTRUSTED
-                    and wall_ms > st.last_ms
-                    and rule.matches(channel)
-                )
-                for wall_ms, value in readings:
-                    change = threshold_step(rule, st, wall_ms, value)
-                    if change:
-                        late = now - wall_ms > self.config.late_after_ms
-                        count += self._transition(conn, rule, node, change, now, wall_ms, value, late)
+                count += self._threshold(conn, rule, node, st, rows, now)
             self.db.save_rule_state(conn, rule.name, node, st.dumps())
         return count
+
+    def _threshold(self, conn: Any, rule: Rule, node: str, st: RuleState, rows: list[Any], now: int) -> int:
+        """Readings newer than the rule last judged move the live state; older ones (the backfill a
+        node sends after the live batch that follows an outage) run through a second state machine
+        that starts where the live state was before the gap, and are recorded as late."""
+        readings = sorted(
+            (wall_ms, value)
+            for _, channel, value, flags, wall_ms, _, _ in rows
+            if value is not None and not flags & UNTRUSTED and rule.matches(channel)
+        )
+        if not readings:
+            return 0
+        backfill_key = f"{rule.name}{BACKFILL_SUFFIX}"
+        bf = RuleState.loads(self.db.rule_state(conn, backfill_key, node))
+        count = 0
+        if readings[0][0] > st.last_ms:  # nothing older pending: a later gap starts from here
+            if bf.active and not st.active:  # the backfill ended inside an episode the live state left
+                count += self._backfill_transition(conn, rule, node, "resolve", now, st.last_ms, None)
+            bf = RuleState(**vars(st))
+        for wall_ms, value in readings:
+            if bf.last_ms < wall_ms <= st.last_ms:
+                change = threshold_step(rule, bf, wall_ms, value)
+                if change:
+                    count += self._backfill_transition(conn, rule, node, change, now, wall_ms, value)
+            elif wall_ms > st.last_ms:
+                change = threshold_step(rule, st, wall_ms, value)
+                if change:
+                    late = now - wall_ms > self.config.late_after_ms
+                    count += self._transition(conn, rule, node, change, now, wall_ms, value, late)
+        self.db.save_rule_state(conn, backfill_key, node, bf.dumps())
+        return count
+
+    def _backfill_transition(
+        self, conn: Any, rule: Rule, node: str, change: str, now: int, reading_ms: int, value: float | None
+    ) -> int:
+        """A crossing found in backfill: a late alert of its own when no live alert is active,
+        else a late event in the live alert's history (its state follows the newest readings)."""
+        self.stats["late"] += 1
+        active = self.db.active_alert(conn, rule.name, node)
+        if active is not None and not active["late"]:
+            transition = "open" if change == "open" else "resolved"
+            self.db.insert_event(
+                conn,
+                active["id"],
+                transition,
+                now,
+                reading_ms,
+                value,
+                True,
+                detail="backfill: seen in readings older than the live state; the state follows the newest",
+            )
+            return 0
+        return self._transition(conn, rule, node, change, now, reading_ms, value, True)
 
     def _summary(self, rule: Rule, node: str, value: float | None) -> str:
         if rule.kind == "silent":
@@ -145,8 +189,21 @@ class AlertEngine:
         self.stats["transitions"] += 1
         self.stats["late"] += int(late)
         if change == "open":
-            if self.db.active_alert(conn, rule.name, node) is not None:
+            active = self.db.active_alert(conn, rule.name, node)
+            if active is not None and (late or not active["late"]):
                 return 0
+            if active is not None:  # a late alert from backfill gives way to the live one
+                self.db.update_alert(conn, active["id"], state="resolved", resolved_ms=now)
+                self.db.insert_event(
+                    conn,
+                    active["id"],
+                    "resolved",
+                    now,
+                    reading_ms,
+                    value,
+                    True,
+                    detail="superseded by a live alert",
+                )
             alert_id = self.db.insert_alert(
                 conn,
                 {

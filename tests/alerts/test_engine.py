@@ -87,8 +87,54 @@ def test_backfilled_old_readings_are_recorded_late_not_delivered(store, secret_f
     assert alert["late"] and not alert["delivered"]
     assert [e["late"] for e in engine.db.history(alert["id"])] == [True, True]
     assert queue(engine) == []
-    # readings older than the last evaluated are backfill of what was judged: no state change
-    assert engine.on_batch(depth_batch("pole-1", [(old, 50.0), (old + 1, 50.0)], seq0=40), NOW) == 0
+    # a crossing older than what the rule judged since: backfill, recorded as a late alert
+    assert engine.on_batch(depth_batch("pole-1", [(old, 50.0), (old + 1, 50.0)], seq0=40), NOW) == 1
+    assert [a["late"] for a in engine.db.list_alerts(("open",), None, 10)] == [True]
+    assert queue(engine) == []
+
+
+def test_after_an_outage_the_live_batch_fires_and_the_backfill_is_history(store, secret_file):
+    """The node sends its newest readings first, then the backlog, oldest first."""
+    hook = {
+        "name": "city",
+        "type": "webhook",
+        "url": "http://127.0.0.1:9/hook",
+        "secret_file": str(secret_file),
+    }
+    engine = make_engine(store, doc(FLOOD, sinks=[hook]))
+    t0 = NOW - 60 * MIN
+    engine.on_batch(depth_batch("pole-1", [(t0, 5.0), (t0 + MIN, 5.0)]), t0 + MIN)  # before the outage
+    # pole-1: the water rose and fell during the outage; now it is low: nothing fires
+    assert engine.on_batch(depth_batch("pole-1", [(NOW - MIN, 4.0), (NOW, 4.0)], seq0=100), NOW) == 0
+    episode = [(t0 + 10 * MIN, 25.0), (t0 + 11 * MIN, 27.0), (t0 + 20 * MIN, 10.0), (t0 + 30 * MIN, 8.0)]
+    assert engine.on_batch(depth_batch("pole-1", episode, seq0=3), NOW) == 2
+    [late] = engine.db.list_alerts(("resolved",), "pole-1", 10)
+    assert late["late"] and [e["transition"] for e in engine.db.history(late["id"])] == ["open", "resolved"]
+    # pole-2: the water is still high when the link returns: one live alert, the backfill's
+    # crossing is a late event in its history, not a second alert
+    engine.on_batch(depth_batch("pole-2", [(t0, 5.0)]), t0)
+    assert engine.on_batch(depth_batch("pole-2", [(NOW - MIN, 30.0), (NOW, 31.0)], seq0=100), NOW) == 1
+    assert engine.on_batch(depth_batch("pole-2", episode[:2], seq0=3), NOW) == 0
+    [live] = engine.db.list_alerts(("open",), "pole-2", 10)
+    assert not live["late"]
+    assert [(e["transition"], e["late"]) for e in engine.db.history(live["id"])] == [
+        ("open", False),
+        ("open", True),
+    ]
+    assert [key.split("-")[2] for _, key, _ in queue(engine)] == ["open"]  # only the live one went out
+    # the water falls: the live alert resolves; the rest of the backlog changes nothing
+    calm = [(NOW + i * MIN, 5.0) for i in range(1, 12)]
+    assert engine.on_batch(depth_batch("pole-2", calm, seq0=200), NOW + 11 * MIN) == 1
+    assert engine.on_batch(depth_batch("pole-2", episode[2:], seq0=5), NOW + 11 * MIN) == 0
+    assert engine.db.list_alerts(("open", "acknowledged"), "pole-2", 10) == []
+    # pole-3: the backlog ends inside an episode the live state never saw: its late alert is
+    # closed when the backfill is over (the next batch holds only newer readings)
+    engine.on_batch(depth_batch("pole-3", [(t0, 5.0)]), t0)
+    engine.on_batch(depth_batch("pole-3", [(NOW, 4.0)], seq0=100), NOW)
+    assert engine.on_batch(depth_batch("pole-3", episode[:2], seq0=3), NOW) == 1
+    assert [a["late"] for a in engine.db.list_alerts(("open",), "pole-3", 10)] == [True]
+    assert engine.on_batch(depth_batch("pole-3", [(NOW + MIN, 4.0)], seq0=101), NOW + MIN) == 1
+    assert engine.db.list_alerts(("open",), "pole-3", 10) == []
 
 
 def test_storm_mode_and_pm25_band(store):
