@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
+from central.alerts import api as alerts_api
 from central.api_shapes import HEALTHZ_DOC, OPENAPI_DOC, shape_errors
 from central.console.config import ConsoleConfig
 from central.console.mount import build_console
@@ -178,31 +179,43 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def close_app(app: FastAPI) -> None:
-    """Release what `create_app` opened besides the store (the SensorThings and console read
-    connections)."""
+    """Release what `create_app` opened besides the store (the SensorThings, console and alerts
+    read connections)."""
     for name in ("sta_db", "console_db"):
         db = getattr(app.state, name, None)
         if db is not None:
             db.close()
+    if app.state.central.alerts is not None:
+        app.state.central.alerts.db.close()
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int | None = None,
                max_decompressed: int | None = None, window_ms: int | None = None,
                limits: IngestLimits | None = None, accounts: Accounts | None = None,
                extra_routers: Sequence[Callable[[AppContext], APIRouter]] = (),
-               console: ConsoleConfig | None = None) -> FastAPI:
+               console: ConsoleConfig | None = None, alerts: Any = None) -> FastAPI:
     """The receiver's ASGI app over ``store``; ``clock`` gives the server's wall time in seconds.
 
     ``limits`` (central/limits.py) with ``max_body``, ``max_decompressed`` and ``window_ms``, when
     given, replacing its fields; `central.server.make_server` enforces the connection limits.
     ``console``: the ``[console]`` settings of the operator console (defaults when None).
     ``extra_routers``: more ``router(ctx)`` factories (tests; an area under development).
+    ``alerts``: the `AlertEngine` of ``[alerts]`` (default: no rules, the read API only).
     """
     overrides = {name: value for name, value in (("max_body", max_body), ("max_decompressed",
                  max_decompressed), ("window_ms", window_ms)) if value is not None}
     limits = dataclasses.replace(limits or IngestLimits(), **overrides)
+    if alerts is None:
+        from central.alerts.config import AlertsConfig
+        from central.alerts.db import AlertsDb
+        from central.alerts.engine import AlertEngine
+
+        try:
+            alerts = AlertEngine(AlertsConfig(), AlertsDb.for_store(store), clock=clock)
+        except AttributeError:  # a store that is neither SQLite nor PostgreSQL (a test's stand-in)
+            alerts = None
     ctx = AppContext(store=store, accounts=accounts or Accounts(store, clock=clock), clock=clock,
-                     limits=limits)
+                     limits=limits, alerts=alerts)
     app = FastAPI(title="streetnode central", version=str(protocol.PROTOCOL_VERSION),
                   description="Receives signed, gzip-compressed v1 batches from streetnode nodes; "
                   "serves them to the city's operators (docs/protocol.md, docs/central.md).",
@@ -237,6 +250,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(ingest.router(ctx))
     app.include_router(reads.router(ctx))
     app.include_router(auth.router(ctx))
+    app.include_router(alerts_api.router(ctx))
     sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
     app.include_router(sta_api)
     console_routers, app.state.console_db = build_console(ctx, console or ConsoleConfig())

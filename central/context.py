@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
@@ -23,6 +24,7 @@ class AppContext:
     accounts: Accounts
     clock: Callable[[], float] = time.time  # the server's wall clock, seconds
     limits: IngestLimits = field(default_factory=IngestLimits)
+    alerts: Any = None  # central.alerts.engine.AlertEngine: evaluates each stored batch, /v1/alerts
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

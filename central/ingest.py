@@ -241,6 +241,8 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
     if quotas is not None:
         quotas.charge(auth.node_id, readings=-result.duplicates,
                       stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents, batch))
+    if ctx.alerts is not None and result.stored:  # after the commit (never raises); a resend of
+        ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
     return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
             "server_time_ms": now}
 

@@ -127,9 +127,12 @@ def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls
 
 def serve_workers(open_one: Callable[[], Store], listen: str, workers: int, *, tls_cert: str | None = None,
                   tls_key: str | None = None, announce: Callable[[str], None] = print,
-                  on_started: Callable[[], None] = lambda: None, **app_options: Any) -> int:
+                  on_started: Callable[[], None] = lambda: None,
+                  per_worker: Callable[[Store], dict[str, Any]] = lambda store: {},
+                  **app_options: Any) -> int:
     """`serve --workers N`: bind ``listen`` once, fork ``workers`` processes that each open their own
-    store with ``open_one()`` and serve the shared socket; returns the exit status (central/workers.py)."""
+    store with ``open_one()`` and serve the shared socket; returns the exit status (central/workers.py).
+    ``per_worker(store)`` gives more `create_app` options built on the worker's own store."""
     from central.workers import Workers
 
     host, port = parse_listen(listen)
@@ -137,7 +140,7 @@ def serve_workers(open_one: Callable[[], Store], listen: str, workers: int, *, t
 
     def serve_one(shared: socket.socket) -> int:
         store = open_one()
-        app = create_app(store, **app_options)
+        app = create_app(store, **app_options, **per_worker(store))
         raise_file_limit(app.state.central.limits)
         try:
             make_server(app, tls_cert=tls_cert, tls_key=tls_key).run(sockets=[shared])

@@ -101,7 +101,8 @@ def build_hardware(cfg: Config, scenario: str | None,
     from drivers.emulator import EmulatedRig
 
     try:
-        rig = EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock)
+        rig = EmulatedRig(scenario, speed=cfg.emulation["speed"], clock=clock,
+                          start_s=float(cfg.emulation.get("start") or 0.0))
     except ValueError as e:
         raise ConfigError(f"emulation.scenario: {e}") from None
     return EmulatedHardware(rig)
@@ -129,6 +130,7 @@ class Agent:
         self.led: Any = None
         self.alarms = [AlarmRule.from_config(a) for a in cfg.alarms]
         self.alarm_outputs: dict[str, Any] = {}
+        self.alarm_output_ok: dict[str, bool] = {}  # the output could be claimed at start
         self._alarm_alert = False  # an alarm changed before the upload thread started
         self._alarms_announced = False
         self.storm = StormDetector(cfg.storm)
@@ -188,7 +190,9 @@ class Agent:
                                   pin_factory=self._hw.pin_factory)  # type: ignore[union-attr]
                 out.probe()
                 self.alarm_outputs[a["name"]] = out
+                self.alarm_output_ok[a["name"]] = True
             except Exception as e:  # the rule still runs and its changes are still stored
+                self.alarm_output_ok[a["name"]] = False
                 log.error("alarm %s: output on GPIO%s unavailable: %s", a["name"], a["pin"], e)
                 self._incident("alarm_output", f"{a['name']} GPIO{a['pin']}: {e}")
 
@@ -555,7 +559,8 @@ class Agent:
             "emulated": self.scenario, "started_at": self.started_wall, "updated_at": time.time(),
             "led": self.led_state, "sensors": self.sampler.states(now) if self.sampler else [],
             "storm": self.storm.state.as_dict(),
-            "alarms": [{**rule.as_dict(), "pin": a["pin"], "output": rule.name in self.alarm_outputs}
+            "alarms": [{**rule.as_dict(), "pin": a["pin"],
+                        "output": self.alarm_output_ok.get(rule.name, False)}
                        for rule, a in zip(self.alarms, self.cfg.alarms, strict=True)],
             "clock": {"synced": self.clock.synced, "boot_id": self.clock.boot_id,
                       "last_correction": None if self.clock.last_correction is None else

@@ -99,6 +99,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "enabled": _f("bool", False),
         "scenario": _f("str", "calm"),
         "speed": _f("float", 1.0, lo=0.01, hi=100000),
+        "start": _f("duration", 0.0, lo=0, hi=10 * 86400),  # scenario time to start at ("18h")
     },
 }
 

@@ -25,8 +25,8 @@ temperature, humidity and pressure its air sensor (``air_sensor``, else the firs
 *in the same cycle* — when a ranger is due its air sensor is sampled with it, first — and flagged
 ``COMPENSATED``; without a valid air reading it goes out uncorrected (no flag). Then the spike
 filter and the rate of rise (`node.depth`): ``<ranger>.rise_cm_10min`` is its own channel, and
-while it is at least the ranger's ``rising_cm_10min`` the ranger samples at the storm interval
-(``rising_interval``) whatever its own interval is.
+once it reaches the ranger's ``rising_cm_10min`` the ranger samples at the storm interval
+(``rising_interval``) whatever its own interval is, until it falls below half of it.
 """
 
 from __future__ import annotations
@@ -231,6 +231,8 @@ class Slot:
                 "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 1)}
 
 
+RISING_CLEAR_RATIO = 0.5  # a ranger sampling fast for rising water slows down below half the threshold
+
 # a value with one of these flags is no evidence of weather (storm triggers and alarms ignore it)
 UNTRUSTED = int(Quality.OUT_OF_RANGE | Quality.FAULT | Quality.STUCK | Quality.SPIKE)
 
@@ -393,8 +395,12 @@ class Sampler:
     def _follow_the_water(self, slot: Slot, rise: float | None, now: float) -> None:
         """While the water rises faster than ``rising_cm_10min`` the ranger samples faster."""
         threshold = slot.cfg.get("rising_cm_10min")
-        rising = (rise is not None and threshold is not None and self.rising_interval is not None
-                  and rise >= float(threshold))
+        if rise is None or threshold is None or self.rising_interval is None:
+            rising = False
+        elif slot.cap is None:
+            rising = rise >= float(threshold)
+        else:  # hysteresis: noise around the threshold does not flap the interval
+            rising = rise >= RISING_CLEAR_RATIO * float(threshold)
         cap = self.rising_interval if rising else None
         if cap == slot.cap:
             return

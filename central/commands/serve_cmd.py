@@ -35,12 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "database connections, so use PostgreSQL for N > 1 (docs/central.md)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [limits], [[forward]] sinks (MQTT / ThingsBoard), "
-                   "[console] settings; see docs/central.md")
+                   "[console] settings, [alerts] rules and sinks; see docs/central.md, docs/alerts.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward", "console", "limits")
+CONFIG_SECTIONS = ("forward", "console", "limits", "alerts")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -75,12 +75,14 @@ def serve_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
     if not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers {args.workers}: expected 1 to 64 processes")
+    from central.alerts.config import parse_alerts
     from central.console.config import parse_console
     from central.forward.config import parse_sinks
 
     config = load_config(args.config)
     sinks = parse_sinks(config)
     console = parse_console(config)
+    alerts_config = parse_alerts(config)
     receiver_limits = limits.parse_limits(config.get("limits"), where=f"--config {args.config} [limits]")
     if sinks:
         from central.forward.forwarder import log
@@ -92,10 +94,13 @@ def serve_cmd(args: argparse.Namespace) -> int:
     store = open_db(args.db)  # migrates, once, before any worker starts
     forwarders: list[Any] = []
     stores = [store]
+    alerts, deliveries = None, []
     try:
         if args.workers > 1:
             store.close()  # a database connection must never cross a fork
-            return _serve_workers(args, sinks, forwarders, stores, console=console, limits=receiver_limits)
+            return _serve_workers(args, sinks, alerts_config, forwarders, stores,
+                                  console=console, limits=receiver_limits)
+        alerts, deliveries = _start_alerts(store, alerts_config)
         if sinks:
             from central.forward.forwarder import start_forwarders
 
@@ -103,33 +108,74 @@ def serve_cmd(args: argparse.Namespace) -> int:
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
                              limits=receiver_limits, max_body=args.max_body,
-                             max_decompressed=args.max_decompressed, console=console)
+                             max_decompressed=args.max_decompressed, console=console, alerts=alerts)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69
     finally:
         for forwarder in forwarders:
             forwarder.stop()
+        if alerts is not None:
+            alerts.stop()
+        for delivery in deliveries:
+            delivery.stop()
         for each in stores:
             each.close()
     return 0
 
 
-def _serve_workers(args: argparse.Namespace, sinks: list[Any], forwarders: list[Any],
+def _serve_workers(args: argparse.Namespace, sinks: list[Any], alerts_config: Any, forwarders: list[Any],
                    stores: list[Any], **app_options: Any) -> int:
-    """``--workers N``: the workers serve requests; forwarders (one per sink across every process, by
-    their lease) run in the parent on a connection of its own, opened after the workers are forked."""
+    """``--workers N``: the workers serve requests, each with its own alert engine (rules evaluated
+    as its batches are stored); the parent runs what must run once, on a connection of its own
+    opened after the workers are forked: forwarders (one per sink across every process, by their
+    lease), the silent-node check and alert delivery (queued in the database, polled each second)."""
     from central import server
 
+    running: list[Any] = []
+
     def started() -> None:
+        stores.append(open_db(args.db))
+        engine, deliveries = _start_alerts(stores[-1], alerts_config)
+        running.extend([engine, *deliveries] if engine is not None else [])
         if sinks:
             from central.forward.forwarder import start_forwarders
 
-            stores.append(open_db(args.db))
             forwarders.extend(start_forwarders(stores[-1], sinks))
 
-    return server.serve_workers(lambda: open_db(args.db), args.listen, args.workers,
-                                tls_cert=args.tls_cert, tls_key=args.tls_key,
-                                announce=lambda line: print(line, flush=True), on_started=started,
-                                max_body=args.max_body, max_decompressed=args.max_decompressed,
-                                **app_options)
+    def per_worker(store: Any) -> dict[str, Any]:
+        if not alerts_config.rules:
+            return {}
+        from central.alerts.db import AlertsDb
+        from central.alerts.engine import AlertEngine
+
+        return {"alerts": AlertEngine(alerts_config, AlertsDb.for_store(store), list_nodes=store.list_nodes)}
+
+    try:
+        return server.serve_workers(lambda: open_db(args.db), args.listen, args.workers,
+                                    tls_cert=args.tls_cert, tls_key=args.tls_key,
+                                    announce=lambda line: print(line, flush=True), on_started=started,
+                                    per_worker=per_worker, max_body=args.max_body,
+                                    max_decompressed=args.max_decompressed, **app_options)
+    finally:
+        for each in running:
+            each.stop()
+
+
+def _start_alerts(store: Any, config: Any) -> tuple[Any, list[Any]]:
+    """The alert engine of ``[alerts]`` and one delivery worker per sink (None, [] without rules)."""
+    if not config.rules:
+        return None, []
+    from central.alerts.db import AlertsDb
+    from central.alerts.delivery import start_delivery
+    from central.alerts.engine import AlertEngine, log
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("streetnode-central: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    engine = AlertEngine(config, AlertsDb.for_store(store), list_nodes=store.list_nodes)
+    workers = start_delivery(config, lambda: AlertsDb.for_store(store))
+    engine.on_enqueued = [w.wake for w in workers]
+    engine.start()
+    return engine, workers

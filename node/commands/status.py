@@ -48,6 +48,7 @@ def collect(cfg: config.Config) -> dict[str, Any]:
         "upload": st.get("upload") or {"enabled": bool(cfg.central["url"])},
         "sensors": st.get("sensors") or [],
         "storm": st.get("storm") or {"active": False},
+        "alarms": st.get("alarms") or [],
         "clock": {**(st.get("clock") or {}), "synced_now": is_synchronized(),
                   "last_known_good_ms": last_known_good_time(cfg.state_dir)},
         "led": st.get("led") if running else "off",
@@ -113,6 +114,11 @@ def render(info: dict[str, Any]) -> str:
     s = info["storm"]
     reasons = ", ".join(s.get("reasons", []))
     lines.append("storm mode: " + (f"ON ({reasons})" if s.get("active") else "off"))
+    for a in info.get("alarms", []):
+        output = "" if a.get("output") else ", OUTPUT UNAVAILABLE"
+        lines.append(f"alarm {a['name']} (GPIO{a['pin']}): {'ON' if a.get('on') else 'off'}, "
+                     f"{a['channel']} {a.get('value')} (on at >= {a['on_at']:g}, "
+                     f"off below {a['off_below']:g}){output}")
     return "\n".join(lines)
 
 

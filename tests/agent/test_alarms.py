@@ -84,6 +84,11 @@ def test_the_light_follows_the_emulated_storm_with_no_uplink(tmp_path, caplog):
     assert states == [0.0, 1.0, 0.0]  # the initial state, then each change: readings like any other
     assert agent.counters["alarm_changes"] == 2
     assert any("emulated light (GPIO22) ON" in m for m in caplog.messages)
+    from node.commands.status import collect, render
+
+    info = collect(cfg)  # what `streetnode status` shows from the state file the agent left
+    assert info["alarms"][0]["on"] is False and info["alarms"][0]["output"] is True
+    assert "alarm light (GPIO22): off, flood.depth_cm" in render(info)
 
 
 def test_alarm_config_errors_name_the_key(tmp_path):

@@ -96,6 +96,12 @@ def test_the_ranger_samples_at_the_storm_interval_while_the_water_rises():
             break
     assert s.interval(slot) == 5.0 and slot.next_due - now[0] == pytest.approx(5.0)
     assert rises[-1] >= 2.0
+    start = now[0]
+    while now[0] < start + 900:  # slower, 1.5 cm/10 min: above half the threshold, stays fast
+        now[0] = max(slot.first_due, slot.next_due)
+        ranger.depth += 0.15 * s.interval(slot) / 60.0
+        s.sample()
+        assert s.interval(slot) == 5.0
     for _ in range(200):  # the water stands: back to the minute
         now[0] = max(slot.first_due, slot.next_due)
         s.sample()

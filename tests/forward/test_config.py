@@ -59,7 +59,8 @@ def test_client_certificates_need_tls(tmp_path):
 
 @pytest.mark.parametrize("text, words", [
     ("[[forward]]\nname = 'tb'\n", "forward[0].host: required"),
-    ("[alerts]\n", "alerts: unknown section"),
+    ("[nonsense]\n", "nonsense: unknown section"),
+    ("[alerts]\nlate_after = \"soon\"\n", "alerts.late_after: expected a duration"),
     ("forward = [", "not valid TOML"),
 ])
 def test_serve_refuses_a_bad_config_with_exit_78(tmp_path, cli_env, text, words):
