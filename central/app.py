@@ -30,6 +30,7 @@ from central import auth, ingest, reads
 from central.accounts import Accounts
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
+from central.fleet import router as fleet_router
 from central.ingest import RECEIPT_SCOPE_KEY
 from central.limits import DEFAULT_MAX_BODY, DEFAULT_MAX_DECOMPRESSED, IngestLimits
 from central.sta import build_sta
@@ -208,6 +209,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(ingest.router(ctx))
     app.include_router(reads.router(ctx))
     app.include_router(auth.router(ctx))
+    app.include_router(fleet_router.router(ctx))
     sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
     app.include_router(sta_api)
     for make_router in extra_routers:

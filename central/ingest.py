@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central.context import AppContext
 from central.errors import Rejected
+from central.fleet.desired import on_ingest
 from central.limits import MAX_PING_BODY
 from central.reads import node_json
 from central.store import Replay, UnknownNode
@@ -86,8 +87,12 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any
         raise Rejected("replay", REPLAY_MESSAGE) from None
     except UnknownNode:
         raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
-    return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
-            "server_time_ms": now}
+    answer = {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
+              "server_time_ms": now}
+    config = on_ingest(ctx.store, auth.node_id, batch.health, now)  # the desired version (docs/fleet.md)
+    if config is not None:
+        answer["config"] = config
+    return answer
 
 
 def ping_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any]:
