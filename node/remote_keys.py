@@ -41,6 +41,7 @@ LOCAL_ONLY: dict[str, str] = {
     "emulation": "the pole's hardware",
     "fleet": "how the pole accepts remote configuration",
     "sensors": "wiring and calibration of the pole",
+    "alarms": "a warning light wired to the pole; alarms change only at a restart",
 }
 
 
@@ -117,10 +118,12 @@ def check_layer(doc: Any) -> list[str]:
     problems: list[str] = []
     if not isinstance(doc, dict):
         return ["expected a TOML document"]
-    known = [*SECTIONS, "sensors"]
+    known = [*SECTIONS, "sensors", "alarms"]
     for section, value in doc.items():
         if section == "sensors":
             _check_sensors(value, problems)
+        elif section == "alarms":
+            problems.append(_local_only(section, LOCAL_ONLY[section]))
         elif section not in SECTIONS:
             problems.append(unknown_key(section, known, section, "section"))
         elif section not in REMOTE:

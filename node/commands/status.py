@@ -52,8 +52,18 @@ def collect(cfg: config.Config) -> dict[str, Any]:
                   "last_known_good_ms": last_known_good_time(cfg.state_dir)},
         "led": st.get("led") if running else "off",
         "counters": st.get("counters") or {},
+        "config": _config(cfg, st if running else {}),
     }
     return out
+
+
+def _config(cfg: config.Config, st: dict[str, Any]) -> dict[str, Any]:
+    """Applied configuration: version, origin, hash, health check, last failure (docs/fleet.md)."""
+    from node.fleet import read_report
+
+    if st.get("fleet"):
+        return st["fleet"]
+    return {**read_report(cfg.state_dir), "config_hash": None, "source": cfg.source}
 
 
 def _backlog(cfg: config.Config) -> dict[str, Any]:
@@ -113,7 +123,23 @@ def render(info: dict[str, Any]) -> str:
     s = info["storm"]
     reasons = ", ".join(s.get("reasons", []))
     lines.append("storm mode: " + (f"ON ({reasons})" if s.get("active") else "off"))
+    lines += _config_lines(info.get("config") or {})
     return "\n".join(lines)
+
+
+def _config_lines(c: dict[str, Any]) -> list[str]:
+    if c.get("config_origin") == "central":
+        text = f"config: version {c.get('config_version')} from the central"
+    else:
+        text = "config: the local file only"
+    if c.get("config_hash"):
+        text += f", hash {c['config_hash']}"
+    if c.get("config_state") == "trial":
+        text += " (health check running)"
+    lines = [text]
+    if c.get("config_failed_version"):
+        lines.append(f"config failed: {c['config_failed_version']}: {c.get('config_failed_reason')}")
+    return lines
 
 
 def status_cmd(args: argparse.Namespace) -> int:
