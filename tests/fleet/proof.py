@@ -140,7 +140,10 @@ class FleetRun:
 
     # ------------------------------------------------------------ the central's view
     def _health(self) -> dict[str, dict[str, Any]]:
-        return {n.node_id: (n.health or {}) for n in self.store.list_nodes()}
+        """Each node's last reported health (one light query: this is polled)."""
+        query = "SELECT node_id, health_json FROM nodes"
+        rows = self.store.transaction(lambda tx: tx.execute(query).fetchall())
+        return {r[0]: json.loads(r[1]) if r[1] else {} for r in rows}
 
     def _wait(self, what: str, pred: Any, timeout: float) -> float:
         """Seconds until ``pred(health by node)`` is true; raises after ``timeout``."""
@@ -168,7 +171,7 @@ class FleetRun:
             for name, h in self._health().items():
                 if name not in seen and pred_by_node(h):
                     seen[name] = time.monotonic() - t0
-            time.sleep(0.05)
+            time.sleep(0.1)
         return sorted(seen.values())
 
     def _push(self, text: str, canary: float | None = None) -> Any:
