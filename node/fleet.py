@@ -17,9 +17,11 @@ one check the version counts as failed (a configuration that makes the agent cra
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -111,6 +113,17 @@ def write_atomically(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """One step at a time: the sampling thread, the upload thread and a SIGHUP reload all call in."""
+
+    @functools.wraps(method)
+    def run(self: Fleet, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return run
+
+
 class Fleet:
     """The node's side of fleet configuration: ``Fleet(local_raw, source, state_dir)``."""
 
@@ -120,6 +133,7 @@ class Fleet:
         self.source = source
         self.path = Path(state_dir) / STATE_FILE
         self._wall = wall
+        self._lock = threading.RLock()
         self.current: Version | None = None  # what runs (None: the pole's file alone)
         self.last_good: Version | None = None  # what to go back to
         self.trial: dict[str, Any] | None = None  # {"version", "starts"} while a health check runs
@@ -153,6 +167,7 @@ class Fleet:
         write_atomically(self.path, json.dumps(doc, indent=1) + "\n")
 
     # ------------------------------------------------------------ start and SIGHUP
+    @_locked
     def startup(self) -> Config:
         """The configuration to start with; a health check a restart interrupted resumes (or, the
         `MAX_TRIAL_STARTS`-th time, counts as failed)."""
@@ -166,6 +181,7 @@ class Fleet:
                         self.current.version)
         return self.effective()
 
+    @_locked
     def effective(self) -> Config:
         """The pole's file with the current version over it; if the file no longer accepts it (a
         technician changed it), the last good version, else the file alone, and the failure noted."""
@@ -182,6 +198,7 @@ class Fleet:
         self.current = self.last_good = None
         return validate(self.local_raw, source=self.source)
 
+    @_locked
     def reload(self, path: str) -> Config:
         """SIGHUP: read the pole's file again and put the current version over it."""
         raw, self.source = load_raw(path)
@@ -190,6 +207,7 @@ class Fleet:
         return self.effective()
 
     # ------------------------------------------------------------ a new version
+    @_locked
     def wants(self, hint: Any) -> bool:
         """Does the desired ``{"version", "hash"}`` of an ingest answer call for a fetch?"""
         if not isinstance(hint, dict) or not isinstance(hint.get("version"), str) or self.trial is not None:
@@ -199,11 +217,13 @@ class Fleet:
         failed = self.failed or {}
         return not (hint["version"] == failed.get("version") and hint.get("hash") == failed.get("hash"))
 
+    @_locked
     def prepare(self, answer: Any) -> tuple[Version, Config]:
         """Check a fetched (receipt-verified) answer; raises `ConfigError` (then call `refuse`)."""
         version = Version.from_json(answer)
         return version, build_config(self.local_raw, self.source, version)
 
+    @_locked
     def refuse(self, answer: Any, reason: str) -> None:
         """Remember a version the node would not apply, so it is reported and not fetched again."""
         doc = answer if isinstance(answer, dict) else {}
@@ -211,6 +231,7 @@ class Fleet:
                        "reason": _short(reason), "at": self._wall()}
         self._save()
 
+    @_locked
     def begin(self, version: Version) -> None:
         """Written before the agent applies ``version``: it is current, on trial; the running one is
         the last good."""
@@ -220,6 +241,7 @@ class Fleet:
         self.trial = {"version": version.version, "starts": 1, "at": self._wall()}
         self._save()
 
+    @_locked
     def commit(self) -> None:
         """The health check passed: the current version is the last good one."""
         assert self.current is not None
@@ -229,6 +251,7 @@ class Fleet:
             self.failed = None  # a newer version works: the old failure is history
         self._save()
 
+    @_locked
     def revert(self, reason: str) -> Config:
         """The health check failed: back to the last good version; returns its configuration."""
         if self.current is not None:
@@ -244,6 +267,7 @@ class Fleet:
         log.error("configuration %s failed: %s", version.version, reason)
 
     # ------------------------------------------------------------ reporting
+    @_locked
     def report(self) -> dict[str, Any]:
         """Health keys (docs/protocol.md): version, origin, state, the last failure."""
         failed = self.failed or {}

@@ -164,3 +164,20 @@ def test_only_an_answer_with_our_receipt_is_applied_and_a_bad_one_is_reported(tm
     reason = fleet.report()["config_failed_reason"]
     assert reason.startswith("refused: node.id: may not come from the central")
     assert not fleet.wants({"version": "g1", "hash": bad.hash})
+
+
+def test_sighup_puts_the_current_version_over_the_edited_file(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[node]\nid = "pole-1"\n[central]\nurl = "http://127.0.0.1:8080"\n'
+                    '[[sensors]]\ntype = "bme280"\nname = "weather"\n')
+    raw, source = config.load_raw(path)
+    fleet = Fleet(raw, source, tmp_path)
+    fleet.begin(version('[upload]\ninterval = "10s"\n'))
+    fleet.commit()
+    path.write_text(path.read_text() + '[storm]\nrain_rate_mm_h = 9\n')
+    cfg = fleet.reload(str(path))
+    assert cfg.upload["interval"] == 10.0 and cfg.storm["rain_rate_mm_h"] == 9.0
+    path.write_text(path.read_text() + "[upload]\nintervall = 3\n")
+    with pytest.raises(ConfigError, match="intervall"):
+        fleet.reload(str(path))  # the running configuration stays (node/commands/run.py logs why)
+    assert fleet.current.version == "g1" and fleet.local_raw["storm"]["rain_rate_mm_h"] == 9
