@@ -35,6 +35,7 @@ from central.console.config import ConsoleConfig
 from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
+from central.fleet import router as fleet_router
 from central.ingest import RECEIPT_SCOPE_KEY
 from central.limits import IngestLimits
 from central.readpool import ReadBusy, ReadTooSlow
@@ -251,6 +252,7 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(reads.router(ctx))
     app.include_router(auth.router(ctx))
     app.include_router(alerts_api.router(ctx))
+    app.include_router(fleet_router.router(ctx))
     sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
     app.include_router(sta_api)
     console_routers, app.state.console_db = build_console(ctx, console or ConsoleConfig())

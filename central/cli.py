@@ -9,7 +9,7 @@ import sys
 from central import __version__
 
 # subcommand modules under central.commands, in the order --help lists them
-COMMAND_MODULES: list[str] = ["serve_cmd", "node_cmd", "account_cmd"]
+COMMAND_MODULES: list[str] = ["serve_cmd", "node_cmd", "account_cmd", "config_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from central.api_shapes import INGEST_DOC, PING_DOC
 from central.context import AppContext
 from central.errors import Rejected
+from central.fleet.desired import on_ingest
 from central.limits import MAX_PING_BODY, IngestLimits
 from central.quotas import NodeQuotas, stored_bytes
 from central.reads import node_json
@@ -243,8 +244,12 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
                       stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents, batch))
     if ctx.alerts is not None and result.stored:  # after the commit (never raises); a resend of
         ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
-    return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
-            "server_time_ms": now}
+    answer = {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
+              "server_time_ms": now}
+    config = on_ingest(ctx.store, auth.node_id, batch.health, now)  # the desired version (docs/fleet.md)
+    if config is not None:
+        answer["config"] = config
+    return answer
 
 
 def ping_sync(ctx: AppContext, request: Request, body: bytes,

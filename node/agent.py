@@ -43,6 +43,7 @@ from node.alarms import AlarmRule
 from node.clock import Clock, save_last_known_good_time
 from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
+from node.fleet import HealthCheck, local_report
 from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import UNTRUSTED, EmulatedHardware, Hardware, RealHardware, Sampler
@@ -113,8 +114,12 @@ class Agent:
 
     def __init__(self, cfg: Config, *, scenario: str | None = None, notifier: Notifier | None = None,
                  mono: Callable[[], float] = time.monotonic, clock: Clock | None = None,
-                 hardware: Hardware | None = None, registry: dict[str, Any] | None = None) -> None:
+                 hardware: Hardware | None = None, registry: dict[str, Any] | None = None,
+                 fleet: Any = None) -> None:
         self.cfg = cfg
+        self.fleet = fleet  # node.fleet.Fleet: configuration from the central (None: the file alone)
+        self._fleet_pending: tuple[Any, Config] | None = None  # fetched and checked, to apply
+        self._check: HealthCheck | None = None
         self.scenario = scenario if scenario is not None else (
             cfg.emulation["scenario"] if cfg.emulation["enabled"] else None)
         self.speed = float(cfg.emulation["speed"]) if self.scenario else 1.0
@@ -248,6 +253,9 @@ class Agent:
             self.start()
         self.notifier.ready()
         self._run_started = self._mono()
+        if self.fleet is not None and self.fleet.trial is not None:  # a restart during a health check
+            self._check = HealthCheck(self.fleet.trial["version"], self._run_started,
+                                      self.cfg.fleet["health_window"], self._sensor_names(), 0)
         self._status_line(force=True)
         try:
             while not self._stop.is_set() and not (until and until()):
@@ -269,6 +277,8 @@ class Agent:
         if self._reload_cfg is not None:
             cfg, self._reload_cfg = self._reload_cfg, None
             self._apply(cfg)
+        if self.fleet is not None:
+            self._fleet_step(now)
         self.clock.poll()
         self._apply_corrections()
         assert self.sampler is not None
@@ -416,10 +426,16 @@ class Agent:
             log.debug("incident not recorded: %s", e)
 
     # ------------------------------------------------------------ reload
-    def _apply(self, cfg: Config) -> None:
+    def _apply(self, cfg: Config, *, live_central: bool = False) -> int | None:
+        """Apply ``cfg`` in-process (SIGHUP, or ``live_central`` for the central's configuration,
+        whose ``[central]`` keys apply at once: the uploader is rebuilt between rounds). Returns the
+        upload settings generation that carries the change (None: no upload thread yet)."""
         old = self.cfg
+        rebuild = live_central and cfg.central != old.central
         later = [f"node.{k}" for k in ("id", "state_dir") if cfg.node[k] != old.node[k]]
         for section in RESTART_SECTIONS:
+            if live_central and section == "central":
+                continue
             new, was = getattr(cfg, section), getattr(old, section)
             later += [f"{section}.{k}" for k in sorted(set(new) | set(was)) if new.get(k) != was.get(k)]
             setattr(cfg, section, was)
@@ -443,14 +459,75 @@ class Agent:
         self.storm.enabled = cfg.storm["enabled"]
         self.storm.clear_after, self.storm.clear_ratio = cfg.storm["clear_after"], cfg.storm["clear_ratio"]
         self._set_storm_intervals(active)
-        if cfg.upload != old.upload and self._upload_loop is not None:
-            self._upload_loop.configure(self._upload_settings())
+        generation = None
+        if (cfg.upload != old.upload or live_central) and self._upload_loop is not None:
+            generation = self._upload_loop.configure(self._upload_settings(), rebuild=rebuild,
+                                                     prompt=live_central)
         if cfg.status_led != old.status_led:
             self._close_led()
             self.led_state = "starting"  # shown again on the new LED at the next pass
             self._build_led()
         logging.getLogger().setLevel(cfg.node["log_level"].upper())
         log.info("configuration reloaded from %s (%d sensors)", cfg.source, len(cfg.sensors))
+        return generation
+
+    # ------------------------------------------------------------ configuration from the central
+    def _sensor_names(self, states: tuple[str, ...] = ("ok", "new", "no_data", "fault")) -> set[str]:
+        return {s.name for s in self.sampler.slots if s.state in states} if self.sampler else set()
+
+    def _fleet_step(self, now: float) -> None:
+        """Sampling thread: apply a fetched version, or judge the running health check."""
+        pending, self._fleet_pending = self._fleet_pending, None
+        if pending is not None:
+            version, cfg = pending
+            could_sample = self._sensor_names(("ok",))  # the sensors that sampled before
+            self.fleet.begin(version)  # on disk before it runs: a power cut comes back on old or new
+            generation = self._apply(cfg, live_central=True)
+            self._check = HealthCheck(version.version, self._mono(), cfg.fleet["health_window"],
+                                      could_sample, generation or 0)
+            log.warning("configuration %s from the central applied; health check within %gs",
+                        version.version, cfg.fleet["health_window"])
+            return
+        check = self._check
+        if check is None:
+            return
+        sampled = {s.name: s.last_ok for s in self.sampler.slots} if self.sampler else {}
+        verdict = check.verdict(now, sampled)
+        if verdict is True:
+            self._check = None
+            self.fleet.commit()
+            log.info("configuration %s healthy: kept", check.version)
+        elif verdict:
+            self._check = None
+            cfg = self.fleet.revert(str(verdict))
+            self._apply(cfg, live_central=True)
+            self._incident("config_rollback", f"configuration {check.version} reverted to "
+                           f"{self.fleet.current.version if self.fleet.current else 'the local file'}: "
+                           f"{verdict}")
+
+    def _fleet_after_round(self, res: Any) -> None:
+        """Upload thread: feed the health check; fetch a new desired version when the central says."""
+        loop = self._upload_loop
+        check = self._check
+        if check is not None and loop is not None:
+            check.upload_round(loop.round_generation, res.batches, res.error)
+        if self._fleet_pending is not None or check is not None or not self.fleet.wants(res.config):
+            return
+        from node import protocol
+
+        answer = self.uploader.transport.post(protocol.CONFIG_PATH, b"{}",
+                                              body_headers={"Content-Type": "application/json"})
+        if not answer.signed or answer.status != 200:
+            why = answer.error or f"HTTP {answer.status}" + ("" if answer.signed else " without a valid "
+                                                                "receipt of our central")
+            log.warning("configuration %s not fetched: %s", res.config.get("version"), why)
+            return
+        try:
+            self._fleet_pending = self.fleet.prepare(answer.body)
+        except ConfigError as e:
+            reason = "refused: " + "; ".join(e.problems)
+            self.fleet.refuse(answer.body, reason)
+            self._incident("config_refused", f"configuration {res.config.get('version')} {reason}")
 
     # ------------------------------------------------------------ upload thread
     @property
@@ -511,6 +588,11 @@ class Agent:
                            "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
         if up.clock_offset_ms is not None:
             self.clock.learn_offset(up.clock_offset_ms)
+        if self.fleet is not None:
+            try:
+                self._fleet_after_round(res)
+            except Exception as e:  # configuration is never worth the upload thread
+                log.error("configuration from the central: %s: %s", type(e).__name__, e)
 
     def health(self) -> dict[str, Any]:
         """The health part of every batch (docs/protocol.md "Health keys"): scalars only."""
@@ -523,6 +605,7 @@ class Agent:
             "clock_offset_ms": self.uploader.clock_offset_ms if self.uploader is not None else None,
         }
         out.update(backlog_health(self.buffer))
+        out.update(self.fleet.report() if self.fleet is not None else local_report())
         location = self.cfg.node.get("location") or {}
         for key in ("lat", "lon", "ward", "label"):
             out[f"location_{key}"] = location.get(key)
@@ -568,6 +651,8 @@ class Agent:
                        "source": self.clock.last_correction.source}},
             "upload": {"enabled": self.upload_enabled, "last_round": self.last_round, **(up or {})},
             "counters": dict(self.counters),
+            "fleet": {**(self.fleet.report() if self.fleet is not None else local_report()),
+                      "config_hash": config_hash(self.cfg), "source": self.cfg.source},
         }
 
     def _write_state(self) -> None:

@@ -101,6 +101,10 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "speed": _f("float", 1.0, lo=0.01, hi=100000),
         "start": _f("duration", 0.0, lo=0, hi=10 * 86400),  # scenario time to start at ("18h")
     },
+    "fleet": {  # configuration from the central (docs/fleet.md); local only
+        "enabled": _f("bool", True),
+        "health_window": _f("duration", 300.0, lo=1, hi=86400),
+    },
 }
 
 _SENSOR_COMMON = {
@@ -174,6 +178,7 @@ class Config:
     storm: dict[str, Any]
     status_led: dict[str, Any]
     emulation: dict[str, Any]
+    fleet: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "health_window": 300.0})
     source: str = field(default="<memory>")
     alarms: list[dict[str, Any]] = field(default_factory=list)
 
@@ -288,6 +293,21 @@ def _convert(value: Any, f: Field) -> Any:
             raise ValueError
         return value
     raise AssertionError(f"unknown field kind {k}")
+
+
+def check_value(value: Any, f: Field, where: str) -> tuple[Any, str | None]:
+    """``(typed value, None)`` or ``(None, problem)``, the problem worded as `validate` words it."""
+    try:
+        return _convert(value, f), None
+    except ValueError:
+        return None, f"{where}: expected {_expect(f.kind, f)}, got {_describe(value)}"
+
+
+def unknown_key(key: str, known: list[str], where: str, what: str = "key") -> str:
+    """The problem line for a key (or section) that is not in ``known``, as `validate` words it."""
+    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    more = f"; did you mean '{hint[0]}'?" if hint else f"; known {what}s: {', '.join(known)}"
+    return f"{where}: unknown {what}{more}"
 
 
 def _describe(value: Any) -> str:
@@ -507,6 +527,13 @@ def resolve_path(path: str | os.PathLike[str] | None) -> Path:
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate the configuration file; raise `ConfigError` on any problem."""
+    raw, source = load_raw(path)
+    return validate(raw, source=source)
+
+
+def load_raw(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any], str]:
+    """The configuration file parsed but not validated, and its path (node/remote_keys overlays the
+    central's layers on it); raise `ConfigError` when it cannot be read or parsed."""
     p = resolve_path(path)
     try:
         data = p.read_bytes()
@@ -518,7 +545,7 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raw = tomllib.loads(_utf8(p, data))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    return validate(raw, source=str(p))
+    return raw, str(p)
 
 
 def _utf8(p: Path, data: bytes) -> str:

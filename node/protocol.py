@@ -35,6 +35,7 @@ from node.model import Batch, Gap, Incident, Reading, unit_of
 PROTOCOL_VERSION = 1
 INGEST_PATH = "/v1/ingest"
 PING_PATH = "/v1/ping"
+CONFIG_PATH = "/v1/config"  # the node fetches its desired configuration (docs/fleet.md)
 CONTENT_TYPE = "application/vnd.streetnode.v1+json"
 CONTENT_ENCODING = "gzip"
 # headers every ingest body is sent with (besides the signature headers)

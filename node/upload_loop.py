@@ -39,6 +39,12 @@ class UploadLoop:
         self._alert = threading.Event()
         self._alert_tried = False  # the pending alert already had its one round past the backoff
         self._settings: Any = None
+        self._rebuild = False
+        self._prompt = False
+        self._lock = threading.Lock()
+        self._requested = 0  # settings generations asked for by `configure`
+        self.generation = 0  # the settings generation the uploader runs with
+        self.round_generation = 0  # ... and the one the last round started with
         self.uploader: Any = None
         self.next_due = 0.0
 
@@ -56,10 +62,18 @@ class UploadLoop:
         self._stop.set()
         self._wake.set()
 
-    def configure(self, settings: Any) -> None:
-        """New ``[upload]`` settings, applied before the next round."""
-        self._settings = settings
+    def configure(self, settings: Any, *, rebuild: bool = False, prompt: bool = False) -> int:
+        """New ``[upload]`` settings, applied before the next round; ``rebuild``: make a new uploader
+        (new ``[central]`` settings); ``prompt``: run a round with them at once (a new configuration
+        proves itself and is reported sooner). Returns the generation a round run with them carries."""
+        with self._lock:
+            self._settings = settings
+            self._rebuild = self._rebuild or rebuild
+            self._prompt = self._prompt or prompt
+            self._requested += 1
+            generation = self._requested
         self._wake.set()
+        return generation
 
     @property
     def alert_pending(self) -> bool:
@@ -71,11 +85,34 @@ class UploadLoop:
         self.next_due = self._timer()
         while not self._stop.is_set():
             if self._settings is not None:
-                settings, self._settings = self._settings, None
-                self.uploader.configure(settings)
-                log.info("upload settings applied: %s", settings)
+                self._take_settings()
             self._maybe_round()
             self._wait()
+
+    def _take_settings(self) -> None:
+        with self._lock:
+            settings, self._settings = self._settings, None
+            rebuild, self._rebuild = self._rebuild, False
+            prompt, self._prompt = self._prompt, False
+            generation = self._requested
+        if prompt:
+            self.next_due = self._timer()
+        if rebuild:  # between rounds: the old uploader holds no claim now
+            try:
+                fresh = self._make()
+            except Exception as e:  # the generation stays old: a health check waiting for it fails
+                log.error("new upload settings not applied, uploading as before: %s", e)
+                return
+            old, self.uploader = self.uploader, fresh
+            try:
+                old.close()
+            except Exception as e:
+                log.debug("closing the previous uploader: %s", e)
+            log.info("uploader rebuilt with new central settings")
+        else:
+            self.uploader.configure(settings)
+            log.info("upload settings applied: %s", settings)
+        self.generation = generation
 
     def _maybe_round(self) -> None:
         now = self._timer()
@@ -87,6 +124,7 @@ class UploadLoop:
             self._round(alert=False)
 
     def _round(self, *, alert: bool) -> None:
+        self.round_generation = self.generation
         started = self._timer()
         interval = float(self._interval())
         try:

@@ -87,6 +87,7 @@ class RoundResult:
     error: str | None = None  # the last failure of the round, one line
     alert: bool = False
     alert_sent: bool = False  # the live batch carrying the alert was acknowledged
+    config: Any = None  # the desired configuration {"version", "hash"} of the last ack (docs/fleet.md)
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,7 @@ class Uploader:
         if isinstance(answer, Mapping):
             res.stored += answer.get("stored", 0)
             res.duplicates += answer.get("duplicates", 0)
+            res.config = answer.get("config")
         self._backoff.reset()
         self._reported.clear()
         self._status.update(last_success_at=self._clock(), consecutive_failures=0, auth_failed=False,

@@ -1,4 +1,4 @@
-"""`streetnode-central node add|list|rotate`: node identities and their keys."""
+"""`streetnode-central node add|list|rotate|set-group`: node identities, their keys and groups."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import secrets
 import sys
 import time
 
+from central.commands.config_cmd import applied_column
 from central.commands.db import add_db_option, open_db
+from central.fleet.db import set_group
+from central.fleet.push import check_name
 from central.store import NodeExists, UnknownNode
 from node.errors import ConfigError
 from node.protocol import format_key, is_node_id
@@ -23,8 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--url", metavar="URL", default=None,
                      help="the central's public URL, for the install command printed with the key "
                      "(default: $STREETNODE_CENTRAL_URL)")
+    add.add_argument("--group", metavar="G", help="the node's group for fleet configuration (docs/fleet.md)")
     add_db_option(add)
     add.set_defaults(func=add_cmd)
+    group = nsub.add_parser("set-group", help="put a node in a group for fleet configuration (docs/fleet.md)")
+    group.add_argument("node_id", metavar="ID")
+    group.add_argument("group", metavar="GROUP", nargs="?", help="the group (omit with --none)")
+    group.add_argument("--none", action="store_true", help="take the node out of its group")
+    add_db_option(group)
+    group.set_defaults(func=set_group_cmd)
     rotate = nsub.add_parser("rotate", help="give a node a new key and print it once")
     rotate.add_argument("node_id", metavar="ID")
     rotate.add_argument("--url", metavar="URL", default=None, help="as for 'node add'")
@@ -58,10 +68,15 @@ def _print_key(node_id: str, key: bytes, verb: str, url: str | None) -> None:
 
 def add_cmd(args: argparse.Namespace) -> int:
     _check_id(args.node_id)
+    if args.group is not None:
+        check_name(args.group, "--group")
     key = secrets.token_bytes(32)
     store = open_db(args.db)
     try:
         store.add_node(args.node_id, key, int(time.time() * 1000))
+        if args.group is not None:
+            store.transaction(lambda tx: set_group(tx, args.node_id, args.group, int(time.time() * 1000)),
+                              write=True)
     except NodeExists as e:
         raise ConfigError(f"ID {args.node_id!r}: {e}") from None
     finally:
@@ -84,6 +99,22 @@ def rotate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def set_group_cmd(args: argparse.Namespace) -> int:
+    _check_id(args.node_id)
+    if args.none == (args.group is not None):
+        raise ConfigError("GROUP: give a group, or --none to take the node out of its group")
+    group = None if args.none else check_name(args.group, "GROUP")
+    store = open_db(args.db)
+    try:
+        if store.node_key(args.node_id) is None:
+            raise ConfigError(f"ID {args.node_id!r}: no such node (add it with 'node add')")
+        store.transaction(lambda tx: set_group(tx, args.node_id, group, int(time.time() * 1000)), write=True)
+    finally:
+        store.close()
+    print(f"node {args.node_id}: " + (f"group {group}" if group else "in no group"))
+    return 0
+
+
 def list_cmd(args: argparse.Namespace) -> int:
     store = open_db(args.db)
     try:
@@ -91,11 +122,11 @@ def list_cmd(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{'node':<20} {'last seen (UTC)':<20} {'readings':>10} {'backlog':>8} {'gaps':>5} {'missing':>8} "
-          f"{'incidents':>9}")
+          f"{'incidents':>9} config")
     for n in nodes:
         seen = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(n.last_seen_ms / 1000))
                 if n.last_seen_ms else "never")
         backlog = (n.health or {}).get("backlog_readings")
         print(f"{n.node_id:<20} {seen:<20} {n.readings:>10} {'-' if backlog is None else backlog:>8} "
-              f"{n.gaps:>5} {n.missing_readings:>8} {n.incidents:>9}")
+              f"{n.gaps:>5} {n.missing_readings:>8} {n.incidents:>9} {applied_column(n.health)}")
     return 0

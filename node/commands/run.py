@@ -43,6 +43,13 @@ def run_cmd(args: argparse.Namespace) -> int:
     from node import logsetup
 
     cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
+    fleet = None
+    if cfg.fleet["enabled"] and cfg.central["url"] and cfg.source != config.BUILTIN_EMULATED:
+        from node.fleet import Fleet  # configuration from the central over the file (docs/fleet.md)
+
+        raw, source = config.load_raw(cfg.source)
+        fleet = Fleet(raw, source, cfg.state_dir)
+        cfg = fleet.startup()
     if args.emulate == "":
         args.emulate = cfg.emulation["scenario"]
     if args.speed is not None:
@@ -53,8 +60,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     without_charset_detection()
     from node.agent import Agent
 
-    agent = Agent(cfg, scenario=args.emulate, **_emulated_clock(cfg, args.emulate))
-    path = cfg.source
+    agent = Agent(cfg, scenario=args.emulate, fleet=fleet, **_emulated_clock(cfg, args.emulate))
+    path = fleet.source if fleet is not None else cfg.source
 
     def on_term(signum: int, frame: Any) -> None:
         agent.stop()
@@ -116,7 +123,7 @@ def _emulated_clock(cfg: config.Config, emulate: str | None) -> dict[str, Any]:
 def _reload(agent: Any, path: str, verbose: int) -> None:
     agent.notifier.reloading()
     try:
-        cfg = config.load(path)
+        cfg = agent.fleet.reload(path) if agent.fleet is not None else config.load(path)
     except config.ConfigError as e:
         log.error("SIGHUP: configuration not reloaded, keeping the running one: %s", "; ".join(e.problems))
         agent.notifier.ready()

@@ -53,8 +53,18 @@ def collect(cfg: config.Config) -> dict[str, Any]:
                   "last_known_good_ms": last_known_good_time(cfg.state_dir)},
         "led": st.get("led") if running else "off",
         "counters": st.get("counters") or {},
+        "config": _config(cfg, st if running else {}),
     }
     return out
+
+
+def _config(cfg: config.Config, st: dict[str, Any]) -> dict[str, Any]:
+    """Applied configuration: version, origin, hash, health check, last failure (docs/fleet.md)."""
+    from node.fleet import read_report
+
+    if st.get("fleet"):
+        return st["fleet"]
+    return {**read_report(cfg.state_dir), "config_hash": None, "source": cfg.source}
 
 
 def _backlog(cfg: config.Config) -> dict[str, Any]:
@@ -119,7 +129,23 @@ def render(info: dict[str, Any]) -> str:
         lines.append(f"alarm {a['name']} (GPIO{a['pin']}): {'ON' if a.get('on') else 'off'}, "
                      f"{a['channel']} {a.get('value')} (on at >= {a['on_at']:g}, "
                      f"off below {a['off_below']:g}){output}")
+    lines += _config_lines(info.get("config") or {})
     return "\n".join(lines)
+
+
+def _config_lines(c: dict[str, Any]) -> list[str]:
+    if c.get("config_origin") == "central":
+        text = f"config: version {c.get('config_version')} from the central"
+    else:
+        text = "config: the local file only"
+    if c.get("config_hash"):
+        text += f", hash {c['config_hash']}"
+    if c.get("config_state") == "trial":
+        text += " (health check running)"
+    lines = [text]
+    if c.get("config_failed_version"):
+        lines.append(f"config failed: {c['config_failed_version']}: {c.get('config_failed_reason')}")
+    return lines
 
 
 def status_cmd(args: argparse.Namespace) -> int:

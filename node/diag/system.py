@@ -59,8 +59,10 @@ def check_config(ctx: DiagContext) -> Result:
                     f"fix {ctx.config_path or 'the configuration'}; "
                     "`streetnode config check` lists every problem", detail="\n".join(problems))
     enabled = [s for s in ctx.cfg.sensors if s["enabled"]]
+    from node.fleet import describe
+
     return ok("config", f"configuration valid: {ctx.cfg.source}, node {ctx.node_id}, "
-              f"{len(enabled)} of {len(ctx.cfg.sensors)} sensors enabled")
+              f"{len(enabled)} of {len(ctx.cfg.sensors)} sensors enabled; {describe(ctx.cfg)}")
 
 
 # ---------------------------------------------------------------- I2C device nodes
