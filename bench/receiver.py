@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from central.store import Store, open_store
 
@@ -38,14 +38,15 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def receiver(db_url: str, nodes: dict[str, bytes]) -> Iterator[tuple[str, Store]]:
+def receiver(db_url: str, nodes: dict[str, bytes], args: Sequence[str] = ()) -> Iterator[tuple[str, Store]]:
+    """``args``: more ``serve`` options (``--tls-cert F --tls-key F`` for HTTPS)."""
     store = open_store(db_url)
     try:
         for node_id, key in nodes.items():
             store.add_node(node_id, key, int(time.time() * 1000))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--listen", "127.0.0.1:0",
-                                 "--db", db_url], stdout=subprocess.PIPE, text=True, env=env)
+                                 "--db", db_url, *args], stdout=subprocess.PIPE, text=True, env=env)
         try:
             yield _wait_for_url(proc, 30), store
         finally:
