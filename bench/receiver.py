@@ -16,8 +16,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from central.store import Store, open_store
+if TYPE_CHECKING:
+    from central.store import Store
 
 _ENTRY = "import sys; from central.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -40,6 +42,8 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
 @contextlib.contextmanager
 def receiver(db_url: str, nodes: dict[str, bytes], args: Sequence[str] = ()) -> Iterator[tuple[str, Store]]:
     """``args``: more ``serve`` options (``--tls-cert F --tls-key F`` for HTTPS)."""
+    from central.store import open_store  # here: bench/soak_node.py imports this module, not the central
+
     store = open_store(db_url)
     try:
         for node_id, key in nodes.items():
