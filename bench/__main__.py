@@ -2,8 +2,8 @@
 
 Each module under bench/ exposes ``run(quick: bool) -> list[dict]`` with rows
 ``metric, value, unit, baseline, baseline_value, ratio, goal``; baselines are
-measured in the same run, so the ratios compare like with like. (backlog, receiver and
-tls_cost are helpers of these, not benchmarks.) The first line names the machine, its load
+measured in the same run, so the ratios compare like with like. (backlog, countproxy,
+receiver and tls_cost are helpers of these, not benchmarks.) The first line names the machine, its load
 average before and after, and the run's duration.
 """
 
@@ -17,7 +17,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts"]
+BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts", "sim"]
 
 
 def _fmt(v: object) -> str:

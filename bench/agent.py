@@ -87,6 +87,7 @@ def example_config(tmp: Path, url: str, key: bytes, *, fast: float | None = None
             return f'interval = "{max(s, 1.0) if m.group(1) == "60" else s:g}s"'
 
         text = re.sub(r'^interval = "(10|60)s"', faster, text, flags=re.M)
+        text = re.sub(r'^interval = "10m"', f'interval = "{600 / fast:g}s"', text, flags=re.M)  # uploads
     p = tmp / "config.toml"
     p.write_text(text)
     return p

@@ -15,9 +15,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from central.store import Store, open_store
+if TYPE_CHECKING:
+    from central.store import Store
 
 _ENTRY = "import sys; from central.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -38,14 +40,17 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
 
 
 @contextlib.contextmanager
-def receiver(db_url: str, nodes: dict[str, bytes]) -> Iterator[tuple[str, Store]]:
+def receiver(db_url: str, nodes: dict[str, bytes], args: Sequence[str] = ()) -> Iterator[tuple[str, Store]]:
+    """``args``: more ``serve`` options (``--tls-cert F --tls-key F`` for HTTPS)."""
+    from central.store import open_store  # here: bench/soak_node.py imports this module, not the central
+
     store = open_store(db_url)
     try:
         for node_id, key in nodes.items():
             store.add_node(node_id, key, int(time.time() * 1000))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--listen", "127.0.0.1:0",
-                                 "--db", db_url], stdout=subprocess.PIPE, text=True, env=env)
+                                 "--db", db_url, *args], stdout=subprocess.PIPE, text=True, env=env)
         try:
             yield _wait_for_url(proc, 30), store
         finally:

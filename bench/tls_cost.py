@@ -50,7 +50,8 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def _make_pki(d: Path) -> None:
+def make_pki(d: Path, san: str = "DNS:central.example.org") -> None:
+    """root.pem, chain.pem (leaf + intermediate) and leaf.key in ``d``; the leaf is for ``san``."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     _openssl("req", "-x509", *ec, "-keyout", "root.key", "-out", "root.pem", "-days", "3650",
              "-subj", "/O=Streetnode Bench Root/CN=Streetnode Bench Root CA", cwd=d)
@@ -61,7 +62,7 @@ def _make_pki(d: Path) -> None:
     _openssl("x509", "-req", "-in", "int.csr", "-CA", "root.pem", "-CAkey", "root.key",
              "-CAcreateserial", "-out", "int.pem", "-days", "1825", "-extfile", "ca.ext", cwd=d)
     (d / "leaf.ext").write_text("basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature\n"
-                                "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:central.example.org\n")
+                                f"extendedKeyUsage=serverAuth\nsubjectAltName={san}\n")
     _openssl("req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=central.example.org",
              cwd=d)
     _openssl("x509", "-req", "-in", "leaf.csr", "-CA", "int.pem", "-CAkey", "int.key",
@@ -81,7 +82,7 @@ def measure(request_bytes: int, response_bytes: int) -> TlsCost | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        _make_pki(d)
+        make_pki(d)
         sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         sctx.load_cert_chain(d / "chain.pem", d / "leaf.key")
         cctx = ssl.create_default_context(cafile=str(d / "root.pem"))

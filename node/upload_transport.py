@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.util import SKIP_HEADER
 
-from node import __version__, protocol
+from node import protocol
+from node.tls_resume import ResumingAdapter
 from node.upload_policy import server_time_ms
 
 log = logging.getLogger("streetnode.uploader")
@@ -78,10 +80,16 @@ class Transport:
         self.last_attempt_at: float | None = None
         self._session = session or requests.Session()
         self._session.trust_env = False  # no proxies/CA bundles/netrc from the environment
-        # every header byte is paid for on a metered SIM, every round
-        self._session.headers["User-Agent"] = f"streetnode/{__version__}"
-        for name in ("Accept", "Connection"):  # */* and keep-alive are HTTP/1.1 defaults
+        # every header byte is paid for on a metered SIM, every round (#22): only what the
+        # protocol needs. */* and keep-alive are HTTP/1.1 defaults, the central's answers are a
+        # few hundred bytes of JSON (nothing to decompress), and the firmware travels in the
+        # health keys: no User-Agent (SKIP_HEADER keeps urllib3 from adding its own)
+        for name in ("User-Agent", "Accept-Encoding"):  # else http.client says "identity"
+            self._session.headers[name] = SKIP_HEADER
+        for name in ("Accept", "Connection"):
             self._session.headers.pop(name, None)
+        if parts.scheme == "https" and session is None:
+            self._session.mount("https://", ResumingAdapter())
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -222,7 +230,8 @@ def request_bytes(url: str, headers: Mapping[str, str], body: bytes) -> int:
     parts = urlsplit(url)
     host = parts.netloc
     size = len(f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}\r\n")
-    size += sum(len(f"{k}: {v}\r\n".encode("latin-1", "replace")) for k, v in headers.items())
+    size += sum(len(f"{k}: {v}\r\n".encode("latin-1", "replace")) for k, v in headers.items()
+                if v != SKIP_HEADER)
     return size + 2 + len(body)
 
 

@@ -49,7 +49,8 @@ def test_example_config_is_valid_and_complete():
     assert {"bme280", "pm25", "flood", "rain"} <= types
     assert cfg.status_led["pin"] is not None
     assert cfg.sensor("weather")["address"] == 0x76
-    assert cfg.upload["interval"] == 30.0
+    assert cfg.upload["interval"] == 600.0  # lazy in calm weather (#22); storm mode uploads every 10 s
+    assert cfg.storm["upload_interval"] == 10.0
     assert cfg.buffer["max_size"] == 1024**3
 
 
@@ -148,7 +149,7 @@ def test_cli_config_check_example(cli_env):
 def test_cli_config_check_three_problems_exit_78(cli_env, tmp_path):
     text = EXAMPLE_CONFIG.read_text()
     text = text.replace("address = 0x76", "adress = 0x76")
-    text = text.replace('interval = "30s"', 'interval = "30 seconds"')
+    text = text.replace('interval = "10m"', 'interval = "10 minutes"')
     text = text.replace('name = "air"', 'name = "weather"')
     bad = tmp_path / "bad.toml"
     bad.write_text(text)

@@ -1,4 +1,9 @@
-"""SQL of the buffer that needs no state: reading rows back with their stamps, deleting runs."""
+"""SQL of the buffer that needs no state: reading rows back with their stamps, deleting runs.
+
+Readings live in two places (store.SCHEMA): packed in their cycle's row (``cycles.data``, every
+cycle written since schema 2) or one row each in ``readings`` (cycles of a schema-1 file). The
+functions here read and delete seq windows across both, so the buffer above sees one sequence.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from node.buffer import packed
 from node.buffer.base import CLK_FLAGS, _scale, decode_value, gaps_for, merge_gap
 from node.model import Gap, Reading
 
@@ -17,6 +23,108 @@ def cycles_covering(db: sqlite3.Connection, lo: int, hi: int) -> list[tuple[int,
     start = lo if row[0] is None else row[0]
     return db.execute("SELECT first_seq, n, wall_ms, boot_ms, boot, clk FROM cycles"
                       " WHERE first_seq BETWEEN ? AND ? ORDER BY first_seq", (start, hi)).fetchall()
+
+
+Row = tuple[int, int, float | None, int]  # (seq, channel id, stored value, flags)
+
+
+def packed_overlapping(db: sqlite3.Connection, lo: int, hi: int, *, desc: bool = False,
+                       columns: str = "first_seq, n, data") -> sqlite3.Cursor:
+    """Packed cycle rows holding a seq in [lo, hi], in seq order (``desc``: newest first)."""
+    row = db.execute("SELECT max(first_seq) FROM cycles WHERE first_seq <= ?", (lo,)).fetchone()
+    start = lo if row[0] is None else row[0]
+    order = "DESC" if desc else "ASC"
+    return db.execute(f"SELECT {columns} FROM cycles WHERE first_seq BETWEEN ? AND ?"
+                      f" AND first_seq + n - 1 >= ? AND data IS NOT NULL ORDER BY first_seq {order}",
+                      (start, hi, lo))
+
+
+def window(db: sqlite3.Connection, lo: int, hi: int, limit: int, *, desc: bool = False) -> list[Row]:
+    """Up to ``limit`` readings with seq in [lo, hi], the lowest (``desc``: the highest), by seq."""
+    order = "DESC" if desc else "ASC"
+    rows: list[Row] = db.execute(f"SELECT seq, ch, value, flags FROM readings WHERE seq BETWEEN ? AND ?"
+                                 f" ORDER BY seq {order} LIMIT ?", (lo, hi, limit)).fetchall()
+    got = 0 if desc else len(rows)  # ascending: legacy readings come before every packed one
+    for first, _n, data in packed_overlapping(db, lo, hi, desc=desc) if got < limit else ():
+        unpacked = packed.decode(data)
+        for k, (ch, value, flags) in enumerate(unpacked):
+            seq = first + k
+            if lo <= seq <= hi:
+                rows.append((seq, ch, value, flags))
+                got += 1
+        if got >= limit:
+            break
+    rows.sort(reverse=desc)
+    del rows[limit:]
+    rows.sort()
+    return rows
+
+
+def seqs_in(db: sqlite3.Connection, lo: int, hi: int, limit: int = 1 << 62) -> list[int]:
+    """The seqs present in [lo, hi], lowest first, at most ``limit``."""
+    seqs = [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ? ORDER BY seq"
+                                     " LIMIT ?", (lo, hi, limit))]
+    got = 0
+    for first, n in packed_overlapping(db, lo, hi, columns="first_seq, n"):
+        run = range(max(first, lo), min(first + n - 1, hi) + 1)
+        seqs.extend(run)
+        got += len(run)
+        if got >= limit:
+            break
+    seqs.sort()
+    del seqs[limit:]
+    return seqs
+
+
+def first_present(db: sqlite3.Connection, start: int, *, desc: bool = False) -> int | None:
+    """The lowest seq >= ``start`` present in the file (``desc``: the highest seq <= ``start``).
+
+    Every packed cycle lies above every legacy reading (schema 1 wrote them before), and a packed
+    cycle holds each seq of its run: so the cycle row covering ``start`` and its neighbour decide.
+    """
+    cover = db.execute("SELECT first_seq, n, data IS NOT NULL FROM cycles WHERE first_seq <= ?"
+                       " ORDER BY first_seq DESC LIMIT 1", (start,)).fetchone()
+    if cover is not None and cover[2] and (desc or cover[0] + cover[1] - 1 >= start):
+        return min(cover[0] + cover[1] - 1, start)
+    if desc:  # no packed cycle at or below start: only legacy readings can be there
+        return db.execute("SELECT max(seq) FROM readings WHERE seq <= ?", (start,)).fetchone()[0]
+    legacy = db.execute("SELECT min(seq) FROM readings WHERE seq >= ?", (start,)).fetchone()[0]
+    if legacy is not None:
+        return int(legacy)
+    row = db.execute("SELECT first_seq FROM cycles WHERE first_seq > ? AND data IS NOT NULL"
+                     " ORDER BY first_seq LIMIT 1", (start,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def delete_window(db: sqlite3.Connection, lo: int, hi: int) -> None:
+    """Delete every reading with seq in [lo, hi]; a packed cycle partly inside keeps the rest (its
+    head and tail become cycle rows of their own with the same stamp)."""
+    db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (lo, hi))
+    cut = packed_overlapping(db, lo, hi, columns="first_seq, n, wall_ms, boot_ms, boot, clk, data").fetchall()
+    if cut:
+        db.execute("DELETE FROM cycles WHERE first_seq BETWEEN ? AND ? AND data IS NOT NULL",
+                   (cut[0][0], cut[-1][0]))
+    keep = []
+    for first, n, wall, boot_ms, boot, clk, data in cut[:1] + cut[-1:] if len(cut) > 1 else cut:
+        last = first + n - 1
+        if first >= lo and last <= hi:
+            continue
+        rows = packed.decode(data)
+        if first < lo:  # the head survives
+            keep.append((first, lo - first, wall, boot_ms, boot, clk, packed.encode(rows[:lo - first])))
+        if last > hi:  # the tail survives
+            keep.append((hi + 1, last - hi, wall, boot_ms, boot, clk, packed.encode(rows[hi + 1 - first:])))
+    db.executemany("INSERT INTO cycles VALUES (?,?,?,?,?,?,?)", keep)
+    drop_orphan_cycles(db, lo, hi)
+
+
+def unsynced_count(db: sqlite3.Connection, boot: int, clk: int) -> int:
+    """Readings of cycles of ``boot`` in clock state ``clk``."""
+    legacy = db.execute("SELECT count(*) FROM cycles c, readings r WHERE c.boot = ? AND c.clk = ?"
+                        " AND c.data IS NULL AND r.seq BETWEEN c.first_seq AND c.first_seq + c.n - 1",
+                        (boot, clk)).fetchone()[0]
+    return int(legacy) + int(db.execute("SELECT coalesce(sum(n), 0) FROM cycles WHERE boot = ? AND clk = ?"
+                                        " AND data IS NOT NULL", (boot, clk)).fetchone()[0])
 
 
 def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | None, int]],
@@ -110,7 +218,7 @@ def drop_orphan_cycles(db: sqlite3.Connection, lo: int, hi: int) -> None:
     """Delete cycles overlapping [lo, hi] that no longer hold any reading."""
     row = db.execute("SELECT max(first_seq) FROM cycles WHERE first_seq <= ?", (lo,)).fetchone()
     start = lo if row[0] is None else row[0]
-    db.execute("DELETE FROM cycles WHERE first_seq BETWEEN ? AND ? AND NOT EXISTS"
+    db.execute("DELETE FROM cycles WHERE first_seq BETWEEN ? AND ? AND data IS NULL AND NOT EXISTS"
                " (SELECT 1 FROM readings WHERE seq BETWEEN cycles.first_seq"
                " AND cycles.first_seq + cycles.n - 1)", (start, hi))
 
@@ -127,9 +235,8 @@ def delete_as_gaps(db: sqlite3.Connection, epoch: int, seqs: Sequence[int], reas
         return []
     gaps = gaps_for(epoch, seqs, walls_of(db, seqs), reason)
     for g in gaps:
-        db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (g.first_seq, g.last_seq))
+        delete_window(db, g.first_seq, g.last_seq)
     add_gaps(db, gaps, claimed_gap_ids)
-    drop_orphan_cycles(db, seqs[0], seqs[-1])
     raise_seq_hw(db, seqs[-1])
     return gaps
 

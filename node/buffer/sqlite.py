@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from node.buffer import queries, store
+from node.buffer import packed, queries, store
 from node.buffer.base import (
     CLK_CORRECTED,
     CLK_UNSYNCED,
@@ -26,6 +26,7 @@ from node.buffer.base import (
     BufferStats,
     Claim,
     PutResult,
+    _scale,
     clock_state,
     encode_value,
     free_window,
@@ -70,6 +71,7 @@ class SqliteBuffer:
         self._opened = False
         self._channels: dict[str, int] = {}
         self._channel_info: dict[int, tuple[str, float]] = {}  # id -> (name, resolution)
+        self._codes: dict[str, tuple[int, int, float]] = {}  # name -> (id, scale, res): packed.py
         self._boots: dict[str, int] = {}
         self._boot_names: dict[int, str] = {}
         self._claims: dict[int, Claim] = {}
@@ -220,7 +222,7 @@ class SqliteBuffer:
             for stmt in store.SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
-            meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
+            meta = store.upgrade(db, dict(db.execute("SELECT k, v FROM meta").fetchall()))
             if "epoch" not in meta:
                 epoch = max(min_epoch, store.read_epoch_file(self._epoch_file) + 1)
                 meta = {"node_id": self.node_id, "epoch": epoch, "seq_hw": 0,
@@ -267,6 +269,7 @@ class SqliteBuffer:
         self.epoch = new_epoch
         self._channel_info = {i: (n, r) for i, n, r in db.execute("SELECT id, name, res FROM channels")}
         self._channels = {n: i for i, (n, _) in self._channel_info.items()}
+        self._codes = {n: (i, _scale(r), r) for i, (n, r) in self._channel_info.items()}
         self._boots = {b: i for i, b in db.execute("SELECT id, boot_id FROM boots")}
         self._boot_names = {i: b for b, i in self._boots.items()}
         top = db.execute(
@@ -275,10 +278,9 @@ class SqliteBuffer:
             " coalesce((SELECT max(last_seq) FROM gaps WHERE epoch = ?), 0))", (self.epoch,)).fetchone()[0]
         hw = int(meta.get("seq_hw", 0) or 0)  # type: ignore[call-overload]
         self._next_seq = max(self._next_seq, int(top) + 1, hw + 1)
-        if store.file_size(self.path) <= store.QUICK_CHECK_MAX_BYTES:
-            self._count = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
-        else:  # a big file: the cycles table is ~15x smaller to scan; off by partly acked cycles only
-            self._count = int(db.execute("SELECT coalesce(sum(n), 0) FROM cycles").fetchone()[0])
+        # a big file: the cycles table is ~15x smaller to scan; off by partly acked legacy cycles only
+        small = store.file_size(self.path) <= store.QUICK_CHECK_MAX_BYTES
+        self._count = store.count_readings(db, exact=small)
 
     def _note_disk_error(self, e: BaseException) -> None:
         first = self._disk_error is None
@@ -372,47 +374,67 @@ class SqliteBuffer:
         return False
 
     def _write_cycles(self, cycles: Sequence[Pending]) -> None:
+        """Write and number ``cycles`` in one transaction (durable when it returns)."""
+        if len(cycles) == 1 and self._write_one(cycles[0]):
+            return
         new_ch: dict[str, int] = {}
         new_info: dict[int, tuple[str, float]] = {}
         new_boot: dict[str, int] = {}
         next_seq = self._next_seq
-        db = self._tx()
+        cycle_rows = []
+        for p in cycles:
+            boot = self._boots.get(p.stamp.boot_id) or new_boot.get(p.stamp.boot_id)
+            if boot is None:
+                boot = new_boot[p.stamp.boot_id] = len(self._boots) + len(new_boot) + 1
+            rows = []
+            for s in p.samples:
+                ch = self._channels.get(s.channel) or new_ch.get(s.channel)
+                if ch is None:
+                    ch = new_ch[s.channel] = len(self._channels) + len(new_ch) + 1
+                    new_info[ch] = (s.channel, unit_of(s.channel)[1])
+                res = (self._channel_info.get(ch) or new_info[ch])[1]
+                rows.append((ch, encode_value(s.value, res), s.flags))
+            cycle_rows.append((next_seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk,
+                               packed.encode(rows)))
+            next_seq += len(p.samples)
+        db = self._db
+        assert db is not None
         try:
-            for p in cycles:
-                p.seq, p.epoch = next_seq, self.epoch  # numbered in the file's epoch as it is written
-                next_seq += len(p.samples)
-                boot = self._boots.get(p.stamp.boot_id) or new_boot.get(p.stamp.boot_id)
-                if boot is None:
-                    boot = len(self._boots) + len(new_boot) + 1
-                    new_boot[p.stamp.boot_id] = boot
-                    db.execute("INSERT INTO boots VALUES (?, ?)", (boot, p.stamp.boot_id))
-                rows = []
-                seq = p.seq
-                for s in p.samples:
-                    ch = self._channels.get(s.channel) or new_ch.get(s.channel)
-                    if ch is None:
-                        ch = len(self._channels) + len(new_ch) + 1
-                        new_ch[s.channel] = ch
-                        new_info[ch] = (s.channel, unit_of(s.channel)[1])
-                        db.execute("INSERT INTO channels VALUES (?, ?, ?)", (ch, *new_info[ch]))
-                    res = (self._channel_info.get(ch) or new_info[ch])[1]
-                    rows.append((seq, ch, encode_value(s.value, res), s.flags))
-                    seq += 1
-                db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?)",
-                           (p.seq, len(p.samples), p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk))
-                db.executemany("INSERT INTO readings VALUES (?,?,?,?)", rows)
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO boots VALUES (?, ?)", [(i, b) for b, i in new_boot.items()])
+            db.executemany("INSERT INTO channels VALUES (?, ?, ?)", [(i, *v) for i, v in new_info.items()])
+            db.executemany("INSERT INTO cycles VALUES (?,?,?,?,?,?,?)", cycle_rows)
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
-            for p in cycles:
-                p.seq = -1  # not written: no number of the file's
             raise
+        for p, row in zip(cycles, cycle_rows, strict=True):
+            p.seq, p.epoch = row[0], self.epoch  # numbered in the file's epoch once written
         self._next_seq = next_seq
         self._channels.update(new_ch)
         self._channel_info.update(new_info)
+        self._codes.update({name: (i, _scale(res), res) for i, (name, res) in new_info.items()})
         self._boots.update(new_boot)
         self._boot_names.update({i: b for b, i in new_boot.items()})
         self._count += sum(len(p.samples) for p in cycles)
+
+    def _write_one(self, p: Pending) -> bool:
+        """The common case: one cycle of known channels and boot as one statement in autocommit
+        (SQLite commits, fsync included, before ``execute`` returns). BEGIN and COMMIT as
+        statements of their own cost ~15 % of a put's CPU (bench/buffer.py). False: not this case."""
+        boot = self._boots.get(p.stamp.boot_id)
+        data = packed.encode_samples(p.samples, self._codes) if boot is not None else None
+        if data is None:
+            return False
+        seq = self._next_seq
+        n = len(p.samples)
+        assert self._db is not None
+        self._db.execute("INSERT INTO cycles VALUES (?,?,?,?,?,?,?)",
+                         (seq, n, p.stamp.wall_ms, p.stamp.boot_ms, boot, p.clk, data))
+        p.seq, p.epoch = seq, self.epoch
+        self._next_seq = seq + n
+        self._count += n
+        return True
 
     def _hold(self, pending: Pending) -> None:
         """Keep a cycle in the bounded in-memory overflow; the oldest held ones become gaps."""
@@ -516,16 +538,15 @@ class SqliteBuffer:
         out: list[int] = []
         start = 0
         while len(out) < n:
-            row = db.execute("SELECT min(seq) FROM readings WHERE seq >= ?", (start,)).fetchone()
-            if row[0] is None or (below is not None and row[0] > below):
+            first = queries.first_present(db, start)
+            if first is None or (below is not None and first > below):
                 break
-            win = free_window(self._busy(), row[0], False)
+            win = free_window(self._busy(), first, False)
             if win is None:
-                start = next(c.hi for c in self._busy() if c.lo <= row[0] <= c.hi) + 1
+                start = next(c.hi for c in self._busy() if c.lo <= first <= c.hi) + 1
                 continue
             hi = win[1] if below is None else min(win[1], below)
-            out += [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
-                                             " ORDER BY seq LIMIT ?", (win[0], hi, n - len(out)))]
+            out += queries.seqs_in(db, win[0], hi, n - len(out))
             start = hi + 1
         return out
 
@@ -556,8 +577,7 @@ class SqliteBuffer:
                 break
             seqs.extend(range(first, first + n))
         if seqs:
-            present = {r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?",
-                                                (seqs[0], seqs[-1]))}
+            present = set(queries.seqs_in(db, seqs[0], seqs[-1]))
             self._evict_seqs([q for q in seqs if q in present and not self._is_claimed(q)], "evicted_age")
 
     def _evict_seqs(self, seqs: list[int], reason: str) -> None:
@@ -625,10 +645,9 @@ class SqliteBuffer:
 
     def _disk_window(self, db: sqlite3.Connection, limit: int,
                      newest_first: bool) -> list[tuple[int, int, float | None, int]]:
-        agg, cmp = ("max", "<=") if newest_first else ("min", ">=")
         start = (1 << 62) if newest_first else 0
         while True:
-            first = db.execute(f"SELECT {agg}(seq) FROM readings WHERE seq {cmp} ?", (start,)).fetchone()[0]
+            first = queries.first_present(db, start, desc=newest_first)
             if first is None:
                 return []
             win = free_window(self._busy(), first, newest_first)
@@ -636,11 +655,7 @@ class SqliteBuffer:
                 c = next(c for c in self._busy() if c.lo <= first <= c.hi)
                 start = c.lo - 1 if newest_first else c.hi + 1
                 continue
-            order = "DESC" if newest_first else "ASC"
-            rows = db.execute(f"SELECT seq, ch, value, flags FROM readings WHERE seq BETWEEN ? AND ?"
-                              f" ORDER BY seq {order} LIMIT ?", (win[0], win[1], limit)).fetchall()
-            rows.sort()
-            return rows
+            return queries.window(db, win[0], win[1], limit, desc=newest_first)
 
     def _records(self, db: sqlite3.Connection | None,
                  max_records: int) -> tuple[list[tuple[int, Gap]], list[Incident]]:
@@ -692,9 +707,9 @@ class SqliteBuffer:
 
     def _delete_claim(self, db: sqlite3.Connection, c: Claim) -> None:
         if c.count and not c.held:
-            db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (c.lo, c.hi))
-            queries.drop_orphan_cycles(db, c.lo, c.hi)
-            queries.raise_seq_hw(db, c.hi)
+            queries.delete_window(db, c.lo, c.hi)
+            if queries.first_present(db, c.hi + 1) is None:  # else a newer row keeps the numbers used
+                queries.raise_seq_hw(db, c.hi)
         db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids if i > 0])
         db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
 
@@ -721,8 +736,7 @@ class SqliteBuffer:
                 return True
             try:
                 db = self._tx()
-                seqs = [r[0] for r in db.execute("SELECT seq FROM readings WHERE seq BETWEEN ? AND ?"
-                                                 " ORDER BY seq", (c.lo, c.hi))]
+                seqs = queries.seqs_in(db, c.lo, c.hi)
                 if seqs:
                     queries.delete_as_gaps(db, self.epoch, seqs, "rejected", self._claimed_gap_ids())
                     detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
@@ -782,9 +796,7 @@ class SqliteBuffer:
                 return n
             try:
                 db = self._tx()
-                n += db.execute("SELECT count(*) FROM cycles c, readings r WHERE c.boot = ? AND c.clk = ?"
-                                " AND r.seq BETWEEN c.first_seq AND c.first_seq + c.n - 1",
-                                (boot, CLK_UNSYNCED)).fetchone()[0]
+                n += queries.unsynced_count(db, boot, CLK_UNSYNCED)
                 if true_base_ms is None:
                     db.execute("UPDATE cycles SET wall_ms = wall_ms + ?, clk = ? WHERE boot = ? AND clk = ?",
                                (int(offset_ms), CLK_CORRECTED, boot, CLK_UNSYNCED))

@@ -11,7 +11,7 @@ from pathlib import Path
 from node.buffer.base import BufferStats
 from node.errors import StorageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: cycles.data holds a cycle's readings packed (node/buffer/packed.py); 1 upgrades
 DEFAULT_PAGE_SIZE = 512  # each fsynced commit appends page+24 bytes to the WAL: see docs/buffer.md
 QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024  # full quick_check on open up to this size
 # SQLite's page cache, in KiB (a negative cache_size). The default 2000 KiB fills as an outage's
@@ -20,18 +20,21 @@ QUICK_CHECK_MAX_BYTES = 64 * 1024 * 1024  # full quick_check on open up to this 
 # rates unchanged, docs/agent.md).
 CACHE_KIB = 256
 
-# Compact layout: one row per sampling cycle holds the time stamp, one row per
-# reading holds only (seq, channel id, value, flags). The reading's cycle is the
-# one with the greatest first_seq <= seq, so readings need no cycle column.
-# `value` has no type affinity: an integer count of the channel's resolution
-# (2345 for 23.45 at 0.01) when exact, else a REAL; flags 0 take no bytes.
+# Compact layout: one row per sampling cycle holds the time stamp and, in `data`, the cycle's
+# readings packed (node/buffer/packed.py): one row per durable commit. A cycle row always holds
+# a contiguous run of seqs [first_seq, first_seq + n - 1]; deleting part of it (an ack or an
+# eviction ending inside a cycle) rewrites it as the remaining run(s) with the same stamp.
+# Legacy rows (schema 1, `data` NULL) keep their readings in `readings`, one row per reading
+# (seq, channel id, value, flags); their cycle is the one with the greatest first_seq <= seq.
+# `value` has no type affinity: an integer count of the channel's resolution (2345 for 23.45 at
+# 0.01) when exact, else a REAL; flags 0 take no bytes.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, res REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS boots(id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS cycles(
     first_seq INTEGER PRIMARY KEY, n INTEGER NOT NULL, wall_ms INTEGER NOT NULL,
-    boot_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clk INTEGER NOT NULL);
+    boot_ms INTEGER NOT NULL, boot INTEGER NOT NULL, clk INTEGER NOT NULL, data BLOB);
 CREATE TABLE IF NOT EXISTS readings(
     seq INTEGER PRIMARY KEY, ch INTEGER NOT NULL, value, flags INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS gaps(
@@ -42,6 +45,39 @@ CREATE TABLE IF NOT EXISTS incidents(
     id INTEGER PRIMARY KEY AUTOINCREMENT, wall_ms INTEGER NOT NULL, kind TEXT NOT NULL,
     detail TEXT NOT NULL, count INTEGER);
 """
+
+
+
+def upgrade(db: sqlite3.Connection, meta: dict[str, object]) -> dict[str, object]:
+    """Bring a schema-1 file to the current schema inside the caller's write transaction.
+
+    1 -> 2 adds ``cycles.data`` (no rewrite: SQLite's ADD COLUMN only edits the schema); the
+    readings already written stay in ``readings`` and drain from there.
+    """
+    if meta.get("schema") == 1:
+        db.execute("ALTER TABLE cycles ADD COLUMN data BLOB")
+        db.execute("UPDATE meta SET v = 2 WHERE k = 'schema'")
+        meta = {**meta, "schema": 2}
+    return meta
+
+
+def has_packed(db: sqlite3.Connection) -> bool:
+    """True when ``cycles`` has the ``data`` column (schema 2); a read-only look at a schema-1 file
+    must not name it."""
+    return any(r[1] == "data" for r in db.execute("PRAGMA table_info(cycles)"))
+
+
+def count_readings(db: sqlite3.Connection, exact: bool = True) -> int:
+    """Readings in the file; ``exact=False`` sums the cycles' counts (off by partly deleted legacy
+    cycles only, ~15x less to scan than the readings table of a big schema-1 file)."""
+    if not exact:
+        return int(db.execute("SELECT coalesce(sum(n), 0) FROM cycles").fetchone()[0])
+    legacy = int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+    if not has_packed(db):
+        return legacy
+    return legacy + int(db.execute("SELECT coalesce(sum(n), 0) FROM cycles WHERE data IS NOT NULL")
+                        .fetchone()[0])
+
 
 # primary result codes (extended codes carry them in the low byte)
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -133,7 +169,7 @@ def peek_count(path: Path) -> int | None:
     try:
         db = sqlite3.connect("file:" + str(path) + "?mode=ro", uri=True, timeout=1.0)
         try:
-            return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+            return count_readings(db)
         finally:
             db.close()
     except (sqlite3.Error, OSError, TypeError):
@@ -202,8 +238,7 @@ def inspect(path: Path, *, check: bool = False) -> BufferStats:
         db = connect_readonly(path)
         try:
             meta = dict(db.execute("SELECT k, v FROM meta").fetchall())
-            count = db.execute("SELECT count(*) FROM readings" if file_size(path) <= QUICK_CHECK_MAX_BYTES
-                               else "SELECT coalesce(sum(n), 0) FROM cycles").fetchone()[0]
+            count = count_readings(db, exact=file_size(path) <= QUICK_CHECK_MAX_BYTES)
             last = db.execute("SELECT max(coalesce((SELECT max(seq) FROM readings), 0),"
                               " coalesce((SELECT max(first_seq + n - 1) FROM cycles), 0))").fetchone()[0]
             oldest, newest, gaps, incidents = ends_and_pending(db)

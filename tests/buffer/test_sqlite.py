@@ -68,7 +68,7 @@ def test_ack_of_everything_then_reopen_keeps_counting(tmp_path, clock):
 
 
 def test_eviction_past_the_cap_drops_oldest_as_exact_gaps(tmp_path, clock):
-    cap = 1 << 20
+    cap = 1 << 19  # 5000 cycles take ~0.9 MB (one packed row per cycle)
     b = make(tmp_path, clock, max_size=cap)
     biggest = 0
     n_cycles = 5000
@@ -96,7 +96,7 @@ def test_eviction_past_the_cap_drops_oldest_as_exact_gaps(tmp_path, clock):
 
 
 def test_eviction_skips_claimed_readings(tmp_path, clock):
-    b = make(tmp_path, clock, max_size=1 << 20)
+    b = make(tmp_path, clock, max_size=1 << 19)
     b.put(cycle(0, 15), stamp(0))
     inflight = b.claim(10)
     for i in range(1, 5000):

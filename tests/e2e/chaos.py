@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.buffer import queries
 from tests.support.faultproxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,14 +402,14 @@ speed = {SPEED}
         except sqlite3.Error:
             return
         try:
-            hi = db.execute("SELECT max(seq) FROM readings").fetchone()[0]
+            hi = queries.first_present(db, 1 << 62, desc=True)
             if hi is None:
                 return
-            rows = db.execute(
-                "SELECT r.seq, c.name, c.res, r.value, "
-                "(SELECT boot_ms FROM cycles WHERE first_seq <= r.seq ORDER BY first_seq DESC LIMIT 1) "
-                "FROM readings r JOIN channels c ON c.id = r.ch WHERE r.seq > ? ORDER BY r.seq DESC LIMIT 40",
-                (max(0, hi - 400),)).fetchall()
+            channels = {i: (name, res) for i, name, res in db.execute("SELECT id, name, res FROM channels")}
+            rows = []
+            for seq, ch, value, _ in queries.window(db, max(1, hi - 399), hi, 40, desc=True):
+                boot = queries.cycles_covering(db, seq, seq)[0][3]
+                rows.append((seq, *channels[ch], value, boot))
         finally:
             db.close()
         for seq, name, res, value, boot in self._probe_rng.sample(rows, min(5, len(rows))):

@@ -46,3 +46,31 @@ def test_unknown_certificate_is_refused_and_the_data_kept(buf, tls_central):
     assert up.status()["next_attempt_at"] > up.status()["last_attempt_at"]
     assert tls_central.seqs() == [] and buf.stats().readings == total
     up.close()
+
+
+def test_a_new_connection_resumes_the_tls_session_and_a_lost_ticket_costs_a_full_handshake(
+        buf, tls_central):
+    """#22: calm rounds are farther apart than the central's keep-alive; each new connection
+    resumes the last TLS session (no certificate chain on the SIM)."""
+    up = Uploader(buf, tls_central.url, tls_central.key, NODE, ca_bundle=str(tls_central.cert))
+    ctx = up.transport._session.get_adapter(tls_central.url).ssl_context
+    opened = []
+    wrap = ctx.wrap_socket
+
+    def spy(*args, **kwargs):
+        opened.append(wrap(*args, **kwargs))
+        return opened[-1]
+
+    ctx.wrap_socket = spy
+    reused = []
+    total = 0
+    for i in range(3):
+        total += fill(buf, 5, start=100 * i)
+        if i == 2:
+            ctx.saved_session = None  # e.g. a restarted central: a full handshake, still verified
+        assert up.run_round().error is None
+        reused.append(opened[-1].session_reused)
+        up.transport._session.close()  # the central closed the idle connection
+    assert len(opened) == 3 and reused == [False, True, False]
+    assert tls_central.seqs() == list(range(1, total + 1))
+    up.close()

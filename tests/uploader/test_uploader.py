@@ -293,7 +293,8 @@ def test_request_headers_are_lean(buf, central, proxy):
     up = make_uploader(buf, proxy.url, central.key)
     up.run_round()
     head = proxy.recorded[0].split(b"\r\n\r\n", 1)[0].decode().lower()
-    assert "user-agent: streetnode/" in head and "accept: */*" not in head and "connection:" not in head
+    assert "user-agent:" not in head and "accept: */*" not in head and "connection:" not in head
+    assert "accept-encoding:" not in head  # #22: only what the protocol needs
     assert "content-encoding: gzip" in head and "x-streetnode-signature:" in head
 
 
