@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from central.api_shapes import object_doc
 from central.context import AppContext
 from central.errors import Rejected
 from central.fleet.desired import desired
@@ -37,7 +38,8 @@ def config_sync(ctx: AppContext, request: Request, body: bytes) -> dict[str, Any
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["node"])
 
-    @api.post(CONFIG_PATH)
+    @api.post(CONFIG_PATH, responses=object_doc("the node's desired configuration layers (docs/fleet.md)",
+                                                 "node", "server_time_ms"))
     async def fetch_config(request: Request) -> JSONResponse:
         """The node's desired configuration layers (signed request; the answer carries a receipt)."""
         body = await read_body(request, MAX_CONFIG_REQUEST)
