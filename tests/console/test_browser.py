@@ -51,9 +51,14 @@ def browser_or_skip():
 
 
 def wait_for(driver, condition, timeout=20.0, what="condition"):
+    """``condition(driver)`` until truthy; an element replaced by the page's polling meanwhile
+    (stale) is looked up again on the next try."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: condition(d), message=what)
 
 
 def row_state(driver, node):
@@ -142,11 +147,13 @@ def test_the_console_in_chromium(console, tmp_path):
     # every node on the map and in the table
     count = len(STORM_NODES) + 1
     wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")) == count, what="rows")
-    markers = driver.find_elements(By.CSS_SELECTOR, "#map g.marker")
-    placed = sorted(m.get_attribute("data-node") for m in markers)
-    assert placed == sorted([n[0] for n in STORM_NODES] + [CUT])
-    flood = driver.find_element(By.CSS_SELECTOR, '#nodes tr[data-node="hk-0042"] td.band')
-    assert "cm" in flood.text and "severe" in flood.text  # ~42 cm: above 30
+    expected = sorted([n[0] for n in STORM_NODES] + [CUT])
+    wait_for(driver, lambda d: sorted(m.get_attribute("data-node")
+                                      for m in d.find_elements(By.CSS_SELECTOR, "#map g.marker")) == expected,
+             what="every node on the map")
+    band_cell = '#nodes tr[data-node="hk-0042"] td.band'
+    flood = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, band_cell).text, what="the flood band")
+    assert "cm" in flood and "severe" in flood  # ~42 cm: above 30
     screenshot(driver, tmp_path, "console-overview.png", 1150)
 
     # the cut node: late while nothing arrives, buffering when its backlog arrives, live when drained
@@ -160,7 +167,8 @@ def test_the_console_in_chromium(console, tmp_path):
     wait_for(driver, lambda d: row_state(d, CUT) == "live", what="live after the backfill")
 
     # open a node: its charts draw; switch the range, then the language
-    driver.find_element(By.CSS_SELECTOR, '#nodes tr[data-node="hk-0042"] a').click()
+    link = '#nodes tr[data-node="hk-0042"] a'
+    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, link).click() or True, what="the node's link")
     wait_for(driver, lambda d: "/console/nodes/hk-0042" in d.current_url, what="the node page")
     wait_for(driver, lambda d: drawn_pixels(d) > 500, what="a chart with drawn pixels")
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect.tl-buffered"),
