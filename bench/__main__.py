@@ -17,7 +17,8 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts", "sim"]
+BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts", "sim",
+              "reads"]
 
 
 def _fmt(v: object) -> str:

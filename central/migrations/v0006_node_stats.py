@@ -9,6 +9,9 @@ stored before: ``channels.base_unit`` is the unit of the channel's readings whos
 is NULL (the first unit seen; here, the unit as it was), and a reading stored under another unit
 keeps it in ``readings.unit``. ``channels.unit`` stays the latest unit (what SensorThings shows).
 Both columns are added without a default: instant on PostgreSQL, no rewrite of ``readings``.
+
+v1 values are finite (docs/protocol.md); a non-finite value stored before that rule (it made every
+JSON read of its node fail) becomes no value, as NaN already was on SQLite: one meaning on both.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ STATEMENTS = [
 ]
 
 
+NON_FINITE = {
+    "sqlite": "UPDATE readings SET value = NULL WHERE abs(value) > 1.7976931348623157e308",
+    "postgresql": "UPDATE readings SET value = NULL WHERE value IN ('Infinity', '-Infinity', 'NaN')",
+}
+
+
 def up(tx: Tx, dialect: str) -> None:
     for statement in STATEMENTS:
         tx.execute(statement)
+    tx.execute(NON_FINITE[dialect])

@@ -45,3 +45,16 @@ def test_the_drivers_copy_of_the_quality_flags_agrees():
     from node.model import Quality
 
     assert {q.name: q.value for q in Quality} == {q.name: q.value for q in DriverQuality}
+
+
+def test_the_protocol_page_lists_every_error_code_and_csv_column():
+    from central.reads import CSV_COLUMNS
+
+    # the codes of central/errors.py itself (areas register more at import: those are theirs to list)
+    tree = ast.parse((ROOT / "central" / "errors.py").read_text("utf-8"))
+    table = next(n.value for n in tree.body if isinstance(n, ast.AnnAssign) and n.target.id == "STATUS")
+    codes = ast.literal_eval(table)
+    text = (ROOT / "docs" / "protocol.md").read_text("utf-8")
+    for code, status in codes.items():
+        assert f"| {status} | `{code}` |" in text, code
+    assert ", ".join(CSV_COLUMNS) in text

@@ -154,3 +154,43 @@ def test_a_batch_without_health_keeps_the_stored_health(central):
         assert send(url, later).status_code == 200
         (node,) = get(url + "/v1/nodes", auth).json()["nodes"]
         assert (node["backlog_readings"], node["firmware"]) == (5, "0.1.0")
+
+
+def test_a_non_finite_value_stored_before_the_rule_becomes_no_value_at_the_upgrade(store_url):
+    """A round-1 database can hold inf (NaN too on PostgreSQL): the upgrade makes them null."""
+    from central.store import open_store
+    from tests.central import round1
+    from tests.central.test_migrations import round1_database
+
+    round1_database(store_url)
+    odd = [(round1.NODE, 3, 900 + i, "weather.temperature_c", v, 0, 1_764_000_000_000, 0, "boot-r1",
+            1_764_000_100_000) for i, v in enumerate([math.inf, -math.inf, math.nan, 1e308])]
+    if store_url.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        conn.executemany(f"INSERT INTO readings VALUES ({', '.join('?' * 10)})", odd)
+    else:
+        import psycopg
+
+        from central.store_pg import split_schema
+
+        base, schema = split_schema(store_url)
+        conn = psycopg.connect(base)
+        conn.execute(f'SET search_path TO "{schema}"')
+        conn.cursor().executemany(f"INSERT INTO readings VALUES ({', '.join(['%s'] * 10)})", odd)
+    conn.commit()
+    conn.close()
+    store = open_store(store_url)
+    try:
+        values = {r.seq: r.value for r in store.readings(round1.NODE) if r.seq >= 900}
+        assert values == {900: None, 901: None, 902: None, 903: 1e308}
+        store.add_node(NODE, KEY, now_ms())
+        url, stop = serve_in_thread(store)
+        try:
+            r = get(f"{url}/v1/nodes/{round1.NODE}/readings", read_token(store))
+            assert r.status_code == 200 and r.json()["count"] == 54
+        finally:
+            stop()
+    finally:
+        store.close()
