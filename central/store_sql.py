@@ -72,8 +72,9 @@ class SqlStore(Store):
     def _connection(self) -> Any:
         raise NotImplementedError
 
-    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
-        """Insert ``rows`` (columns as in `readings`), skipping existing keys; returns how many were new."""
+    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (columns as in `readings`; one node and epoch), skipping existing keys;
+        returns the rows that were new (the console's rollup adds exactly those)."""
         raise NotImplementedError
 
     def _begin(self, conn: Any) -> None:
@@ -189,9 +190,10 @@ class SqlStore(Store):
             if not cur.fetchall():
                 raise UnknownNode(f"unknown node {node!r}")
             self._accept(cur, node, signature, expires_ms, now_ms)
-            stored = self._insert_readings(cur, rows) if rows else 0
-            if rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
-                rollup.update(Tx(self, cur), node, epoch, batch.rows(), now_ms)
+            new_rows = self._insert_readings(cur, rows) if rows else []
+            stored = len(new_rows)
+            if new_rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
+                rollup.update(Tx(self, cur), self.dialect, new_rows)
             gaps = self._insert_many(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, "
                                      "first_wall_ms, last_wall_ms, reason, received_ms) VALUES "
                                      "(?, ?, ?, ?, ?, ?, ?, ?, ?) " + _GAP_UPSERT,

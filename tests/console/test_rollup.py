@@ -11,7 +11,7 @@ from node.protocol import IngestBatch
 
 SCAN_HOURLY = (
     "SELECT node_id, channel, (wall_ms / 3600000) * 3600000, COUNT(*), COUNT(value), MIN(value), MAX(value), "
-    f"SUM(value), SUM(CASE WHEN (flags & {CLOCK_CORRECTED_BIT}) <> 0 THEN 1 ELSE 0 END), "
+    f"COALESCE(SUM(value), 0), SUM(CASE WHEN (flags & {CLOCK_CORRECTED_BIT}) <> 0 THEN 1 ELSE 0 END), "
     f"SUM(CASE WHEN received_ms - wall_ms > {DELAYED_MS} THEN 1 ELSE 0 END) FROM readings "
     "GROUP BY node_id, channel, (wall_ms / 3600000) * 3600000 ORDER BY 1, 2, 3")
 HOURLY = ("SELECT node_id, channel, hour_ms, n, n_values, v_min, v_max, v_sum, n_corrected, n_delayed "
