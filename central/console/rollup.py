@@ -39,7 +39,7 @@ HOURLY_COLUMNS = "(node_id, channel, hour_ms, n, n_values, v_min, v_max, v_sum, 
 HOURLY_ON_CONFLICT = (
     " ON CONFLICT (node_id, channel, hour_ms) DO UPDATE SET n = readings_hourly.n + excluded.n, "
     "n_values = readings_hourly.n_values + excluded.n_values, v_min = {least}, v_max = {greatest}, "
-    "v_sum = readings_hourly.v_sum + excluded.v_sum, "
+    "v_sum = COALESCE(readings_hourly.v_sum + excluded.v_sum, readings_hourly.v_sum, excluded.v_sum), "
     "n_corrected = readings_hourly.n_corrected + excluded.n_corrected, "
     "n_delayed = readings_hourly.n_delayed + excluded.n_delayed")
 # the smaller/larger of two values, either of which may be NULL (no value in that hour yet)
@@ -75,13 +75,14 @@ def update(tx: Tx, dialect: str, new_rows: Sequence[tuple[Any, ...]]) -> None:
             newest[channel] = row
         if wall_ms < 0:
             continue
-        sums = hours.setdefault((channel, wall_ms - wall_ms % HOUR_MS), [0, 0, None, None, 0.0, 0, 0])
+        # n, n_values, v_min, v_max, v_sum (NULL while no value, as SQL's SUM), n_corrected, n_delayed
+        sums = hours.setdefault((channel, wall_ms - wall_ms % HOUR_MS), [0, 0, None, None, None, 0, 0])
         sums[0] += 1
         if value is not None:
             sums[1] += 1
             sums[2] = value if sums[2] is None else min(sums[2], value)
             sums[3] = value if sums[3] is None else max(sums[3], value)
-            sums[4] += value
+            sums[4] = value if sums[4] is None else sums[4] + value
         sums[5] += 1 if flags & CLOCK_CORRECTED_BIT else 0
         sums[6] += 1 if received_ms - wall_ms > DELAYED_MS else 0
     node_id = new_rows[0][0] if new_rows else ""
@@ -113,8 +114,7 @@ BACKFILL = [
     f"""INSERT INTO readings_hourly (node_id, channel, hour_ms, n, n_values, v_min, v_max, v_sum,
                                    n_corrected, n_delayed)
        SELECT node_id, channel, (wall_ms / 3600000) * 3600000, COUNT(*), COUNT(value), MIN(value),
-              MAX(value), COALESCE(SUM(value), 0),
-              SUM(CASE WHEN (flags & {CLOCK_CORRECTED_BIT}) <> 0 THEN 1 ELSE 0 END),
+              MAX(value), SUM(value), SUM(CASE WHEN (flags & {CLOCK_CORRECTED_BIT}) <> 0 THEN 1 ELSE 0 END),
               SUM(CASE WHEN received_ms - wall_ms > {DELAYED_MS} THEN 1 ELSE 0 END)
        FROM readings WHERE wall_ms >= 0 GROUP BY node_id, channel, (wall_ms / 3600000) * 3600000""",
 ]
