@@ -10,7 +10,7 @@ each against a baseline in the same run:
   answer (a LATERAL newest-row index lookup per node and channel), and vs the endpoint's own SQL;
 - a 7-day chart series (`GET .../series?since=-7d`, step auto) vs the same aggregate by hand;
 - page load to first chart in Chromium (the node page, 7 days; skipped without chromium);
-- a 33-reading upload's latency while 20 pollers poll the overview every 5 s vs idle;
+- a 33-reading upload's latency while 20 pollers poll the overview (every ``poll_s``) vs idle;
 - what keeping the console's tables costs `Store.ingest` (33-reading batches) vs without them.
 
 --quick: 100 nodes × 8 × 120 readings and one day for the dense node (seconds, not minutes).
@@ -35,6 +35,7 @@ import requests
 
 from central.accounts import Accounts
 from central.console import rollup
+from central.console.config import ConsoleConfig
 from central.store import open_store
 from node import protocol
 from node.model import Batch, Reading
@@ -339,7 +340,7 @@ def run(quick: bool = False) -> list[dict]:
         uploader = Uploader(base, "pole-0001")
         idle_ms = upload_latency(uploader, size["uploads"])
         stop = threading.Event()
-        threads = pollers(base, token, 20, 5.0, stop)
+        threads = pollers(base, token, 20, ConsoleConfig().poll_s, stop)
         try:
             time.sleep(1.0)
             busy_ms = upload_latency(uploader, size["uploads"])
@@ -347,7 +348,8 @@ def run(quick: bool = False) -> list[dict]:
             stop.set()
             for thread in threads:
                 thread.join(timeout=60)
-        rows.append({"metric": "33-reading upload latency (median), 20 pollers on /v1/latest every 5 s",
+        rows.append({"metric": f"33-reading upload latency (median), 20 pollers on /v1/latest every "
+                               f"{ConsoleConfig().poll_s:g} s",
                      "value": busy_ms, "unit": "ms", "baseline": "idle (no pollers)",
                      "baseline_value": idle_ms, "ratio": busy_ms / idle_ms, "goal": "≤ 2×"})
         conn.close()
