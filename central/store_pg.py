@@ -106,13 +106,14 @@ class PgStore(SqlStore):
         if self.schema:
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
-    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
+    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         with cur.copy(f"COPY incoming_readings ({_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming_readings "
-                    "ON CONFLICT DO NOTHING")
-        return cur.rowcount  # incoming_readings empties itself on commit
+                    "ON CONFLICT DO NOTHING RETURNING seq")
+        new_seqs = {seq for (seq,) in cur.fetchall()}  # exact even with a concurrent twin batch
+        return [row for row in rows if row[2] in new_seqs]  # incoming_readings empties itself on commit
 
     def close(self) -> None:
         self._close_reads()

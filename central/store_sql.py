@@ -68,8 +68,9 @@ class SqlStore(Store):
     def _connection(self) -> Any:
         raise NotImplementedError
 
-    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
-        """Insert ``rows`` (columns as in `readings`), skipping existing keys; returns how many were new."""
+    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (columns as in `readings`; one node and epoch), skipping existing keys;
+        returns the rows that were new (the console's rollup adds exactly those)."""
         raise NotImplementedError
 
     def _begin(self, conn: Any) -> None:
@@ -227,9 +228,10 @@ class SqlStore(Store):
             else:
                 tail = (now_ms, None)
                 rows = [head + row + tail for row in batch.rows()]
-            stored = self._insert_readings(cur, rows) if rows else 0
-            if rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
-                rollup.update(Tx(self, cur), node, epoch, batch.rows(), now_ms)
+            new_rows = self._insert_readings(cur, rows) if rows else []
+            stored = len(new_rows)
+            if new_rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
+                rollup.update(Tx(self, cur), self.dialect, new_rows)
             gaps, new_gaps, missing = self._upsert_gaps(cur, node, batch.gaps, now_ms)
             incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "
                                           "kind, detail, count, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "

@@ -81,11 +81,16 @@ class SqliteStore(SqlStore):
     def read_connector(self) -> Callable[[], sqlite3.Connection]:
         return sqlite_reader(self.path)  # WAL: a reader sees the last commit, never waits for a writer
 
-    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> int:
-        conn = cur.connection
-        before = conn.total_changes
-        cur.executemany(_INSERT, rows)
-        return conn.total_changes - before
+    def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        # one writer at a time (BEGIN IMMEDIATE): the keys seen before the insert are exactly the old ones
+        node_id, epoch = rows[0][0], rows[0][1]
+        seqs = [row[2] for row in rows]
+        cur.execute("SELECT seq FROM readings WHERE node_id = ? AND epoch = ? AND seq BETWEEN ? AND ?",
+                    (node_id, epoch, min(seqs), max(seqs)))
+        existing = {seq for (seq,) in cur.fetchall()}
+        new_rows = [row for row in rows if row[2] not in existing]
+        cur.executemany(_INSERT, new_rows)
+        return new_rows
 
     def close(self) -> None:
         self._close_reads()

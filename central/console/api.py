@@ -19,12 +19,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
 
 from central.api_shapes import object_doc
 from central.auth import require_role
 from central.console import status
+from central.console.cache import SharedAnswer
 from central.console.config import ConsoleConfig
 from central.console.queries import ConsoleReads
 from central.console.rollup import HOUR_MS
@@ -90,8 +91,10 @@ def overview(rows: list[dict[str, Any]], now_ms: int, config: ConsoleConfig) -> 
                           "location": location_of(health), "storm": bool(health.get("storm")),
                           "health": {key: health.get(key) for key in HEALTH_KEYS}, "channels": {}})
         if row["channel"] is not None:
-            nodes[-1]["channels"][row["channel"]] = channel_json(
-                row["channel"], row["unit"], row["value"], row["flags"], row["wall_ms"], now_ms, config)
+            entry = channel_json(row["channel"], row["unit"], row["value"], row["flags"], row["wall_ms"],
+                                 now_ms, config)
+            del entry["channel"]  # the key already says it
+            nodes[-1]["channels"][row["channel"]] = entry
     for node in nodes:
         for suffix, key in ((".cpu_temp_c", "cpu_temp_c"), (".disk_used_pct", "disk_used_pct")):
             found = next((c["value"] for name, c in node["channels"].items() if name.endswith(suffix)), None)
@@ -193,18 +196,30 @@ def router(ctx: AppContext, reads: ConsoleReads, config: ConsoleConfig) -> APIRo
                            f"(known: {', '.join(names[:50]) or 'none yet'})", field="channel", known=names)
         return found
 
-    @api.get("/v1/latest", responses=object_doc("every node's state and latest values",
-                                                "server_time_ms", "nodes", "thresholds"))
-    def latest() -> JSONResponse:
-        """Every node: state (live/buffering/late/silent), location, storm, health summary and the
-        latest value of each channel with its age and colour band."""
+    shared_overview = SharedAnswer(config.overview_cache_s)
+    thresholds = {"late_after_s": config.late_after_s, "silent_after_s": config.silent_after_s,
+                  "buffering_age_s": config.buffering_age_s,
+                  "flood_bands_cm": list(config.flood_bands_cm),
+                  "pm25_breakpoints_ugm3": list(status.PM25_BREAKPOINTS)}
+
+    def build_overview() -> dict[str, Any]:
         now = ctx.now_ms()
-        return JSONResponse({"server_time_ms": now, "nodes": overview(reads.latest(), now, config),
-                             "thresholds": {"late_after_s": config.late_after_s,
-                                            "silent_after_s": config.silent_after_s,
-                                            "buffering_age_s": config.buffering_age_s,
-                                            "flood_bands_cm": list(config.flood_bands_cm),
-                                            "pm25_breakpoints_ugm3": list(status.PM25_BREAKPOINTS)}})
+        nodes = overview(reads.latest(), now, config)
+        return {"server_time_ms": now, "nodes": nodes, "thresholds": thresholds}
+
+    @api.get("/v1/latest", response_class=JSONResponse,
+             responses=object_doc("every node's state and latest values", "server_time_ms", "nodes",
+                                  "thresholds"))
+    def latest(request: Request) -> Response:
+        """Every node: state (live/buffering/late/silent), location, storm, health summary and the
+        latest value of each channel with its age and colour band. One answer is shared by all
+        callers for up to a second (`server_time_ms` says when it was made); gzip on request."""
+        body, zipped = shared_overview.get(build_overview)
+        headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            return Response(zipped, media_type="application/json", headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
 
     @api.get("/v1/nodes/{node_id}/channels", responses=object_doc("a node's channels and latest values",
                                                                   "node", "channels"))

@@ -7,7 +7,8 @@ late_after_s = 120              # no upload for this long: "late"
 silent_after_s = 900            # ...for this long (or never): "silent"
 buffering_age_s = 120           # the node's oldest unsent reading older than this: "buffering"
 flood_bands_cm = [10, 20, 30]   # flood depth colour bands (ascending)
-poll_s = 5                      # how often the overview refreshes (1-60 s)
+poll_s = 3                      # how often the overview refreshes (1-60 s)
+overview_cache_s = 1            # /v1/latest is built at most this often, shared by all pollers (0-10)
 tile_url = ""                   # optional map tiles, e.g. "https://tiles.city.example/{z}/{x}/{y}.png"
 language = "en"                 # when the browser asks for neither en nor vi
 ```
@@ -31,7 +32,8 @@ class ConsoleConfig:
     silent_after_s: float = 900.0
     buffering_age_s: float = 120.0
     flood_bands_cm: tuple[float, ...] = (10.0, 20.0, 30.0)
-    poll_s: float = 5.0
+    poll_s: float = 3.0
+    overview_cache_s: float = 1.0
     tile_url: str = ""
     language: str = "en"
 
@@ -79,4 +81,6 @@ def parse_console(doc: dict[str, Any]) -> ConsoleConfig:
                          buffering_age_s=buffering,
                          flood_bands_cm=tuple(float(b) for b in bands),
                          poll_s=_number(raw, "poll_s", 1, 60, ConsoleConfig.poll_s),
+                         overview_cache_s=_number(raw, "overview_cache_s", 0, 10,
+                                                  ConsoleConfig.overview_cache_s),
                          tile_url=tile_url, language=language)

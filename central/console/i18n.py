@@ -30,6 +30,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "aqi_very_bad": "very bad", "aqi_hazardous": "hazardous", "legend": "Legend",
         "time_zone": "Times in", "back": "All nodes", "kind": "kind", "detail": "detail", "when": "when",
         "error_loading": "Could not load data; retrying.",
+        "unit_s": "s", "unit_min": "min", "unit_h": "h", "unit_d": "d",
     },
     "vi": {
         "title": "Bảng điều khiển Streetnode", "overview": "Tổng quan", "logout": "Đăng xuất",
@@ -54,6 +55,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "aqi_very_bad": "rất xấu", "aqi_hazardous": "nguy hại", "legend": "Chú giải",
         "time_zone": "Giờ theo", "back": "Tất cả các trạm", "kind": "loại", "detail": "chi tiết",
         "when": "thời điểm", "error_loading": "Không tải được dữ liệu; đang thử lại.",
+        "unit_s": "giây", "unit_min": "phút", "unit_h": "giờ", "unit_d": "ngày",
     },
 }
 

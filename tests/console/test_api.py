@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from central.console.config import ConsoleConfig
 from central.console.rollup import HOUR_MS
+from central.server import serve_in_thread
 from node.model import Gap
-from tests.central.helpers import get
-from tests.console.nodes import ago, health_of, upload
+from tests.central.helpers import get, read_token
+from tests.console.nodes import add_nodes, ago, health_of, upload
 
 DEPTH, PM25, TEMP = "flood.depth_cm", "air.pm2_5_ugm3", "weather.temperature_c"
 
@@ -132,3 +134,19 @@ def test_the_console_api_needs_a_read_role(central):
     for path in ("/v1/latest", "/v1/nodes/pole-1/channels", "/v1/nodes/pole-1/series?channel=x",
                  "/v1/nodes/pole-1/timeline"):
         assert get(url + path, {}).status_code == 401
+
+
+def test_the_overview_is_built_once_for_all_pollers_within_its_cache_time(store):
+    add_nodes(store, ["pole-1"])
+    url, stop = serve_in_thread(store, console=ConsoleConfig(overview_cache_s=60))
+    try:
+        auth = read_token(store)
+        first = get(url + "/v1/latest", auth)
+        upload(url, "pole-1", [(DEPTH, 7.0, ago(1))])
+        again = get(url + "/v1/latest", auth)
+        assert first.json() == again.json() and first.json()["nodes"][0]["channels"] == {}
+        assert again.headers["content-encoding"] == "gzip"  # requests asks for gzip
+        plain = get(url + "/v1/latest", auth, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers and plain.json() == first.json()
+    finally:
+        stop()

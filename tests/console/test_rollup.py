@@ -57,3 +57,14 @@ def test_rollup_and_latest_match_a_scan_after_shuffled_and_repeated_batches(stor
 
     store.transaction(rebuild, write=True)
     assert rows(store, HOURLY) == hourly and rows(store, LATEST) == latest
+
+
+def test_an_hour_that_had_no_value_takes_the_first_one(store):
+    store.add_node("pole-1", bytes(32), 0)
+    t0 = 1_764_100_000_000 - 1_764_100_000_000 % HOUR_MS
+    for n, value in enumerate([None, 4.5, None, 2.0]):
+        batch = IngestBatch("pole-1", 1, t0, readings=[Reading(n, "a.depth_cm", value, 0 if value else 8,
+                                                               t0 + n * 1000, 0, "b")], health={})
+        store.ingest(batch, signature=f"{n:064x}", expires_ms=t0 + 1, now_ms=t0 + n * 1000)
+        assert rows(store, HOURLY) == rows(store, SCAN_HOURLY)
+    assert rows(store, HOURLY)[0][3:8] == (4, 2, 2.0, 4.5, 6.5)

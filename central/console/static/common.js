@@ -18,9 +18,9 @@ window.SN = (function () {
   function age(seconds) {
     if (seconds == null) { return T.never; }
     const s = Math.max(0, Math.round(seconds));
-    const text = s < 120 ? s + " s" : s < 7200 ? Math.round(s / 60) + " min" : s < 172800 ? Math.round(s / 3600) + " h"
-      : Math.round(s / 86400) + " d";
-    return config.lang === "vi" ? text + " " + T.ago : text + " " + T.ago;
+    const text = s < 120 ? s + " " + T.unit_s : s < 7200 ? Math.round(s / 60) + " " + T.unit_min
+      : s < 172800 ? Math.round(s / 3600) + " " + T.unit_h : Math.round(s / 86400) + " " + T.unit_d;
+    return text + " " + T.ago;
   }
   function number(value, digits) {
     if (value == null) { return "–"; }
