@@ -16,6 +16,7 @@ from typing import Any
 from central.commands.db import add_db_option, open_db
 from central.fleet import db, push
 from central.fleet.desired import desired, parse_label
+from central.fleet.status import fleet_status, rollout_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -150,16 +151,7 @@ def _show_layer(store: Any, scope: str, target: str, version: int | None) -> Non
     print(_header(layer))
     print(layer.toml.rstrip("\n"))
     if rollout is not None and rollout.layer_id == layer.id:
-        print(f"# rollout: {_rollout_line(rollout)}")
-
-
-def _rollout_line(r: db.Rollout) -> str:
-    waiting = [n for n in r.canaries if n not in r.healthy]
-    if r.state == "stopped":
-        return f"STOPPED after the canary wave: {r.reason}; the others stay on version {r.from_id}"
-    if r.state == "complete":
-        return f"complete (canaries {', '.join(r.canaries)} healthy)"
-    return f"canary wave: waiting for {', '.join(waiting)}; the others stay on version {r.from_id}"
+        print(f"# rollout: {rollout_line(rollout)}")
 
 
 def _show_node(store: Any, node_id: str) -> None:
@@ -219,33 +211,16 @@ def status_cmd(args: argparse.Namespace) -> int:
     group = push.check_name(args.group, "--group") if args.group else None
     store = open_db(args.db)
     try:
-        nodes = store.list_nodes()
-
-        def run(tx: Any) -> tuple[dict[str, str], dict[str, Any], list[db.Rollout]]:
-            groups = db.groups(tx)
-            chosen = [n for n in nodes if group is None or groups.get(n.node_id) == group]
-            current = [r for r in db.rollouts(tx, group)
-                       if r.layer_id == getattr(db.current_layer(tx, "group", r.group), "id", None)]
-            return groups, {n.node_id: desired(tx, n.node_id) for n in chosen}, current
-
-        groups, wants, rollouts = store.transaction(run)
+        nodes, rollouts = fleet_status(store, group)
     finally:
         store.close()
     print(f"{'node':<16} {'group':<10} {'desired':<12} {'applied':<12} {'state':<8} failed")
     for n in nodes:
-        if n.node_id not in wants:
-            continue
-        h = n.health or {}
-        applied = h.get("config_version") or ("-" if not h else "local")
-        want = wants[n.node_id].version or "-"
-        state = h.get("config_state") or "-"
-        if want != "-" and applied != want and state != "trial":
-            state = "pending"
-        failed = h.get("config_failed_version")
-        why = f"{failed}: {h.get('config_failed_reason')}" if failed else ""
-        print(f"{n.node_id:<16} {groups.get(n.node_id, '-'):<10} {want:<12} {applied:<12} {state:<8} {why}")
+        applied = n.applied or ("-" if n.origin is None else "local")
+        why = f"{n.failed_version}: {n.failed_reason}" if n.failed_version else ""
+        print(f"{n.node_id:<16} {n.group or '-':<10} {n.desired or '-':<12} {applied:<12} {n.state:<8} {why}")
     for r in rollouts:
-        print(f"rollout group {r.group} version {r.layer_id}: {_rollout_line(r)}")
+        print(f"rollout group {r.group} version {r.layer_id}: {rollout_line(r)}")
     return 0
 
 

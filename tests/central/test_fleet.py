@@ -154,3 +154,28 @@ def test_canary_pick_is_spread_and_bounded():
         with pytest.raises(ConfigError, match="--canary"):
             push.parse_canary(bad)
     assert json.loads(json.dumps(push.pick_canaries(members, 1, 3)))
+
+
+def test_config_status_is_an_authenticated_read(store):
+    from tests.central.helpers import get, read_token
+
+    _nodes(store, "pole-1", "pole-2")
+    store.add_node("pole-9", KEY, now_ms())
+    layer = _push(store, "group", "ward-3", GROUP_TOML, canary_pct=50.0)
+    auth = read_token(store)
+    url, stop = serve_in_thread(store)
+    try:
+        assert requests.get(url + "/v1/config/status", timeout=10).status_code == 401
+        r = get(url + "/v1/config/status?group=ward-3", auth)
+        assert r.status_code == 200, r.text
+        nodes = {n["node_id"]: n for n in r.json()["nodes"]}
+        assert set(nodes) == {"pole-1", "pole-2"} and nodes["pole-1"]["state"] in ("pending", "-")
+        (rollout,) = r.json()["rollouts"]
+        assert rollout["version"] == layer.layer.id and rollout["state"] == "canary"
+        assert rollout["canaries"] == layer.rollout.canaries
+        everyone = get(url + "/v1/config/status", auth).json()["nodes"]
+        assert {n["node_id"] for n in everyone} == {"pole-1", "pole-2", "pole-9"}
+        bad = get(url + "/v1/config/status?group=no%20spaces", auth)
+        assert bad.status_code == 400 and bad.json()["field"] == "group"
+    finally:
+        stop()
