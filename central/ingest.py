@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from central.context import AppContext
 from central.errors import Rejected
+from central.http import VERIFIED_SCOPE_KEY
 from central.limits import MAX_PING_BODY, IngestLimits
 from central.quotas import NodeQuotas, stored_bytes
 from central.reads import node_json
@@ -96,13 +97,13 @@ class NodeKeys:
 
 
 async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
-                        quotas: NodeQuotas | None = None) -> None:
+                        quotas: NodeQuotas | None = None) -> str:
     """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
     alone, before the body is read.
 
     A known node's stale timestamp or empty quota is answered with a receipt over the request's
     signature as sent (the body is never read), so the node can believe the answer: re-sign with
-    the server time, or wait for ``Retry-After``.
+    the server time, or wait for ``Retry-After``. Returns the node id.
     """
     try:
         auth = protocol.parse_auth_headers(request.headers)
@@ -124,6 +125,7 @@ async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
         except Rejected:
             arm_receipt(request, key, auth.signature)
             raise
+    return auth.node_id
 
 
 def stale(timestamp: int, now: int, window_ms: int) -> Rejected:
@@ -183,6 +185,7 @@ def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protoc
                                      auth.signature, node_id=auth.node_id):
         raise Rejected("bad_signature", "signature does not match (wrong key, path or body?)")
     arm_receipt(request, key, auth.signature)
+    request.scope[VERIFIED_SCOPE_KEY] = True  # the guard keeps this connection longest when idle
     now = ctx.now_ms()
     if not protocol.timestamp_fresh(auth.timestamp, now, ctx.limits.window_ms):
         raise stale(auth.timestamp, now, ctx.limits.window_ms)
@@ -234,8 +237,8 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
             quotas.charge(auth.node_id, readings=-len(batch))  # nothing was stored
         raise
     if quotas is not None:
-        quotas.charge(auth.node_id, readings=-result.duplicates,
-                      stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents, batch))
+        quotas.charge(auth.node_id, stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents,
+                                                              batch))
     return {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
             "server_time_ms": now}
 
@@ -261,27 +264,44 @@ INGEST_BODY_DOC = {"requestBody": {"required": True, "content": {protocol.CONTEN
 
 
 class IngestSlots:
-    """At most ``limits.ingest_slots`` bodies decoded and stored at once; a request that waits
-    longer than ``limits.ingest_wait_s`` for one is refused (503 overloaded + Retry-After)."""
+    """At most ``limits.ingest_slots`` bodies decoded and stored at once, and one per node (a node
+    uploads one batch at a time; a stolen key's parallel batches must not take every slot); a
+    request that waits longer than ``limits.ingest_wait_s`` is refused (503 overloaded)."""
 
     def __init__(self, limits: IngestLimits) -> None:
         self.limits = limits
         self._semaphore: asyncio.Semaphore | None = None  # made in the server's event loop
+        self._per_node: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # node -> (lock, [users])
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, node_id: str, fn: Callable[..., Any], *args: Any) -> Any:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limits.ingest_slots)
+        lock, users = self._per_node.setdefault(node_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        deadline = time.monotonic() + self.limits.ingest_wait_s
         try:
-            await asyncio.wait_for(self._semaphore.acquire(), self.limits.ingest_wait_s)
+            await self._acquire(lock.acquire(), deadline)
+            try:
+                await self._acquire(self._semaphore.acquire(), deadline)
+                try:
+                    return await run_in_threadpool(fn, *args)
+                finally:
+                    self._semaphore.release()
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._per_node[node_id]
+
+    async def _acquire(self, waiting: Any, deadline: float) -> None:
+        try:
+            await asyncio.wait_for(waiting, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             retry = self.limits.retry_after_s
             raise Rejected("overloaded", f"receiver overloaded (no ingest slot within "
                            f"{self.limits.ingest_wait_s:g} s); retry after {retry} s",
                            retry_after_s=retry) from None
-        try:
-            return await run_in_threadpool(fn, *args)
-        finally:
-            self._semaphore.release()
 
 
 def router(ctx: AppContext) -> APIRouter:
@@ -298,9 +318,9 @@ def router(ctx: AppContext) -> APIRouter:
         if ctype not in ACCEPTED_TYPES or encoding != protocol.CONTENT_ENCODING:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
-        await check_headers(ctx, keys, request, quotas)
+        node_id = await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
-        return JSONResponse(await slots.run(ingest_sync, ctx, request, body, quotas))
+        return JSONResponse(await slots.run(node_id, ingest_sync, ctx, request, body, quotas))
 
     @api.post(protocol.PING_PATH)
     async def ping(request: Request) -> JSONResponse:
