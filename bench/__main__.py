@@ -17,7 +17,7 @@ import platform
 import sys
 import time
 
-BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward"]
+BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "under_attack"]
 
 
 def _fmt(v: object) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import requests
 
+from central.limits import IngestLimits
 from node import protocol
 from node.model import Batch, Reading
 
@@ -374,7 +375,7 @@ class QuotaAbuse(Attack):
     threads = 2
 
     def __init__(self, url: str, host: str, port: int, key: bytes, node: str = THIEF_NODE,
-                 batch: int = 20_000, bodies: int = 12) -> None:
+                 batch: int = IngestLimits().max_readings, bodies: int = 24) -> None:
         super().__init__(host, port)
         self.url, self.key, self.node = url, key, node
         self.stats.update(stored=0, refused_quota=0)

@@ -28,15 +28,17 @@ from tests.central.helpers import now_ms
 
 RSS_CEILING_MIB = 200
 ATTACK_S = 5.0
-QUOTA_BURST = 100_000
+QUOTA_BURST = 30_000  # three of the stolen key's batches, then 429s within the attack's seconds
 CONFIG = f"""[limits]
 head_timeout_s = 2.0
 body_timeout_s = 3.0
 quota_readings_burst = {QUOTA_BURST}
 """
-# the normal time of a valid upload under attack: far inside the node's 30 s timeout, and within a
-# few times the idle figure measured just before on the same server (bench/under_attack.py has ratios)
+# the normal time of a valid upload under attack: far inside the node's 30 s timeout (each upload),
+# and a median within 1 s or 10x the idle one measured just before on the same server, whichever is
+# more: the machine is shared and loaded (bench/under_attack.py has the ratios)
 MAX_UPLOAD_S = 3.0
+MAX_MEDIAN_S = 1.0
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -72,7 +74,7 @@ def test_valid_upload_succeeds_in_its_normal_time_while_under_attack(server, nam
     print(summary)
     assert during.failures == [], summary
     assert len(during.results) >= 5 and max(during.latencies) < MAX_UPLOAD_S, summary
-    assert during.median() < max(0.5, 10 * idle.median()), summary
+    assert during.median() < max(MAX_MEDIAN_S, 10 * idle.median()), summary
     assert during.healthz and set(during.healthz) == {200}, summary
     assert during.peak_rss_mib <= RSS_CEILING_MIB, summary
     assert during.stats.get("attacker_crashed", 0) == 0, summary
@@ -87,4 +89,4 @@ def bounded(name: str, stats: dict[str, int]) -> bool:
         return stats["closed_by_server"] > 0
     if name == "stalled-bodies":
         return stats["answers"] + stats["closed_by_server"] > 0
-    return stats["refused_quota"] > 0 and stats["stored"] <= QUOTA_BURST + 2 * 20_000
+    return stats["refused_quota"] > 0 and stats["stored"] <= QUOTA_BURST + 2 * IngestLimits().max_readings

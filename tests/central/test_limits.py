@@ -153,19 +153,21 @@ def test_gzip_bomb_refused_while_it_streams(central):
     assert status == 413 and json.loads(body)["limit"] == SMALL.max_decompressed
 
 
-def _batch_with(n_readings: int, gaps: int = 0) -> Batch:
+def _batch_with(n_readings: int, gaps: int = 0, incidents: int = 0) -> Batch:
     readings = [Reading(s, "weather.temperature_c", 20.0, 0, 1_764_100_000_000 + s * 1000, 5_000 + s * 1000,
                         "boot-a") for s in range(n_readings)]
     gap_list = [Gap(1, 10_000 + 10 * i, 10_000 + 10 * i, 1, None, None, "overflow") for i in range(gaps)]
-    return Batch(3, NODE, 1, readings, gaps=gap_list)
+    incident_list = [Incident(i, now_ms(), "k", "d") for i in range(incidents)]
+    return Batch(3, NODE, 1, readings, gaps=gap_list, incidents=incident_list)
 
 
-@pytest.mark.parametrize(("readings", "gaps", "field", "limit"), [
-    (SMALL.max_readings + 1, 0, "readings", SMALL.max_readings),
-    (10, SMALL.max_gaps + 1, "gaps", SMALL.max_gaps),
+@pytest.mark.parametrize(("readings", "gaps", "incidents", "field", "limit"), [
+    (SMALL.max_readings + 1, 0, 0, "readings", SMALL.max_readings),
+    (10, SMALL.max_gaps + 1, 0, "gaps", SMALL.max_gaps),
+    (10, 0, SMALL.max_incidents + 1, "incidents", SMALL.max_incidents),
 ])
-def test_per_batch_limits_are_413_naming_field_and_limit(central, readings, gaps, field, limit):
-    r = post(central, body_of(_batch_with(readings, gaps)))
+def test_per_batch_limits_are_413_naming_field_and_limit(central, readings, gaps, incidents, field, limit):
+    r = post(central, body_of(_batch_with(readings, gaps, incidents)))
     assert r.status_code == 413, r.text
     assert (r.json()["field"], r.json()["limit"]) == (field, limit)
     assert protocol.HEADER_RECEIPT in r.headers  # signed: the node splits and trusts the answer
@@ -311,7 +313,7 @@ def test_serve_help_lists_the_limits_and_config_sets_them(tmp_path, cli_env):
     from tests.central.test_cli import run, start_server
 
     help_text = run(["serve", "--help"], cli_env).stdout
-    assert "[limits]" in help_text and "max_readings = 20000" in help_text
+    assert "[limits]" in help_text and "max_readings = 10000" in help_text
     conf = tmp_path / "central.toml"
     conf.write_text("[limits]\nmax_readngs = 5\n")
     db = f"sqlite:///{tmp_path / 'c.db'}"
