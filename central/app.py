@@ -29,6 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
+from central.console.config import ConsoleConfig
+from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.ingest import RECEIPT_SCOPE_KEY
@@ -168,20 +170,24 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def close_app(app: FastAPI) -> None:
-    """Release what `create_app` opened besides the store (the SensorThings read connections)."""
-    db = getattr(app.state, "sta_db", None)
-    if db is not None:
-        db.close()
+    """Release what `create_app` opened besides the store (the SensorThings and console read
+    connections)."""
+    for name in ("sta_db", "console_db"):
+        db = getattr(app.state, name, None)
+        if db is not None:
+            db.close()
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int | None = None,
                max_decompressed: int | None = None, window_ms: int | None = None,
                limits: IngestLimits | None = None, accounts: Accounts | None = None,
-               extra_routers: Sequence[Callable[[AppContext], APIRouter]] = ()) -> FastAPI:
+               extra_routers: Sequence[Callable[[AppContext], APIRouter]] = (),
+               console: ConsoleConfig | None = None) -> FastAPI:
     """The receiver's ASGI app over ``store``; ``clock`` gives the server's wall time in seconds.
 
     ``limits`` (central/limits.py) with ``max_body``, ``max_decompressed`` and ``window_ms``, when
     given, replacing its fields; `central.server.make_server` enforces the connection limits.
+    ``console``: the ``[console]`` settings of the operator console (defaults when None).
     ``extra_routers``: more ``router(ctx)`` factories (tests; an area under development).
     """
     overrides = {name: value for name, value in (("max_body", max_body), ("max_decompressed",
@@ -215,6 +221,9 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(auth.router(ctx))
     sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
     app.include_router(sta_api)
+    console_routers, app.state.console_db = build_console(ctx, console or ConsoleConfig())
+    for console_router in console_routers:
+        app.include_router(console_router)
     for make_router in extra_routers:
         app.include_router(make_router(ctx))
     return app

@@ -32,12 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "overrides [limits] max_decompressed)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [limits] (below), [[forward]] sinks "
-                   "(MQTT / ThingsBoard); see docs/central.md")
+                   "(MQTT / ThingsBoard), [console] settings; see docs/central.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward", "limits")
+CONFIG_SECTIONS = ("forward", "console", "limits")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -70,10 +70,12 @@ def serve_cmd(args: argparse.Namespace) -> int:
     for name in ("max_body", "max_decompressed"):
         if getattr(args, name) is not None and getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
+    from central.console.config import parse_console
     from central.forward.config import parse_sinks
 
     config = load_config(args.config)
     sinks = parse_sinks(config)
+    console = parse_console(config)
     receiver_limits = limits.parse_limits(config.get("limits"), where=f"--config {args.config} [limits]")
     store = open_db(args.db)
     forwarders = []
@@ -89,7 +91,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
                              limits=receiver_limits, max_body=args.max_body,
-                             max_decompressed=args.max_decompressed)
+                             max_decompressed=args.max_decompressed, console=console)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69
