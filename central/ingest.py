@@ -97,13 +97,13 @@ class NodeKeys:
 
 
 async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
-                        quotas: NodeQuotas | None = None) -> str:
+                        quotas: NodeQuotas | None = None) -> tuple[str, bytes, str]:
     """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
     alone, before the body is read.
 
     A known node's stale timestamp or empty quota is answered with a receipt over the request's
     signature as sent (the body is never read), so the node can believe the answer: re-sign with
-    the server time, or wait for ``Retry-After``. Returns the node id.
+    the server time, or wait for ``Retry-After``. Returns (node id, its key, the signature header).
     """
     try:
         auth = protocol.parse_auth_headers(request.headers)
@@ -125,7 +125,7 @@ async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
         except Rejected:
             arm_receipt(request, key, auth.signature)
             raise
-    return auth.node_id
+    return auth.node_id, key, auth.signature
 
 
 def stale(timestamp: int, now: int, window_ms: int) -> Rejected:
@@ -318,9 +318,14 @@ def router(ctx: AppContext) -> APIRouter:
         if ctype not in ACCEPTED_TYPES or encoding != protocol.CONTENT_ENCODING:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
-        node_id = await check_headers(ctx, keys, request, quotas)
+        node_id, key, signature = await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
-        return JSONResponse(await slots.run(node_id, ingest_sync, ctx, request, body, quotas))
+        try:
+            return JSONResponse(await slots.run(node_id, ingest_sync, ctx, request, body, quotas))
+        except Rejected as e:
+            if e.code == "overloaded":  # no slot in time: signed like a stale timestamp, so that the
+                arm_receipt(request, key, signature)  # node waits for Retry-After, path not blamed
+            raise
 
     @api.post(protocol.PING_PATH)
     async def ping(request: Request) -> JSONResponse:

@@ -288,6 +288,7 @@ def test_ingest_slot_wait_sheds_503_instead_of_timing_out(store):
         r = post(url, body_of(make_batch(range(3, 6))))
         assert r.status_code == 503 and r.json()["error"] == "overloaded"
         assert r.headers["Retry-After"] == str(SMALL.retry_after_s)
+        assert protocol.HEADER_RECEIPT in r.headers  # the node backs off without blaming the path
         release.set()
         first.join(10)
     finally:
@@ -345,3 +346,41 @@ def test_central_unit_bounds_files_and_memory():
     unit = (ROOT / "systemd" / "streetnode-central.service").read_text()
     assert "\nLimitNOFILE=4096\n" in unit and "\nMemoryMax=512M\n" in unit
     assert IngestLimits().max_connections + 256 <= 4096
+
+
+def test_the_node_honours_a_503_overloaded_and_keeps_its_readings(store, tmp_path):
+    from node.buffer import SqliteBuffer
+    from tests.uploader.conftest import fill
+    from tests.uploader.test_uploader import make_uploader
+
+    node = "hn-test-0001"
+    store.add_node(node, KEY, now_ms())
+    entered, release = threading.Event(), threading.Event()
+    real_ingest = store.ingest
+
+    def slow_ingest(batch, **kwargs):
+        if batch.node_id == NODE:  # another node's batch holds the only slot
+            entered.set()
+            release.wait(10)
+        return real_ingest(batch, **kwargs)
+
+    store.ingest = slow_ingest
+    limits = dataclasses.replace(SMALL, ingest_slots=1, ingest_wait_s=0.3, retry_after_s=20)
+    url, stop = start(store, limits)
+    buf = SqliteBuffer(tmp_path / "buf.db", node)
+    other = threading.Thread(target=post, args=(url, body_of(make_batch(range(3)))))
+    try:
+        other.start()
+        assert entered.wait(5)
+        total = fill(buf, 4)
+        up = make_uploader(buf, url, KEY, live_readings=10, max_batch_readings=10)
+        res = up.run_round()
+        assert res.error is not None and "503 overloaded" in res.error
+        assert res.next_attempt_at - time.monotonic() >= 15  # Retry-After is the floor
+        assert up.breaker.untrusted == 0  # signed: not counted against the path
+        assert buf.stats().readings == total and store.seqs(node, 1) == []
+    finally:
+        release.set()
+        other.join(10)
+        buf.close()
+        stop()
