@@ -70,15 +70,19 @@ async def read_body(request: Request, cap: int, *, max_decompressed: int | None 
 
 
 class NodeKeys:
-    """A short-lived cache of node keys for the checks made from the headers alone.
+    """A short-lived cache of node keys for the checks made from the headers alone (so a node's
+    upload does not wait for the store while another node's batch is being written).
 
-    ``streetnode-central node add/rotate`` takes effect within ``ttl_s`` here; the signature
-    itself is always checked against the store (`authenticate`).
+    A known node is remembered ``ttl_s``, an unknown id ``unknown_ttl_s`` (``streetnode-central
+    node add`` takes effect within it); the signature itself is always checked against the store
+    (`authenticate`), so ``node rotate`` takes effect at once.
     """
 
-    def __init__(self, lookup: Callable[[str], bytes | None], *, ttl_s: float = 10.0, size: int = 4096,
+    def __init__(self, lookup: Callable[[str], bytes | None], *, ttl_s: float = 60.0,
+                 unknown_ttl_s: float = 2.0, size: int = 4096,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._lookup, self._ttl_s, self._size, self._monotonic = lookup, ttl_s, size, monotonic
+        self._lookup, self._size, self._monotonic = lookup, size, monotonic
+        self._ttl_s, self._unknown_ttl_s = ttl_s, unknown_ttl_s
         self._entries: dict[str, tuple[float, bytes | None]] = {}
 
     def cached(self, node_id: str) -> tuple[bool, bytes | None]:
@@ -92,7 +96,8 @@ class NodeKeys:
         key = self._lookup(node_id)
         if len(self._entries) >= self._size:
             self._entries.clear()  # a flood of made-up ids: start over rather than grow
-        self._entries[node_id] = (self._monotonic() + self._ttl_s, key)
+        ttl = self._ttl_s if key is not None else self._unknown_ttl_s
+        self._entries[node_id] = (self._monotonic() + ttl, key)
         return key
 
 
