@@ -18,7 +18,7 @@ import sys
 import time
 
 BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts", "sim",
-              "reads", "console"]
+              "reads", "console", "under_attack"]
 
 
 def _fmt(v: object) -> str:

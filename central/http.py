@@ -2,8 +2,10 @@
 
 Two pieces share one `Guard` (built by `central.server.make_server` for one server):
 
-- `guarded_protocol(guard)`: uvicorn's h11 protocol with a connection cap (past it the connection
-  idle the longest is closed; when none is idle the newcomer gets ``503 overloaded``), a deadline
+- `guarded_protocol(guard)`: uvicorn's h11 protocol with a connection cap (past it an idle
+  connection is closed: one that never completed a request first, then one that only made
+  unauthenticated requests, a node's kept-alive connection last, the longest idle first in each;
+  when none is idle the newcomer gets ``503 overloaded``), a deadline
   for each request's line and headers (a connection that does not send them in time is closed),
   and uvicorn's own keep-alive timeout and header size cap;
 - `GuardMiddleware`: the outermost ASGI layer: a cap on requests in progress (503 + Retry-After),
@@ -28,7 +30,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from central.errors import Rejected
 from central.limits import IngestLimits
 
-HEADER_BYTES = 16 * 1024  # request line + headers (h11's incomplete event cap): 431 past it
+HEADER_BYTES = 16 * 1024  # request line + headers (h11's incomplete event cap)
+# idle connections are closed past the cap in this order: never completed a request, made only
+# unauthenticated ones, carried a verified node signature (a node's kept-alive connection)
+TIERS = ("fresh", "served", "node")
+VERIFIED_SCOPE_KEY = "streetnode.verified"  # set by central.ingest once a node signature verified
 
 
 class Shed(Rejected):
@@ -62,6 +68,17 @@ class Guard:
         self._ids = itertools.count()
         self.shed = 0  # requests refused by the guard (503/408), for tests and logs
         self.evicted_connections = 0
+        # connections without a request in progress, by tier (`TIERS`), longest idle first
+        self.idle: list[dict[GuardedProtocol, None]] = [{} for _ in TIERS]
+
+    def set_idle(self, conn: GuardedProtocol) -> None:
+        self.idle[conn.tier][conn] = None
+
+    def set_busy(self, conn: GuardedProtocol) -> None:
+        self.idle[conn.tier].pop(conn, None)
+
+    def is_idle(self, conn: GuardedProtocol) -> bool:
+        return conn in self.idle[conn.tier]
 
     def charge(self, holder: _Holder, size: int) -> None:
         """Add ``size`` bytes to ``holder``; past the budget refuse the largest unfinished body."""
@@ -210,27 +227,27 @@ class GuardedProtocol(H11Protocol):
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._busy = False  # a request (head received) is in progress
-        self._idle_since = self.guard.monotonic()
         self._head_timer: asyncio.TimerHandle | None = None
         self._over_cap = False
         self._app = self.app
         self.app = self._serve  # uvicorn runs self.app for each request of this connection
+        self.tier = 0
         if len(self.connections) > self.guard.limits.max_connections and not self._evict_idle():
             self._over_cap = True
+        self.guard.set_idle(self)
         self._start_head_timer()
 
     def _evict_idle(self) -> bool:
-        """Close the connection idle the longest (keep-alive, or head not sent); False if none."""
-        idle = [c for c in self.connections
-                if c is not self and isinstance(c, GuardedProtocol) and not c._busy
-                and not c.transport.is_closing()]
-        if not idle:
-            return False
-        oldest = min(idle, key=lambda c: c._idle_since)
-        oldest._close_idle()
-        self.guard.evicted_connections += 1
-        return True
+        """Close an idle connection, the lowest tier and longest idle first; False if none."""
+        for idle in self.guard.idle:
+            while idle:
+                oldest = next(iter(idle))
+                del idle[oldest]
+                if not oldest.transport.is_closing():  # (closing ones leave at connection_lost anyway)
+                    oldest._close_idle()
+                    self.guard.evicted_connections += 1
+                    return True
+        return False
 
     def _close_idle(self) -> None:
         self._cancel_head_timer()
@@ -248,16 +265,17 @@ class GuardedProtocol(H11Protocol):
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if not self._busy and not self.transport.is_closing():
+        if self.guard.is_idle(self) and not self.transport.is_closing():
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and self._head_timer is None:  # the next request's head begins
+        if self._head_timer is None and self.guard.is_idle(self):  # the next request's head begins
             self._start_head_timer()
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self.guard.set_busy(self)
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
@@ -271,7 +289,7 @@ class GuardedProtocol(H11Protocol):
 
     async def _serve(self, scope: Any, receive: Any, send: Any) -> None:
         self._cancel_head_timer()
-        self._busy = True
+        self.guard.set_busy(self)
         try:
             if self._over_cap:
                 self.guard.shed += 1
@@ -280,8 +298,9 @@ class GuardedProtocol(H11Protocol):
                 return
             await self._app(scope, receive, send)
         finally:
-            self._busy = False
-            self._idle_since = self.guard.monotonic()
+            self.tier = max(self.tier, 2 if scope.get(VERIFIED_SCOPE_KEY) else 1)
+            if not self.transport.is_closing():
+                self.guard.set_idle(self)  # the most recently idle of its tier: evicted last
 
 
 def guarded_protocol(guard: Guard) -> type[GuardedProtocol]:

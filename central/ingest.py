@@ -23,6 +23,7 @@ from central.api_shapes import INGEST_DOC, PING_DOC
 from central.context import AppContext
 from central.errors import Rejected
 from central.fleet.desired import on_ingest
+from central.http import VERIFIED_SCOPE_KEY
 from central.limits import MAX_PING_BODY, IngestLimits
 from central.quotas import NodeQuotas, stored_bytes
 from central.reads import node_json
@@ -75,15 +76,19 @@ async def read_body(request: Request, cap: int, *, max_decompressed: int | None 
 
 
 class NodeKeys:
-    """A short-lived cache of node keys for the checks made from the headers alone.
+    """A short-lived cache of node keys for the checks made from the headers alone (so a node's
+    upload does not wait for the store while another node's batch is being written).
 
-    ``streetnode-central node add/rotate`` takes effect within ``ttl_s`` here; the signature
-    itself is always checked against the store (`authenticate`).
+    A known node is remembered ``ttl_s``, an unknown id ``unknown_ttl_s`` (``streetnode-central
+    node add`` takes effect within it); the signature itself is always checked against the store
+    (`authenticate`), so ``node rotate`` takes effect at once.
     """
 
-    def __init__(self, lookup: Callable[[str], bytes | None], *, ttl_s: float = 10.0, size: int = 4096,
+    def __init__(self, lookup: Callable[[str], bytes | None], *, ttl_s: float = 60.0,
+                 unknown_ttl_s: float = 2.0, size: int = 4096,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._lookup, self._ttl_s, self._size, self._monotonic = lookup, ttl_s, size, monotonic
+        self._lookup, self._size, self._monotonic = lookup, size, monotonic
+        self._ttl_s, self._unknown_ttl_s = ttl_s, unknown_ttl_s
         self._entries: dict[str, tuple[float, bytes | None]] = {}
 
     def cached(self, node_id: str) -> tuple[bool, bytes | None]:
@@ -97,18 +102,19 @@ class NodeKeys:
         key = self._lookup(node_id)
         if len(self._entries) >= self._size:
             self._entries.clear()  # a flood of made-up ids: start over rather than grow
-        self._entries[node_id] = (self._monotonic() + self._ttl_s, key)
+        ttl = self._ttl_s if key is not None else self._unknown_ttl_s
+        self._entries[node_id] = (self._monotonic() + ttl, key)
         return key
 
 
 async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
-                        quotas: NodeQuotas | None = None) -> None:
+                        quotas: NodeQuotas | None = None) -> tuple[str, bytes, str]:
     """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
     alone, before the body is read.
 
     A known node's stale timestamp or empty quota is answered with a receipt over the request's
     signature as sent (the body is never read), so the node can believe the answer: re-sign with
-    the server time, or wait for ``Retry-After``.
+    the server time, or wait for ``Retry-After``. Returns (node id, its key, the signature header).
     """
     try:
         auth = protocol.parse_auth_headers(request.headers)
@@ -130,6 +136,7 @@ async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
         except Rejected:
             arm_receipt(request, key, auth.signature)
             raise
+    return auth.node_id, key, auth.signature
 
 
 def stale(timestamp: int, now: int, window_ms: int) -> Rejected:
@@ -189,6 +196,7 @@ def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protoc
                                      auth.signature, node_id=auth.node_id):
         raise Rejected("bad_signature", "signature does not match (wrong key, path or body?)")
     arm_receipt(request, key, auth.signature)
+    request.scope[VERIFIED_SCOPE_KEY] = True  # the guard keeps this connection longest when idle
     now = ctx.now_ms()
     if not protocol.timestamp_fresh(auth.timestamp, now, ctx.limits.window_ms):
         raise stale(auth.timestamp, now, ctx.limits.window_ms)
@@ -240,8 +248,8 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
             quotas.charge(auth.node_id, readings=-len(batch))  # nothing was stored
         raise
     if quotas is not None:
-        quotas.charge(auth.node_id, readings=-result.duplicates,
-                      stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents, batch))
+        quotas.charge(auth.node_id, stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents,
+                                                              batch))
     if ctx.alerts is not None and result.stored:  # after the commit (never raises); a resend of
         ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
     answer = {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
@@ -273,28 +281,45 @@ INGEST_BODY_DOC = {"requestBody": {"required": True, "content": {protocol.CONTEN
 
 
 class IngestSlots:
-    """At most ``limits.ingest_slots`` bodies decoded and stored at once; a request that waits
-    longer than ``limits.ingest_wait_s`` for one is refused (503 overloaded + Retry-After)."""
+    """At most ``limits.ingest_slots`` bodies decoded and stored at once, and one per node (a node
+    uploads one batch at a time; a stolen key's parallel batches must not take every slot); a
+    request that waits longer than ``limits.ingest_wait_s`` is refused (503 overloaded)."""
 
     def __init__(self, limits: IngestLimits, threads: anyio.CapacityLimiter | None = None) -> None:
         self.limits = limits
         self.threads = threads
         self._semaphore: asyncio.Semaphore | None = None  # made in the server's event loop
+        self._per_node: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # node -> (lock, [users])
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, node_id: str, fn: Callable[..., Any], *args: Any) -> Any:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limits.ingest_slots)
+        lock, users = self._per_node.setdefault(node_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        deadline = time.monotonic() + self.limits.ingest_wait_s
         try:
-            await asyncio.wait_for(self._semaphore.acquire(), self.limits.ingest_wait_s)
+            await self._acquire(lock.acquire(), deadline)
+            try:
+                await self._acquire(self._semaphore.acquire(), deadline)
+                try:
+                    return await anyio.to_thread.run_sync(fn, *args, limiter=self.threads)
+                finally:
+                    self._semaphore.release()
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._per_node[node_id]
+
+    async def _acquire(self, waiting: Any, deadline: float) -> None:
+        try:
+            await asyncio.wait_for(waiting, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             retry = self.limits.retry_after_s
             raise Rejected("overloaded", f"receiver overloaded (no ingest slot within "
                            f"{self.limits.ingest_wait_s:g} s); retry after {retry} s",
                            retry_after_s=retry) from None
-        try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self.threads)
-        finally:
-            self._semaphore.release()
 
 
 def router(ctx: AppContext) -> APIRouter:
@@ -312,9 +337,14 @@ def router(ctx: AppContext) -> APIRouter:
         if ctype not in ACCEPTED_TYPES or encoding != protocol.CONTENT_ENCODING:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
-        await check_headers(ctx, keys, request, quotas)
+        node_id, key, signature = await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
-        return JSONResponse(await slots.run(ingest_sync, ctx, request, body, quotas))
+        try:
+            return JSONResponse(await slots.run(node_id, ingest_sync, ctx, request, body, quotas))
+        except Rejected as e:
+            if e.code == "overloaded":  # no slot in time: signed like a stale timestamp, so that the
+                arm_receipt(request, key, signature)  # node waits for Retry-After, path not blamed
+            raise
 
     @api.post(protocol.PING_PATH, responses=PING_DOC)
     async def ping(request: Request) -> JSONResponse:

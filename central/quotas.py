@@ -9,8 +9,9 @@ not gigabytes in a minute; a total per node would instead stop a healthy node af
 
 A batch is accepted while both buckets hold anything (it may take them below zero by one batch);
 an empty bucket is answered ``429 quota`` naming it, with ``Retry-After`` until it is positive
-again. Duplicates are refunded (a resend after a lost ack costs nothing). Buckets live in memory:
-a restart refills them.
+again. Duplicates count as readings (they cost the receiver the same decoding and lookups; a
+resend after a lost ack is rare) but not as stored bytes. Buckets live in memory: a restart
+refills them.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import resource
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from central.store import Store, open_store
 
 __all__ = ["create_app", "parse_listen", "serve_forever", "serve_in_thread", "serve_workers"]
 
+# The event loop waits for the GIL behind a thread decoding or storing a large batch; at Python's
+# default 5 ms a small upload's many steps each wait that long (bench/under_attack.py).
+SWITCH_INTERVAL_S = 0.001
 FILES_BESIDES_CONNECTIONS = 256  # the store, logs, the forwarders' sockets: beside max_connections
 
 
@@ -116,6 +120,7 @@ def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls
     sock = bind(host, port)
     app = create_app(store, **app_options)
     raise_file_limit(app.state.central.limits)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     announce(f"listening on {url_of(sock, tls=bool(tls_cert))}")
     try:

@@ -153,19 +153,21 @@ def test_gzip_bomb_refused_while_it_streams(central):
     assert status == 413 and json.loads(body)["limit"] == SMALL.max_decompressed
 
 
-def _batch_with(n_readings: int, gaps: int = 0) -> Batch:
+def _batch_with(n_readings: int, gaps: int = 0, incidents: int = 0) -> Batch:
     readings = [Reading(s, "weather.temperature_c", 20.0, 0, 1_764_100_000_000 + s * 1000, 5_000 + s * 1000,
                         "boot-a") for s in range(n_readings)]
     gap_list = [Gap(1, 10_000 + 10 * i, 10_000 + 10 * i, 1, None, None, "overflow") for i in range(gaps)]
-    return Batch(3, NODE, 1, readings, gaps=gap_list)
+    incident_list = [Incident(i, now_ms(), "k", "d") for i in range(incidents)]
+    return Batch(3, NODE, 1, readings, gaps=gap_list, incidents=incident_list)
 
 
-@pytest.mark.parametrize(("readings", "gaps", "field", "limit"), [
-    (SMALL.max_readings + 1, 0, "readings", SMALL.max_readings),
-    (10, SMALL.max_gaps + 1, "gaps", SMALL.max_gaps),
+@pytest.mark.parametrize(("readings", "gaps", "incidents", "field", "limit"), [
+    (SMALL.max_readings + 1, 0, 0, "readings", SMALL.max_readings),
+    (10, SMALL.max_gaps + 1, 0, "gaps", SMALL.max_gaps),
+    (10, 0, SMALL.max_incidents + 1, "incidents", SMALL.max_incidents),
 ])
-def test_per_batch_limits_are_413_naming_field_and_limit(central, readings, gaps, field, limit):
-    r = post(central, body_of(_batch_with(readings, gaps)))
+def test_per_batch_limits_are_413_naming_field_and_limit(central, readings, gaps, incidents, field, limit):
+    r = post(central, body_of(_batch_with(readings, gaps, incidents)))
     assert r.status_code == 413, r.text
     assert (r.json()["field"], r.json()["limit"]) == (field, limit)
     assert protocol.HEADER_RECEIPT in r.headers  # signed: the node splits and trusts the answer
@@ -286,6 +288,7 @@ def test_ingest_slot_wait_sheds_503_instead_of_timing_out(store):
         r = post(url, body_of(make_batch(range(3, 6))))
         assert r.status_code == 503 and r.json()["error"] == "overloaded"
         assert r.headers["Retry-After"] == str(SMALL.retry_after_s)
+        assert protocol.HEADER_RECEIPT in r.headers  # the node backs off without blaming the path
         release.set()
         first.join(10)
     finally:
@@ -311,7 +314,7 @@ def test_serve_help_lists_the_limits_and_config_sets_them(tmp_path, cli_env):
     from tests.central.test_cli import run, start_server
 
     help_text = run(["serve", "--help"], cli_env).stdout
-    assert "[limits]" in help_text and "max_readings = 20000" in help_text
+    assert "[limits]" in help_text and "max_readings = 10000" in help_text
     conf = tmp_path / "central.toml"
     conf.write_text("[limits]\nmax_readngs = 5\n")
     db = f"sqlite:///{tmp_path / 'c.db'}"
@@ -343,3 +346,41 @@ def test_central_unit_bounds_files_and_memory():
     unit = (ROOT / "systemd" / "streetnode-central.service").read_text()
     assert "\nLimitNOFILE=4096\n" in unit and "\nMemoryMax=512M\n" in unit
     assert IngestLimits().max_connections + 256 <= 4096
+
+
+def test_the_node_honours_a_503_overloaded_and_keeps_its_readings(store, tmp_path):
+    from node.buffer import SqliteBuffer
+    from tests.uploader.conftest import fill
+    from tests.uploader.test_uploader import make_uploader
+
+    node = "hn-test-0001"
+    store.add_node(node, KEY, now_ms())
+    entered, release = threading.Event(), threading.Event()
+    real_ingest = store.ingest
+
+    def slow_ingest(batch, **kwargs):
+        if batch.node_id == NODE:  # another node's batch holds the only slot
+            entered.set()
+            release.wait(10)
+        return real_ingest(batch, **kwargs)
+
+    store.ingest = slow_ingest
+    limits = dataclasses.replace(SMALL, ingest_slots=1, ingest_wait_s=0.3, retry_after_s=20)
+    url, stop = start(store, limits)
+    buf = SqliteBuffer(tmp_path / "buf.db", node)
+    other = threading.Thread(target=post, args=(url, body_of(make_batch(range(3)))))
+    try:
+        other.start()
+        assert entered.wait(5)
+        total = fill(buf, 4)
+        up = make_uploader(buf, url, KEY, live_readings=10, max_batch_readings=10)
+        res = up.run_round()
+        assert res.error is not None and "503 overloaded" in res.error
+        assert res.next_attempt_at - time.monotonic() >= 15  # Retry-After is the floor
+        assert up.breaker.untrusted == 0  # signed: not counted against the path
+        assert buf.stats().readings == total and store.seqs(node, 1) == []
+    finally:
+        release.set()
+        other.join(10)
+        buf.close()
+        stop()
