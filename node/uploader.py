@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import requests
 
 from node import protocol
+from node.memory import release_freed_memory
 from node.model import Batch
 from node.upload_policy import Action, Backoff, PathBreaker, Verdict, classify, refused_part
 from node.upload_transport import Answer, Transport
@@ -47,6 +48,7 @@ log = logging.getLogger("streetnode.uploader")
 ALERT_HEALTH_KEY = "alert"  # health flag of a storm-alert batch (the protocol has no alert field)
 _SHRINK = 0.9  # after an over-size encode, claim this fraction of what would have fit
 MAX_REFUSALS_PER_ROUND = 20  # records replaced after a signed 422 before the round backs off
+RELEASE_MEMORY_AFTER = 20_000  # readings moved in one round: then malloc_trim (node/memory.py)
 MAX_RECORDS = 200  # gaps/incidents riding along with one batch (halved after a 413 of records alone)
 
 
@@ -223,6 +225,8 @@ class Uploader:
         res.deadline_reached = outcome == _SENT and self._deadline_passed(deadline)
         if outcome != _FAILED:
             self._next_attempt_at = res.next_attempt_at = self._timer()
+        if res.readings >= RELEASE_MEMORY_AFTER:  # a drain's batches: give their memory back (#22)
+            release_freed_memory()
         return res
 
     # ------------------------------------------------------------------ the breaker's probe
