@@ -129,10 +129,9 @@ def plot(series: list[dict[str, Any]], plan: dict[str, Any], dest: Path) -> str:
 
     days = [s["day"] for s in series]
     panels = [("RSS (MiB)", [s["rss_kib"] / 1024 for s in series]),
-              ("open fds / threads", None),
-              ("buffer file, db + WAL (MiB)", [s["file_bytes"] / 2**20 for s in series]),
-              ("SD bytes written (GB, cumulative)", [(s["sd_bytes"] - series[0]["sd_bytes"]) / 1e9
-                                                      for s in series]),
+              ("fds / threads", None),
+              ("file, db+WAL (MiB)", [s["file_bytes"] / 2**20 for s in series]),
+              ("SD written (GB)", [(s["sd_bytes"] - series[0]["sd_bytes"]) / 1e9 for s in series]),
               ("backlog (readings)", [s["backlog"] for s in series])]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 11), sharex=True)
     for ax, (label, ys) in zip(axes, panels, strict=True):

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import requests
+import urllib3
 
 from node import protocol
 from node.memory import release_freed_memory
@@ -123,10 +123,10 @@ class Uploader:
                  rng: Callable[[], float] = random.random,
                  health: Callable[[], Mapping[str, Any]] | None = None,
                  on_clock_offset: Callable[[int], None] | None = None,
-                 session: requests.Session | None = None) -> None:
+                 pool: urllib3.PoolManager | None = None) -> None:
         self.transport = Transport(url, key, node_id, connect_timeout=connect_timeout,
                                    read_timeout=read_timeout, ca_bundle=ca_bundle, clock=clock,
-                                   session=session)
+                                   pool=pool)
         self.buffer = buffer
         self.url = self.transport.url(protocol.INGEST_PATH)
         self.node_id = node_id
