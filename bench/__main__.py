@@ -3,8 +3,8 @@
 Each module under bench/ exposes ``run(quick: bool) -> list[dict]`` with rows
 ``metric, value, unit, baseline, baseline_value, ratio, goal``; baselines are
 measured in the same run, so the ratios compare like with like. (backlog, countproxy,
-receiver and tls_cost are helpers of these, not benchmarks.) The first line names the machine, its load
-average before and after, and the run's duration.
+receiver, soak_node and tls_cost are helpers of these, not benchmarks.) The first line names the
+machine, its load average before and after, and the run's duration.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 
 BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts", "sim",
-              "reads", "console", "under_attack"]
+              "soak", "reads", "console", "under_attack"]
 
 
 def _fmt(v: object) -> str:

@@ -9,17 +9,14 @@ forward secret) skips them. The central's identity was verified in the full hand
 comes from; a ticket it no longer accepts (a restart: new ticket keys) simply gives a full
 handshake, so nothing can fail because of resumption.
 
-`ResumingAdapter()` is a `requests` adapter for ``https://`` whose connections share one
-`ssl.SSLContext` that remembers the newest session carrying a ticket and offers it on the next
-connection.
+`make_context()` is the `ssl.SSLContext` the uploader's urllib3 pool connects with: it remembers
+the newest session carrying a ticket and offers it on the next connection.
 """
 
 from __future__ import annotations
 
 import ssl
 from typing import Any
-
-import requests.adapters
 
 
 class _TicketKeepingSocket(ssl.SSLSocket):
@@ -41,10 +38,14 @@ class ResumingContext(ssl.SSLContext):
 
     sslsocket_class = _TicketKeepingSocket
     saved_session: ssl.SSLSession | None = None
+    load_default_certs_first: bool = False
 
     def wrap_socket(self, sock: Any, server_side: bool = False, do_handshake_on_connect: bool = True,
                     suppress_ragged_eofs: bool = True, server_hostname: str | None = None,
                     session: ssl.SSLSession | None = None) -> ssl.SSLSocket:
+        if self.load_default_certs_first:  # on the first connection, not in a constructor
+            self.load_default_certs()
+            self.load_default_certs_first = False
         if session is None and not server_side:
             session = self.saved_session
         return super().wrap_socket(sock, server_side=server_side,
@@ -53,22 +54,11 @@ class ResumingContext(ssl.SSLContext):
                                    server_hostname=server_hostname, session=session)
 
 
-def make_context() -> ResumingContext:
-    """A verifying client context (hostname and chain). No I/O: `requests` hands urllib3 the CA
-    bundle for every connection (``verify``: the configured ``ca_bundle`` or its own), which loads
-    it into this context; without one, verification fails closed."""
+def make_context(*, default_certs: bool = False) -> ResumingContext:
+    """A verifying client context (chain and hostname). ``default_certs``: trust the system's
+    store (loaded on the first connection); else the caller's pool loads the configured bundle
+    (urllib3 ``ca_certs``). Without either, verification fails closed."""
     ctx = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_default_certs_first = default_certs
     return ctx
-
-
-class ResumingAdapter(requests.adapters.HTTPAdapter):
-    """``session.mount("https://", ResumingAdapter())``."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.ssl_context = make_context()
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self.ssl_context
-        super().init_poolmanager(*args, **kwargs)

@@ -34,9 +34,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import requests
+import urllib3
 
 from node import protocol
+from node.memory import release_freed_memory
 from node.model import Batch
 from node.upload_policy import Action, Backoff, PathBreaker, Verdict, classify, refused_part
 from node.upload_transport import Answer, Transport
@@ -47,6 +48,7 @@ log = logging.getLogger("streetnode.uploader")
 ALERT_HEALTH_KEY = "alert"  # health flag of a storm-alert batch (the protocol has no alert field)
 _SHRINK = 0.9  # after an over-size encode, claim this fraction of what would have fit
 MAX_REFUSALS_PER_ROUND = 20  # records replaced after a signed 422 before the round backs off
+RELEASE_MEMORY_AFTER = 20_000  # readings moved in one round: then malloc_trim (node/memory.py)
 MAX_RECORDS = 200  # gaps/incidents riding along with one batch (halved after a 413 of records alone)
 
 
@@ -122,10 +124,10 @@ class Uploader:
                  rng: Callable[[], float] = random.random,
                  health: Callable[[], Mapping[str, Any]] | None = None,
                  on_clock_offset: Callable[[int], None] | None = None,
-                 session: requests.Session | None = None) -> None:
+                 pool: urllib3.PoolManager | None = None) -> None:
         self.transport = Transport(url, key, node_id, connect_timeout=connect_timeout,
                                    read_timeout=read_timeout, ca_bundle=ca_bundle, clock=clock,
-                                   session=session)
+                                   pool=pool)
         self.buffer = buffer
         self.url = self.transport.url(protocol.INGEST_PATH)
         self.node_id = node_id
@@ -224,6 +226,8 @@ class Uploader:
         res.deadline_reached = outcome == _SENT and self._deadline_passed(deadline)
         if outcome != _FAILED:
             self._next_attempt_at = res.next_attempt_at = self._timer()
+        if res.readings >= RELEASE_MEMORY_AFTER:  # a drain's batches: give their memory back (#22)
+            release_freed_memory()
         return res
 
     # ------------------------------------------------------------------ the breaker's probe

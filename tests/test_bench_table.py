@@ -17,7 +17,7 @@ ROW_KEYS = {"metric", "value", "unit", "baseline", "baseline_value", "ratio", "g
 def test_every_benchmark_module_offers_run_quick():
     on_disk = {p.stem for p in (ROOT / "bench").glob("*.py")} - {"__init__", "__main__"}
     # used by the benchmarks, no table rows of their own
-    helpers = {"attacks", "backlog", "countproxy", "receiver", "tls_cost"}
+    helpers = {"attacks", "backlog", "countproxy", "receiver", "soak_node", "tls_cost"}
     assert set(BENCHMARKS) == on_disk - helpers
     for name in BENCHMARKS:
         run = importlib.import_module(f"bench.{name}").run

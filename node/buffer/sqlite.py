@@ -47,6 +47,9 @@ RETRY_S = 5.0  # retry a refusing disk at most this often
 AGE_CHECK_S = 60.0
 EVICT_CHUNK = 5000  # readings evicted per step, so put() stays short
 SIZE_CHECK_EVERY = 16  # puts between two size checks while far from the cap
+# a drained backlog leaves its pages free inside the file: compacted (VACUUM) once free pages are
+# this many bytes and three times the pages in use, so the rewrite is of a small remainder (#22)
+COMPACT_MIN_FREE = 64 * 1024
 
 
 class SqliteBuffer:
@@ -703,7 +706,30 @@ class SqliteBuffer:
             except (sqlite3.Error, OSError) as e:
                 self._acked[batch_id] = c
                 self._failed(e)
+                return True
+            if c.on_disk:
+                self._maybe_compact()
             return True
+
+    def _maybe_compact(self) -> None:
+        """VACUUM when a drain has left the file mostly free pages: the file returns to its steady
+        size (free pages are reused by later puts anyway; this gives the space back to the card's
+        file system after an outage). Optional: a failure leaves the file as it was."""
+        db = self._db
+        assert db is not None
+        try:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            if free * self._page_size < COMPACT_MIN_FREE or free < 3 * (pages - free):
+                return
+            db.execute("VACUUM")
+            log.info("buffer: compacted %s from %d to %d pages after a drain", self.path.name, pages,
+                     db.execute("PRAGMA page_count").fetchone()[0])
+        except sqlite3.Error as e:
+            if store.is_corrupt(e):
+                self._failed(e)
+            else:
+                log.info("buffer: compaction skipped: %s", e)
 
     def _delete_claim(self, db: sqlite3.Connection, c: Claim) -> None:
         if c.count and not c.held:

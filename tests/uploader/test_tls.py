@@ -53,7 +53,7 @@ def test_a_new_connection_resumes_the_tls_session_and_a_lost_ticket_costs_a_full
     """#22: calm rounds are farther apart than the central's keep-alive; each new connection
     resumes the last TLS session (no certificate chain on the SIM)."""
     up = Uploader(buf, tls_central.url, tls_central.key, NODE, ca_bundle=str(tls_central.cert))
-    ctx = up.transport._session.get_adapter(tls_central.url).ssl_context
+    ctx = up.transport._pool.connection_pool_kw["ssl_context"]
     opened = []
     wrap = ctx.wrap_socket
 
@@ -70,7 +70,7 @@ def test_a_new_connection_resumes_the_tls_session_and_a_lost_ticket_costs_a_full
             ctx.saved_session = None  # e.g. a restarted central: a full handshake, still verified
         assert up.run_round().error is None
         reused.append(opened[-1].session_reused)
-        up.transport._session.close()  # the central closed the idle connection
+        up.transport.close()  # the central closed the idle connection
     assert len(opened) == 3 and reused == [False, True, False]
     assert tls_central.seqs() == list(range(1, total + 1))
     up.close()

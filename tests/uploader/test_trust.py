@@ -109,16 +109,22 @@ def test_a_signed_2xx_whose_counts_do_not_add_up_is_not_an_ack(buf, central, pro
 
 
 def test_a_removed_ca_bundle_leaks_no_claim_and_backs_off(buf, tmp_path):
-    """requests raises a plain OSError for a CA bundle that vanished after the config was checked."""
+    """A CA bundle that vanished after the config was checked: loading it fails once connected
+    (a plain OSError from the ssl module), every time, and nothing leaks."""
+    import socket
+
     total = fill(buf, 30)
     gone = tmp_path / "ca.pem"
-    up = Uploader(buf, "https://127.0.0.1:9", b"k" * 32, NODE, ca_bundle=str(gone), backoff_initial=5,
-                  rng=lambda: 1.0)
-    for _ in range(3):
-        res = up.run_round()
-        assert res.error.startswith("OSError") and "CA certificate bundle" in res.error
-        assert buf.stats().claimed == 0 and buf.stats().readings == total
-    assert not up.ready() and up.status()["consecutive_failures"] == 3
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never speaks TLS
+        port = listener.getsockname()[1]
+        up = Uploader(buf, f"https://127.0.0.1:{port}", b"k" * 32, NODE, ca_bundle=str(gone),
+                      backoff_initial=5, rng=lambda: 1.0, read_timeout=2)
+        for _ in range(3):
+            res = up.run_round()
+            assert res.error.startswith("FileNotFoundError talking to 127.0.0.1:"), res.error
+            assert buf.stats().claimed == 0 and buf.stats().readings == total
+        assert not up.ready() and up.status()["consecutive_failures"] == 3
+        up.close()
 
 
 def test_config_refuses_a_ca_bundle_that_does_not_exist(tmp_path):
