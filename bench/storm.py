@@ -195,7 +195,7 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
     procs = [ctx.Process(target=_client, args=(base, [(n, keys[n], bodies[n]) for n in group], go, out))
              for group in groups if group]
     last_wall = 1_764_100_000_000 + readings_per_node // CHANNELS_PER_CYCLE * 10_000 + 3_600_000
-    reader = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall)
+    reader = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall, draining=True)
     idle = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall)
     try:
         for p in procs:
@@ -250,7 +250,8 @@ class Reader(threading.Thread):
     """Polls what an operator's console asks for while the storm drains: the latest values of every
     node and one node's 7-day hourly series; records each request's latency."""
 
-    def __init__(self, base: str, token: str, node: str, channel: str, until_ms: int) -> None:
+    def __init__(self, base: str, token: str, node: str, channel: str, until_ms: int, *,
+                 draining: bool = False) -> None:
         super().__init__(name="storm-reader", daemon=True)
         self.base, self.node, self.channel, self.until_ms = base, node, channel, until_ms
         self.headers = {"Authorization": f"Bearer {token}"}
@@ -258,6 +259,7 @@ class Reader(threading.Thread):
         self.series: list[float] = []
         self.errors: list[str] = []
         self.shed = 0  # 503/429 with Retry-After: the receiver protecting ingest, by design
+        self.draining = draining  # a node whose first batch is not stored yet has no channel: 404
         self.stop = threading.Event()
 
     def once(self) -> None:
@@ -274,6 +276,8 @@ class Reader(threading.Thread):
                 answer.read()
                 if answer.status in (429, 503) and answer.getheader("Retry-After"):
                     self.shed += 1
+                    continue
+                if answer.status == 404 and self.draining and path != "/v1/latest":
                     continue
                 if answer.status != 200:
                     self.errors.append(f"GET {path}: HTTP {answer.status}")

@@ -196,16 +196,17 @@ def test_reads_do_not_wait_for_a_write_transaction(central):
 
 
 def test_uploads_find_a_thread_while_every_read_is_slow(central):
-    """60 reads in flight that each take 2 s do not hold back a signed upload: at most READ_HANDLERS
+    """60 reads in flight that each take 5 s do not hold back a signed upload: at most READ_HANDLERS
     of them are at work at once, the others wait without a thread (or are shed with 503), and the
-    node endpoints have their own threads."""
+    node endpoints have their own threads. (An upload that waited for a thread held by a read would
+    take more than those 5 s; the bound leaves room for a loaded CI machine.)"""
     url, store, auth = central
     slow_started = threading.Semaphore(0)
     real = store.list_nodes
 
     def slow_list_nodes(*args, **kwargs):
         slow_started.release()
-        time.sleep(2)
+        time.sleep(5)
         return real(*args, **kwargs)
 
     store.list_nodes = slow_list_nodes
@@ -219,11 +220,11 @@ def test_uploads_find_a_thread_while_every_read_is_slow(central):
         took = time.monotonic() - start
         answers = [f.result() for f in reads]
     store.list_nodes = real
-    assert r.status_code == 200 and took < 1.5, took
+    assert r.status_code == 200 and took < 4.5, took
     assert {a.status_code for a in answers} <= {200, 503}
     shed = [a for a in answers if a.status_code == 503]
     assert all(a.json()["error"] == "unavailable" and a.headers["retry-after"] == "1" for a in shed)
-    assert len(answers) - len(shed) >= 4 * READ_HANDLERS  # ~10 s of 2 s reads, READ_HANDLERS at a time
+    assert len(answers) - len(shed) >= 2 * READ_HANDLERS  # ~10 s of 5 s reads, READ_HANDLERS at a time
 
 
 def test_a_read_past_its_time_bound_is_400_and_a_full_pool_is_503(central):
