@@ -153,3 +153,29 @@ def test_open_store_rejects_unknown_scheme(tmp_path):
         open_store("mysql://x")
     with pytest.raises(StoreError, match="does not exist"):
         open_store(f"sqlite:///{tmp_path}/missing/dir/central.db")
+
+
+def test_query_reads_beside_a_write_and_a_skippable_write_is_skipped(store):
+    """`query` runs on a read connection while a write transaction is open; a write with
+    ``wait=False`` does not wait for it (it returns BUSY without running)."""
+    from central.store import BUSY
+
+    store.add_node("pole-1", KEY, NOW)
+    held, release, ran = threading.Event(), threading.Event(), []
+
+    def hold(tx):
+        tx.execute("UPDATE nodes SET last_seen_ms = 1 WHERE node_id = ?", ("pole-1",))
+        held.set()
+        release.wait(20)
+
+    writer = threading.Thread(target=store.transaction, args=(hold,), kwargs={"write": True})
+    writer.start()
+    try:
+        assert held.wait(10)
+        assert store.query("SELECT node_id, last_seen_ms FROM nodes") == [("pole-1", None)]  # last commit
+        assert store.transaction(lambda tx: ran.append(1), write=True, wait=False) is BUSY and ran == []
+    finally:
+        release.set()
+        writer.join(20)
+    assert store.query("SELECT last_seen_ms FROM nodes") == [(1,)]
+    assert store.transaction(lambda tx: ran.append(1) or "done", write=True, wait=False) == "done"
