@@ -50,10 +50,13 @@ def browser_or_skip():
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
 
 
-def wait_for(driver, condition, timeout=20.0, what="condition"):
+def wait_for(driver, condition, timeout=30.0, what="condition"):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(lambda d: condition(d), message=f"waited {timeout:g} s for {what}")
 
 
 def text_of(driver, selector):
@@ -189,17 +192,18 @@ def test_the_console_in_chromium(console, tmp_path):
     screenshot(driver, tmp_path, "console-node.png", 2500)
     driver.find_element(By.ID, "range-7d").click()
     wait_for(driver, lambda d: "range=7d" in d.current_url, what="the 7-day range")
-    figure = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "figure.chart[data-step-ms]"),
-                      what="a 7-day chart")[0]
-    assert figure.get_attribute("data-step-ms") == "900000"  # 7 d in <= 1,000 buckets
+    step = wait_for(driver, lambda d: d.execute_script(
+        "const f = document.querySelector('figure.chart[data-step-ms]'); return f && f.dataset.stepMs;"),
+        what="a 7-day chart")
+    assert step == "900000"  # 7 d in <= 1,000 buckets
     assert drawn_pixels(driver) > 500
     driver.find_element(By.ID, "lang-vi").click()
     wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "vi", what="vi")
-    assert "Trạm" in driver.find_element(By.TAG_NAME, "h1").text and "range=7d" in driver.current_url
+    assert "Trạm" in text_of(driver, "h1") and "range=7d" in driver.current_url
     wait_for(driver, lambda d: drawn_pixels(d) > 500, what="charts in Vietnamese")
-    assert "Biểu đồ" in driver.find_element(By.CSS_SELECTOR, "#charts-panel h2").text
+    assert "Biểu đồ" in text_of(driver, "#charts-panel h2")
     driver.find_element(By.ID, "back").click()  # the overview in Vietnamese too
     wait_for(driver, lambda d: row_state(d, "hk-0042") == "live", what="the overview in Vietnamese")
-    assert "Tổng quan" in driver.find_element(By.TAG_NAME, "h1").text
+    assert "Tổng quan" in text_of(driver, "h1")
     assert "trực tuyến" in text_of(driver, '#nodes tr[data-node="hk-0042"]')
     driver.save_screenshot(str(tmp_path / "console-overview-vi.png"))
