@@ -50,22 +50,33 @@ def browser_or_skip():
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
 
 
-def wait_for(driver, condition, timeout=20.0, what="condition"):
-    """``condition(driver)`` until truthy; an element replaced by the page's polling meanwhile
-    (stale) is looked up again on the next try."""
+def wait_for(driver, condition, timeout=30.0, what="condition"):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: condition(d), message=what)
+    wait = WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=[StaleElementReferenceException])
+    return wait.until(lambda d: condition(d), message=f"waited {timeout:g} s for {what}")
+
+
+def text_of(driver, selector):
+    """The text of the first element matching ``selector``, read in one script: the overview's
+    table is rebuilt every poll, so an element found a moment earlier can be gone."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); "
+                                 "return e ? e.textContent : null;", selector)
+
+
+def click(driver, selector):
+    driver.execute_script("document.querySelector(arguments[0]).click();", selector)
+
+
+def count_of(driver, selector):
+    return driver.execute_script("return document.querySelectorAll(arguments[0]).length;", selector)
 
 
 def row_state(driver, node):
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.CSS_SELECTOR, f'#nodes tbody tr[data-node="{node}"]')
-    return rows[0].get_attribute("data-state") if rows else None
+    return driver.execute_script("const e = document.querySelector(arguments[0]); "
+                                 "return e ? e.dataset.state : null;", f'#nodes tbody tr[data-node="{node}"]')
 
 
 class Heartbeat:
@@ -75,12 +86,16 @@ class Heartbeat:
         self.url, self.stop_flag = url, threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.seq = 10_000_000
+        self.also: list[str] = []  # more nodes to keep live (the cut node, once it caught up)
 
     def run(self) -> None:
         while not self.stop_flag.wait(1.0):
             for node, *_rest in STORM_NODES:
                 upload(self.url, node, [("node.cpu_temp_c", 48.0, ago(0.5))], first_seq=self.seq,
                        health=storm_health(node, oldest_reading_age_s=1.0))
+            for node in list(self.also):
+                upload(self.url, node, [("flood.depth_cm", 3.0, ago(0.5))], first_seq=self.seq,
+                       health=health_of(node, oldest_reading_age_s=1.0))
             self.seq += 1
 
     def stop(self) -> None:
@@ -95,12 +110,12 @@ def console(tmp_path):
     store_storm(store, now_ms())
     store.add_node(CUT, KEY, now_ms())
     Accounts(store).add_user("operator", "read", PASSWORD)
-    config = ConsoleConfig(late_after_s=4, silent_after_s=600, buffering_age_s=30, poll_s=1)
+    config = ConsoleConfig(late_after_s=6, silent_after_s=600, buffering_age_s=30, poll_s=1)
     url, stop = serve_in_thread(store, console=config)
     heartbeat = Heartbeat(url)
     heartbeat.thread.start()
     try:
-        yield driver, url
+        yield driver, url, heartbeat
     finally:
         heartbeat.stop()
         driver.quit()
@@ -128,7 +143,7 @@ def drawn_pixels(driver) -> int:
 def test_the_console_in_chromium(console, tmp_path):
     from selenium.webdriver.common.by import By
 
-    driver, url = console
+    driver, url, heartbeat = console
     upload(url, CUT, [("flood.depth_cm", 3.0, ago(1))], health=health_of(CUT, oldest_reading_age_s=1.0))
 
     # log in: a wrong password is refused, the right one opens the overview
@@ -146,13 +161,11 @@ def test_the_console_in_chromium(console, tmp_path):
 
     # every node on the map and in the table
     count = len(STORM_NODES) + 1
-    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")) == count, what="rows")
-    expected = sorted([n[0] for n in STORM_NODES] + [CUT])
-    wait_for(driver, lambda d: sorted(m.get_attribute("data-node")
-                                      for m in d.find_elements(By.CSS_SELECTOR, "#map g.marker")) == expected,
-             what="every node on the map")
-    band_cell = '#nodes tr[data-node="hk-0042"] td.band'
-    flood = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, band_cell).text, what="the flood band")
+    wait_for(driver, lambda d: count_of(d, "#nodes tbody tr") == count, what="rows")
+    placed = driver.execute_script("return [...document.querySelectorAll('#map g.marker')]"
+                                   ".map((m) => m.dataset.node).sort();")
+    assert placed == sorted([n[0] for n in STORM_NODES] + [CUT])
+    flood = text_of(driver, '#nodes tr[data-node="hk-0042"] td.band')
     assert "cm" in flood and "severe" in flood  # ~42 cm: above 30
     screenshot(driver, tmp_path, "console-overview.png", 1150)
 
@@ -164,26 +177,33 @@ def test_the_console_in_chromium(console, tmp_path):
     wait_for(driver, lambda d: row_state(d, CUT) == "buffering", what="buffering during the backfill")
     upload(url, CUT, backlog[10:], first_seq=11,
            health=health_of(CUT, backlog_readings=2, oldest_reading_age_s=1.0))
+    heartbeat.also.append(CUT)  # and it keeps uploading
     wait_for(driver, lambda d: row_state(d, CUT) == "live", what="live after the backfill")
 
     # open a node: its charts draw; switch the range, then the language
-    link = '#nodes tr[data-node="hk-0042"] a'
-    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, link).click() or True, what="the node's link")
+    click(driver, '#nodes tr[data-node="hk-0042"] a')
     wait_for(driver, lambda d: "/console/nodes/hk-0042" in d.current_url, what="the node page")
     wait_for(driver, lambda d: drawn_pixels(d) > 500, what="a chart with drawn pixels")
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#timeline rect.tl-buffered"),
              what="the timeline's buffered stretch")
     assert driver.find_elements(By.CSS_SELECTOR, "#timeline rect.tl-gap")
-    assert driver.find_element(By.ID, "node-state").get_attribute("data-state") == "live"
+    wait_for(driver, lambda d: d.execute_script("return document.getElementById('node-state').dataset.state")
+             == "live", what="the node page's state")
     screenshot(driver, tmp_path, "console-node.png", 2500)
     driver.find_element(By.ID, "range-7d").click()
     wait_for(driver, lambda d: "range=7d" in d.current_url, what="the 7-day range")
-    figure = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "figure.chart[data-step-ms]"),
-                      what="a 7-day chart")[0]
-    assert figure.get_attribute("data-step-ms") == "900000"  # 7 d in <= 1,000 buckets
+    step = wait_for(driver, lambda d: d.execute_script(
+        "const f = document.querySelector('figure.chart[data-step-ms]'); return f && f.dataset.stepMs;"),
+        what="a 7-day chart")
+    assert step == "900000"  # 7 d in <= 1,000 buckets
     assert drawn_pixels(driver) > 500
     driver.find_element(By.ID, "lang-vi").click()
     wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "vi", what="vi")
-    assert "Trạm" in driver.find_element(By.TAG_NAME, "h1").text and "range=7d" in driver.current_url
+    assert "Trạm" in text_of(driver, "h1") and "range=7d" in driver.current_url
     wait_for(driver, lambda d: drawn_pixels(d) > 500, what="charts in Vietnamese")
-    assert "Biểu đồ" in driver.find_element(By.CSS_SELECTOR, "#charts-panel h2").text
+    assert "Biểu đồ" in text_of(driver, "#charts-panel h2")
+    driver.find_element(By.ID, "back").click()  # the overview in Vietnamese too
+    wait_for(driver, lambda d: row_state(d, "hk-0042") == "live", what="the overview in Vietnamese")
+    assert "Tổng quan" in text_of(driver, "h1")
+    assert "trực tuyến" in text_of(driver, '#nodes tr[data-node="hk-0042"]')
+    driver.save_screenshot(str(tmp_path / "console-overview-vi.png"))

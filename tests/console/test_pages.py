@@ -95,3 +95,35 @@ def test_static_files_are_vendored_with_their_licence(site):
     assert requests.get(site + "/console/static/../app.py", timeout=10).status_code == 404
     page = requests.get(site + "/console/login", timeout=10).text
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+
+
+def test_all_the_pages_javascript_is_under_100_kb_gzipped():
+    import gzip
+    from pathlib import Path
+
+    import central.console
+
+    static = Path(central.console.__file__).parent / "static"
+    total = sum(len(gzip.compress(p.read_bytes(), 9)) for p in static.glob("*.js"))
+    assert 20_000 < total <= 100_000
+
+
+def test_the_console_api_is_in_the_openapi_document(central):
+    url, _store, auth = central
+    paths = requests.get(url + "/openapi.json", headers=auth, timeout=10).json()["paths"]
+    for path in ("/v1/latest", "/v1/nodes/{node_id}/channels", "/v1/nodes/{node_id}/series",
+                 "/v1/nodes/{node_id}/timeline"):
+        assert path in paths, path
+    assert not any(p.startswith("/console") for p in paths)  # pages are not API
+
+
+def test_a_tile_server_is_the_only_other_origin_pages_may_load_from(store):
+    from central.console.config import ConsoleConfig
+    from central.server import serve_in_thread
+
+    url, stop = serve_in_thread(store, console=ConsoleConfig(tile_url="https://tiles.city.example/{z}/{x}/{y}.png"))
+    try:
+        csp = requests.get(url + "/console/login", timeout=10).headers["content-security-policy"]
+        assert "img-src 'self' data: https://tiles.city.example;" in csp and "script-src 'self';" in csp
+    finally:
+        stop()

@@ -103,6 +103,15 @@
         }
       }
     }
+    // a scale bar: metres per pixel at the map's centre latitude
+    const lat = Math.atan(Math.sinh(Math.PI * (1 - 2 * cy))) * 180 / Math.PI;
+    const metresPerPx = 40075016.686 * Math.cos(lat * Math.PI / 180) / scale;
+    const target = metresPerPx * 120, power = 10 ** Math.floor(Math.log10(target));
+    const metres = [5, 2, 1].map((k) => k * power).find((m) => m <= target) || power;
+    const length = metres / metresPerPx;
+    map.appendChild(SN.svg("path", { d: `M20 ${H - 22}v6h${length}v-6`, class: "scale" }));
+    map.appendChild(SN.svg("text", { x: 20, y: H - 28, class: "marker-label" },
+      metres >= 1000 ? metres / 1000 + " km" : metres + " m"));
     placed.forEach((n, i) => {
       const x = px(points[i][0]), y = py(points[i][1]);
       const link = SN.svg("a", { href: "/console/nodes/" + encodeURIComponent(n.node_id) });
