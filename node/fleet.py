@@ -142,6 +142,11 @@ class Fleet:
 
     # ------------------------------------------------------------ the state file
     def _load(self) -> None:
+        for stale in self.path.parent.glob(f".{STATE_FILE}.*.tmp"):  # a write a power cut interrupted
+            try:
+                stale.unlink()
+            except OSError:
+                pass
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
