@@ -237,13 +237,15 @@ class Fleet:
         self._save()
 
     @_locked
-    def begin(self, version: Version) -> None:
+    def begin(self, version: Version, sensors: Iterable[str] = ()) -> None:
         """Written before the agent applies ``version``: it is current, on trial; the running one is
-        the last good."""
+        the last good. ``sensors``: those that sampled before (the check resumes with them after a
+        restart)."""
         if self.trial is None:
             self.last_good = self.current
         self.current = version
-        self.trial = {"version": version.version, "starts": 1, "at": self._wall()}
+        self.trial = {"version": version.version, "starts": 1, "at": self._wall(),
+                      "sensors": sorted(sensors)}
         self._save()
 
     @_locked

@@ -191,3 +191,11 @@ def test_a_write_cut_short_leaves_the_previous_file_and_no_debris(tmp_path):
     again = Fleet(LOCAL, "x", tmp_path)
     assert again.current.version == "g1" and (tmp_path / STATE_FILE).read_text() == before
     assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_the_check_resumes_with_the_sensors_that_sampled_before(tmp_path):
+    fleet = Fleet(LOCAL, "x", tmp_path)
+    fleet.begin(version('[upload]\ninterval = "10s"\n'), {"weather"})
+    again = Fleet(LOCAL, "x", tmp_path)
+    again.startup()
+    assert again.trial["sensors"] == ["weather"] and again.trial["starts"] == 2
