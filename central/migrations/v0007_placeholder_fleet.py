@@ -1,6 +1,5 @@
-"""Placeholder of branch fleet: step 7 is nobody's yet (console 5, spec 6, alerts 8, fleet 9), so
-the steps have no hole once those land; delete it (or give its number away) when a real step 7
-comes (the lead renumbers at merge)."""
+"""Placeholder of branch fleet so that v0009_fleet has no hole while steps 6-8 land from other
+branches: delete this file when a real step 7 is on main."""
 
 from __future__ import annotations
 
