@@ -255,7 +255,7 @@ class Agent:
         self._run_started = self._mono()
         if self.fleet is not None and self.fleet.trial is not None:  # a restart during a health check
             self._check = HealthCheck(self.fleet.trial["version"], self._run_started,
-                                      self.cfg.fleet["health_window"], self._sensor_names(), 0)
+                                      self.cfg.fleet["health_window"], self.fleet.trial.get("sensors", ()), 0)
         self._status_line(force=True)
         try:
             while not self._stop.is_set() and not (until and until()):
@@ -472,7 +472,7 @@ class Agent:
         return generation
 
     # ------------------------------------------------------------ configuration from the central
-    def _sensor_names(self, states: tuple[str, ...] = ("ok", "new", "no_data", "fault")) -> set[str]:
+    def _sensor_names(self, states: tuple[str, ...]) -> set[str]:
         return {s.name for s in self.sampler.slots if s.state in states} if self.sampler else set()
 
     def _fleet_step(self, now: float) -> None:
@@ -481,7 +481,7 @@ class Agent:
         if pending is not None:
             version, cfg = pending
             could_sample = self._sensor_names(("ok",))  # the sensors that sampled before
-            self.fleet.begin(version)  # on disk before it runs: a power cut comes back on old or new
+            self.fleet.begin(version, could_sample)  # on disk before it runs: a power cut -> old or new
             generation = self._apply(cfg, live_central=True)
             self._check = HealthCheck(version.version, self._mono(), cfg.fleet["health_window"],
                                       could_sample, generation or 0)

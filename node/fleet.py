@@ -142,6 +142,11 @@ class Fleet:
 
     # ------------------------------------------------------------ the state file
     def _load(self) -> None:
+        for stale in self.path.parent.glob(f".{STATE_FILE}.*.tmp"):  # a write a power cut interrupted
+            try:
+                stale.unlink()
+            except OSError:
+                pass
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -232,13 +237,15 @@ class Fleet:
         self._save()
 
     @_locked
-    def begin(self, version: Version) -> None:
+    def begin(self, version: Version, sensors: Iterable[str] = ()) -> None:
         """Written before the agent applies ``version``: it is current, on trial; the running one is
-        the last good."""
+        the last good. ``sensors``: those that sampled before (the check resumes with them after a
+        restart)."""
         if self.trial is None:
             self.last_good = self.current
         self.current = version
-        self.trial = {"version": version.version, "starts": 1, "at": self._wall()}
+        self.trial = {"version": version.version, "starts": 1, "at": self._wall(),
+                      "sensors": sorted(sensors)}
         self._save()
 
     @_locked

@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ps.add_argument("file", metavar="FILE", help="the layer (TOML): only keys the central may set")
     ps.add_argument("--canary", metavar="PCT", help="with --group: apply to PCT of the group first (e.g. "
                     "5%%), the rest when those report healthy; a failure stops the rollout")
+    ps.add_argument("--check", action="store_true", help="check the file and show the diff; store nothing "
+                    "(exit 78 with the node's messages when it would be refused)")
     _author(ps)
     ps.set_defaults(func=push_cmd)
     show = csub.add_parser("show", help="the layer in force (with --node: what the node should run and "
@@ -100,9 +102,15 @@ def push_cmd(args: argparse.Namespace) -> int:
     store = open_db(args.db)
     try:
         result = push.push(store, scope, target, text, author=_who(args), note=f"push {args.file}",
-                           now_ms=int(time.time() * 1000), canary_pct=canary)
+                           now_ms=int(time.time() * 1000), canary_pct=canary, dry_run=args.check)
     finally:
         store.close()
+    if args.check:
+        nodes = f"{len(result.members)} node{'s' * (len(result.members) != 1)}"
+        print(f"checked: {scope} {target} would accept {args.file} ({nodes}); nothing stored")
+        for line in push.diff(result.previous, result.layer):
+            print(line)
+        return 0
     _report(result, "pushed")
     return 0
 

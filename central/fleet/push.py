@@ -19,7 +19,7 @@ from central.fleet import db
 from central.fleet.db import Layer, Rollout
 from node.errors import ConfigError
 from node.protocol import is_node_id
-from node.remote_keys import check_layer, merge
+from node.remote_keys import check_layer, layer_hash, merge
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,9 @@ def _check(tx: Any, scope: str, target: str, doc: dict[str, Any]) -> None:
 
 
 def push(store: Any, scope: str, target: str, text: str, *, author: str, note: str, now_ms: int,
-         canary_pct: float | None = None) -> Pushed:
-    """Check and store a new version of a layer; with ``canary_pct`` (a group) start a rollout."""
+         canary_pct: float | None = None, dry_run: bool = False) -> Pushed:
+    """Check and store a new version of a layer; with ``canary_pct`` (a group) start a rollout.
+    ``dry_run``: check only; the `Pushed` names version 0 and nothing is stored."""
     if scope not in db.SCOPES:
         raise ValueError(f"scope {scope!r}")
     doc = parse(text, f"{scope} {target}")
@@ -116,6 +117,9 @@ def push(store: Any, scope: str, target: str, text: str, *, author: str, note: s
         _check(tx, scope, target, doc)
         previous = db.current_layer(tx, scope, target)
         members = db.members(tx, target) if scope == "group" else [target]
+        if dry_run:
+            return Pushed(Layer(0, scope, target, text, layer_hash(doc), author, note, now_ms), previous,
+                          None, members)
         layer = db.add_layer(tx, scope, target, text, author=author, note=note, now_ms=now_ms)
         rollout = None
         if canary_pct is not None and members:
@@ -169,4 +173,5 @@ def diff(previous: Layer | None, layer: Layer) -> list[str]:
     name = f"{layer.scope} {layer.target}"
     return list(difflib.unified_diff(before, layer.toml.splitlines(),
                                      f"{name} v{previous.id}" if previous else f"{name} (none)",
-                                     f"{name} v{layer.id}", lineterm=""))
+                                     f"{name} v{layer.id}" if layer.id else f"{name} (checked)",
+                                     lineterm=""))

@@ -35,6 +35,11 @@ def test_push_show_history_rollback_status(tmp_path, cli_env):
     assert run(["node", "set-group", "ghost", "ward-3", *db], cli_env).returncode == 78
     layer = tmp_path / "a.toml"
     layer.write_text('[upload]\ninterval = "10s"\n')
+    check = run(["config", "push", "--check", "--group", "ward-3", str(layer), *db], cli_env)
+    assert check.returncode == 0 and check.stdout.startswith("checked: group ward-3 would accept ")
+    assert '+interval = "10s"' in check.stdout
+    nothing = run(["config", "history", "--group", "ward-3", *db], cli_env)
+    assert nothing.stdout.endswith("no configuration pushed\n")
     r = run(["config", "push", "--group", "ward-3", str(layer), "--author", "alice", *db], cli_env)
     assert r.returncode == 0 and r.stdout.startswith("pushed group ward-3 version 1 by alice (1 node)\n")
     layer.write_text('[upload]\ninterval = "20s"\n')

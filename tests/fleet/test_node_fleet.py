@@ -181,3 +181,21 @@ def test_sighup_puts_the_current_version_over_the_edited_file(tmp_path):
     with pytest.raises(ConfigError, match="intervall"):
         fleet.reload(str(path))  # the running configuration stays (node/commands/run.py logs why)
     assert fleet.current.version == "g1" and fleet.local_raw["storm"]["rain_rate_mm_h"] == 9
+
+
+def test_a_write_cut_short_leaves_the_previous_file_and_no_debris(tmp_path):
+    fleet = Fleet(LOCAL, "x", tmp_path)
+    fleet.begin(version('[upload]\ninterval = "10s"\n'))
+    before = (tmp_path / STATE_FILE).read_text()
+    (tmp_path / f".{STATE_FILE}.4242.tmp").write_text('{"current": {"version": "g9"')  # cut mid-write
+    again = Fleet(LOCAL, "x", tmp_path)
+    assert again.current.version == "g1" and (tmp_path / STATE_FILE).read_text() == before
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def test_the_check_resumes_with_the_sensors_that_sampled_before(tmp_path):
+    fleet = Fleet(LOCAL, "x", tmp_path)
+    fleet.begin(version('[upload]\ninterval = "10s"\n'), {"weather"})
+    again = Fleet(LOCAL, "x", tmp_path)
+    again.startup()
+    assert again.trial["sensors"] == ["weather"] and again.trial["starts"] == 2
