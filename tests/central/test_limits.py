@@ -384,3 +384,23 @@ def test_the_node_honours_a_503_overloaded_and_keeps_its_readings(store, tmp_pat
         other.join(10)
         buf.close()
         stop()
+
+
+def test_repeated_uvicorn_warnings_are_let_through_once_a_minute():
+    import logging
+
+    from central.http import QuietRepeats
+
+    clock = [0.0]
+    quiet = QuietRepeats(every_s=60, monotonic=lambda: clock[0])
+
+    def record(msg: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+
+    assert quiet.filter(record("Invalid HTTP request received."))
+    assert not any(quiet.filter(record("Invalid HTTP request received.")) for _ in range(1000))
+    assert quiet.filter(record("something else"))
+    assert quiet.filter(record("boom", logging.ERROR)) and quiet.filter(record("boom", logging.ERROR))
+    clock[0] = 61.0
+    again = record("Invalid HTTP request received.")
+    assert quiet.filter(again) and "1000 more in the last 61 s" in again.msg
