@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,40 @@ HEADER_BYTES = 16 * 1024  # request line + headers (h11's incomplete event cap)
 # unauthenticated ones, carried a verified node signature (a node's kept-alive connection)
 TIERS = ("fresh", "served", "node")
 VERIFIED_SCOPE_KEY = "streetnode.verified"  # set by central.ingest once a node signature verified
+
+
+class QuietRepeats(logging.Filter):
+    """Lets one of each repeated uvicorn warning through per ``every_s`` (an attacker's garbage
+    would otherwise write one log line per request), with how many were left out since."""
+
+    def __init__(self, every_s: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s, self.monotonic = every_s, monotonic
+        self._last: dict[str, tuple[float, int]] = {}  # message -> (when last let through, left out)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        key = str(record.msg)
+        now = self.monotonic()
+        last, left_out = self._last.get(key, (None, 0))
+        if last is not None and now - last < self.every_s:
+            self._last[key] = (last, left_out + 1)
+            return False
+        if left_out:
+            record.msg = f"{record.msg} ({left_out} more in the last {now - last:.0f} s)"  # type: ignore
+        self._last[key] = (now, 0)
+        return True
+
+
+QUIET_REPEATS = QuietRepeats()
+
+
+def quiet_uvicorn_warnings() -> None:
+    """Install `QUIET_REPEATS` on uvicorn's error logger (once)."""
+    logger = logging.getLogger("uvicorn.error")
+    if QUIET_REPEATS not in logger.filters:
+        logger.addFilter(QUIET_REPEATS)
 
 
 class Shed(Rejected):

@@ -108,13 +108,13 @@ class NodeKeys:
 
 
 async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
-                        quotas: NodeQuotas | None = None) -> tuple[str, bytes, str]:
+                        quotas: NodeQuotas | None = None) -> tuple[protocol.AuthHeaders, bytes]:
     """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
     alone, before the body is read.
 
     A known node's stale timestamp or empty quota is answered with a receipt over the request's
     signature as sent (the body is never read), so the node can believe the answer: re-sign with
-    the server time, or wait for ``Retry-After``. Returns (node id, its key, the signature header).
+    the server time, or wait for ``Retry-After``. Returns the headers and the node's (cached) key.
     """
     try:
         auth = protocol.parse_auth_headers(request.headers)
@@ -136,7 +136,23 @@ async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
         except Rejected:
             arm_receipt(request, key, auth.signature)
             raise
-    return auth.node_id, key, auth.signature
+    return auth, key  # type: ignore[return-value]  (None was refused above)
+
+
+async def check_signature(keys: NodeKeys, request: Request, auth: protocol.AuthHeaders, key: bytes,
+                          body: bytes) -> None:
+    """Refuse (401) a body whose signature does not verify before it waits for an ingest slot, so
+    that requests without the key never queue while holding their bodies; a key rotated since it
+    was cached is read again once. (`authenticate` checks it again against the store.)"""
+    def verify(with_key: bytes) -> bool:
+        return protocol.verify_signature(with_key, request.method, request.url.path, body, auth.timestamp,
+                                         auth.signature, node_id=auth.node_id)
+
+    if await run_in_threadpool(verify, key):
+        return
+    fresh = await run_in_threadpool(keys.load, auth.node_id)
+    if fresh is None or fresh == key or not await run_in_threadpool(verify, fresh):
+        raise Rejected("bad_signature", "signature does not match (wrong key, path or body?)")
 
 
 def stale(timestamp: int, now: int, window_ms: int) -> Rejected:
@@ -280,6 +296,9 @@ INGEST_BODY_DOC = {"requestBody": {"required": True, "content": {protocol.CONTEN
     "type": "string", "format": "binary", "description": "gzip of a document valid against /v1/schema"}}}}}
 
 
+MAX_PER_NODE = 2  # batches of one node in progress or waiting (a node sends one at a time)
+
+
 class IngestSlots:
     """At most ``limits.ingest_slots`` bodies decoded and stored at once, and one per node (a node
     uploads one batch at a time; a stolen key's parallel batches must not take every slot); a
@@ -295,6 +314,10 @@ class IngestSlots:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limits.ingest_slots)
         lock, users = self._per_node.setdefault(node_id, (asyncio.Lock(), [0]))
+        if users[0] >= MAX_PER_NODE:
+            retry = self.limits.retry_after_s
+            raise Rejected("overloaded", f"node {node_id!r} already has {users[0]} batches in progress or "
+                           f"waiting; send one at a time (retry after {retry} s)", retry_after_s=retry)
         users[0] += 1
         deadline = time.monotonic() + self.limits.ingest_wait_s
         try:
@@ -337,13 +360,14 @@ def router(ctx: AppContext) -> APIRouter:
         if ctype not in ACCEPTED_TYPES or encoding != protocol.CONTENT_ENCODING:
             raise Rejected("bad_content_type", f"expected Content-Type {protocol.CONTENT_TYPE} and "
                            f"Content-Encoding gzip, got {ctype or 'none'!r} / {encoding or 'none'!r}")
-        node_id, key, signature = await check_headers(ctx, keys, request, quotas)
+        auth, key = await check_headers(ctx, keys, request, quotas)
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
+        await check_signature(keys, request, auth, key, body)  # before queueing for a slot
         try:
-            return JSONResponse(await slots.run(node_id, ingest_sync, ctx, request, body, quotas))
+            return JSONResponse(await slots.run(auth.node_id, ingest_sync, ctx, request, body, quotas))
         except Rejected as e:
             if e.code == "overloaded":  # no slot in time: signed like a stale timestamp, so that the
-                arm_receipt(request, key, signature)  # node waits for Retry-After, path not blamed
+                arm_receipt(request, key, auth.signature)  # node waits for Retry-After, path not blamed
             raise
 
     @api.post(protocol.PING_PATH, responses=PING_DOC)

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from central.app import close_app, create_app
-from central.http import HEADER_BYTES, Guard, GuardMiddleware, guarded_protocol
+from central.http import HEADER_BYTES, Guard, GuardMiddleware, guarded_protocol, quiet_uvicorn_warnings
 from central.limits import IngestLimits
 from central.store import Store, open_store
 
@@ -60,6 +60,7 @@ def make_server(app: Any, *, tls_cert: str | None = None, tls_key: str | None = 
     limits: IngestLimits = app.state.central.limits
     guard = Guard(limits)
     app.state.guard = guard
+    quiet_uvicorn_warnings()
     config = uvicorn.Config(GuardMiddleware(app, guard), http=guarded_protocol(guard), ws="none",
                             log_level="warning", access_log=False, lifespan="off",
                             ssl_certfile=tls_cert, ssl_keyfile=tls_key,

@@ -55,6 +55,7 @@ def server(request, tmp_path):
     yield srv, keys
     log = srv.stop()
     assert "Traceback" not in log, log[-3000:]
+    assert len(log.splitlines()) <= 20, log[-3000:]  # an attacker cannot fill the journal
 
 
 @pytest.mark.parametrize("name", ["garbage", "slowloris", "stalled-bodies", "connection-flood",

@@ -384,3 +384,58 @@ def test_the_node_honours_a_503_overloaded_and_keeps_its_readings(store, tmp_pat
         other.join(10)
         buf.close()
         stop()
+
+
+def test_repeated_uvicorn_warnings_are_let_through_once_a_minute():
+    import logging
+
+    from central.http import QuietRepeats
+
+    clock = [0.0]
+    quiet = QuietRepeats(every_s=60, monotonic=lambda: clock[0])
+
+    def record(msg: str, level: int = logging.WARNING) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, None, None)
+
+    assert quiet.filter(record("Invalid HTTP request received."))
+    assert not any(quiet.filter(record("Invalid HTTP request received.")) for _ in range(1000))
+    assert quiet.filter(record("something else"))
+    assert quiet.filter(record("boom", logging.ERROR)) and quiet.filter(record("boom", logging.ERROR))
+    clock[0] = 61.0
+    again = record("Invalid HTTP request received.")
+    assert quiet.filter(again) and "1000 more in the last 61 s" in again.msg
+
+
+def test_bodies_without_the_key_never_queue_and_a_node_gets_two_places(store):
+    """While the only ingest slot is busy, a complete body with a made-up signature is refused
+    at once (it does not wait holding its body), and a node's third concurrent batch too."""
+    entered, release = threading.Event(), threading.Event()
+    real_ingest = store.ingest
+
+    def slow_ingest(*args, **kwargs):
+        entered.set()
+        release.wait(10)
+        return real_ingest(*args, **kwargs)
+
+    store.ingest = slow_ingest
+    url, stop = start(store, dataclasses.replace(SMALL, ingest_slots=1, ingest_wait_s=5.0))
+    threads = []
+    try:
+        threads.append(threading.Thread(target=post, args=(url, body_of(make_batch(range(3))))))
+        threads[0].start()
+        assert entered.wait(5)
+        started = time.monotonic()
+        junk = post(url, body_of(make_batch(range(3, 6))), key=bytes(32))
+        assert junk.status_code == 401 and junk.json()["error"] == "bad_signature"
+        assert time.monotonic() - started < 2.0
+        threads.append(threading.Thread(target=post, args=(url, body_of(make_batch(range(6, 9))))))
+        threads[1].start()  # the node's second batch waits for the slot
+        time.sleep(0.5)
+        third = post(url, body_of(make_batch(range(9, 12))))
+        assert third.status_code == 503 and "one at a time" in third.json()["message"]
+        assert time.monotonic() - started < 4.0
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)
+        stop()
