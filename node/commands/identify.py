@@ -10,6 +10,7 @@ from typing import Any
 
 from node.commands.diag import FIELD_EPILOG, UsageError, add_field_options, context_from_args
 from node.errors import StreetnodeError
+from node.i18n import _, number
 
 
 class LedBusy(StreetnodeError):
@@ -21,10 +22,11 @@ class NoGpio(StreetnodeError):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("identify", help="blink the status LED to find this pole",
-                       description="Blink the status LED in the fast 'identify' pattern for N seconds, "
-                       "then switch it off.", epilog=FIELD_EPILOG)
-    p.add_argument("--seconds", type=float, default=30.0, metavar="N", help="how long to blink (default 30)")
+    p = sub.add_parser("identify", help=_("blink the status LED to find this pole"),
+                       description=_("Blink the status LED in the fast 'identify' pattern for N seconds, "
+                                     "then switch it off."), epilog=_(FIELD_EPILOG))
+    p.add_argument("--seconds", type=float, default=30.0, metavar="N",
+                   help=_("how long to blink (default 30)"))
     add_field_options(p)
     p.set_defaults(func=identify_cmd)
 
@@ -37,15 +39,16 @@ def identify_cmd(args: argparse.Namespace) -> int:
     assert ctx.cfg is not None
     pin = ctx.cfg.status_led["pin"]
     if pin is None:
-        raise UsageError("status_led.pin is not set in the configuration: this node has no status LED")
+        raise UsageError(_("status_led.pin is not set in the configuration: this node has no status LED"))
     if not 0 < args.seconds <= 3600:
-        raise UsageError("--seconds: expected a number from 0 to 3600")
+        raise UsageError(_("--seconds: expected a number from 0 to 3600"))
     if not ctx.emulate:
         from node.logsetup import GPIO_REMEDY, choose_pin_factory
 
         factory, causes = choose_pin_factory()
         if factory is None:
-            raise NoGpio(f"cannot drive the status LED on GPIO{pin}: no GPIO here ({causes}); {GPIO_REMEDY}")
+            raise NoGpio(_("cannot drive the status LED on GPIO{pin}: no GPIO here ({causes}); {remedy}")
+                         .format(pin=pin, causes=causes, remedy=_(GPIO_REMEDY)))
     led = StatusLED(pin, active_high=ctx.cfg.status_led["active_high"], pin_factory=hardware(ctx).pin_factory)
     try:
         led.show("identify")
@@ -53,12 +56,14 @@ def identify_cmd(args: argparse.Namespace) -> int:
         from node.diag.hardware import _pin_busy
 
         if _pin_busy(e):
-            raise LedBusy(f"cannot drive the status LED on GPIO{pin}: the pin is in use; if the "
-                          "streetnode service runs it holds the LED: sudo systemctl stop streetnode, "
-                          "identify, then start it again") from None
-        raise NoGpio(f"cannot drive the status LED on GPIO{pin}: {type(e).__name__}: {e}") from None
-    print(f"node {ctx.node_id}: blinking the status LED on GPIO{pin} for {args.seconds:g} s "
-          "(Ctrl-C stops)", file=sys.stderr)
+            raise LedBusy(_("cannot drive the status LED on GPIO{pin}: the pin is in use; if the "
+                            "streetnode service runs it holds the LED: sudo systemctl stop streetnode, "
+                            "identify, then start it again").format(pin=pin)) from None
+        raise NoGpio(_("cannot drive the status LED on GPIO{pin}: {kind}: {message}").format(
+            pin=pin, kind=type(e).__name__, message=e)) from None
+    print(_("node {node}: blinking the status LED on GPIO{pin} for {seconds} s (Ctrl-C stops)").format(
+        node=ctx.node_id, pin=pin, seconds=number(args.seconds, 0) if args.seconds == int(args.seconds)
+        else number(args.seconds, 1)), file=sys.stderr)
     blink(led, args.seconds)
     return 0
 
