@@ -574,7 +574,7 @@ def _toml_table(values: dict[str, Any], schema: dict[str, Field]) -> tuple[list[
                 subtables.append(key)
             continue
         if v is None:
-            lines.append(f"# {key} = (not set)")
+            lines.append(f"# {key} = (not set)")  # i18n: no (TOML)
         else:
             lines.append(f"{key} = {_toml_value(v, f)}")
     return lines, subtables

@@ -107,7 +107,7 @@ def _emulated_clock(cfg: config.Config, emulate: str | None) -> dict[str, Any]:
         if scenario(name).clock is None:
             return {}
     except ValueError as e:
-        raise config.ConfigError(f"emulation.scenario: {e}") from None
+        raise config.ConfigError(f"emulation.scenario: {e}") from None  # i18n: no (the daemon: English)
     from node.agent import build_hardware
     from node.clock import Clock
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from node import config
-from node.i18n import N_, _, english, integer, ngettext, number, set_timezone
+from node.i18n import N_, _, english, integer, number, set_timezone
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -140,9 +140,7 @@ def render(info: dict[str, Any]) -> str:
         lines.append(_("clock: {sync}").format(sync=sync))
     s = info["storm"]
     if s.get("active"):
-        count = len(s.get("reasons", []))
-        lines.append(ngettext("storm mode: ON ({reasons})", "storm mode: ON ({reasons})", count).format(
-            reasons=", ".join(s.get("reasons", []))))
+        lines.append(_("storm mode: ON ({reasons})").format(reasons=", ".join(s.get("reasons", []))))
     else:
         lines.append(_("storm mode: off"))
     return "\n".join(lines)

@@ -120,7 +120,7 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic) -> None:
         ids = [c.id for c in checks]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate check ids: {ids}")
+            raise ValueError(f"duplicate check ids: {ids}")  # i18n: no (a bug)
         self._checks = list(checks)
         self._overall = overall_deadline
         self._clock = clock

@@ -422,7 +422,7 @@ def check_gpio(ctx: DiagContext) -> Result:
             if _pin_busy(e) and daemon is not None:
                 states.append(_("GPIO{pin} ({what}) held by the running daemon").format(pin=pin, what=what))
                 continue
-            problems.append((f"GPIO{pin} ({what}): {type(e).__name__}: {e}", _gpio_remedy(e)))
+            problems.append((f"GPIO{pin} ({what}): {type(e).__name__}: {e}", _gpio_remedy(e)))  # i18n: no
         finally:
             if dev is not None:
                 dev.close()

@@ -281,7 +281,7 @@ def check_service(ctx: DiagContext) -> Result:
     active, sub = info.get("ActiveState", "?"), info.get("SubState", "?")
     if active != "active":
         return fail("service", _("daemon not running ({active}/{sub})").format(active=active, sub=sub),
-                    f"sudo systemctl restart {SERVICE_NAME}; {journal}")
+                    f"sudo systemctl restart {SERVICE_NAME}; {journal}")  # i18n: no (a command)
     restarts = int(info.get("NRestarts", "0") or 0)
     since = info.get("ActiveEnterTimestamp", "")
     if restarts:
