@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from node.errors import ConfigError
-from node.i18n import _
+from node.i18n import N_, _
 from node.units import format_duration, format_size, parse_duration, parse_size
 
 DEFAULT_PATH = "/etc/streetnode/config.toml"
@@ -519,7 +519,8 @@ def user_state_dir() -> Path:
     return Path(base) / "streetnode" / "emulated"
 
 
-BUILTIN_EMULATED = "<built-in emulated rig: config.example.toml with [emulation] enabled>"
+# also the source a technician reads: translated where shown, _(BUILTIN_EMULATED)
+BUILTIN_EMULATED = N_("<built-in emulated rig: config.example.toml with [emulation] enabled>")
 
 
 def builtin_emulated() -> Config:

@@ -55,7 +55,10 @@ def sources() -> list[Path]:
 
 
 def _rel(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def messages(paths: list[Path] | None = None) -> dict[str, Message]:

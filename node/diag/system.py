@@ -8,6 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+from node.config import BUILTIN_EMULATED
 from node.diag.context import SERVICE_NAME, DiagContext
 from node.diag.core import Result, fail, ok, skip, warn
 from node.i18n import N_, _, date_time, number
@@ -70,8 +71,11 @@ def check_config(ctx: DiagContext) -> Result:
             remedy = _("fix the configuration; `streetnode config check` lists every problem")
         return fail("config", summary, remedy, detail="\n".join(problems))
     enabled = [s for s in ctx.cfg.sensors if s["enabled"]]
+    source = ctx.cfg.source
+    if source == BUILTIN_EMULATED:
+        source = _(BUILTIN_EMULATED)
     return ok("config", _("configuration valid: {source}, node {node}, {enabled} of {total} sensors "
-                          "enabled").format(source=ctx.cfg.source, node=ctx.node_id,
+                          "enabled").format(source=source, node=ctx.node_id,
                                             enabled=len(enabled), total=len(ctx.cfg.sensors)))
 
 
