@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_("Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable, 74 I/O, 77 permission, "
                  "78 configuration. Set STREETNODE_DEBUG=1 for tracebacks."),
     )
-    parser.add_argument("--version", action="version", version=f"streetnode {__version__}")
+    parser.add_argument("--version", action="version", version=f"streetnode {__version__}",
+                        help=_("show program's version number and exit"))  # argparse's default is fixed
     add_global_options(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
