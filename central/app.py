@@ -28,6 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
+from central.console.config import ConsoleConfig
+from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.ingest import RECEIPT_SCOPE_KEY
@@ -167,17 +169,22 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def close_app(app: FastAPI) -> None:
-    """Release what `create_app` opened besides the store (the SensorThings read connections)."""
-    db = getattr(app.state, "sta_db", None)
-    if db is not None:
-        db.close()
+    """Release what `create_app` opened besides the store (the SensorThings and console read
+    connections)."""
+    for name in ("sta_db", "console_db"):
+        db = getattr(app.state, name, None)
+        if db is not None:
+            db.close()
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int = DEFAULT_MAX_BODY,
                max_decompressed: int = DEFAULT_MAX_DECOMPRESSED,
                window_ms: int = protocol.TIMESTAMP_WINDOW_MS, accounts: Accounts | None = None,
-               extra_routers: Sequence[Callable[[AppContext], APIRouter]] = ()) -> FastAPI:
+               extra_routers: Sequence[Callable[[AppContext], APIRouter]] = (),
+               console: ConsoleConfig | None = None) -> FastAPI:
     """The receiver's ASGI app over ``store``; ``clock`` gives the server's wall time in seconds.
+
+    ``console``: the ``[console]`` settings of the operator console (defaults when None).
 
     ``extra_routers``: more ``router(ctx)`` factories (tests; an area under development).
     """
@@ -210,6 +217,9 @@ def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body
     app.include_router(auth.router(ctx))
     sta_api, app.state.sta_db = build_sta(store, dependencies=[Depends(auth.require_role("read"))])
     app.include_router(sta_api)
+    console_routers, app.state.console_db = build_console(ctx, console or ConsoleConfig())
+    for console_router in console_routers:
+        app.include_router(console_router)
     for make_router in extra_routers:
         app.include_router(make_router(ctx))
     return app

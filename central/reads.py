@@ -26,6 +26,8 @@ MAX_READ_LIMIT = 100_000
 CSV_COLUMNS = ("node_id", "epoch", "seq", "channel", "unit", "value", "flags", "flag_names", "wall_ms",
                "time_utc", "boot_ms", "boot_id", "received_ms")
 _MS_RE = re.compile(r"[0-9]{1,15}")
+_RELATIVE_RE = re.compile(r"-([0-9]{1,9})(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # a spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -44,19 +46,24 @@ def node_json(n: Any) -> dict[str, Any]:
             "missing_readings": n.missing_readings, "incidents": n.incidents}
 
 
-def parse_time(text: str | None, name: str) -> int | None:
-    """Milliseconds since the epoch from ``1764100000000`` or ISO 8601 (naive means UTC)."""
+def parse_time(text: str | None, name: str, now_ms: int | None = None) -> int | None:
+    """Milliseconds since the epoch from ``1764100000000``, ISO 8601 (naive means UTC) or, given
+    ``now_ms``, a time relative to it: ``now``, ``-30s``, ``-5m``, ``-2h``, ``-7d``."""
     if text is None or text == "":
         return None
     if _MS_RE.fullmatch(text):
         return int(text)
+    relative = _RELATIVE_RE.fullmatch(text)
+    if now_ms is not None and (relative or text == "now"):
+        return now_ms - (int(relative.group(1)) * _UNIT_MS[relative.group(2)] if relative else 0)
     try:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         return int(dt.timestamp() * 1000)
     except (ValueError, OverflowError):
-        raise Rejected("bad_query", f"{name}: expected milliseconds since the epoch or ISO 8601 time, "
+        raise Rejected("bad_query", f"{name}: expected milliseconds since the epoch, ISO 8601 time or "
+                       "a relative time such as -5m, -2h, -7d, "
                        f"got {text[:40]!r}", field=name) from None
 
 
@@ -78,6 +85,22 @@ def readings_csv(rows: list[Any]) -> str:
     return out.getvalue()
 
 
+def known_channels(store: Any, node_id: str) -> list[str]:
+    """The channels a node has declared (with their unit) in its batches, by name."""
+    rows = store.transaction(lambda tx: tx.execute(
+        "SELECT channel FROM channels WHERE node_id = ? ORDER BY channel", (node_id,)).fetchall())
+    return [r[0] for r in rows]
+
+
+def check_channel(store: Any, node_id: str, channel: str) -> None:
+    """404 ``not_found`` naming the node's channels when ``channel`` is not one of them."""
+    known = known_channels(store, node_id)
+    if channel not in known:
+        listed = ", ".join(known[:50]) + (" ..." if len(known) > 50 else "")
+        raise Rejected("not_found", f"channel: node {node_id!r} has no channel {channel!r} "
+                       f"(known: {listed or 'none yet'})", field="channel", known=known)
+
+
 def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["read"], dependencies=[Depends(require_role("read"))])
     schema = load_schema()
@@ -94,16 +117,25 @@ def router(ctx: AppContext) -> APIRouter:
 
     @api.get("/v1/nodes/{node_id}/readings")
     def readings(request: Request, node_id: str, channel: str | None = None, since: str | None = None,
-                 until: str | None = None, limit: int = 10_000, format: str | None = None) -> Response:
-        """Readings by wall time; ``since``/``until`` as ms or ISO 8601; CSV with format=csv."""
+                 until: str | None = None, limit: int = 10_000, format: str | None = None,
+                 order: str = "asc") -> Response:
+        """Readings by wall time, oldest first (``order=desc``: newest first); ``since``/``until``
+        as ms, ISO 8601 or relative (``-5m``); CSV with format=csv. An unknown channel is a 404
+        naming the node's channels."""
         if format not in (None, "json", "csv"):
             raise Rejected("bad_query", "format: expected json or csv", field="format")
+        if order not in ("asc", "desc"):
+            raise Rejected("bad_query", "order: expected asc or desc", field="order")
         if not 1 <= limit <= MAX_READ_LIMIT:
             raise Rejected("bad_query", f"limit: expected 1..{MAX_READ_LIMIT}", field="limit")
-        since_ms, until_ms = parse_time(since, "since"), parse_time(until, "until")
+        now = ctx.now_ms()
+        since_ms, until_ms = parse_time(since, "since", now), parse_time(until, "until", now)
         if ctx.store.node_key(node_id) is None:
             raise Rejected("not_found", f"unknown node {node_id!r}")
-        rows = ctx.store.readings(node_id, channel=channel, since_ms=since_ms, until_ms=until_ms, limit=limit)
+        if channel is not None:
+            check_channel(ctx.store, node_id, channel)
+        rows = ctx.store.readings(node_id, channel=channel, since_ms=since_ms, until_ms=until_ms, limit=limit,
+                                  newest_first=order == "desc")
         want_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
         if want_csv:
             filename = re.sub(r"[^A-Za-z0-9._-]", "_", node_id)  # an id from before ids were checked

@@ -126,8 +126,10 @@ class Store(abc.ABC):
     # ---- reading back
     @abc.abstractmethod
     def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
-                 until_ms: int | None = None, limit: int | None = None) -> list[StoredReading]:
-        """Readings by wall time (since inclusive, until exclusive), then epoch and seq."""
+                 until_ms: int | None = None, limit: int | None = None,
+                 newest_first: bool = False) -> list[StoredReading]:
+        """Readings by wall time (since inclusive, until exclusive), then epoch and seq; with
+        ``newest_first`` in the reverse order (so ``limit=1`` is the newest)."""
 
     @abc.abstractmethod
     def count_readings(self, node_id: str | None = None) -> int: ...

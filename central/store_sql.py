@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from central import migrations
+from central.console import rollup
 from central.store import (
     IngestResult,
     NodeExists,
@@ -189,6 +190,8 @@ class SqlStore(Store):
                 raise UnknownNode(f"unknown node {node!r}")
             self._accept(cur, node, signature, expires_ms, now_ms)
             stored = self._insert_readings(cur, rows) if rows else 0
+            if rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
+                rollup.update(Tx(self, cur), node, epoch, batch.rows(), now_ms)
             gaps = self._insert_many(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, "
                                      "first_wall_ms, last_wall_ms, reason, received_ms) VALUES "
                                      "(?, ?, ?, ?, ?, ?, ?, ?, ?) " + _GAP_UPSERT,
@@ -218,7 +221,8 @@ class SqlStore(Store):
 
     # ---- reading back
     def readings(self, node_id: str, *, channel: str | None = None, since_ms: int | None = None,
-                 until_ms: int | None = None, limit: int | None = None) -> list[StoredReading]:
+                 until_ms: int | None = None, limit: int | None = None,
+                 newest_first: bool = False) -> list[StoredReading]:
         sql = ("SELECT r.node_id, r.epoch, r.seq, r.channel, COALESCE(c.unit, ''), r.value, r.flags, "
                "r.wall_ms, r.boot_ms, r.boot_id, r.received_ms FROM readings r LEFT JOIN channels c "
                "ON c.node_id = r.node_id AND c.channel = r.channel WHERE r.node_id = ?")
@@ -232,7 +236,8 @@ class SqlStore(Store):
         if until_ms is not None:
             sql += " AND r.wall_ms < ?"
             params.append(until_ms)
-        sql += " ORDER BY r.wall_ms, r.epoch, r.seq"
+        sql += (" ORDER BY r.wall_ms DESC, r.epoch DESC, r.seq DESC" if newest_first
+                else " ORDER BY r.wall_ms, r.epoch, r.seq")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)

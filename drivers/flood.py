@@ -9,6 +9,9 @@ uses the DistanceSensor for trigger/echo timing only: a subclass records every p
 (including no-echo) in a small ring, and `read()` takes the median of the last ``pings``
 results no older than ``max_age_s``, waiting for them at most ``settle_s`` (injected
 clock). Reads after the first cost nothing; no-echo and out-of-range are flagged, never mistaken for water.
+
+gpiozero times echoes at a fixed 343.26 m/s; `compensate()` corrects a reading for the speed
+of sound in the air of the same cycle (`drivers.acoustics`) and flags it ``COMPENSATED``.
 """
 
 from __future__ import annotations
@@ -21,12 +24,38 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from drivers.acoustics import corrected_distance_cm
 from drivers.base import Measurement
 from drivers.errors import DriverError, SensorNotFound
 from drivers.quality import Quality
 
 QUANTITIES = ("depth_cm", "distance_cm")
 DRY_TOLERANCE_CM = 5.0
+
+
+def depth_measurement(distance_cm: float, mount_height_cm: float, *, flags: int = 0,
+                      sensor: str | None = None) -> Measurement:
+    """Depth and distance of one ranging; ``flags`` go on both (a depth below the street is
+    clamped to 0, and flagged CLAMPED when it is more than the dry tolerance below)."""
+    depth = mount_height_cm - distance_cm
+    depth_flags = flags
+    if depth < 0:
+        if depth < -DRY_TOLERANCE_CM:
+            depth_flags |= int(Quality.CLAMPED)  # further than the street: mount height wrong?
+        depth = 0.0
+    return Measurement({"depth_cm": depth, "distance_cm": distance_cm},
+                       {"depth_cm": depth_flags, "distance_cm": flags}, sensor=sensor)
+
+
+def compensate(m: Measurement, mount_height_cm: float, temperature_c: float,
+               humidity_pct: float | None = None, pressure_hpa: float | None = None) -> Measurement:
+    """``m`` (a `FloodRanger.read`) with distance and depth for the speed of sound in this air,
+    flagged ``COMPENSATED``; a reading without a distance (no echo) comes back unchanged."""
+    distance = m.get("distance_cm")
+    if distance is None or m.flags.get("distance_cm", 0) & int(Quality.FAULT):
+        return m
+    true_cm = corrected_distance_cm(distance, temperature_c, humidity_pct, pressure_hpa)
+    return depth_measurement(true_cm, mount_height_cm, flags=int(Quality.COMPENSATED), sensor=m.sensor)
 
 
 def _sensor_class() -> type:
@@ -126,15 +155,7 @@ class FloodRanger:
         if len(valid) < need:
             # no echo (dead echo line), or echoes beyond max_distance / inside the blind zone
             return Measurement.failed(QUANTITIES, int(Quality.OUT_OF_RANGE), sensor=self.name)
-        distance = statistics.median(valid)
-        depth = self.mount_height_cm - distance
-        depth_flags = 0
-        if depth < 0:
-            if depth < -DRY_TOLERANCE_CM:
-                depth_flags = int(Quality.CLAMPED)  # further than the street: mount height wrong?
-            depth = 0.0
-        return Measurement({"depth_cm": depth, "distance_cm": distance},
-                           {"depth_cm": depth_flags, "distance_cm": 0}, sensor=self.name)
+        return depth_measurement(statistics.median(valid), self.mount_height_cm, sensor=self.name)
 
     def close(self) -> None:
         sensor, self._sensor = self._sensor, None

@@ -11,13 +11,15 @@ import enum
 
 class Quality(enum.IntFlag):
     OK = 0
-    CLAMPED = 1 << 0        # value was outside the chip's range and clamped to it
-    OUT_OF_RANGE = 1 << 1   # value outside the plausible/measurable range (e.g. no echo)
-    STUCK = 1 << 2          # the same raw value for too long
-    FAULT = 1 << 3          # the sensor failed; value is None
+    CLAMPED = 1 << 0          # value was outside the chip's range and clamped to it
+    OUT_OF_RANGE = 1 << 1     # value outside the plausible/measurable range (e.g. no echo)
+    STUCK = 1 << 2            # the same raw value for too long
+    FAULT = 1 << 3            # the sensor failed; value is None
+    COMPENSATED = 1 << 4      # distance/depth corrected for the speed of sound in this cycle's air
     CLOCK_UNSYNCED = 1 << 8   # wall time was not synchronized and could not be corrected
     CLOCK_CORRECTED = 1 << 9  # wall time was corrected after the fact by a measured offset
     STORM = 1 << 10           # taken while storm mode was active
+    SPIKE = 1 << 11           # a single outlier against its neighbours: kept, but not taken as water
 
 
 def names(flags: int) -> list[str]:

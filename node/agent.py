@@ -15,6 +15,11 @@ Threads
   cycle is stored or held in memory (a disk bad from boot must not silence the
   node), and feeds the central's clock offset back to the `Clock`.
 
+Alarms (`node.alarms`): each pass feeds the trusted values of the cycle to every ``[[alarms]]``
+rule; a change switches its GPIO output at once (no uplink involved), is stored as a reading
+``<alarm>.alarm_on`` in the same cycle, and starts an alert upload round like a storm start. The
+first pass stores every alarm's initial state (0), so the central knows it from the start.
+
 `Agent.stop()` (SIGTERM) lets the current cycle finish and commit, gives the
 uploader a short grace, closes the buffer and returns; `Agent.reload(cfg)`
 (SIGHUP) swaps sensors, storm thresholds, ``[upload]`` and ``[status_led]``, and
@@ -34,12 +39,13 @@ from typing import Any
 
 from drivers.quality import Quality
 from node import __version__
+from node.alarms import AlarmRule
 from node.clock import Clock, save_last_known_good_time
 from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
 from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
-from node.sampler import EmulatedHardware, Hardware, RealHardware, Sampler
+from node.sampler import UNTRUSTED, EmulatedHardware, Hardware, RealHardware, Sampler
 from node.storm import StormDetector
 from node.upload_loop import UploadLoop
 
@@ -121,6 +127,10 @@ class Agent:
         self.sampler: Sampler | None = None
         self.uploader: Any = None
         self.led: Any = None
+        self.alarms = [AlarmRule.from_config(a) for a in cfg.alarms]
+        self.alarm_outputs: dict[str, Any] = {}
+        self._alarm_alert = False  # an alarm changed before the upload thread started
+        self._alarms_announced = False
         self.storm = StormDetector(cfg.storm)
         self.storm.stale_after_s = self._storm_stale_after(cfg)
         self._stop = threading.Event()
@@ -132,7 +142,7 @@ class Agent:
         self.started_wall = time.time()
         self.counters = {"cycles": 0, "readings": 0, "not_durable": 0, "put_errors": 0,
                          "corrections": 0, "corrected_readings": 0, "storms": 0, "upload_rounds": 0,
-                         "uploaded": 0, "duplicates": 0}
+                         "uploaded": 0, "duplicates": 0, "alarm_changes": 0}
         self.first_durable_at: float | None = None
         self.last_round: dict[str, Any] = {}
         self.led_state = "starting"
@@ -157,9 +167,38 @@ class Agent:
         self.buffer.open()
         if self._hw is None:
             self._hw = build_hardware(self.cfg, self.scenario, self._mono)
-        self.sampler = Sampler(self.cfg.sensors, self._hw, clock=self._mono, registry=self._registry)
+        self.sampler = self._new_sampler(self.cfg)
         self.sampler.open()
         self._build_led()
+        self._build_alarm_outputs()
+
+    def _new_sampler(self, cfg: Config) -> Sampler:
+        return Sampler(cfg.sensors, self._hw, clock=self._mono, registry=self._registry,  # type: ignore[arg-type]
+                       rising_interval=float(cfg.storm["interval"]))
+
+    def _build_alarm_outputs(self) -> None:
+        from drivers.alarm import AlarmOutput
+
+        for a in self.cfg.alarms:
+            try:
+                prepare = getattr(self._hw, "prepare_output", None)
+                if prepare is not None:
+                    prepare(a["pin"], a["name"])
+                out = AlarmOutput(a["pin"], active_high=a["active_high"], name=a["name"],
+                                  pin_factory=self._hw.pin_factory)  # type: ignore[union-attr]
+                out.probe()
+                self.alarm_outputs[a["name"]] = out
+            except Exception as e:  # the rule still runs and its changes are still stored
+                log.error("alarm %s: output on GPIO%s unavailable: %s", a["name"], a["pin"], e)
+                self._incident("alarm_output", f"{a['name']} GPIO{a['pin']}: {e}")
+
+    def _close_alarm_outputs(self) -> None:
+        outputs, self.alarm_outputs = self.alarm_outputs, {}
+        for name, out in outputs.items():
+            try:
+                out.close()
+            except Exception as e:
+                log.debug("alarm %s close: %s", name, e)
 
     def _close_led(self) -> None:
         led, self.led = self.led, None
@@ -232,8 +271,12 @@ class Agent:
         cycle = self.sampler.sample(now)
         for slot in cycle.new_faults:
             self._incident("sensor_fault", f"{slot.name} ({slot.type}): {slot.error}")
-        if cycle.samples:
-            self._commit(cycle.samples)
+        changes_before = self.counters["alarm_changes"]
+        alarm_samples = self._alarms(now, cycle.samples)
+        if cycle.samples or alarm_samples:
+            self._commit(cycle.samples + alarm_samples)
+        if self.counters["alarm_changes"] != changes_before:
+            self._alarm_upload()
         faulted = [ch for s in self.sampler.slots if s.state in FAULTY for ch in s.channels]
         if faulted:
             self.storm.forget({quantity(ch) for ch in faulted})
@@ -276,6 +319,44 @@ class Agent:
                 save_last_known_good_time(self.cfg.state_dir, stamp.wall_ms)
             except OSError as e:
                 log.debug("last known good time not saved: %s", e)
+
+    def _alarms(self, now: float, samples: list[Sample]) -> list[Sample]:
+        """Feed the cycle's trusted values to the alarm rules; switch outputs; the changes as
+        readings (every alarm's state on the first pass)."""
+        values = {s.channel: (None if s.value is None or s.flags & UNTRUSTED else s.value)
+                  for s in samples}
+        out: list[Sample] = []
+        for rule in self.alarms:
+            if rule.channel not in values:
+                change = None
+            else:
+                change = rule.observe(now * self.speed, values[rule.channel])
+            if change is not None:
+                self.counters["alarm_changes"] += 1
+                log.warning("alarm %s %s: %s %s (on at >= %g, off below %g)", rule.name,
+                            "ON" if rule.on else "OFF", rule.channel, rule.value, rule.on_at,
+                            rule.off_below)
+                self._switch(rule)
+            if change is not None or not self._alarms_announced:
+                out.append(Sample(f"{rule.name}.alarm_on", 1.0 if rule.on else 0.0, 0))
+        self._alarms_announced = True
+        return out
+
+    def _switch(self, rule: AlarmRule) -> None:
+        output = self.alarm_outputs.get(rule.name)
+        if output is None:
+            return
+        try:
+            output.set(rule.on)
+        except Exception as e:
+            log.error("alarm %s: cannot switch GPIO%s: %s", rule.name, output.pin, e)
+
+    def _alarm_upload(self) -> None:
+        """An alarm changed: tell the central now (as a storm start does)."""
+        if self._upload_loop is not None:
+            self._upload_loop.alert()
+        else:
+            self._alarm_alert = True
 
     def _apply_corrections(self) -> None:
         for c in self.clock.take_corrections():
@@ -342,11 +423,13 @@ class Agent:
             log.warning("configuration reload: %s changed; takes effect after a restart", ", ".join(later))
         for key in ("id", "state_dir"):
             cfg.node[key] = old.node[key]
+        if cfg.alarms != old.alarms:
+            log.warning("configuration reload: alarms changed; takes effect after a restart")
+            cfg.alarms = old.alarms
         if cfg.sensors != old.sensors:
             assert self.sampler is not None
             self.sampler.close()
-            self.sampler = Sampler(cfg.sensors, self._hw, clock=self._mono,  # type: ignore[arg-type]
-                                   registry=self._registry)
+            self.sampler = self._new_sampler(cfg)
             self.sampler.open()
             self.storm.forget(set(self.storm.tracked()) - self._trigger_quantities(cfg))
         self.cfg = cfg
@@ -373,7 +456,8 @@ class Agent:
     def _start_uploader(self) -> None:
         self._upload_loop = UploadLoop(self._make_uploader, interval=lambda: self._upload_interval,
                                        on_round=self._after_round)
-        if self._alert_pending:
+        if self._alert_pending or self._alarm_alert:
+            self._alarm_alert = False
             self._upload_loop.alert()
         self._upload_thread = threading.Thread(target=self._upload_main, name="upload", daemon=True)
         self._upload_thread.start()
@@ -471,6 +555,8 @@ class Agent:
             "emulated": self.scenario, "started_at": self.started_wall, "updated_at": time.time(),
             "led": self.led_state, "sensors": self.sampler.states(now) if self.sampler else [],
             "storm": self.storm.state.as_dict(),
+            "alarms": [{**rule.as_dict(), "pin": a["pin"], "output": rule.name in self.alarm_outputs}
+                       for rule, a in zip(self.alarms, self.cfg.alarms, strict=True)],
             "clock": {"synced": self.clock.synced, "boot_id": self.clock.boot_id,
                       "last_correction": None if self.clock.last_correction is None else
                       {"offset_ms": self.clock.last_correction.offset_ms,
@@ -500,6 +586,7 @@ class Agent:
         ok = up.get("last_success_at")
         last = "never" if not ok else f"{int(time.time() - ok)}s ago"
         storm = ", STORM" if self.storm.state.active else ""
+        storm += "".join(f", ALARM {r.name}" for r in self.alarms if r.on)
         return f"{self.led_state}{storm}: backlog {backlog} readings, last upload {last}"
 
     # ------------------------------------------------------------ shutdown
@@ -533,6 +620,7 @@ class Agent:
         if self.sampler is not None:
             self.sampler.close()
         self._close_led()
+        self._close_alarm_outputs()
         if self._hw is not None:
             self._hw.close()
         uploader_free = self.uploader is not None and (t is None or not t.is_alive())

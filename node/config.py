@@ -128,6 +128,10 @@ SENSOR_TYPES: dict[str, dict[str, Field]] = {
         "max_distance_cm": _f("float", 450.0, lo=20, hi=1000),
         "min_distance_cm": _f("float", 2.0, lo=0, hi=100),  # the ranger's blind zone (JSN-SR04T ~20)
         "pings": _f("int", 5, lo=1, hi=31),
+        "compensate": _f("bool", True),  # speed of sound from the air sensor's reading of the cycle
+        "air_sensor": _f("name", None),  # a bme280 sensor's name; default: the first bme280
+        "spike_cm": _f("float", 15.0, lo=1, hi=1000),
+        "rising_cm_10min": _f("float", 0.5, lo=0.01, hi=1000),  # then sample at storm.interval
     },
     "rain": {
         "pin": _f("pin", REQUIRED),
@@ -137,6 +141,25 @@ SENSOR_TYPES: dict[str, dict[str, Field]] = {
     "health": {
         "interval": _f("duration", 60.0, lo=1, hi=86400),
     },
+}
+
+
+ALARM = {
+    "name": _f("name", REQUIRED),
+    "pin": _f("pin", REQUIRED),
+    "active_high": _f("bool", True),
+    "channel": _f("str", REQUIRED),  # "<sensor>.<quantity>", e.g. "flood.depth_cm"
+    "on_at": _f("float", REQUIRED, lo=-1e6, hi=1e6),
+    "on_readings": _f("int", 2, lo=1, hi=100),
+    "off_below": _f("float", REQUIRED, lo=-1e6, hi=1e6),
+    "off_after": _f("duration", 600.0, lo=0, hi=86400),
+}
+# quantities an alarm can watch, per sensor type
+ALARM_QUANTITIES = {
+    "bme280": ("temperature_c", "humidity_pct", "pressure_hpa"),
+    "pm25": ("pm1_0_ugm3", "pm2_5_ugm3", "pm10_ugm3"),
+    "flood": ("depth_cm", "distance_cm", "rise_cm_10min"),
+    "rain": ("rain_mm", "rain_rate_mm_h"),
 }
 
 
@@ -153,6 +176,7 @@ class Config:
     status_led: dict[str, Any]
     emulation: dict[str, Any]
     source: str = field(default="<memory>")
+    alarms: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def state_dir(self) -> Path:
@@ -374,10 +398,53 @@ def _check_sensors(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
     return sensors
 
 
+def _check_alarms(raw: Any, sensors: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(raw, list):
+        problems.append(_("alarms: expected an array of tables ([[alarms]])"))
+        return []
+    by_name = {s["name"]: s for s in sensors if s.get("name")}
+    alarms: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
+    for i, entry in enumerate(raw):
+        path = f"alarms[{i}]"
+        alarm = _check_table(entry, ALARM, path, problems)
+        name = alarm.get("name")
+        if name is not None and name in by_name:
+            problems.append(_("{key}: {name!r} is also a sensor's name; name the alarm apart").format(
+                key=f"{path}.name", name=name))
+        elif name is not None and name in names:
+            problems.append(_("{key}: duplicate alarm name {name!r} (also {other})").format(
+                key=f"{path}.name", name=name, other=f"alarms[{names[name]}].name"))
+        elif name is not None:
+            names[name] = i
+        channel = alarm.get("channel")
+        if channel is not None:
+            sensor_name, _dot, q = channel.partition(".")
+            sensor = by_name.get(sensor_name)
+            allowed = ALARM_QUANTITIES.get(sensor["type"], ()) if sensor else ()
+            if sensor is None:
+                problems.append(_("{key}: no sensor named {name!r} (expected \"<sensor>.<quantity>\" of a "
+                                  "[[sensors]] entry, e.g. \"flood.depth_cm\")").format(
+                    key=f"{path}.channel", name=sensor_name))
+            elif q not in allowed:
+                problems.append(_("{key}: {type} sensor {name!r} has no quantity {quantity!r} (one of "
+                                  "{allowed})").format(key=f"{path}.channel", type=sensor["type"],
+                                                       name=sensor_name, quantity=q,
+                                                       allowed=", ".join(allowed)
+                                                       or _("none an alarm can watch")))
+        on_at, off_below = alarm.get("on_at"), alarm.get("off_below")
+        if on_at is not None and off_below is not None and off_below > on_at:
+            problems.append(_("{key}: {value} is above {other} ({limit}); expected at most on_at "
+                              "(hysteresis)").format(key=f"{path}.off_below", value=f"{off_below:g}",
+                                                     other=f"{path}.on_at", limit=f"{on_at:g}"))
+        alarms.append(alarm)
+    return alarms
+
+
 def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
     """Check a parsed TOML document; raise `ConfigError` listing every problem."""
     problems: list[str] = []
-    known = [*SECTIONS, "sensors"]
+    known = [*SECTIONS, "sensors", "alarms"]
     for key in raw:
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
@@ -390,6 +457,13 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
     sections = {name: _check_table(raw.get(name, {}), schema, name, problems)
                 for name, schema in SECTIONS.items()}
     sensors = _check_sensors(raw.get("sensors", []), problems)
+    alarms = _check_alarms(raw.get("alarms", []), sensors, problems)
+    bme280s = {s["name"] for s in sensors if s["type"] == "bme280"}
+    for i, s in enumerate(sensors):
+        air = s.get("air_sensor")
+        if s["type"] == "flood" and air is not None and air not in bme280s:
+            problems.append(_("{key}: no bme280 sensor named {name!r} (bme280 sensors: {known})").format(
+                key=f"sensors[{i}].air_sensor", name=air, known=", ".join(sorted(bme280s)) or _("none")))
     led_pin = sections["status_led"].get("pin")
     if led_pin is not None:
         for i, s in enumerate(sensors):
@@ -413,10 +487,10 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
         except ValueError:
             problems.append(_("node.timezone: expected a time zone name such as \"Asia/Ho_Chi_Minh\", got "
                               "{value}").format(value=_describe(tz)))
-    problems += cross_checks(sensors, sections["status_led"])
+    problems += cross_checks(sensors, sections["status_led"], alarms)
     if problems:
         raise ConfigError(problems)
-    return Config(sensors=sensors, source=source, **sections)
+    return Config(sensors=sensors, source=source, alarms=alarms, **sections)
 
 
 # BCM pins of I2C bus 1 (SDA, SCL): the Pi has fixed 1.8 kOhm pull-ups on them
@@ -424,7 +498,8 @@ I2C1_PINS = {2: "SDA", 3: "SCL"}
 _PIN_KEYS = ("pin", "trigger_pin", "echo_pin")
 
 
-def cross_checks(sensors: list[dict[str, Any]], status_led: dict[str, Any]) -> list[str]:
+def cross_checks(sensors: list[dict[str, Any]], status_led: dict[str, Any],
+                 alarms: list[dict[str, Any]] | None = None) -> list[str]:
     """Problems between keys that are each valid alone; every line names both keys."""
     problems: list[str] = []
     addresses: dict[tuple[int, int], str] = {}
@@ -445,6 +520,15 @@ def cross_checks(sensors: list[dict[str, Any]], status_led: dict[str, Any]) -> l
             problems += _ranger_checks(i, s)
     pins = [(f"sensors[{i}].{key}", s.get(key)) for i, s in enumerate(sensors) for key in _PIN_KEYS]
     pins.append(("status_led.pin", status_led.get("pin")))
+    used = {pin: where for where, pin in pins if pin is not None}
+    for i, alarm in enumerate(alarms or []):
+        pin, where = alarm.get("pin"), f"alarms[{i}].pin"
+        if pin is not None and pin in used:
+            problems.append(_("{key}: GPIO {pin} is already used by {other}").format(
+                key=where, pin=pin, other=used[pin]))
+        elif pin is not None:
+            used[pin] = where
+        pins.append((where, pin))
     for where, pin in pins:
         if pin in I2C1_PINS:
             if i2c_user:
@@ -595,6 +679,9 @@ def to_toml(cfg: Config) -> str:
         schema = {**_SENSOR_COMMON, **SENSOR_TYPES[s["type"]]}
         lines, _subs = _toml_table(s, schema)
         out += ["", "[[sensors]]", *lines]
+    for alarm in cfg.alarms:
+        lines, _subs = _toml_table(alarm, ALARM)
+        out += ["", "[[alarms]]", *lines]
     return "\n".join(out) + "\n"
 
 
@@ -613,6 +700,7 @@ def gpio_pins(cfg: Config) -> list[tuple[int, str]]:
             for key in _PIN_KEYS if s.get(key) is not None]
     if cfg.status_led["pin"] is not None:
         pins.append((cfg.status_led["pin"], "status_led.pin"))
+    pins += [(a["pin"], f"{a['name']}.pin") for a in cfg.alarms]
     return pins
 
 

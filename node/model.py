@@ -23,9 +23,11 @@ class Quality(enum.IntFlag):
     OUT_OF_RANGE = 1 << 1     # value outside the plausible/measurable range (e.g. no echo)
     STUCK = 1 << 2            # the same raw value for too long
     FAULT = 1 << 3            # the sensor failed; value is None
+    COMPENSATED = 1 << 4      # distance/depth corrected for the speed of sound in this cycle's air
     CLOCK_UNSYNCED = 1 << 8   # wall time was not synchronized and could not be corrected
     CLOCK_CORRECTED = 1 << 9  # wall time was corrected after the fact by a measured offset
     STORM = 1 << 10           # taken while storm mode was active
+    SPIKE = 1 << 11           # a single outlier against its neighbours: kept, but not taken as water
 
 
 def flag_names(flags: int) -> list[str]:
@@ -43,6 +45,8 @@ CHANNEL_UNITS: dict[str, tuple[str, float]] = {
     "pm10_ugm3": ("µg/m³", 1.0),
     "depth_cm": ("cm", 0.1),
     "distance_cm": ("cm", 0.1),
+    "rise_cm_10min": ("cm/10min", 0.1),
+    "alarm_on": ("", 1.0),
     "rain_mm": ("mm", 0.0001),
     "rain_rate_mm_h": ("mm/h", 0.01),
     "cpu_temp_c": ("°C", 0.1),

@@ -19,6 +19,14 @@ A driver that answers but has no valid value at all (every quantity None: a
 ranger that hears no echo) is *not* a device fault: its flagged None samples are
 stored on its normal interval (state ``no_data``, one ``sensor_fault`` incident
 when it starts), so depth comes back the moment the echo does, not minutes later.
+
+Flood depth (`_derive`): a ranger's reading is corrected for the speed of sound with the
+temperature, humidity and pressure its air sensor (``air_sensor``, else the first BME280) read
+*in the same cycle* — when a ranger is due its air sensor is sampled with it, first — and flagged
+``COMPENSATED``; without a valid air reading it goes out uncorrected (no flag). Then the spike
+filter and the rate of rise (`node.depth`): ``<ranger>.rise_cm_10min`` is its own channel, and
+while it is at least the ranger's ``rising_cm_10min`` the ranger samples at the storm interval
+(``rising_interval``) whatever its own interval is.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any, Protocol
 
 from drivers.quality import Quality
 from drivers.quality import names as flag_names
+from node.depth import DepthFilter
 from node.model import Sample, unit_of
 
 log = logging.getLogger("streetnode.sampler")
@@ -108,6 +117,13 @@ class EmulatedHardware:
         elif t == "rain":
             self.rig.attach_rain(sensor_cfg["pin"], mm_per_tip=sensor_cfg["mm_per_tip"],
                                  debounce_s=sensor_cfg["debounce"])
+
+    def prepare_output(self, pin: int, label: str) -> None:
+        """An emulated warning light on ``pin`` (logged by the rig when it switches)."""
+        key = f"output:{pin}"
+        if key not in self._prepared:
+            self._prepared.add(key)
+            self.rig.attach_lamp(pin, label)
 
     def close(self) -> None:
         self.rig.close()
@@ -204,6 +220,9 @@ class Slot:
     reads: int = 0
     faults: int = 0
     last_ok: float | None = None  # monotonic
+    cap: float | None = None  # a ranger while the water rises: no longer than this
+    depth_filter: DepthFilter | None = None
+    air: str | None = None  # a ranger's air sensor (speed of sound)
 
     def as_dict(self, now: float) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "state": self.state, "error": self.error,
@@ -212,8 +231,8 @@ class Slot:
                 "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 1)}
 
 
-# a value with one of these flags is no evidence of weather (storm triggers ignore it)
-UNTRUSTED = int(Quality.OUT_OF_RANGE | Quality.FAULT | Quality.STUCK)
+# a value with one of these flags is no evidence of weather (storm triggers and alarms ignore it)
+UNTRUSTED = int(Quality.OUT_OF_RANGE | Quality.FAULT | Quality.STUCK | Quality.SPIKE)
 
 
 @dataclass
@@ -224,6 +243,7 @@ class Cycle:
     values: dict[str, float | None]  # quantity -> value of this cycle, None: flagged (storm detector)
     new_faults: list[Slot]
     recovered: list[Slot]
+    air: dict[str, dict[str, float | None]] = field(default_factory=dict)  # air sensor -> its values
 
 
 class Sampler:
@@ -232,7 +252,8 @@ class Sampler:
     def __init__(self, sensors: list[Mapping[str, Any]], hw: Hardware, *,
                  registry: Mapping[str, Callable[[Mapping[str, Any], Hardware], Any]] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 backoff_initial: float = BACKOFF_INITIAL_S, backoff_max: float = BACKOFF_MAX_S) -> None:
+                 backoff_initial: float = BACKOFF_INITIAL_S, backoff_max: float = BACKOFF_MAX_S,
+                 rising_interval: float | None = None) -> None:
         self._hw = hw
         self._registry = REGISTRY if registry is None else registry
         self._clock = clock
@@ -240,11 +261,20 @@ class Sampler:
         self.slots = [Slot(s["name"], s["type"], float(s["interval"]), s, backoff=backoff_initial)
                       for s in sensors if s.get("enabled", True)]
         self.interval_cap: float | None = None  # storm mode: no sensor waits longer than this
+        self.rising_interval = rising_interval  # a ranger while the water rises fast
+        self._speed = float(getattr(hw, "speed", 1.0))
+        bme280s = [s.name for s in self.slots if s.type == "bme280"]
+        for slot in self.slots:
+            if slot.type == "flood":
+                slot.depth_filter = DepthFilter(float(slot.cfg.get("spike_cm", 15.0)))
+                if slot.cfg.get("compensate", True):
+                    slot.air = slot.cfg.get("air_sensor") or (bme280s[0] if bme280s else None)
 
     def interval(self, slot: Slot) -> float:
-        if self.interval_cap is None or slot.type == "health":
+        if slot.type == "health":
             return slot.interval
-        return min(slot.interval, self.interval_cap)
+        caps = [c for c in (self.interval_cap, slot.cap) if c is not None]
+        return min([slot.interval, *caps])
 
     def open(self) -> None:
         """Build every driver (a type missing from the registry faults only that sensor)."""
@@ -274,9 +304,13 @@ class Sampler:
     def sample(self, now: float | None = None) -> Cycle:
         now = self._clock() if now is None else now
         cycle = Cycle([], {}, [], [])
-        for slot in self.slots:
-            if slot.next_due > now or slot.first_due > now:
-                continue
+        due = [s for s in self.slots if s.next_due <= now and s.first_due <= now]
+        for ranger in [s for s in due if s.air is not None]:
+            air = next((s for s in self.slots if s.name == ranger.air), None)
+            if air is not None and air not in due and air.state in ("ok", "no_data"):
+                air.next_due = now  # the same cycle's air for the speed of sound
+                due.append(air)
+        for slot in sorted(due, key=lambda s: s.type == "flood"):  # rangers last: air and rain first
             self._sample_one(slot, now, cycle)
         return cycle
 
@@ -288,7 +322,10 @@ class Sampler:
                 slot.driver = self._registry[slot.type](slot.cfg, self._hw)
             if slot.state not in ("ok", "no_data"):
                 slot.driver.probe()
-            samples, values = self._convert(slot, slot.driver.read())
+            reading = slot.driver.read()
+            if slot.depth_filter is not None:
+                reading = self._derive(slot, reading, cycle, now)
+            samples, values = self._convert(slot, reading)
         except Exception as e:  # drivers raise DriverError; anything else is a fault too
             self._fault(slot, now, e)
             if not slot.channels and slot.driver is not None:
@@ -301,6 +338,12 @@ class Sampler:
             return
         cycle.samples += samples
         cycle.values.update(values)
+        if slot.type == "bme280":
+            cycle.air[slot.name] = values
+        if "rain_rate_mm_h" in values:
+            for ranger in self.slots:
+                if ranger.depth_filter is not None:
+                    ranger.depth_filter.rain(now * self._speed, values["rain_rate_mm_h"])
         empty = bool(samples) and all(x.value is None for x in samples)
         if empty and was != "no_data":
             slot.error = "no valid value: " + ", ".join(
@@ -320,6 +363,47 @@ class Sampler:
         slot.next_due += iv  # deadline-driven: no drift
         if slot.next_due <= now:  # fell behind (a slow read, a paused process): skip, don't burst
             slot.next_due = now + iv
+
+    def _derive(self, slot: Slot, m: Any, cycle: Cycle, now: float) -> Any:
+        """A ranger's reading corrected for this cycle's air, spike-flagged, with its rise."""
+        from drivers.base import Measurement
+        from drivers.flood import compensate
+
+        air = cycle.air.get(slot.air) if slot.air is not None else None
+        height = slot.cfg.get("mount_height_cm")
+        if air and air.get("temperature_c") is not None and height is not None:
+            m = compensate(m, float(height), air["temperature_c"],
+                           air.get("humidity_pct"), air.get("pressure_hpa"))
+        depth = _finite(m.get("depth_cm"))
+        flags = dict(getattr(m, "flags", {}) or {})
+        if depth is None or flags.get("depth_cm", 0) & UNTRUSTED:
+            return m
+        assert slot.depth_filter is not None
+        verdict = slot.depth_filter.observe(now * self._speed, depth)
+        values = dict(m)
+        if verdict.spike:
+            for q in ("depth_cm", "distance_cm"):
+                flags[q] = flags.get(q, 0) | int(Quality.SPIKE)
+        if verdict.rise_cm_10min is not None:
+            values["rise_cm_10min"] = verdict.rise_cm_10min
+            flags["rise_cm_10min"] = 0
+        self._follow_the_water(slot, verdict.rise_cm_10min, now)
+        return Measurement(values, flags, sensor=getattr(m, "sensor", None))
+
+    def _follow_the_water(self, slot: Slot, rise: float | None, now: float) -> None:
+        """While the water rises faster than ``rising_cm_10min`` the ranger samples faster."""
+        threshold = slot.cfg.get("rising_cm_10min")
+        rising = (rise is not None and threshold is not None and self.rising_interval is not None
+                  and rise >= float(threshold))
+        cap = self.rising_interval if rising else None
+        if cap == slot.cap:
+            return
+        slot.cap = cap
+        if cap is not None:
+            log.warning("%s: water rising %.1f cm/10 min: sampling every %gs", slot.name, rise, cap)
+            slot.next_due = min(slot.next_due, now + cap)
+        else:
+            log.info("%s: water no longer rising fast: back to every %gs", slot.name, self.interval(slot))
 
     def _convert(self, slot: Slot, m: Any) -> tuple[list[Sample], dict[str, float | None]]:
         """Samples (rounded to the wire resolution) and storm values of one reading. Raises on a

@@ -28,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="largest decompressed body accepted (default: %(default)s)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [[forward]] sinks (MQTT / ThingsBoard), "
-                   "see docs/central.md")
+                   "[console] settings; see docs/central.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward",)
+CONFIG_SECTIONS = ("forward", "console")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -66,9 +66,12 @@ def serve_cmd(args: argparse.Namespace) -> int:
     for name in ("max_body", "max_decompressed"):
         if getattr(args, name) < 1024:
             raise ConfigError(f"--{name.replace('_', '-')}: expected at least 1024 bytes")
+    from central.console.config import parse_console
     from central.forward.config import parse_sinks
 
-    sinks = parse_sinks(load_config(args.config))
+    config = load_config(args.config)
+    sinks = parse_sinks(config)
+    console = parse_console(config)
     store = open_db(args.db)
     forwarders = []
     try:
@@ -82,7 +85,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
             forwarders = start_forwarders(store, sinks)
         server.serve_forever(store, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key,
                              announce=lambda line: print(line, flush=True),
-                             max_body=args.max_body, max_decompressed=args.max_decompressed)
+                             max_body=args.max_body, max_decompressed=args.max_decompressed, console=console)
     except OSError as e:
         print(f"streetnode-central: error: --listen {args.listen}: {e.strerror or e}", file=sys.stderr)
         return 69

@@ -26,6 +26,7 @@ previous one, so a debouncing gauge counts every tip. A daemon thread calls ``pu
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
@@ -33,10 +34,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from drivers.acoustics import speed_of_sound_m_s
 from drivers.emulator.bme280_chip import EmulatedBME280
 from drivers.emulator.fakebus import FakeSMBus
 from drivers.emulator.pmsa003i_chip import EmulatedPMSA003I
 from drivers.emulator.scenarios import Scenario, Truth, scenario
+
+log = logging.getLogger("streetnode.emulator")
 
 BME280_ADDRESS = 0x76
 PM25_ADDRESS = 0x12
@@ -87,6 +91,7 @@ class EmulatedRig:
         self._factory: Any = None
         self.ranger: _Ranger | None = None
         self.rain: _Rain | None = None
+        self.lamps: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,7 +150,28 @@ class EmulatedRig:
         from drivers.emulator.gpio import attach_sonar
 
         self.ranger = _Ranger(mount_height_cm)
-        self.ranger.trigger = attach_sonar(self.pin_factory, trigger_pin, echo_pin, self._distance_m)
+        self.ranger.trigger = attach_sonar(self.pin_factory, trigger_pin, echo_pin, self._distance_m,
+                                           self.speed_of_sound_m_s)
+
+    def speed_of_sound_m_s(self) -> float:
+        """The speed of sound in the scenario's air now (temperature, humidity, pressure)."""
+        truth = self.truth()
+        return speed_of_sound_m_s(truth.temperature_c, truth.humidity_pct, truth.pressure_hpa)
+
+    def attach_lamp(self, pin: int, label: str) -> Any:
+        """Wire an emulated warning light/siren: each switch is logged with the scenario time and
+        the water depth then, and kept in ``rig.lamps[label].switches``."""
+        from drivers.emulator.gpio import attach_lamp
+
+        lamp = attach_lamp(self.pin_factory, pin, label, self._lamp_switched)
+        self.lamps[label] = lamp
+        return lamp
+
+    def _lamp_switched(self, label: str, lit: bool) -> None:
+        truth = self.truth()
+        log.warning("emulated %s (%s) %s at scenario %.2f h, water %.1f cm", label,
+                    self.lamps[label].info.name if label in self.lamps else "?",
+                    "ON" if lit else "OFF", truth.t_s / 3600.0, truth.depth_cm)
 
     def attach_rain(self, pin: int, mm_per_tip: float = 0.2794, debounce_s: float = 0.05) -> None:
         reed = self.pin_factory.pin(pin)

@@ -10,7 +10,7 @@ from functools import partial
 
 from node import __version__
 from node.config import gpio_pins
-from node.diag import hardware, network, storage, system
+from node.diag import alarms, hardware, network, storage, system
 from node.diag.context import DiagContext
 from node.diag.core import Check, Report, Runner
 from node.i18n import N_
@@ -20,7 +20,8 @@ from node.i18n import N_
 # partially initialized module 'gpiozero.pins.pi'" on the first diag after an install).
 PRELOAD = ("gpiozero", "gpiozero.pins.mock", "gpiozero.pins.pi", "gpiozero.pins.native", "smbus2",
            "adafruit_bme280.advanced", "adafruit_pm25.i2c", "drivers.bme280", "drivers.pm25", "drivers.flood",
-           "drivers.rain", "drivers.health", "drivers.scan", "drivers.i2c", "drivers.led", "drivers.emulator",
+           "drivers.rain", "drivers.health", "drivers.scan", "drivers.i2c", "drivers.led", "drivers.alarm",
+           "drivers.emulator",
            "drivers.emulator.health", "drivers.emulator.gpio", "node.sampler", "node.agent", "node.buffer")
 
 OVERALL_DEADLINE_S = 9.0  # the issue promises <= 10 s; keep a margin for start-up and output
@@ -46,6 +47,9 @@ def build_checks(ctx: DiagContext) -> list[Check]:
             needs = (f"i2c.scan.bus{s['bus']}",) if "bus" in s else ("gpio",)
             checks.append(Check(f"sensor.{s['name']}", partial(hardware.check_sensor, name=s["name"]),
                                 deadline=4.0, needs=needs))
+        for a in ctx.cfg.alarms:
+            checks.append(Check(f"alarm.{a['name']}", partial(alarms.check_alarm, name=a["name"]),
+                                deadline=2.0, needs=("gpio",)))
     checks += [
         Check("clock", system.check_clock, deadline=2.0),
         Check("disk", system.check_disk, deadline=2.0),

@@ -150,6 +150,8 @@ class DiagContext:
                 rig.attach_ranger(s["trigger_pin"], s["echo_pin"], mount_height_cm=s["mount_height_cm"])
             elif s["enabled"] and s["type"] == "rain":
                 rig.attach_rain(s["pin"], mm_per_tip=s["mm_per_tip"], debounce_s=s["debounce"])
+        for a in self.cfg.alarms if self.cfg else []:
+            rig.attach_lamp(a["pin"], a["name"])  # the emulated warning light shows each switch
         for target, fault in self.faults:
             kind = target
             if self.cfg is not None and target in {s["name"] for s in self.cfg.sensors}:

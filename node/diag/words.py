@@ -18,6 +18,8 @@ from node.i18n import N_, _, language
 QUANTITIES = (
     N_("temperature_c"), N_("humidity_pct"), N_("pressure_hpa"), N_("pm1_0_ugm3"), N_("pm2_5_ugm3"),
     N_("pm10_ugm3"), N_("depth_cm"), N_("distance_cm"), N_("rain_mm"), N_("rain_rate_mm_h"),
+    N_("rise_cm_10min"), N_("alarm_on"), N_("cpu_temp_c"), N_("disk_used_pct"), N_("load_1m"),
+    N_("uptime_s"),
 )
 
 # driver causes that are whole sentences (drivers/*.py), translated as they are

@@ -88,7 +88,8 @@ def test_storm_mode_ends_when_the_ranger_dies_mid_storm(tmp_path):
     """Before: the ranger's last depth was kept forever; storm mode held for the rest of the 48 h."""
     flood = {"type": "flood", "name": "flood", "trigger_pin": 23, "echo_pin": 24, "mount_height_cm": 300,
              "interval": "0.2s"}
-    agent = Agent(_storm_cfg(tmp_path, [flood]))
+    air = {"type": "bme280", "name": "weather", "interval": "0.2s"}  # the depth is temperature-corrected
+    agent = Agent(_storm_cfg(tmp_path, [air, flood]))
     agent.start()
     rig = agent._hw.rig
     runner = _run(agent, 0)

@@ -148,8 +148,8 @@ def test_a_warming_up_sensor_does_not_hold_up_the_first_cycle():
     assert [x.channel for x in s.sample().samples] == ["weather.temperature_c"]
     warm = WARMUP["flood"](r)
     assert s.next_due() == warm == 0.35
-    now[0] = warm
-    assert [x.channel for x in s.sample().samples] == ["flood.depth_cm"]
+    now[0] = warm  # the ranger's cycle takes its air sensor along (speed of sound), air first
+    assert [x.channel for x in s.sample().samples] == ["weather.temperature_c", "flood.depth_cm"]
     now[0] = 1.0  # then both on the same grid: one cycle, one commit
     assert {x.channel for x in s.sample().samples} == {"weather.temperature_c", "flood.depth_cm"}
 

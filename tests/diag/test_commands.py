@@ -78,3 +78,38 @@ def test_identify_without_led_says_so(tmp_path, state_dir, diag_env):
     cfg.write_text(config_text(state_dir).replace("[status_led]\npin = 27\n", ""))
     p = run_cli(["identify", "--config", str(cfg), "--emulate"], diag_env)
     assert p.returncode == 2 and "status_led.pin is not set" in p.stderr
+
+
+ALARM = ('\n[[alarms]]\nname = "flood_light"\npin = 22\nchannel = "flood.depth_cm"\non_at = 20.0\n'
+         'off_below = 15.0\n')
+
+
+def test_identify_alarm_switches_the_emulated_light_on_then_off(tmp_path, state_dir, diag_env):
+    from tests.diag.conftest import config_text
+    cfg = tmp_path / "alarm.toml"
+    cfg.write_text(config_text(state_dir) + ALARM)
+    p = run_cli(["identify", "--alarm", "flood_light", "--seconds", "0.3", "--config", str(cfg),
+                 "--emulate"], diag_env)
+    assert p.returncode == 0, p.stderr
+    assert "alarm flood_light (GPIO22) watches flood.depth_cm: on at >= 20 x2, off < 15 for 10m" in p.stderr
+    lines = p.stderr.splitlines()
+    on = next(i for i, line in enumerate(lines) if "emulated flood_light (GPIO22) ON" in line)
+    off = next(i for i, line in enumerate(lines) if "emulated flood_light (GPIO22) OFF" in line)
+    assert on < off and "alarm flood_light off" in lines[-1]
+    p = run_cli(["identify", "--alarm", "siren", "--config", str(cfg), "--emulate"], diag_env)
+    assert p.returncode == 2 and "no [[alarms]] entry named 'siren' (alarms: flood_light)" in p.stderr
+
+
+def test_diag_shows_the_alarm_and_claims_its_output(tmp_path, state_dir, sysroot):
+    from node import config
+    from node.diag.alarms import check_alarm
+    from node.diag.context import DiagContext
+    from tests.diag.conftest import config_text
+
+    path = tmp_path / "alarm.toml"
+    path.write_text(config_text(state_dir) + ALARM)
+    ctx = DiagContext(config.load(path), config_path=str(path), sysroot=sysroot, emulate="storm")
+    result = check_alarm(ctx, "flood_light")
+    assert result.status.name == "PASS", result
+    assert "flood_light (GPIO22) watches flood.depth_cm" in result.summary
+    assert "output usable" in result.summary

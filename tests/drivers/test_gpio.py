@@ -6,7 +6,7 @@ import pytest
 
 from drivers.emulator import EmulatedRig, scenario
 from drivers.emulator.gpio import attach_sonar, mock_factory, tip
-from drivers.flood import FloodRanger
+from drivers.flood import FloodRanger, compensate
 from drivers.led import PATTERNS, StatusLED
 from drivers.quality import Quality
 from drivers.rain import RainGauge
@@ -29,23 +29,29 @@ def storm_rig():
     rig.close()
 
 
-def test_flood_depth_within_5_cm_across_the_storm(storm_rig):
+def test_flood_depth_within_1_cm_across_the_storm_once_compensated(storm_rig):
+    """The emulated echo travels at the speed of sound in the scenario's air; gpiozero assumes
+    343.26 m/s, so the raw depth is several cm too deep in Hanoi's heat, the compensated one is not."""
     rig, clock = storm_rig
     rig.attach_ranger(TRIG, ECHO, mount_height_cm=300.0)
     ranger = FloodRanger(TRIG, ECHO, mount_height_cm=300.0, pin_factory=rig.pin_factory,
                          ping_interval_s=0.002)
     ranger.probe()
     try:
-        depths = []
+        depths, raw_errors = [], []
         for hour in range(0, 49, 2):
             clock.t = hour * 3600.0
             wait_pings(ranger, ranger.pings)  # pings taken after the truth moved
-            m = ranger.read()
-            truth = rig.truth().depth_cm
-            assert m["depth_cm"] == pytest.approx(truth, abs=5.0), (hour, m)
-            assert m["distance_cm"] + m["depth_cm"] == pytest.approx(300.0, abs=5.0)
+            raw = ranger.read()
+            truth = rig.truth()
+            m = compensate(raw, 300.0, truth.temperature_c, truth.humidity_pct, truth.pressure_hpa)
+            assert m["depth_cm"] == pytest.approx(truth.depth_cm, abs=1.0), (hour, m)
+            assert m["distance_cm"] + m["depth_cm"] == pytest.approx(300.0, abs=1.0)
+            assert m.flags["depth_cm"] == Quality.COMPENSATED
             depths.append(m["depth_cm"])
-        assert max(depths) == pytest.approx(45.0, abs=5.0) and depths[-1] < 5.0
+            raw_errors.append(raw["depth_cm"] - truth.depth_cm)
+        assert max(depths) == pytest.approx(45.0, abs=1.0) and depths[-1] < 1.0
+        assert min(raw_errors) > 3.0 and max(raw_errors) > 6.0  # 25-32 °C, humid: 3.9-7.6 cm
     finally:
         ranger.close()
 
@@ -61,7 +67,9 @@ def test_first_read_is_fast_and_later_reads_do_not_wait():
         start = time.monotonic()
         second = ranger.read()
         second_s = time.monotonic() - start
-        assert first["depth_cm"] == pytest.approx(0.0, abs=2.0) and second.ok
+        truth = rig.truth()
+        dry = compensate(first, 250.0, truth.temperature_c, truth.humidity_pct, truth.pressure_hpa)
+        assert dry["depth_cm"] == pytest.approx(0.0, abs=2.0) and second.ok
         assert first_s < ranger.settle_s + 0.5  # bounded by the deadline, not gpiozero's 9-ping queue
         assert second_s < first_s
     finally:

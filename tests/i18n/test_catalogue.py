@@ -79,7 +79,8 @@ def test_placeholders(text, fields):
 
 
 def test_pofile_compiles_what_gettext_reads():
-    po = ('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n"Plural-Forms: nplurals=1; plural=0;\\n"\n\n'
+    po = ('msgid ""\nmsgstr "Content-Type: text/plain; charset=UTF-8\\n"\n'
+          '"Plural-Forms: nplurals=1; plural=0;\\n"\n\n'
           '#: a.py\nmsgid "disk nearly full: {space}"\nmsgstr "ổ đĩa gần đầy: {space}"\n\n'
           '#, fuzzy\nmsgid "never"\nmsgstr "chưa bao giờ"\n\n'
           'msgid "one {n} sensor"\nmsgid_plural "{n} sensors"\nmsgstr[0] "{n} cảm biến"\n\n'
