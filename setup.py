@@ -6,6 +6,7 @@ not committed; an editable install compiles them on first use instead (`node.i18
 """
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -17,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 def _pofile() -> object:
     spec = importlib.util.spec_from_file_location("_streetnode_pofile", HERE / "node" / "pofile.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

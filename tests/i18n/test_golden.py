@@ -30,7 +30,8 @@ def normalize(text: str, tmp: Path) -> str:
     text = re.sub(r"\d\d/\d\d/\d{4} \d\d:\d\d:\d\d", "DD/MM/YYYY hh:mm:ss", text)
     text = re.sub(r"(/dev/i2c-1, )\S+( đọc/ghi được )\(\S+ 0660\)", r"\1<user>\2(<owner> 0660)", text)
     # the emulated ranger times a real echo: its last digit may move on a loaded machine
-    text = re.sub(r"độ sâu ngập=-?\d+,\d cm, khoảng cách=\d+,\d cm", "độ sâu ngập=N cm, khoảng cách=N cm", text)
+    text = re.sub(r"độ sâu ngập=-?\d+,\d cm, khoảng cách=\d+,\d cm", "độ sâu ngập=N cm, khoảng cách=N cm",
+                  text)
     return re.sub(r"trong \d+,\d giây:", "trong N giây:", text)
 
 
