@@ -66,7 +66,7 @@ class Open:
         except Exception as e:  # one bad sensor never stops the others (gpiozero raises its own kinds)
             self.close()
             remedy = getattr(e, "remedy", None)
-            from node.diag.driver_text import driver_message
+            from node.diag.words import driver_message
 
             text = driver_message(e)
             if remedy is not None and remedy not in str(e):

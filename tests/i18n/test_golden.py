@@ -106,3 +106,19 @@ def test_a_usage_error_in_vietnamese(cli_env):
     assert p.returncode == 2
     assert p.stderr.startswith("cách dùng: streetnode read")
     assert "streetnode read: lỗi: tham số --interval: cần một giá trị" in p.stderr
+
+
+def test_read_scan_and_identify_in_vietnamese(technician):
+    code, out, err = technician("read", "--emulate", "storm", "--fault", "air:nack")
+    assert code == 1, err
+    assert "air        LỖI: air ở 0x12: đọc khung dữ liệu: NACK (không có phản hồi) [errno 121] (kiểm tra " \
+           "dây nối, điện trở kéo lên và nguồn)" in out.splitlines()
+    assert re.search(r"^weather    nhiệt độ +\d+,\d\d °C +tốt$", out, re.M), out
+    assert out.startswith("-- ") and "(giả lập: storm)" in out.splitlines()[0]
+    code, out, err = technician("scan", "--emulate", "storm", "--fault", "weather:absent")
+    assert code == 1
+    assert "cấu hình: weather (bme280) ở 0x76: KHÔNG THẤY" in out.splitlines()
+    assert "cấu hình: air (pm25) ở 0x12: có trả lời" in out.splitlines()
+    code, out, err = technician("identify", "--emulate", "--seconds", "0.2")
+    assert code == 0
+    assert err == "trạm hn-test-0001: đang nháy đèn LED trạng thái ở GPIO27 trong 0,2 giây (Ctrl-C để dừng)\n"
