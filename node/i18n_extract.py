@@ -152,6 +152,38 @@ def bare_strings(paths: list[Path] | None = None) -> list[Bare]:
     return sorted(set(out), key=lambda b: b.where)
 
 
+def _translated(node: ast.expr) -> bool:
+    """``_("...")`` or ``_("...").format(...)``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+        node = node.func.value
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in MARKERS | {
+        "ngettext"}
+
+
+def fragments(paths: list[Path] | None = None) -> list[Bare]:
+    """A translated message glued to English words (``_("daemon ") + "running"``, ``f"{_(x)} now"``):
+    a sentence built from pieces, which breaks Vietnamese word order. Separators (``"; "``) are fine."""
+    if paths is None:
+        paths = sorted({p for pattern in USER_FACING for p in NODE_DIR.glob(pattern)})
+    out: list[Bare] = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text, str(path))):
+            glued: str | None = None
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+                for one, other in ((node.left, node.right), (node.right, node.left)):
+                    if _translated(one) and _has_words(other):
+                        glued = _has_words(other)
+            elif isinstance(node, ast.JoinedStr):
+                inner = [v.value for v in node.values if isinstance(v, ast.FormattedValue)]
+                if any(_translated(v) for v in inner):
+                    glued = _has_words(node)
+            if glued is not None and EXEMPT not in lines[node.lineno - 1]:
+                out.append(Bare(f"{_rel(path)}:{node.lineno}", glued))
+    return sorted(set(out), key=lambda b: b.where)
+
+
 # ---------------------------------------------------------------- placeholders
 _PERCENT = re.compile(r"%(?:\((\w+)\))?[sdr]")
 
@@ -239,6 +271,12 @@ def report(lang: str) -> str:
                    "reason=r), and add it to the catalogues (docs/i18n.md); a string that is not for "
                    f"people gets '{EXEMPT}' on its line:")
         out += [f"  {b.where}: {b.text!r}" for b in bare]
+    glued = fragments()
+    if glued:
+        out.append(f"{len(glued)} message(s) are glued to English words: a sentence from pieces keeps "
+                   "English word order. Make each variant one whole message with placeholders "
+                   "(docs/i18n.md, 'One whole sentence per message'):")
+        out += [f"  {b.where}: {b.text!r}" for b in glued]
     return "\n".join(out)
 
 

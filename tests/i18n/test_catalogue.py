@@ -11,7 +11,7 @@ import io
 import pytest
 
 from node import i18n_extract, pofile
-from node.i18n_extract import Message, bare_strings, placeholders, po_entry
+from node.i18n_extract import Message, bare_strings, fragments, placeholders, po_entry
 
 
 def test_every_message_has_a_vietnamese_translation_with_its_placeholders():
@@ -66,6 +66,20 @@ def test_a_printed_f_string_is_caught_and_an_exempt_one_is_not(tmp_path):
     )
     found = [(b.where.rsplit(":", 1)[1], b.text) for b in bare_strings([module])]
     assert [line for line, _text in found] == ["3", "6", "7", "8"]
+
+
+def test_a_sentence_glued_from_translated_pieces_is_caught(tmp_path):
+    module = tmp_path / "glue.py"
+    module.write_text(
+        "from node.i18n import _\n"
+        "def f(state, a, b):\n"
+        "    one = _('storm mode: ') + 'ON now'\n"
+        "    two = f\"{_('daemon')} is running\"\n"
+        "    three = _(a) + '; ' + _(b)\n"
+        "    four = _('disk nearly full: {space}').format(space=state) + ' (more soon)'\n"
+        "    five = ', '.join([_(a), _(b)])\n"
+    )
+    assert [b.where.rsplit(":", 1)[1] for b in fragments([module])] == ["3", "4", "6"]
 
 
 @pytest.mark.parametrize(("text", "fields"), [
