@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import re
 
 import pytest
 
@@ -110,3 +111,25 @@ def test_pofile_compiles_what_gettext_reads():
 def test_a_po_syntax_error_names_file_and_line():
     with pytest.raises(pofile.PoError, match=r"x.po:2: "):
         pofile.parse('msgid "a"\nmsgstr b\n', "x.po")
+
+
+# docs/vi/glossary.md: an English term in a message -> the Vietnamese term its translation must use
+GLOSSARY = {r"sensors?": "cảm biến", r"buffer(?:ed|s)?": "bộ đệm", r"node": "trạm",
+            r"daemon": "tiến trình nền", r"flood depth": "độ sâu ngập", r"uplink is down|connection lost": "mất kết nối",
+            r"readings": "số đo", r"central": "máy chủ trung tâm", r"remedy": "cách khắc phục"}
+NOT_THE_TERM = {"sensors: expected an array of tables ([[sensors]])"}  # the key [[sensors]], not the word
+
+
+def test_the_glossary_terms_are_used_in_every_translation():
+    entries = pofile.parse(i18n_extract.catalogue_path("vi").read_text(encoding="utf-8"))
+    off = []
+    for e in entries[1:]:
+        if e.msgid in NOT_THE_TERM:
+            continue
+        # config keys, commands, placeholders, paths and quoted names are not words to translate
+        words = re.sub(r"\[[^\]]*\]|`[^`]*`|\{[^}]*\}|\S*[._/]\S*|'[^']*'|\"[^\"]*\"", " ", e.msgid)
+        translation = (e.msgstr or e.msgstr_plural.get(0, "")).lower()
+        for english, vietnamese in GLOSSARY.items():
+            if re.search(rf"(?<![\w-]){english}(?![\w-])", words, re.I) and vietnamese not in translation:
+                off.append(f"{e.msgid!r}: {english} -> {vietnamese!r}, translated {translation!r}")
+    assert not off, "\n".join(off)
