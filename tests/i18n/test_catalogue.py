@@ -115,7 +115,8 @@ def test_a_po_syntax_error_names_file_and_line():
 
 # docs/vi/glossary.md: an English term in a message -> the Vietnamese term its translation must use
 GLOSSARY = {r"sensors?": "cảm biến", r"buffer(?:ed|s)?": "bộ đệm", r"node": "trạm",
-            r"daemon": "tiến trình nền", r"flood depth": "độ sâu ngập", r"uplink is down|connection lost": "mất kết nối",
+            r"daemon": "tiến trình nền", r"flood depth": "độ sâu ngập",
+            r"uplink is down|connection lost": "mất kết nối",
             r"readings": "số đo", r"central": "máy chủ trung tâm", r"remedy": "cách khắc phục"}
 NOT_THE_TERM = {"sensors: expected an array of tables ([[sensors]])"}  # the key [[sensors]], not the word
 
