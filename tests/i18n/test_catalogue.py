@@ -134,3 +134,10 @@ def test_the_glossary_terms_are_used_in_every_translation():
             if re.search(rf"(?<![\w-]){english}(?![\w-])", words, re.I) and vietnamese not in translation:
                 off.append(f"{e.msgid!r}: {english} -> {vietnamese!r}, translated {translation!r}")
     assert not off, "\n".join(off)
+
+
+def test_translations_are_nfc_so_the_terminal_width_is_counted_right():
+    import unicodedata
+
+    text = i18n_extract.catalogue_path("vi").read_text(encoding="utf-8")
+    assert unicodedata.normalize("NFC", text) == text  # diag wraps by code points: one per letter
