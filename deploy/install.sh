@@ -83,27 +83,164 @@ old), 77 not root, 78 bad argument value.
 EOF
 }
 
+# ------------------------------------------------------------------ messages (issue #19)
+# The installer's lines in the reader's language; kept in this file so install.sh stays one file.
+#
+# t FORMAT [ARG...] prints FORMAT (a printf format, the English text) with ARGs, in Vietnamese when
+# the locale asks for it and the table has the line; no newline. The language is chosen as the node
+# chooses it (node/i18n.py, GNU gettext's rules): the locale is the first set of LC_ALL,
+# LC_MESSAGES, LANG; C/POSIX (or none) is English; else LANGUAGE (a list like vi:en), then the
+# locale's own language.
+# Terms: docs/vi/glossary.md. tests/deploy/test_install_vi.py checks that every format printed by t
+# below is in the table with the same %s count. Bash only: no gettext tools on a fresh image.
+
+installer_lang() {
+    local locale="${LC_ALL:-${LC_MESSAGES:-${LANG:-}}}" want
+    locale="${locale%%.*}"
+    locale="${locale%%@*}"
+    case "$locale" in "" | C | POSIX) echo en; return 0 ;; esac
+    local -a prefs=()
+    IFS=: read -r -a prefs <<<"${LANGUAGE:-}"
+    for want in "${prefs[@]}" "$locale"; do
+        want="${want%%[_.@-]*}"
+        case "$want" in vi | en) echo "$want"; return 0 ;; esac
+    done
+    echo en
+}
+
+declare -A MESSAGES_VI=(
+    ["warning: %s"]="cảnh báo: %s"
+    ["error: %s"]="lỗi: %s"
+    ["changed: %s"]="đã thay đổi: %s"
+    ["would change: %s"]="sẽ thay đổi: %s"
+    ["unchanged: %s"]="không đổi: %s"
+    ["skipped: %s"]="bỏ qua: %s"
+    ["removed: %s"]="đã gỡ: %s"
+    ["would remove: %s"]="sẽ gỡ: %s"
+    ["would run: %s"]="sẽ chạy: %s"
+    ["%s changes"]="%s thay đổi"
+    ["dry run: %s changes would be made"]="chạy thử: sẽ có %s thay đổi"
+    ["installing streetnode from %s into %s"]="đang cài streetnode từ %s vào %s"
+    ["installing streetnode from %s into %s (dry run)"]="đang cài streetnode từ %s vào %s (chạy thử)"
+    ["installing streetnode-central from %s into %s"]="đang cài streetnode-central từ %s vào %s"
+    ["installing streetnode-central from %s into %s (dry run)"]="đang cài streetnode-central từ %s vào %s (chạy thử)"
+    ["removing %s from %s"]="đang gỡ %s khỏi %s"
+    [" (purge)"]=" (xóa sạch)"
+    [" (dry run)"]=" (chạy thử)"
+    ["%s needs a value (see --help)"]="%s cần một giá trị (xem --help)"
+    ["unknown option '%s' (see --help)"]="tùy chọn không hợp lệ '%s' (xem --help)"
+    ["--purge only goes with --uninstall"]="--purge chỉ dùng cùng --uninstall"
+    ["--central takes no --node-id, --central-url or --key-file"]="--central không nhận --node-id, --central-url hay --key-file"
+    ["--node-id: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got '%s'"]="--node-id: cần 1-64 chữ cái, chữ số, '.', '_' hoặc '-', bắt đầu bằng chữ cái hoặc chữ số, nhưng nhận được '%s'"
+    ["--central-url: expected an http:// or https:// URL, got '%s'"]="--central-url: cần một URL http:// hoặc https://, nhưng nhận được '%s'"
+    ["--key-file -: no key on standard input"]="--key-file -: không có khóa nào ở đầu vào chuẩn"
+    ["--key-file: cannot read '%s'"]="--key-file: không đọc được '%s'"
+    ["--key-file: '%s' is empty"]="--key-file: '%s' trống"
+    ["--key-file: '%s' does not hold a node key (expected 64 hex digits, as printed by 'streetnode-central node add')"]="--key-file: '%s' không chứa khóa của trạm (cần 64 chữ số hex, như 'streetnode-central node add' in ra)"
+    ["--wheel: expected a .whl file, got '%s'"]="--wheel: cần một tệp .whl, nhưng nhận được '%s'"
+    ["--root: '%s' is not a directory"]="--root: '%s' không phải thư mục"
+    ["not root: a real run must be started as root (sudo)"]="không phải root: lần chạy thật phải chạy với quyền root (sudo)"
+    ["must be run as root (try: sudo %s)"]="phải chạy với quyền root (thử: sudo %s)"
+    ["not a Debian-like system (ID='%s' in %s); streetnode needs Raspberry Pi OS or Debian"]="không phải hệ thống giống Debian (ID='%s' trong %s); streetnode cần Raspberry Pi OS hoặc Debian"
+    ["apt-get/dpkg-query not found; streetnode needs Raspberry Pi OS or Debian"]="không tìm thấy apt-get/dpkg-query; streetnode cần Raspberry Pi OS hoặc Debian"
+    ["Python %s is too old: streetnode needs Python %s or newer (Raspberry Pi OS Bookworm or later)"]="Python %s quá cũ: streetnode cần Python %s trở lên (Raspberry Pi OS Bookworm trở lên)"
+    ["user '%s' or group '%s' missing in %s"]="thiếu người dùng '%s' hoặc nhóm '%s' trong %s"
+    ["%s mode %s -> %s"]="%s quyền %s -> %s"
+    ["%s owner %s -> %s"]="%s chủ sở hữu %s -> %s"
+    ["%s (directory, mode %s, %s)"]="%s (thư mục, quyền %s, %s)"
+    ["%s (updated, mode %s)"]="%s (đã cập nhật, quyền %s)"
+    ["%s (new, mode %s)"]="%s (mới, quyền %s)"
+    ["apt packages (--no-system)"]="gói apt (--no-system)"
+    ["apt packages (--root: install in the image: %s)"]="gói apt (--root: cài trong ảnh hệ thống: %s)"
+    ["apt packages (%s)"]="gói apt (%s)"
+    ["apt packages: install %s"]="gói apt: cài %s"
+    ["apt-get update failed: no network to the package mirrors? connect the node and run again"]="apt-get update thất bại: mất kết nối tới máy chủ gói? hãy kết nối trạm rồi chạy lại"
+    ["apt-get install %s failed (see above)"]="apt-get install %s thất bại (xem ở trên)"
+    ["enable I2C (--root/--no-system: set dtparam=i2c_arm=on in the image's config.txt)"]="bật I2C (--root/--no-system: đặt dtparam=i2c_arm=on trong config.txt của ảnh hệ thống)"
+    ["I2C enabled (raspi-config)"]="I2C đã bật (raspi-config)"
+    ["I2C: raspi-config nonint do_i2c 0 (takes effect after a reboot)"]="I2C: raspi-config nonint do_i2c 0 (có hiệu lực sau khi khởi động lại máy)"
+    ["enable I2C: raspi-config not found; on a Pi add 'dtparam=i2c_arm=on' to /boot/firmware/config.txt (Bookworm+) and reboot"]="bật I2C: không tìm thấy raspi-config; trên Pi hãy thêm 'dtparam=i2c_arm=on' vào /boot/firmware/config.txt (Bookworm trở lên) rồi khởi động lại máy"
+    ["group %s"]="nhóm %s"
+    ["group %s (system)"]="nhóm %s (hệ thống)"
+    ["user %s and groups i2c, gpio (--no-system)"]="người dùng %s và các nhóm i2c, gpio (--no-system)"
+    ["user %s (system, groups i2c gpio, no login)"]="người dùng %s (hệ thống, nhóm i2c gpio, không đăng nhập được)"
+    ["user %s in group %s"]="người dùng %s trong nhóm %s"
+    ["user %s: add to group %s"]="người dùng %s: thêm vào nhóm %s"
+    ["user %s"]="người dùng %s"
+    ["no pyproject.toml in %s: run install.sh from a streetnode checkout or pass --wheel"]="không có pyproject.toml trong %s: hãy chạy install.sh từ thư mục mã streetnode hoặc dùng --wheel"
+    ["%s (new virtualenv, with system site packages for lgpio/gpiod)"]="%s (môi trường ảo mới, dùng gói hệ thống cho lgpio/gpiod)"
+    ["%s stopped for the upgrade"]="%s đã dừng để nâng cấp"
+    ["%s: install streetnode from %s"]="%s: cài streetnode từ %s"
+    ["could not build the streetnode wheel from %s (pip needs setuptools from PyPI: network?)"]="không đóng gói được streetnode từ %s (pip cần setuptools từ PyPI: mất kết nối?)"
+    ["pip could not install streetnode and its dependencies (network to PyPI/piwheels?)"]="pip không cài được streetnode và các gói phụ thuộc (mất kết nối tới PyPI/piwheels?)"
+    ["pip could not reinstall streetnode from %s"]="pip không cài lại được streetnode từ %s"
+    ["GPIO backend lgpio importable"]="thư viện GPIO lgpio dùng được"
+    ["lgpio is not importable in %s: GPIO sensors will not work; on Raspberry Pi OS 'apt-get install python3-lgpio', elsewhere '%s/bin/pip install lgpio'"]="không nạp được lgpio trong %s: các cảm biến GPIO sẽ không chạy; trên Raspberry Pi OS dùng 'apt-get install python3-lgpio', ở máy khác '%s/bin/pip install lgpio'"
+    ["%s (kept as it is)"]="%s (giữ nguyên)"
+    ["%s keeps node id '%s', not '%s': edit the file to change it"]="%s giữ mã trạm '%s', không phải '%s': hãy sửa tệp để đổi"
+    ["%s keeps its [central] url; edit the file to use %s"]="%s giữ url trong [central]; hãy sửa tệp để dùng %s"
+    ["--node-id is required on the first install (no %s yet)"]="lần cài đầu tiên cần --node-id (chưa có %s)"
+    ["no --central-url: the node will only buffer until [central] url is set in %s"]="không có --central-url: trạm chỉ lưu vào bộ đệm cho đến khi đặt url trong [central] của %s"
+    ["%s (kept)"]="%s (giữ nguyên)"
+    ["no node key: uploads stay off until you run again with --key-file (from 'streetnode-central node add')"]="chưa có khóa của trạm: không tải lên cho đến khi chạy lại với --key-file (từ 'streetnode-central node add')"
+    ["%s is valid (streetnode config check)"]="%s hợp lệ (streetnode config check)"
+    ["%s is not valid (above): the service will not start until it is fixed"]="%s không hợp lệ (xem ở trên): dịch vụ sẽ không khởi động cho đến khi sửa xong"
+    ["systemctl (no running systemd here: the service starts at the next boot)"]="systemctl (ở đây systemd không chạy: dịch vụ sẽ khởi động ở lần bật máy tới)"
+    ["%s running"]="%s đang chạy"
+    ["%s (re)started"]="%s đã khởi động (lại)"
+    ["%s active (main PID %s)"]="%s đang hoạt động (PID chính %s)"
+    ["%s is not running (state: %s); its last log lines:"]="%s không chạy (trạng thái: %s); các dòng nhật ký cuối:"
+    ["%s did not become active: fix the cause above and run install.sh again"]="%s không hoạt động được: hãy sửa nguyên nhân ở trên rồi chạy lại install.sh"
+    ["streetnode diag (--root/--no-system/--no-diag; run it on the node)"]="streetnode diag (--root/--no-system/--no-diag; hãy chạy trên trạm)"
+    ["streetnode diag (this version has no diag command)"]="streetnode diag (phiên bản này không có lệnh diag)"
+    ["running: %s"]="đang chạy: %s"
+    ["diag: all checks passed"]="diag: mọi mục kiểm tra đều đạt"
+    ["diag: exit %s (warnings or failures above, e.g. sensors not wired yet); the install itself is complete"]="diag: mã thoát %s (cảnh báo hoặc lỗi ở trên, ví dụ cảm biến chưa đấu dây); bản thân việc cài đặt đã xong"
+    ["%s not found (apt should have installed python3)"]="không tìm thấy %s (lẽ ra apt đã cài python3)"
+    ["%s stopped and disabled"]="%s đã dừng và tắt tự khởi động"
+    ["kept: %s (the store)"]="giữ lại: %s (kho dữ liệu)"
+    ["kept: %s (config, node key)"]="giữ lại: %s (cấu hình, khóa của trạm)"
+    ["kept: %s (buffered readings)"]="giữ lại: %s (số đo trong bộ đệm)"
+    ["--uninstall --purge removes it too"]="--uninstall --purge sẽ xóa cả nó"
+    ["--uninstall --purge removes them too"]="--uninstall --purge sẽ xóa cả chúng"
+    ["installed, but %s is invalid: fix it, then run install.sh again"]="đã cài, nhưng %s không hợp lệ: hãy sửa rồi chạy lại install.sh"
+)
+
+MESSAGES_LANG="$(installer_lang)"
+
+t() {
+    local format="$1"
+    shift
+    if [[ "$MESSAGES_LANG" == vi && -n "${MESSAGES_VI[$format]+set}" ]]; then
+        format="${MESSAGES_VI[$format]}"
+    fi
+    # shellcheck disable=SC2059  # the format is one of the lines above
+    printf -- "$format" "$@"
+}
+
 say() { echo "$PROG: $*"; }
-warn() { echo "$PROG: warning: $*" >&2; }
-die() { local code="$1"; shift; echo "$PROG: error: $*" >&2; exit "$code"; }
+warn() { echo "$PROG: $(t "warning: %s" "$*")" >&2; }
+die() { local code="$1"; shift; echo "$PROG: $(t "error: %s" "$*")" >&2; exit "$code"; }
 
 changed() {
     CHANGES=$((CHANGES + 1))
-    if ((DRY_RUN)); then echo "would change: $*"; else echo "changed: $*"; fi
+    if ((DRY_RUN)); then t "would change: %s" "$*"; else t "changed: %s" "$*"; fi
+    echo
 }
-unchanged() { echo "unchanged: $*"; }
-skipped() { echo "skipped: $*"; }
+unchanged() { t "unchanged: %s" "$*"; echo; }
+skipped() { t "skipped: %s" "$*"; echo; }
 removed() {
     CHANGES=$((CHANGES + 1))
-    if ((DRY_RUN)); then echo "would remove: $*"; else echo "removed: $*"; fi
+    if ((DRY_RUN)); then t "would remove: %s" "$*"; else t "removed: %s" "$*"; fi
+    echo
 }
 # run CMD...: execute, or only print it with --dry-run
 run() {
-    if ((DRY_RUN)); then echo "would run: $*"; else "$@"; fi
+    if ((DRY_RUN)); then t "would run: %s" "$*"; echo; else "$@"; fi
 }
 
 # ------------------------------------------------------------------ arguments
-need_value() { [[ $# -ge 2 && -n "$2" ]] || die $EX_USAGE "$1 needs a value (see --help)"; }
+need_value() { [[ $# -ge 2 && -n "$2" ]] || die $EX_USAGE "$(t "%s needs a value (see --help)" "$1")"; }
 
 parse_args() {
     while [[ $# -gt 0 ]]; do
@@ -130,22 +267,22 @@ parse_args() {
             --emulate) DIAG_EMULATE=1 ;;
             --central) CENTRAL=1 ;;
             -h | --help) usage; exit 0 ;;
-            *) die $EX_USAGE "unknown option '$1' (see --help)" ;;
+            *) die $EX_USAGE "$(t "unknown option '%s' (see --help)" "$1")" ;;
         esac
         shift
     done
-    if ((PURGE && !UNINSTALL)); then die $EX_USAGE "--purge only goes with --uninstall"; fi
+    if ((PURGE && !UNINSTALL)); then die $EX_USAGE "$(t "--purge only goes with --uninstall")"; fi
     if ((CENTRAL)); then
-        [[ -z "$NODE_ID$CENTRAL_URL$KEY_FILE" ]] || die $EX_USAGE "--central takes no --node-id, --central-url or --key-file"
+        [[ -z "$NODE_ID$CENTRAL_URL$KEY_FILE" ]] || die $EX_USAGE "$(t "--central takes no --node-id, --central-url or --key-file")"
         PREFIX="/opt/streetnode-central" VENV="/opt/streetnode-central/venv" STAMP="/opt/streetnode-central/.installed"
         UNIT_NAME="streetnode-central.service" PKG_EXTRA="[central]"
         OPTIONAL_PACKAGES=()
     fi
     if [[ -n "$NODE_ID" && ! "$NODE_ID" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]]; then
-        die $EX_CONFIG "--node-id: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got '$NODE_ID'"
+        die $EX_CONFIG "$(t "--node-id: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, got '%s'" "$NODE_ID")"
     fi
     if [[ -n "$CENTRAL_URL" && ! "$CENTRAL_URL" =~ ^https?://[^/[:space:]\"]+[^[:space:]\"]*$ ]]; then
-        die $EX_CONFIG "--central-url: expected an http:// or https:// URL, got '$CENTRAL_URL'"
+        die $EX_CONFIG "$(t "--central-url: expected an http:// or https:// URL, got '%s'" "$CENTRAL_URL")"
     fi
     if [[ "$KEY_FILE" == "-" ]]; then
         # the key on standard input, as 'streetnode-central node add' prints the command
@@ -153,25 +290,25 @@ parse_args() {
         trap 'rm -f "$KEY_TMP"' EXIT
         cat >"$KEY_TMP"
         KEY_FILE="$KEY_TMP"
-        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "--key-file -: no key on standard input"
+        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "$(t "--key-file -: no key on standard input")"
     fi
     if [[ -n "$KEY_FILE" ]]; then
-        [[ -f "$KEY_FILE" && -r "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: cannot read '$KEY_FILE'"
-        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "--key-file: '$KEY_FILE' is empty"
+        [[ -f "$KEY_FILE" && -r "$KEY_FILE" ]] || die $EX_CONFIG "$(t "--key-file: cannot read '%s'" "$KEY_FILE")"
+        [[ -s "$KEY_FILE" ]] || die $EX_CONFIG "$(t "--key-file: '%s' is empty" "$KEY_FILE")"
         # the form node/keyfile.py accepts: 64 hex digits, surrounding whitespace ignored (the key
         # itself is never echoed: a message may end up in a log or a terminal recording)
         local key_text
         key_text="$(head -c 300 "$KEY_FILE"; printf x)"
         key_text="${key_text%x}"
         [[ "$key_text" =~ ^[[:space:]]*[0-9a-fA-F]{64}[[:space:]]*$ ]] \
-            || die $EX_CONFIG "--key-file: '$KEY_FILE' does not hold a node key (expected 64 hex digits, as printed by 'streetnode-central node add')"
+            || die $EX_CONFIG "$(t "--key-file: '%s' does not hold a node key (expected 64 hex digits, as printed by 'streetnode-central node add')" "$KEY_FILE")"
     fi
     if [[ -n "$WHEEL" ]]; then
-        [[ -f "$WHEEL" && "$WHEEL" == *.whl ]] || die $EX_CONFIG "--wheel: expected a .whl file, got '$WHEEL'"
+        [[ -f "$WHEEL" && "$WHEEL" == *.whl ]] || die $EX_CONFIG "$(t "--wheel: expected a .whl file, got '%s'" "$WHEEL")"
         WHEEL="$(cd "$(dirname "$WHEEL")" && pwd)/$(basename "$WHEEL")"
     fi
     if [[ -n "$ROOT" ]]; then
-        [[ -d "$ROOT" ]] || die $EX_CONFIG "--root: '$ROOT' is not a directory"
+        [[ -d "$ROOT" ]] || die $EX_CONFIG "$(t "--root: '%s' is not a directory" "$ROOT")"
         ROOT="$(cd "$ROOT" && pwd)"
         if [[ "$ROOT" == "/" ]]; then ROOT=""; fi
     fi
@@ -181,8 +318,8 @@ parse_args() {
 check_root() {
     if [[ $EUID -eq 0 ]]; then return; fi
     if ((NO_SYSTEM)) && [[ -n "$ROOT" ]]; then return; fi
-    if ((DRY_RUN)); then warn "not root: a real run must be started as root (sudo)"; return; fi
-    die $EX_NOPERM "must be run as root (try: sudo $0 $*)"
+    if ((DRY_RUN)); then warn "$(t "not root: a real run must be started as root (sudo)")"; return; fi
+    die $EX_NOPERM "$(t "must be run as root (try: sudo %s)" "$0 $*")"
 }
 
 check_debian() {
@@ -195,10 +332,10 @@ check_debian() {
         like="$(. "$OS_RELEASE" && echo "${ID_LIKE:-}")"
     fi
     if [[ "$id" != "debian" && "$id" != "raspbian" && " $like " != *" debian "* ]]; then
-        die $EX_UNAVAILABLE "not a Debian-like system (ID='$id' in $OS_RELEASE); streetnode needs Raspberry Pi OS or Debian"
+        die $EX_UNAVAILABLE "$(t "not a Debian-like system (ID='%s' in %s); streetnode needs Raspberry Pi OS or Debian" "$id" "$OS_RELEASE")"
     fi
     if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
-        die $EX_UNAVAILABLE "apt-get/dpkg-query not found; streetnode needs Raspberry Pi OS or Debian"
+        die $EX_UNAVAILABLE "$(t "apt-get/dpkg-query not found; streetnode needs Raspberry Pi OS or Debian")"
     fi
 }
 
@@ -210,7 +347,7 @@ check_python() {
     fi
     local major="${v%%.*}" minor="${v#*.}"
     if ((major < MIN_PY_MAJOR || (major == MIN_PY_MAJOR && minor < MIN_PY_MINOR))); then
-        die $EX_UNAVAILABLE "Python $v is too old: streetnode needs Python $MIN_PY_MAJOR.$MIN_PY_MINOR or newer (Raspberry Pi OS Bookworm or later)"
+        die $EX_UNAVAILABLE "$(t "Python %s is too old: streetnode needs Python %s or newer (Raspberry Pi OS Bookworm or later)" "$v" "$MIN_PY_MAJOR.$MIN_PY_MINOR")"
     fi
     return 0
 }
@@ -229,7 +366,7 @@ owner_ids() {
     u="$(uid_of "$1")" g="$(gid_of "$2")"
     if [[ -z "$u" || -z "$g" ]]; then
         ((DRY_RUN)) && { echo "$1 $2"; return 0; }
-        die $EX_FAILURE "user '$1' or group '$2' missing in $(R /etc/passwd)"
+        die $EX_FAILURE "$(t "user '%s' or group '%s' missing in %s" "$1" "$2" "$(R /etc/passwd)")"
     fi
     echo "$u $g"
 }
@@ -239,14 +376,14 @@ fix_meta() {
     local path="$1" mode="$2" ids="$3" label="$4" cur want
     cur="$(stat -c '%a' "$path")"
     if [[ "$cur" != "${mode#0}" ]]; then
-        changed "$label mode $cur -> $mode"
+        changed "$(t "%s mode %s -> %s" "$label" "$cur" "$mode")"
         run chmod "$mode" "$path"
     fi
     [[ -z "$ids" ]] && return 0
     cur="$(stat -c '%u %g' "$path")"
     want="$ids"
     if [[ "$cur" != "$want" ]]; then
-        changed "$label owner $cur -> $want"
+        changed "$(t "%s owner %s -> %s" "$label" "$cur" "$want")"
         run chown "${want% *}:${want#* }" "$path"
     fi
 }
@@ -259,7 +396,7 @@ ensure_dir() {
         fix_meta "$(R "$dir")" "$mode" "$ids" "$dir"
         return 0
     fi
-    changed "$dir (directory, mode $mode, $3:$4)"
+    changed "$(t "%s (directory, mode %s, %s)" "$dir" "$mode" "$3:$4")"
     run mkdir -p "$(R "$dir")"
     run chmod "$mode" "$(R "$dir")"
     [[ -n "$ids" ]] && run chown "${ids% *}:${ids#* }" "$(R "$dir")"
@@ -276,7 +413,11 @@ ensure_file() {
         fix_meta "$dst" "$mode" "$ids" "$dest"
         return 0
     fi
-    if [[ -e "$dst" ]]; then changed "$dest (updated, mode $mode)"; else changed "$dest (new, mode $mode)"; fi
+    if [[ -e "$dst" ]]; then
+        changed "$(t "%s (updated, mode %s)" "$dest" "$mode")"
+    else
+        changed "$(t "%s (new, mode %s)" "$dest" "$mode")"
+    fi
     ((DRY_RUN)) && return 0
     mkdir -p "$(dirname "$dst")"
     local tmp="$dst.new.$$"
@@ -314,7 +455,7 @@ systemd_running() { [[ -z "$ROOT" ]] && ((!NO_SYSTEM)) && [[ -d /run/systemd/sys
 
 # ------------------------------------------------------------------ install steps
 install_packages() {
-    if ((NO_SYSTEM)); then skipped "apt packages (--no-system)"; return 0; fi
+    if ((NO_SYSTEM)); then skipped "$(t "apt packages (--no-system)")"; return 0; fi
     local all=("${BASE_PACKAGES[@]}") missing=() p
     for p in "${OPTIONAL_PACKAGES[@]}"; do
         if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" \
@@ -323,25 +464,25 @@ install_packages() {
         fi
     done
     if [[ -n "$ROOT" ]]; then
-        skipped "apt packages (--root: install in the image: ${all[*]})"
+        skipped "$(t "apt packages (--root: install in the image: %s)" "${all[*]}")"
         return 0
     fi
     for p in "${all[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
     done
     if ((${#missing[@]} == 0)); then
-        unchanged "apt packages (${all[*]})"
+        unchanged "$(t "apt packages (%s)" "${all[*]}")"
         return 0
     fi
-    changed "apt packages: install ${missing[*]}"
-    ((DRY_RUN)) && { echo "would run: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"; return 0; }
+    changed "$(t "apt packages: install %s" "${missing[*]}")"
+    ((DRY_RUN)) && { t "would run: %s" "apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"; echo; return 0; }
     if ! apt-get update -q >/tmp/streetnode-apt-update.log 2>&1 \
         || grep -qE '^(W|E): (Failed to fetch|Some index files failed)' /tmp/streetnode-apt-update.log; then
         sed 's/^/  apt: /' /tmp/streetnode-apt-update.log >&2
-        die $EX_UNAVAILABLE "apt-get update failed: no network to the package mirrors? connect the node and run again"
+        die $EX_UNAVAILABLE "$(t "apt-get update failed: no network to the package mirrors? connect the node and run again")"
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        || die $EX_UNAVAILABLE "apt-get install ${missing[*]} failed (see above)"
+        || die $EX_UNAVAILABLE "$(t "apt-get install %s failed (see above)" "${missing[*]}")"
 }
 
 enable_i2c() {
@@ -351,34 +492,33 @@ enable_i2c() {
     ensure_file "$tmp" "$MODULES_FILE" 0644 root root
     rm -f "$tmp"
     if ((NO_SYSTEM)) || [[ -n "$ROOT" ]]; then
-        skipped "enable I2C (--root/--no-system: set dtparam=i2c_arm=on in the image's config.txt)"
+        skipped "$(t "enable I2C (--root/--no-system: set dtparam=i2c_arm=on in the image's config.txt)")"
         return 0
     fi
     if command -v raspi-config >/dev/null 2>&1; then
         if [[ "$(raspi-config nonint get_i2c 2>/dev/null || echo 1)" == "0" ]]; then
-            unchanged "I2C enabled (raspi-config)"
+            unchanged "$(t "I2C enabled (raspi-config)")"
         else
-            changed "I2C: raspi-config nonint do_i2c 0 (takes effect after a reboot)"
+            changed "$(t "I2C: raspi-config nonint do_i2c 0 (takes effect after a reboot)")"
             run raspi-config nonint do_i2c 0
         fi
     else
-        skipped "enable I2C: raspi-config not found; on a Pi add 'dtparam=i2c_arm=on' to" \
-            "/boot/firmware/config.txt (Bookworm+) and reboot"
+        skipped "$(t "enable I2C: raspi-config not found; on a Pi add 'dtparam=i2c_arm=on' to /boot/firmware/config.txt (Bookworm+) and reboot")"
     fi
 }
 
 ensure_group() {
-    if [[ -n "$(gid_of "$1")" ]]; then unchanged "group $1"; return 0; fi
-    changed "group $1 (system)"
+    if [[ -n "$(gid_of "$1")" ]]; then unchanged "$(t "group %s" "$1")"; return 0; fi
+    changed "$(t "group %s (system)" "$1")"
     run groupadd --system ${ROOT:+--root "$ROOT"} "$1"
 }
 
 create_user() {
-    if ((NO_SYSTEM)); then skipped "user $SERVICE_USER and groups i2c, gpio (--no-system)"; return 0; fi
+    if ((NO_SYSTEM)); then skipped "$(t "user %s and groups i2c, gpio (--no-system)" "$SERVICE_USER")"; return 0; fi
     ensure_group i2c
     ensure_group gpio
     if [[ -z "$(uid_of "$SERVICE_USER")" ]]; then
-        changed "user $SERVICE_USER (system, groups i2c gpio, no login)"
+        changed "$(t "user %s (system, groups i2c gpio, no login)" "$SERVICE_USER")"
         run useradd --system ${ROOT:+--root "$ROOT"} --user-group --groups i2c,gpio \
             --home-dir "$STATE_DIR" --no-create-home --shell /usr/sbin/nologin \
             --comment "streetnode agent" "$SERVICE_USER"
@@ -388,9 +528,9 @@ create_user() {
     for g in i2c gpio; do
         members="$(awk -F: -v n="$g" '$1 == n { print $4 }' "$(R /etc/group)")"
         if [[ ",$members," == *",$SERVICE_USER,"* ]]; then
-            unchanged "user $SERVICE_USER in group $g"
+            unchanged "$(t "user %s in group %s" "$SERVICE_USER" "$g")"
         else
-            changed "user $SERVICE_USER: add to group $g"
+            changed "$(t "user %s: add to group %s" "$SERVICE_USER" "$g")"
             run usermod ${ROOT:+--root "$ROOT"} -aG "$g" "$SERVICE_USER"
         fi
     done
@@ -414,17 +554,17 @@ install_venv() {
     local venv stamp fp py
     venv="$(R "$VENV")" stamp="$(R "$STAMP")"
     if [[ -z "$WHEEL" && ! -f "$SRC_DIR/pyproject.toml" ]]; then
-        die $EX_CONFIG "no pyproject.toml in $SRC_DIR: run install.sh from a streetnode checkout or pass --wheel"
+        die $EX_CONFIG "$(t "no pyproject.toml in %s: run install.sh from a streetnode checkout or pass --wheel" "$SRC_DIR")"
     fi
     fp="$(source_fingerprint)"
     py="$venv/bin/python"
     if [[ -x "$py" ]] && "$py" -c 'import node' >/dev/null 2>&1 \
         && [[ -f "$stamp" && "$(cat "$stamp")" == "$fp" ]]; then
-        unchanged "$VENV (streetnode $("$py" -c 'import node; print(node.__version__)'))"
+        unchanged "$VENV (streetnode $("$py" -c 'import node; print(node.__version__)'))"  # i18n: no (names only)
         return 0
     fi
     if [[ ! -x "$py" ]] || ! "$py" -c 'import sys' >/dev/null 2>&1; then
-        changed "$VENV (new virtualenv, with system site packages for lgpio/gpiod)"
+        changed "$(t "%s (new virtualenv, with system site packages for lgpio/gpiod)" "$VENV")"
         # a venv whose interpreter vanished (OS upgrade) is rebuilt; config, key and buffer stay
         run rm -rf "$venv"
         run "$PYTHON" -m venv --system-site-packages "$venv"
@@ -432,26 +572,26 @@ install_venv() {
     local what="${WHEEL:-$SRC_DIR}"
     if systemd_running && systemctl is-active --quiet "$UNIT_NAME" 2>/dev/null; then
         # the agent flushes its buffer on SIGTERM; it is started again by activate_unit
-        changed "$UNIT_NAME stopped for the upgrade"
+        changed "$(t "%s stopped for the upgrade" "$UNIT_NAME")"
         run systemctl stop "$UNIT_NAME"
     fi
-    changed "$VENV: install streetnode from $what"
+    changed "$(t "%s: install streetnode from %s" "$VENV" "$what")"
     ((DRY_RUN)) && return 0
     local pip=("$py" -m pip --disable-pip-version-check --no-input -q)
     local src="$WHEEL" tmpd=""
     if [[ -z "$src" ]]; then
         tmpd="$(mktemp -d)"
         "${pip[@]}" wheel --no-deps -w "$tmpd" "${PIP_ARGS[@]}" "$SRC_DIR" \
-            || die $EX_UNAVAILABLE "could not build the streetnode wheel from $SRC_DIR (pip needs setuptools from PyPI: network?)"
+            || die $EX_UNAVAILABLE "$(t "could not build the streetnode wheel from %s (pip needs setuptools from PyPI: network?)" "$SRC_DIR")"
         src="$(ls "$tmpd"/streetnode-*.whl)"
     fi
     local dep=()
     ((NO_DEPS)) && dep=(--no-deps)
     "${pip[@]}" install "${dep[@]}" "${PIP_ARGS[@]}" "$src$PKG_EXTRA" \
-        || die $EX_UNAVAILABLE "pip could not install streetnode and its dependencies (network to PyPI/piwheels?)"
+        || die $EX_UNAVAILABLE "$(t "pip could not install streetnode and its dependencies (network to PyPI/piwheels?)")"
     # the same version number may carry new code: replace the package itself every time
     "${pip[@]}" install --no-deps --force-reinstall "${PIP_ARGS[@]}" "$src" \
-        || die $EX_FAILURE "pip could not reinstall streetnode from $src"
+        || die $EX_FAILURE "$(t "pip could not reinstall streetnode from %s" "$src")"
     [[ -n "$tmpd" ]] && rm -rf "$tmpd"
     if [[ -n "$ROOT" ]]; then
         # staged venv: its scripts must name the final path, not the staging directory
@@ -469,10 +609,9 @@ check_gpio_backend() {
     [[ -z "$ROOT" ]] || return 0
     grep -qa "Raspberry Pi" /proc/device-tree/model 2>/dev/null || return 0
     if "$(R "$VENV")/bin/python" -c 'import lgpio' >/dev/null 2>&1; then
-        unchanged "GPIO backend lgpio importable"
+        unchanged "$(t "GPIO backend lgpio importable")"
     else
-        warn "lgpio is not importable in $VENV: GPIO sensors will not work; on Raspberry Pi OS" \
-            "'apt-get install python3-lgpio', elsewhere '$VENV/bin/pip install lgpio'"
+        warn "$(t "lgpio is not importable in %s: GPIO sensors will not work; on Raspberry Pi OS 'apt-get install python3-lgpio', elsewhere '%s/bin/pip install lgpio'" "$VENV" "$VENV")"
     fi
 }
 
@@ -481,19 +620,19 @@ write_config() {
     ids="$(owner_ids root "$SERVICE_USER")"
     cfg="$(R "$CONFIG")"
     if [[ -f "$cfg" ]]; then
-        unchanged "$CONFIG (kept as it is)"
+        unchanged "$(t "%s (kept as it is)" "$CONFIG")"
         fix_meta "$cfg" 0640 "$ids" "$CONFIG"
         local cur_id
         cur_id="$(sed -n 's/^id *= *"\([^"]*\)".*/\1/p' "$cfg" | head -n1)"
         if [[ -n "$NODE_ID" && "$cur_id" != "$NODE_ID" ]]; then
-            warn "$CONFIG keeps node id '$cur_id', not '$NODE_ID': edit the file to change it"
+            warn "$(t "%s keeps node id '%s', not '%s': edit the file to change it" "$CONFIG" "$cur_id" "$NODE_ID")"
         fi
         if [[ -n "$CENTRAL_URL" ]] && ! grep -qF "url = \"$CENTRAL_URL\"" "$cfg"; then
-            warn "$CONFIG keeps its [central] url; edit the file to use $CENTRAL_URL"
+            warn "$(t "%s keeps its [central] url; edit the file to use %s" "$CONFIG" "$CENTRAL_URL")"
         fi
         return 0
     fi
-    [[ -n "$NODE_ID" ]] || die $EX_USAGE "--node-id is required on the first install (no $CONFIG yet)"
+    [[ -n "$NODE_ID" ]] || die $EX_USAGE "$(t "--node-id is required on the first install (no %s yet)" "$CONFIG")"
     local tmp
     tmp="$(mktemp)"
     local url_sed="s|^url = \"[^\"]*\"|# url = \"https://central.example.org\"  # set to upload; without it the node only buffers|"
@@ -506,7 +645,7 @@ write_config() {
         "$SRC_DIR/deploy/config.example.toml" >"$tmp"
     ensure_file "$tmp" "$CONFIG" 0640 root "$SERVICE_USER"
     rm -f "$tmp"
-    [[ -z "$CENTRAL_URL" ]] && warn "no --central-url: the node will only buffer until [central] url is set in $CONFIG"
+    [[ -z "$CENTRAL_URL" ]] && warn "$(t "no --central-url: the node will only buffer until [central] url is set in %s" "$CONFIG")"
     return 0
 }
 
@@ -517,10 +656,10 @@ store_key() {
     if [[ -n "$KEY_FILE" ]]; then
         ensure_file "$KEY_FILE" "$KEY" 0600 "$SERVICE_USER" "$SERVICE_USER"
     elif [[ -f "$k" ]]; then
-        unchanged "$KEY (kept)"
+        unchanged "$(t "%s (kept)" "$KEY")"
         fix_meta "$k" 0600 "$ids" "$KEY"
     else
-        warn "no node key: uploads stay off until you run again with --key-file (from 'streetnode-central node add')"
+        warn "$(t "no node key: uploads stay off until you run again with --key-file (from 'streetnode-central node add')")"
     fi
 }
 
@@ -529,10 +668,10 @@ check_config() {
     ((DRY_RUN)) && return 0
     local out
     if out="$("$(R "$VENV")/bin/python" -m node.cli config check "$(R "$CONFIG")" 2>&1 >/dev/null)"; then
-        unchanged "$CONFIG is valid (streetnode config check)"
+        unchanged "$(t "%s is valid (streetnode config check)" "$CONFIG")"
     else
         printf '  %s\n' "${out//$'\n'/$'\n'  }" >&2
-        warn "$CONFIG is not valid (above): the service will not start until it is fixed"
+        warn "$(t "%s is not valid (above): the service will not start until it is fixed" "$CONFIG")"
         CONFIG_BAD=1
     fi
 }
@@ -545,16 +684,16 @@ install_unit() {
 # start or restart the service when systemd runs here and something changed
 activate_unit() {
     if ! systemd_running; then
-        skipped "systemctl (no running systemd here: the service starts at the next boot)"
+        skipped "$(t "systemctl (no running systemd here: the service starts at the next boot)")"
         return 0
     fi
     run systemctl daemon-reload
     if ((CHANGES == 0)) && systemctl is-active --quiet "$UNIT_NAME"; then
-        unchanged "$UNIT_NAME running"
+        unchanged "$(t "%s running" "$UNIT_NAME")"
         return 0
     fi
-    changed "$UNIT_NAME (re)started"
-    ((DRY_RUN)) && { echo "would run: systemctl restart $UNIT_NAME"; return 0; }
+    changed "$(t "%s (re)started" "$UNIT_NAME")"
+    ((DRY_RUN)) && { t "would run: %s" "systemctl restart $UNIT_NAME"; echo; return 0; }
     systemctl reset-failed "$UNIT_NAME" >/dev/null 2>&1 || true  # a crash loop of an earlier version
     local started=1
     # Type=notify: 'restart' returns once the agent sent READY=1, or fails when it died first
@@ -574,7 +713,7 @@ wait_active() {
             [[ -z "$first" ]] && first="$pid"
             [[ "$pid" != "$first" ]] && break  # restarted under us: crashed after READY
             if ((waited >= SETTLE_S * 2)); then
-                say "$UNIT_NAME active (main PID $pid)"
+                say "$(t "%s active (main PID %s)" "$UNIT_NAME" "$pid")"
                 return 0
             fi
         elif [[ "$state" != activating && "$state" != reloading ]]; then
@@ -583,22 +722,22 @@ wait_active() {
         sleep 0.5
         waited=$((waited + 1))
     done
-    echo "$PROG: $UNIT_NAME is not running (state: ${state:-unknown}); its last log lines:" >&2
+    echo "$PROG: $(t "%s is not running (state: %s); its last log lines:" "$UNIT_NAME" "${state:-unknown}")" >&2
     journalctl -u "$UNIT_NAME" -n 20 --no-pager -o cat 2>/dev/null | sed 's/^/  /' >&2 || true
-    die $EX_FAILURE "$UNIT_NAME did not become active: fix the cause above and run install.sh again"
+    die $EX_FAILURE "$(t "%s did not become active: fix the cause above and run install.sh again" "$UNIT_NAME")"
 }
 
 run_diag() {
     local exe="$VENV/bin/streetnode"
     if [[ "$DIAG" == "no" ]] || { [[ "$DIAG" == "auto" ]] && { [[ -n "$ROOT" ]] || ((NO_SYSTEM)); }; }; then
-        skipped "streetnode diag (--root/--no-system/--no-diag; run it on the node)"
+        skipped "$(t "streetnode diag (--root/--no-system/--no-diag; run it on the node)")"
         return 0
     fi
-    if ((DRY_RUN)); then echo "would run: $exe --config $CONFIG diag"; return 0; fi
+    if ((DRY_RUN)); then t "would run: %s" "$exe --config $CONFIG diag"; echo; return 0; fi
     local cmd=("$(R "$exe")")
     [[ -n "$ROOT" ]] && cmd=("$(R "$VENV")/bin/python" -m node.cli)
     if ! "${cmd[@]}" diag --help >/dev/null 2>&1; then
-        skipped "streetnode diag (this version has no diag command)"
+        skipped "$(t "streetnode diag (this version has no diag command)")"
         return 0
     fi
     local args=(--config "$(R "$CONFIG")" diag)
@@ -607,27 +746,31 @@ run_diag() {
     if ((!NO_SYSTEM)) && [[ -z "$ROOT" ]] && command -v runuser >/dev/null; then
         as=(runuser -u "$SERVICE_USER" --)
     fi
-    say "running: streetnode ${args[*]}"
+    say "$(t "running: %s" "streetnode ${args[*]}")"
     local rc=0
     "${as[@]}" "${cmd[@]}" "${args[@]}" || rc=$?
     if ((rc == 0)); then
-        say "diag: all checks passed"
+        say "$(t "diag: all checks passed")"
     else
-        say "diag: exit $rc (warnings or failures above, e.g. sensors not wired yet); the install itself is complete"
+        say "$(t "diag: exit %s (warnings or failures above, e.g. sensors not wired yet); the install itself is complete" "$rc")"
     fi
 }
 
 do_install() {
-    say "installing streetnode from ${WHEEL:-$SRC_DIR} into ${ROOT:-/}$( ((DRY_RUN)) && echo ' (dry run)')"
+    if ((DRY_RUN)); then
+        say "$(t "installing streetnode from %s into %s (dry run)" "${WHEEL:-$SRC_DIR}" "${ROOT:-/}")"
+    else
+        say "$(t "installing streetnode from %s into %s" "${WHEEL:-$SRC_DIR}" "${ROOT:-/}")"
+    fi
     check_debian
     if [[ -z "$NODE_ID" && ! -f "$(R "$CONFIG")" ]]; then
-        die $EX_USAGE "--node-id is required on the first install (no $CONFIG yet)"
+        die $EX_USAGE "$(t "--node-id is required on the first install (no %s yet)" "$CONFIG")"
     fi
     local have_python=1
     check_python || have_python=0
     install_packages
     if ((!have_python)); then
-        ((DRY_RUN)) || check_python || die $EX_UNAVAILABLE "$PYTHON not found (apt should have installed python3)"
+        ((DRY_RUN)) || check_python || die $EX_UNAVAILABLE "$(t "%s not found (apt should have installed python3)" "$PYTHON")"
     fi
     enable_i2c
     create_user
@@ -645,13 +788,17 @@ do_install() {
 }
 
 do_central_install() {
-    say "installing streetnode-central from ${WHEEL:-$SRC_DIR} into ${ROOT:-/}$( ((DRY_RUN)) && echo ' (dry run)')"
+    if ((DRY_RUN)); then
+        say "$(t "installing streetnode-central from %s into %s (dry run)" "${WHEEL:-$SRC_DIR}" "${ROOT:-/}")"
+    else
+        say "$(t "installing streetnode-central from %s into %s" "${WHEEL:-$SRC_DIR}" "${ROOT:-/}")"
+    fi
     check_debian
     local have_python=1
     check_python || have_python=0
     install_packages
     if ((!have_python)); then
-        ((DRY_RUN)) || check_python || die $EX_UNAVAILABLE "$PYTHON not found (apt should have installed python3)"
+        ((DRY_RUN)) || check_python || die $EX_UNAVAILABLE "$(t "%s not found (apt should have installed python3)" "$PYTHON")"
     fi
     ensure_dir "$PREFIX" 0755 root root
     install_venv
@@ -660,9 +807,9 @@ do_central_install() {
 }
 
 do_central_uninstall() {
-    say "removing streetnode-central from ${ROOT:-/}$( ((PURGE)) && echo ' (purge)')$( ((DRY_RUN)) && echo ' (dry run)')"
+    say "$(t "removing %s from %s" "streetnode-central" "${ROOT:-/}")$( ((PURGE)) && t " (purge)")$( ((DRY_RUN)) && t " (dry run)")"
     if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
-        changed "$UNIT_NAME stopped and disabled"
+        changed "$(t "%s stopped and disabled" "$UNIT_NAME")"
         run systemctl disable --now "$UNIT_NAME" || true
     fi
     remove_path "$WANTS_DIR/$UNIT_NAME"
@@ -674,15 +821,15 @@ do_central_uninstall() {
         remove_path /var/lib/private/streetnode-central
         remove_path /etc/streetnode-central
     else
-        [[ -e "$(R /var/lib/private/streetnode-central)" ]] && say "kept: /var/lib/streetnode-central (the store)"
-        say "--uninstall --purge removes it too"
+        [[ -e "$(R /var/lib/private/streetnode-central)" ]] && say "$(t "kept: %s (the store)" /var/lib/streetnode-central)"
+        say "$(t "--uninstall --purge removes it too")"
     fi
 }
 
 do_uninstall() {
-    say "removing streetnode from ${ROOT:-/}$( ((PURGE)) && echo ' (purge)')$( ((DRY_RUN)) && echo ' (dry run)')"
+    say "$(t "removing %s from %s" "streetnode" "${ROOT:-/}")$( ((PURGE)) && t " (purge)")$( ((DRY_RUN)) && t " (dry run)")"
     if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
-        changed "$UNIT_NAME stopped and disabled"
+        changed "$(t "%s stopped and disabled" "$UNIT_NAME")"
         run systemctl disable --now "$UNIT_NAME" || true
     fi
     remove_path "$WANTS_DIR/$UNIT_NAME"
@@ -694,13 +841,13 @@ do_uninstall() {
         remove_path "$ETC_DIR"
         remove_path "$STATE_DIR"
         if ((!NO_SYSTEM)) && [[ -n "$(uid_of "$SERVICE_USER")" ]]; then
-            removed "user $SERVICE_USER"
+            removed "$(t "user %s" "$SERVICE_USER")"
             run userdel ${ROOT:+--root "$ROOT"} "$SERVICE_USER"
         fi
     else
-        [[ -e "$(R "$ETC_DIR")" ]] && say "kept: $ETC_DIR (config, node key)"
-        [[ -e "$(R "$STATE_DIR")" ]] && say "kept: $STATE_DIR (buffered readings)"
-        say "--uninstall --purge removes them too"
+        [[ -e "$(R "$ETC_DIR")" ]] && say "$(t "kept: %s (config, node key)" "$ETC_DIR")"
+        [[ -e "$(R "$STATE_DIR")" ]] && say "$(t "kept: %s (buffered readings)" "$STATE_DIR")"
+        say "$(t "--uninstall --purge removes them too")"
     fi
 }
 
@@ -712,11 +859,11 @@ main() {
     elif ((UNINSTALL)); then do_uninstall
     else do_install; fi
     if ((DRY_RUN)); then
-        say "dry run: $CHANGES changes would be made"
+        say "$(t "dry run: %s changes would be made" "$CHANGES")"
     else
-        say "$CHANGES changes"
+        say "$(t "%s changes" "$CHANGES")"
     fi
-    if ((CONFIG_BAD)); then die $EX_CONFIG "installed, but $CONFIG is invalid: fix it, then run install.sh again"; fi
+    if ((CONFIG_BAD)); then die $EX_CONFIG "$(t "installed, but %s is invalid: fix it, then run install.sh again" "$CONFIG")"; fi
 }
 
 main "$@"

@@ -10,8 +10,9 @@ import argparse
 import importlib
 import sys
 
-from node import __version__
-from node.errors import debug_enabled, run_guarded  # noqa: F401  (callers import them from here)
+from node import __version__, errors
+from node.errors import debug_enabled  # noqa: F401  (callers import it from here)
+from node.i18n import N_, _, set_language
 
 # subcommand modules under node.commands, in the order --help lists them
 COMMAND_MODULES = ["config_cmd", "run", "status", "demo"]
@@ -21,16 +22,19 @@ COMMAND_MODULES += ["diag", "scan", "read", "identify", "bundle"]  # issue #7
 # Options every command takes, before or after its name (`streetnode -c F run` = `streetnode run -c F`):
 # (flags, dest, argparse keywords). Add one here and every (sub)command accepts it.
 GLOBAL_OPTIONS: list[tuple[tuple[str, ...], str, dict[str, object]]] = [
-    (("-c", "--config"), "config", {"metavar": "PATH", "help": "configuration file "
-                                    "(default: $STREETNODE_CONFIG or /etc/streetnode/config.toml)"}),
-    (("-v", "--verbose"), "verbose", {"action": "count", "help": "more log output (-vv: debug)"}),
+    (("-c", "--config"), "config", {"metavar": "PATH", "help": N_("configuration file "
+                                    "(default: $STREETNODE_CONFIG or /etc/streetnode/config.toml)")}),
+    (("-v", "--verbose"), "verbose", {"action": "count", "help": N_("more log output (-vv: debug)")}),
+    (("--lang",), "lang", {"metavar": "LANG", "help": N_("language of the messages: en or vi (default: "
+                                                        "from LANGUAGE, LC_ALL, LC_MESSAGES, LANG)")}),
 ]
-GLOBAL_DEFAULTS: dict[str, object] = {"config": None, "verbose": 0}
+GLOBAL_DEFAULTS: dict[str, object] = {"config": None, "verbose": 0, "lang": None}
 
 
 def add_global_options(parser: argparse.ArgumentParser, depth: int) -> None:
     """The global options on one parser; below the top their values land in ``_g<depth>_<dest>``."""
-    for flags, dest, kw in GLOBAL_OPTIONS:
+    for flags, dest, options in GLOBAL_OPTIONS:
+        kw = {**options, "help": _(str(options["help"]))}
         if depth == 0:
             parser.add_argument(*flags, dest=dest, default=GLOBAL_DEFAULTS[dest], **kw)  # type: ignore[arg-type]
         else:
@@ -48,7 +52,7 @@ def _add_globals_below(parser: argparse.ArgumentParser, depth: int = 1) -> None:
 
 def merge_global_options(args: argparse.Namespace) -> argparse.Namespace:
     """Fold ``_g<depth>_<dest>`` into ``dest``: a later (deeper) value wins, -v counts add up."""
-    for _, dest, kw in GLOBAL_OPTIONS:
+    for _flags, dest, kw in GLOBAL_OPTIONS:
         found = sorted(k for k in vars(args) if k.startswith("_g") and k.endswith(f"_{dest}"))
         for key in found:
             value = vars(args).pop(key)
@@ -62,11 +66,13 @@ def merge_global_options(args: argparse.Namespace) -> argparse.Namespace:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streetnode",
-        description="Street-pole environmental node: sample sensors, buffer durably, upload to the city.",
-        epilog="Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable, 74 I/O, 77 permission, "
-        "78 configuration. Set STREETNODE_DEBUG=1 for tracebacks.",
+        description=_("Street-pole environmental node: sample sensors, buffer durably, upload to the "
+                      "city."),
+        epilog=_("Exit codes: 0 ok, 1 failure, 2 usage, 69 unavailable, 74 I/O, 77 permission, "
+                 "78 configuration. Set STREETNODE_DEBUG=1 for tracebacks."),
     )
-    parser.add_argument("--version", action="version", version=f"streetnode {__version__}")
+    parser.add_argument("--version", action="version", version=f"streetnode {__version__}",
+                        help=_("show program's version number and exit"))  # argparse's default is fixed
     add_global_options(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
@@ -75,9 +81,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_guarded(func: object, args: object, prog: str) -> int:
+    """`node.errors.run_guarded` with its messages in the reader's language."""
+    return errors.run_guarded(func, args, prog, translate=_)
+
+
+def lang_from_argv(argv: list[str]) -> str | None:
+    """``--lang X`` / ``--lang=X`` anywhere before ``--``: argparse's own texts (usage, headings)
+    are translated while the parser is built, so the language is settled before parsing."""
+    lang = None
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--lang" and i + 1 < len(argv):
+            lang = argv[i + 1]
+        elif word.startswith("--lang="):
+            lang = word.partition("=")[2]
+    return lang
+
+
 def main(argv: list[str] | None = None) -> int:
     from node.commands.options import settle_emulate
 
+    set_language(lang_from_argv(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = merge_global_options(parser.parse_args(argv))
     settle_emulate(args)

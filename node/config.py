@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from node.errors import ConfigError
+from node.i18n import N_, _
 from node.units import format_duration, format_size, parse_duration, parse_size
 
 DEFAULT_PATH = "/etc/streetnode/config.toml"
@@ -59,6 +60,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "id": _f("node_id", REQUIRED),
         "state_dir": _f("path", "/var/lib/streetnode"),
         "log_level": _f("choice", "info", choices=("debug", "info", "warning", "error")),
+        "timezone": _f("str", "Asia/Ho_Chi_Minh"),  # for times a technician reads (node.i18n)
         "location": _f("table", None, schema=LOCATION),
     },
     "central": {
@@ -195,39 +197,57 @@ class Config:
 
 # ---------------------------------------------------------------- value checks
 def _expect(kind: str, f: Field) -> str:
-    rng = ""
-    if f.lo is not None and f.hi is not None:
-        rng = f" from {f.lo:g} to {f.hi:g}"
-    elif f.lo is not None:
-        rng = f" of at least {f.lo:g}"
+    """What a key of this kind must hold, as a whole phrase (each range its own message)."""
+    if kind in ("int", "float"):
+        return _numeric(kind, f)
+    if kind == "duration":
+        return _drange(f)
+    if kind == "size":
+        return _srange(f)
+    if kind == "choice":
+        return _("one of {choices}").format(choices=", ".join(repr(c) for c in f.choices))
     return {
-        "str": "a string",
-        "int": f"an integer{rng}",
-        "float": f"a number{rng}",
-        "bool": "true or false",
-        "duration": f"a duration such as \"10s\", \"5m\" or \"2h\"{_drange(f)}",
-        "size": f"a size such as \"256MiB\" or \"1GiB\"{_srange(f)}",
-        "address": "an I2C address from 0x03 to 0x77, as \"0x76\" or an integer",
-        "pin": "a BCM GPIO number from 0 to 27",
-        "path": "a file system path (string)",
-        "url": "an http:// or https:// URL",
-        "node_id": "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        "name": "1-32 lowercase letters, digits or '_', starting with a letter",
-        "choice": "one of " + ", ".join(repr(c) for c in f.choices),
-        "table": "a table",
+        "str": _("a string"),
+        "bool": _("true or false"),
+        "address": _("an I2C address from 0x03 to 0x77, as \"0x76\" or an integer"),
+        "pin": _("a BCM GPIO number from 0 to 27"),
+        "path": _("a file system path (string)"),
+        "url": _("an http:// or https:// URL"),
+        "node_id": _("1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+        "name": _("1-32 lowercase letters, digits or '_', starting with a letter"),
+        "table": _("a table"),
     }[kind]
+
+
+def _numeric(kind: str, f: Field) -> str:
+    low, high = f"{f.lo:g}" if f.lo is not None else "", f"{f.hi:g}" if f.hi is not None else ""
+    if kind == "int":
+        if f.lo is not None and f.hi is not None:
+            return _("an integer from {low} to {high}").format(low=low, high=high)
+        if f.lo is not None:
+            return _("an integer of at least {low}").format(low=low)
+        return _("an integer")
+    if f.lo is not None and f.hi is not None:
+        return _("a number from {low} to {high}").format(low=low, high=high)
+    if f.lo is not None:
+        return _("a number of at least {low}").format(low=low)
+    return _("a number")
 
 
 def _drange(f: Field) -> str:
     if f.lo is not None and f.hi is not None:
-        return f" from {format_duration(f.lo)} to {format_duration(f.hi)}"
+        return _('a duration such as "10s", "5m" or "2h" from {low} to {high}').format(
+            low=format_duration(f.lo), high=format_duration(f.hi))
     if f.lo is not None:
-        return f" of at least {format_duration(f.lo)}"
-    return ""
+        return _('a duration such as "10s", "5m" or "2h" of at least {low}').format(
+            low=format_duration(f.lo))
+    return _('a duration such as "10s", "5m" or "2h"')
 
 
 def _srange(f: Field) -> str:
-    return f" of at least {format_size(int(f.lo))}" if f.lo is not None else ""
+    if f.lo is not None:
+        return _('a size such as "256MiB" or "1GiB" of at least {low}').format(low=format_size(int(f.lo)))
+    return _('a size such as "256MiB" or "1GiB"')
 
 
 def _in_range(v: float, f: Field) -> bool:
@@ -320,18 +340,23 @@ def _check_table(
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if not isinstance(raw, dict):
-        problems.append(f"{path}: expected a table, got {_describe(raw)}")
+        problems.append(_("{key}: expected a table, got {value}").format(key=path, value=_describe(raw)))
         raw = {}
     for key in raw:
         if key not in schema:
             hint = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
-            more = f"; did you mean '{hint[0]}'?" if hint else f"; known keys: {', '.join(schema)}"
-            problems.append(f"{path}.{key}: unknown key{more}")
+            if hint:
+                problems.append(_("{key}: unknown key; did you mean '{hint}'?").format(
+                    key=f"{path}.{key}", hint=hint[0]))
+            else:
+                problems.append(_("{key}: unknown key; known keys: {known}").format(
+                    key=f"{path}.{key}", known=", ".join(schema)))
     for key, f in schema.items():
         where = f"{path}.{key}"
         if key not in raw:
             if f.default is REQUIRED:
-                problems.append(f"{where}: missing required key ({_expect(f.kind, f)})")
+                problems.append(_("{key}: missing required key ({expected})").format(
+                    key=where, expected=_expect(f.kind, f)))
             out[key] = None if f.default is REQUIRED else f.default
             continue
         if f.kind == "table":
@@ -340,14 +365,15 @@ def _check_table(
         try:
             out[key] = _convert(raw[key], f)
         except ValueError:
-            problems.append(f"{where}: expected {_expect(f.kind, f)}, got {_describe(raw[key])}")
+            problems.append(_("{key}: expected {expected}, got {value}").format(
+                key=where, expected=_expect(f.kind, f), value=_describe(raw[key])))
             out[key] = None
     return out
 
 
 def _check_sensors(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        problems.append("sensors: expected an array of tables ([[sensors]])")
+        problems.append(_("sensors: expected an array of tables ([[sensors]])"))
         return []
     sensors: list[dict[str, Any]] = []
     seen_names: dict[str, int] = {}
@@ -355,33 +381,38 @@ def _check_sensors(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
     for i, entry in enumerate(raw):
         path = f"sensors[{i}]"
         if not isinstance(entry, dict):
-            problems.append(f"{path}: expected a table")
+            problems.append(_("{key}: expected a table").format(key=path))
             continue
         stype = entry.get("type")
         if stype not in SENSOR_TYPES:
             hint = difflib.get_close_matches(str(stype), list(SENSOR_TYPES), n=1, cutoff=0.6)
-            more = f"; did you mean '{hint[0]}'?" if hint else ""
             expected = ", ".join(repr(t) for t in SENSOR_TYPES)
             if stype is None:
-                problems.append(f"{path}.type: missing required key (one of {expected})")
+                problems.append(_("{key}: missing required key (one of {expected})").format(
+                    key=f"{path}.type", expected=expected))
+            elif hint:
+                problems.append(_("{key}: unknown sensor type {type!r}; did you mean '{hint}'? (one of "
+                                  "{expected})").format(key=f"{path}.type", type=stype, hint=hint[0],
+                                                        expected=expected))
             else:
-                problems.append(f"{path}.type: unknown sensor type {stype!r}{more} (one of {expected})")
+                problems.append(_("{key}: unknown sensor type {type!r} (one of {expected})").format(
+                    key=f"{path}.type", type=stype, expected=expected))
             continue
         schema = {**_SENSOR_COMMON, **SENSOR_TYPES[stype]}
         sensor = _check_table(entry, schema, path, problems)
         name = sensor.get("name")
         if name is not None:
             if name in seen_names:
-                problems.append(
-                    f"{path}.name: duplicate sensor name {name!r} (also sensors[{seen_names[name]}].name)"
-                )
+                problems.append(_("{key}: duplicate sensor name {name!r} (also {other})").format(
+                    key=f"{path}.name", name=name, other=f"sensors[{seen_names[name]}].name"))
             else:
                 seen_names[name] = i
         for key, f in schema.items():
             pin = sensor.get(key)
             if f.kind == "pin" and pin is not None:
                 if pin in pins:
-                    problems.append(f"{path}.{key}: GPIO {pin} is already used by {pins[pin]}")
+                    problems.append(_("{key}: GPIO {pin} is already used by {other}").format(
+                        key=f"{path}.{key}", pin=pin, other=pins[pin]))
                 else:
                     pins[pin] = f"{path}.{key}"
         sensors.append(sensor)
@@ -390,7 +421,7 @@ def _check_sensors(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
 
 def _check_alarms(raw: Any, sensors: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
-        problems.append("alarms: expected an array of tables ([[alarms]])")
+        problems.append(_("alarms: expected an array of tables ([[alarms]])"))
         return []
     by_name = {s["name"]: s for s in sensors if s.get("name")}
     alarms: list[dict[str, Any]] = []
@@ -400,26 +431,33 @@ def _check_alarms(raw: Any, sensors: list[dict[str, Any]], problems: list[str]) 
         alarm = _check_table(entry, ALARM, path, problems)
         name = alarm.get("name")
         if name is not None and name in by_name:
-            problems.append(f"{path}.name: {name!r} is also a sensor's name; name the alarm apart")
+            problems.append(_("{key}: {name!r} is also a sensor's name; name the alarm apart").format(
+                key=f"{path}.name", name=name))
         elif name is not None and name in names:
-            problems.append(f"{path}.name: duplicate alarm name {name!r} (also alarms[{names[name]}].name)")
+            problems.append(_("{key}: duplicate alarm name {name!r} (also {other})").format(
+                key=f"{path}.name", name=name, other=f"alarms[{names[name]}].name"))
         elif name is not None:
             names[name] = i
         channel = alarm.get("channel")
         if channel is not None:
-            sensor_name, _, q = channel.partition(".")
+            sensor_name, _dot, q = channel.partition(".")
             sensor = by_name.get(sensor_name)
             allowed = ALARM_QUANTITIES.get(sensor["type"], ()) if sensor else ()
             if sensor is None:
-                problems.append(f"{path}.channel: no sensor named {sensor_name!r} (expected "
-                                f"\"<sensor>.<quantity>\" of a [[sensors]] entry, e.g. \"flood.depth_cm\")")
+                problems.append(_("{key}: no sensor named {name!r} (expected \"<sensor>.<quantity>\" of a "
+                                  "[[sensors]] entry, e.g. \"flood.depth_cm\")").format(
+                    key=f"{path}.channel", name=sensor_name))
             elif q not in allowed:
-                problems.append(f"{path}.channel: {sensor['type']} sensor {sensor_name!r} has no quantity "
-                                f"{q!r} (one of {', '.join(allowed) or 'none an alarm can watch'})")
+                problems.append(_("{key}: {type} sensor {name!r} has no quantity {quantity!r} (one of "
+                                  "{allowed})").format(key=f"{path}.channel", type=sensor["type"],
+                                                       name=sensor_name, quantity=q,
+                                                       allowed=", ".join(allowed)
+                                                       or _("none an alarm can watch")))
         on_at, off_below = alarm.get("on_at"), alarm.get("off_below")
         if on_at is not None and off_below is not None and off_below > on_at:
-            problems.append(f"{path}.off_below: {off_below:g} is above {path}.on_at ({on_at:g}); "
-                            "expected at most on_at (hysteresis)")
+            problems.append(_("{key}: {value} is above {other} ({limit}); expected at most on_at "
+                              "(hysteresis)").format(key=f"{path}.off_below", value=f"{off_below:g}",
+                                                     other=f"{path}.on_at", limit=f"{on_at:g}"))
         alarms.append(alarm)
     return alarms
 
@@ -431,8 +469,12 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
     for key in raw:
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            more = f"; did you mean '{hint[0]}'?" if hint else f"; known sections: {', '.join(known)}"
-            problems.append(f"{key}: unknown section{more}")
+            if hint:
+                problems.append(_("{key}: unknown section; did you mean '{hint}'?").format(key=key,
+                                                                                          hint=hint[0]))
+            else:
+                problems.append(_("{key}: unknown section; known sections: {known}").format(
+                    key=key, known=", ".join(known)))
     sections = {name: _check_table(raw.get(name, {}), schema, name, problems)
                 for name, schema in SECTIONS.items()}
     sensors = _check_sensors(raw.get("sensors", []), problems)
@@ -441,20 +483,31 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
     for i, s in enumerate(sensors):
         air = s.get("air_sensor")
         if s["type"] == "flood" and air is not None and air not in bme280s:
-            problems.append(f"sensors[{i}].air_sensor: no bme280 sensor named {air!r} "
-                            f"(bme280 sensors: {', '.join(sorted(bme280s)) or 'none'})")
+            problems.append(_("{key}: no bme280 sensor named {name!r} (bme280 sensors: {known})").format(
+                key=f"sensors[{i}].air_sensor", name=air, known=", ".join(sorted(bme280s)) or _("none")))
     led_pin = sections["status_led"].get("pin")
     if led_pin is not None:
         for i, s in enumerate(sensors):
             for key in ("pin", "trigger_pin", "echo_pin"):
                 if s.get(key) == led_pin:
-                    problems.append(f"status_led.pin: GPIO {led_pin} is already used by sensors[{i}].{key}")
+                    problems.append(_("{key}: GPIO {pin} is already used by {other}").format(
+                        key="status_led.pin", pin=led_pin, other=f"sensors[{i}].{key}"))
     bundle = sections["central"].get("ca_bundle")
     if bundle is not None and not os.path.isfile(bundle):  # else every upload fails on an OSError
-        problems.append(f"central.ca_bundle: expected a readable CA bundle file, {bundle!r} does not exist")
+        problems.append(_("central.ca_bundle: expected a readable CA bundle file, {path!r} does not "
+                          "exist").format(path=bundle))
     up = sections["upload"]
     if up.get("backoff_initial") and up.get("backoff_max") and up["backoff_initial"] > up["backoff_max"]:
-        problems.append("upload.backoff_initial: expected at most upload.backoff_max")
+        problems.append(_("upload.backoff_initial: expected at most upload.backoff_max"))
+    tz = sections["node"].get("timezone")
+    if tz is not None:
+        from node.i18n import zone
+
+        try:
+            zone(tz)
+        except ValueError:
+            problems.append(_("node.timezone: expected a time zone name such as \"Asia/Ho_Chi_Minh\", got "
+                              "{value}").format(value=_describe(tz)))
     problems += cross_checks(sensors, sections["status_led"], alarms)
     if problems:
         raise ConfigError(problems)
@@ -477,8 +530,9 @@ def cross_checks(sensors: list[dict[str, Any]], status_led: dict[str, Any],
         if s["type"] in ("bme280", "pm25") and bus is not None and address is not None:
             here = f"sensors[{i}].address"
             if (bus, address) in addresses:
-                problems.append(f"{here}: I2C bus {bus} address 0x{address:02x} is already used by "
-                                f"{addresses[bus, address]}; two parts cannot share an address")
+                problems.append(_("{key}: I2C bus {bus} address 0x{address:02x} is already used by {other}; "
+                                  "two parts cannot share an address").format(
+                    key=here, bus=bus, address=address, other=addresses[bus, address]))
             else:
                 addresses[bus, address] = here
             if bus == 1 and i2c_user is None:
@@ -491,15 +545,21 @@ def cross_checks(sensors: list[dict[str, Any]], status_led: dict[str, Any],
     for i, alarm in enumerate(alarms or []):
         pin, where = alarm.get("pin"), f"alarms[{i}].pin"
         if pin is not None and pin in used:
-            problems.append(f"{where}: GPIO {pin} is already used by {used[pin]}")
+            problems.append(_("{key}: GPIO {pin} is already used by {other}").format(
+                key=where, pin=pin, other=used[pin]))
         elif pin is not None:
             used[pin] = where
         pins.append((where, pin))
     for where, pin in pins:
         if pin in I2C1_PINS:
-            other = f"the I2C bus of {i2c_user}" if i2c_user else "I2C bus 1, the sensors' bus"
-            problems.append(f"{where}: GPIO {pin} is {I2C1_PINS[pin]} of {other} (fixed pull-up on the "
-                            "Pi); use another GPIO")
+            if i2c_user:
+                problems.append(_("{key}: GPIO {pin} is {line} of the I2C bus of {other} (fixed pull-up on "
+                                  "the Pi); use another GPIO").format(key=where, pin=pin,
+                                                                     line=I2C1_PINS[pin], other=i2c_user))
+            else:
+                problems.append(_("{key}: GPIO {pin} is {line} of I2C bus 1, the sensors' bus (fixed "
+                                  "pull-up on the Pi); use another GPIO").format(key=where, pin=pin,
+                                                                                line=I2C1_PINS[pin]))
     return problems
 
 
@@ -508,13 +568,17 @@ def _ranger_checks(i: int, s: dict[str, Any]) -> list[str]:
     height, top, blind = s.get("mount_height_cm"), s.get("max_distance_cm"), s.get("min_distance_cm")
     problems = []
     if height is not None and top is not None and top < height:
-        problems.append(f"{here}.max_distance_cm: {top:g} is below {here}.mount_height_cm ({height:g}): "
-                        "the ranger could never see the dry road")
+        problems.append(_("{key}: {value} is below {other} ({limit}): the ranger could never see the dry "
+                          "road").format(key=f"{here}.max_distance_cm", value=f"{top:g}",
+                                         other=f"{here}.mount_height_cm", limit=f"{height:g}"))
     if blind is not None and top is not None and blind >= top:
-        problems.append(f"{here}.min_distance_cm: {blind:g} is not below {here}.max_distance_cm ({top:g})")
+        problems.append(_("{key}: {value} is not below {other} ({limit})").format(
+            key=f"{here}.min_distance_cm", value=f"{blind:g}", other=f"{here}.max_distance_cm",
+            limit=f"{top:g}"))
     elif blind is not None and height is not None and blind >= height:
-        problems.append(f"{here}.min_distance_cm: {blind:g} is not below {here}.mount_height_cm "
-                        f"({height:g})")
+        problems.append(_("{key}: {value} is not below {other} ({limit})").format(
+            key=f"{here}.min_distance_cm", value=f"{blind:g}", other=f"{here}.mount_height_cm",
+            limit=f"{height:g}"))
     return problems
 
 
@@ -538,13 +602,15 @@ def load_raw(path: str | os.PathLike[str] | None = None) -> tuple[dict[str, Any]
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found (use --config PATH or ${ENV_VAR})") from None
+        raise ConfigError(_("{path}: configuration file not found (use --config PATH or ${env})").format(
+            path=p, env=ENV_VAR)) from None
     except OSError as e:
-        raise ConfigError(f"{p}: cannot read configuration file: {e.strerror}") from None
+        raise ConfigError(_("{path}: cannot read configuration file: {reason}").format(
+            path=p, reason=e.strerror)) from None
     try:
         raw = tomllib.loads(_utf8(p, data))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+        raise ConfigError(_("{path}: not valid TOML: {reason}").format(path=p, reason=e)) from None
     return raw, str(p)
 
 
@@ -554,8 +620,9 @@ def _utf8(p: Path, data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{p}: not UTF-8 text: byte 0x{data[e.start]:02x} at offset {e.start} "
-                          f"(line {line}); save the file as UTF-8") from None
+        raise ConfigError(_("{path}: not UTF-8 text: byte 0x{byte:02x} at offset {offset} (line {line}); "
+                            "save the file as UTF-8").format(path=p, byte=data[e.start], offset=e.start,
+                                                             line=line)) from None
 
 
 def user_state_dir() -> Path:
@@ -564,7 +631,8 @@ def user_state_dir() -> Path:
     return Path(base) / "streetnode" / "emulated"
 
 
-BUILTIN_EMULATED = "<built-in emulated rig: config.example.toml with [emulation] enabled>"
+# also the source a technician reads: translated where shown, _(BUILTIN_EMULATED)
+BUILTIN_EMULATED = N_("<built-in emulated rig: config.example.toml with [emulation] enabled>")
 
 
 def builtin_emulated() -> Config:
@@ -619,7 +687,7 @@ def _toml_table(values: dict[str, Any], schema: dict[str, Field]) -> tuple[list[
                 subtables.append(key)
             continue
         if v is None:
-            lines.append(f"# {key} = (not set)")
+            lines.append(f"# {key} = (not set)")  # i18n: no (TOML)
         else:
             lines.append(f"{key} = {_toml_value(v, f)}")
     return lines, subtables
@@ -633,14 +701,14 @@ def to_toml(cfg: Config) -> str:
         lines, subtables = _toml_table(values, schema)
         out += ["", f"[{name}]", *lines]
         for sub in subtables:
-            sub_lines, _ = _toml_table(values[sub], schema[sub].schema or {})
+            sub_lines, _subs = _toml_table(values[sub], schema[sub].schema or {})
             out += ["", f"[{name}.{sub}]", *sub_lines]
     for s in cfg.sensors:
         schema = {**_SENSOR_COMMON, **SENSOR_TYPES[s["type"]]}
-        lines, _ = _toml_table(s, schema)
+        lines, _subs = _toml_table(s, schema)
         out += ["", "[[sensors]]", *lines]
     for alarm in cfg.alarms:
-        lines, _ = _toml_table(alarm, ALARM)
+        lines, _subs = _toml_table(alarm, ALARM)
         out += ["", "[[alarms]]", *lines]
     return "\n".join(out) + "\n"
 

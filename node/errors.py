@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from collections.abc import Callable
 
 EX_OK = 0
 EX_FAILURE = 1
@@ -61,20 +62,21 @@ def debug_enabled() -> bool:
     return os.environ.get("STREETNODE_DEBUG", "") not in ("", "0")
 
 
-def run_guarded(func: object, args: object, prog: str) -> int:
-    """Call ``func(args)``, turning expected errors into messages and exit codes."""
+def run_guarded(func: object, args: object, prog: str, *, translate: Callable[[str], str] = str) -> int:
+    """Call ``func(args)``, turning expected errors into messages and exit codes; ``translate`` gives
+    each message template in the reader's language (the node's CLI passes node.i18n's ``_``)."""
     try:
         return int(func(args) or 0)  # type: ignore[operator]
     except ConfigError as e:
         if debug_enabled():
             traceback.print_exc()
         for line in e.problems:
-            print(f"{prog}: config: {line}", file=sys.stderr)
+            print(translate("{prog}: config: {problem}").format(prog=prog, problem=line), file=sys.stderr)
         return e.exit_code
     except StreetnodeError as e:
         if debug_enabled():
             traceback.print_exc()
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(translate("{prog}: error: {message}").format(prog=prog, message=e), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
@@ -84,6 +86,7 @@ def run_guarded(func: object, args: object, prog: str) -> int:
         if debug_enabled():
             traceback.print_exc()
         else:
-            print(f"{prog}: internal error: {type(e).__name__}: {e} "
-                  "(set STREETNODE_DEBUG=1 for a traceback)", file=sys.stderr)
+            template = translate("{prog}: internal error: {kind}: {message} (set STREETNODE_DEBUG=1 for a "
+                                 "traceback)")
+            print(template.format(prog=prog, kind=type(e).__name__, message=e), file=sys.stderr)
         return EX_FAILURE

@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from node.errors import KeyFileError
+from node.i18n import _
 
 _HEX_KEY = re.compile(rb"[0-9a-fA-F]{64}")
 
@@ -24,29 +25,28 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise KeyFileError(
-            f"central.key_file: {p} does not exist; copy the key printed by "
-            f"`streetnode-central node add` there and run `chmod 600 {p}`"
-        ) from None
+        raise KeyFileError(_("central.key_file: {path} does not exist; copy the key printed by "
+                             "`streetnode-central node add` there and run `chmod 600 {path}`").format(
+            path=p)) from None
     except PermissionError:
-        raise KeyFileError(f"central.key_file: {p} cannot be read by this user; "
-                           f"run `chown` so the service user owns it") from None
+        raise KeyFileError(_("central.key_file: {path} cannot be read by this user; run `chown` so the "
+                             "service user owns it").format(path=p)) from None
     if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"central.key_file: {p} is not a regular file")
+        raise KeyFileError(_("central.key_file: {path} is not a regular file").format(path=p))
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(
-            f"central.key_file: {p} is accessible by group or others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {p}`"
+            _("central.key_file: {path} is accessible by group or others (mode {mode}); run `chmod 600 "
+              "{path}`").format(path=p, mode=f"{stat.S_IMODE(st.st_mode):04o}")
         )
     try:
         key = p.read_bytes().strip()
     except PermissionError:
-        raise KeyFileError(f"central.key_file: {p} cannot be read by this user; "
-                           f"run `chown` so the service user owns it") from None
+        raise KeyFileError(_("central.key_file: {path} cannot be read by this user; run `chown` so the "
+                             "service user owns it").format(path=p)) from None
     if not key:
-        raise KeyFileError(f"central.key_file: {p} is empty; copy the key printed by "
-                           f"`streetnode-central node add` into it")
+        raise KeyFileError(_("central.key_file: {path} is empty; copy the key printed by `streetnode-central "
+                             "node add` into it").format(path=p))
     if not _HEX_KEY.fullmatch(key):
-        raise KeyFileError(f"central.key_file: {p} does not hold a key (expected 64 hex digits, "
-                           f"as printed by `streetnode-central node add`)")
+        raise KeyFileError(_("central.key_file: {path} does not hold a key (expected 64 hex digits, as "
+                             "printed by `streetnode-central node add`)").format(path=p))
     return bytes.fromhex(key.decode("ascii"))

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any
 
+from node.i18n import N_
+
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
 
@@ -64,8 +66,8 @@ def setup(config_level: str | None = "info", verbose: int = 0, stream: object = 
     return handler
 
 
-GPIO_REMEDY = ("on a Raspberry Pi: sudo apt install python3-lgpio (the installer does); "
-               "elsewhere use --emulate")
+GPIO_REMEDY = N_("on a Raspberry Pi: sudo apt install python3-lgpio (the installer does); elsewhere use "
+                 "--emulate")  # the log line keeps English; a terminal shows _(GPIO_REMEDY)
 
 
 def choose_pin_factory() -> tuple[Any, str]:

@@ -20,9 +20,11 @@ from node.cli import debug_enabled
 from node.commands.options import add_emulate_option
 from node.diag.context import FAULTS_ENV, SYSROOT_ENV, DiagContext, parse_faults
 from node.errors import ConfigError, StreetnodeError
+from node.i18n import N_, _, english, set_timezone
 
-FIELD_EPILOG = ("Technician training: `streetnode diag --emulate storm --fault weather:absent` runs on "
-                "emulated hardware with a fault injected; see docs/diag.md.")
+# translated where a parser uses it (the language is settled before the parsers are built)
+FIELD_EPILOG = N_("Technician training: `streetnode diag --emulate storm --fault weather:absent` runs "
+                  "on emulated hardware with a fault injected; see docs/diag.md.")
 
 
 class UsageError(StreetnodeError):
@@ -52,8 +54,8 @@ def add_field_options(p: argparse.ArgumentParser, *, spill: str | None = None) -
     """--emulate [SCENARIO], --fault and the hidden --root (--config is global: node.cli)."""
     add_emulate_option(p, spill=spill)
     p.add_argument("--fault", action="append", default=[], metavar="TARGET:FAULT",
-                   help="training: inject a fault into the emulated hardware, e.g. weather:absent, "
-                   "flood:dead_echo (repeatable; also $STREETNODE_FAULTS)")
+                   help=_("training: inject a fault into the emulated hardware, e.g. weather:absent, "
+                          "flood:dead_echo (repeatable; also $STREETNODE_FAULTS)"))
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)  # system root for /dev /sys /proc /run
 
 
@@ -64,6 +66,7 @@ def context_from_args(args: argparse.Namespace, *, require_config: bool) -> Diag
     try:
         cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
         path = Path(cfg.source) if cfg.source != config.BUILTIN_EMULATED else path
+        set_timezone(cfg.node["timezone"])
     except ConfigError as e:
         if require_config:
             raise
@@ -78,7 +81,7 @@ def context_from_args(args: argparse.Namespace, *, require_config: bool) -> Diag
     except ValueError as e:
         raise UsageError(str(e)) from None
     if faults and emulate is None:
-        raise UsageError("--fault needs emulated hardware: add --emulate [SCENARIO]")
+        raise UsageError(_("--fault needs emulated hardware: add --emulate [SCENARIO]"))
     root = args.root or os.environ.get(SYSROOT_ENV) or "/"
     ctx = DiagContext(cfg, config_error=err, config_path=str(path), sysroot=Path(root),
                       emulate=emulate, speed=cfg.emulation["speed"] if cfg else 1.0,
@@ -110,10 +113,12 @@ def _background_failure(args: threading.ExceptHookArgs) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "diag", help="check sensors, bus, clock, disk, power, central; say what to fix",
-        description="Run every check offline in under 10 s: one line per check (PASS/WARN/FAIL) with a "
-        "remedy. Exit 0 when all pass, 1 with warnings, 2 with failures.", epilog=FIELD_EPILOG)
-    p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
+        "diag", help=_("check sensors, bus, clock, disk, power, central; say what to fix"),
+        description=_("Run every check offline in under 10 s: one line per check (PASS/WARN/FAIL) with "
+                      "a remedy. Exit 0 when all pass, 1 with warnings, 2 with failures."),
+        epilog=_(FIELD_EPILOG))
+    p.add_argument("--json", action="store_true",
+                   help=_("print a JSON document instead of text (always in English)"))
     add_field_options(p)
     p.set_defaults(func=diag_cmd)
 
@@ -122,12 +127,16 @@ def diag_cmd(args: argparse.Namespace) -> int:
     from node.diag import run_diag
     from node.diag.render import terminal_width, to_json, to_text, use_colour
 
-    ctx = context_from_args(args, require_config=False)
-    quiet_driver_warnings()
-    report = run_diag(ctx)
-    if args.json:
-        sys.stdout.write(to_json(report))
+    if args.json:  # a JSON document never changes with the language
+        with english():
+            ctx = context_from_args(args, require_config=False)
+            quiet_driver_warnings()
+            report = run_diag(ctx)
+            sys.stdout.write(to_json(report))
     else:
+        ctx = context_from_args(args, require_config=False)
+        quiet_driver_warnings()
+        report = run_diag(ctx)
         sys.stdout.write(to_text(report, colour=use_colour(sys.stdout), width=terminal_width(sys.stdout)))
     sys.stdout.flush()
     return report.exit_code

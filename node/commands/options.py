@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from node.i18n import _
+
 EX_USAGE = 2
 
 
@@ -43,14 +45,16 @@ class EmulateAction(argparse.Action):
 
 
 def unknown_scenario(word: str) -> str:
-    return f"unknown scenario {word!r} (choose from {', '.join(scenario_names())}, or a .toml file)"
+    return _("unknown scenario {word!r} (choose from {scenarios}, or a .toml file)").format(
+        word=word, scenarios=", ".join(scenario_names()))
 
 
 def add_emulate_option(p: argparse.ArgumentParser, *, spill: str | None = None, help: str = "") -> None:
     """``--emulate [SCENARIO]`` on ``p``; ``spill``: the positional a non-scenario word goes to."""
     p.add_argument("--emulate", action=EmulateAction, nargs="?", const="", default=None,
-                   metavar="SCENARIO", help=help or "use emulated hardware playing SCENARIO (calm, storm, "
-                   "...; default: [emulation] scenario, else calm); works without a config file")
+                   metavar="SCENARIO", help=help or _("use emulated hardware playing SCENARIO (calm, "
+                                                      "storm, ...; default: [emulation] scenario, else "
+                                                      "calm); works without a config file"))
     p.set_defaults(_emulate_spill=spill)
 
 
@@ -65,6 +69,6 @@ def settle_emulate(args: argparse.Namespace) -> None:
         setattr(args, spill, word)
         args._emulate_spilled = True
         return
-    print(f"usage: see {prog} --help\n{prog}: error: argument --emulate: {unknown_scenario(word)}",
-          file=sys.stderr)
+    print(_("usage: see {prog} --help\n{prog}: error: argument --emulate: {problem}").format(
+        prog=prog, problem=unknown_scenario(word)), file=sys.stderr)
     raise SystemExit(EX_USAGE)

@@ -15,32 +15,35 @@ from node.commands.diag import (
     context_from_args,
     quiet_driver_warnings,
 )
+from node.i18n import _, clock_time, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("read", help="read sensors live (units, quality flags)",
-                       description="Probe and read each enabled sensor (or only SENSOR) and print every "
-                       "quantity with its unit and quality flags.", epilog=FIELD_EPILOG)
-    p.add_argument("sensor", nargs="?", help="a sensor name from the configuration (default: all)")
-    p.add_argument("--watch", action="store_true", help="keep reading until Ctrl-C")
+    p = sub.add_parser("read", help=_("read sensors live (units, quality flags)"),
+                       description=_("Probe and read each enabled sensor (or only SENSOR) and print every "
+                                     "quantity with its unit and quality flags."), epilog=_(FIELD_EPILOG))
+    p.add_argument("sensor", nargs="?", help=_("a sensor name from the configuration (default: all)"))
+    p.add_argument("--watch", action="store_true", help=_("keep reading until Ctrl-C"))
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
-                   help="seconds between rounds with --watch (default 2)")
-    p.add_argument("--count", type=int, default=None, metavar="N", help="stop after N rounds (with --watch)")
+                   help=_("seconds between rounds with --watch (default 2)"))
+    p.add_argument("--count", type=int, default=None, metavar="N",
+                   help=_("stop after N rounds (with --watch)"))
     add_field_options(p, spill="sensor")
     p.set_defaults(func=read_cmd)
 
 
 def format_measurement(name: str, m: Mapping[str, float | None], flags: Mapping[str, int]) -> list[str]:
     from drivers.quality import names
+    from node.diag.words import quantity
     from node.model import CHANNEL_UNITS
 
     lines = []
     for q, v in m.items():
         unit, res = CHANNEL_UNITS.get(q, ("", 0.001))
         digits = max(0, len(f"{res:g}".partition(".")[2]))
-        value = "—" if v is None else f"{v:.{digits}f}"
-        quality = ",".join(names(int(flags.get(q, 0)))) or "ok"
-        lines.append(f"{name:<10} {q:<16} {value:>10} {unit:<6} {quality}")
+        value = "—" if v is None else number(v, digits)
+        quality = ",".join(names(int(flags.get(q, 0)))) or _("ok")
+        lines.append(f"{name:<10} {quantity(q):<16} {value:>10} {unit:<6} {quality}")
     return lines
 
 
@@ -63,8 +66,12 @@ class Open:
         except Exception as e:  # one bad sensor never stops the others (gpiozero raises its own kinds)
             self.close()
             remedy = getattr(e, "remedy", None)
-            return [f"{name:<10} FAULT: {e}" + ("" if remedy is None or remedy in str(e) else
-                                                 f" ({remedy})")], False
+            from node.diag.words import driver_message
+
+            text = driver_message(e)
+            if remedy is not None and remedy not in str(e):
+                text += f" ({_(remedy)})"
+            return [_("{name:<10} FAULT: {problem}").format(name=name, problem=text)], False
         flags = getattr(m, "flags", {})
         return format_measurement(name, m, flags), not any(flags.values())
 
@@ -89,21 +96,26 @@ def read_cmd(args: argparse.Namespace) -> int:
         if args.sensor not in names and getattr(args, "_emulate_spilled", False):
             from node.commands.options import scenario_names
 
-            raise UsageError(f"--emulate {args.sensor}: neither a scenario ({', '.join(scenario_names())}) "
-                             f"nor a sensor of {ctx.cfg.source} ({', '.join(names) or 'none'})")
+            raise UsageError(_("--emulate {word}: neither a scenario ({scenarios}) nor a sensor of "
+                               "{source} ({sensors})").format(
+                word=args.sensor, scenarios=", ".join(scenario_names()), source=ctx.cfg.source,
+                sensors=", ".join(names) or _("none")))
         if args.sensor not in names:
-            raise UsageError(f"sensor {args.sensor!r} is not in {ctx.cfg.source}; "
-                             f"configured: {', '.join(names) or 'none'}")
+            raise UsageError(_("sensor {name!r} is not in {source}; configured: {sensors}").format(
+                name=args.sensor, source=ctx.cfg.source, sensors=", ".join(names) or _("none")))
         sensors = [ctx.cfg.sensor(args.sensor)]
     if args.interval <= 0:
-        raise UsageError("--interval: expected a positive number of seconds")
+        raise UsageError(_("--interval: expected a positive number of seconds"))
     hw = hardware(ctx)
     opened = [Open(s, hw) for s in sensors]
     rounds, all_ok = 0, True
     try:
         while True:
-            stamp = time.strftime("%H:%M:%S")
-            print(f"-- {stamp} " + ("(emulated: " + ctx.emulate + ")" if ctx.emulate else ""))
+            stamp = clock_time()
+            if ctx.emulate:
+                print(_("-- {time} (emulated: {scenario})").format(time=stamp, scenario=ctx.emulate))
+            else:
+                print(f"-- {stamp} ")
             for o in opened:
                 lines, good = o.read_lines()
                 all_ok &= good

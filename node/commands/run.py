@@ -12,6 +12,7 @@ from typing import Any
 
 from node import config
 from node.commands.options import add_emulate_option
+from node.i18n import _, set_language
 
 log = logging.getLogger("streetnode.run")
 
@@ -24,13 +25,15 @@ NO_CHARSET_DETECTION = ("charset_normalizer", "chardet")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the node: sample, buffer, upload (the daemon)",
-                       description="Sample the configured sensors, store every reading durably and upload "
-                       "them. SIGTERM stops cleanly (exit 0), SIGHUP reloads the configuration.")
-    add_emulate_option(p, help="run on emulated hardware playing SCENARIO (calm, storm, ...; default: "
-                       "[emulation] scenario, else calm); without a config file: the built-in emulated rig")
+    p = sub.add_parser("run", help=_("run the node: sample, buffer, upload (the daemon)"),
+                       description=_("Sample the configured sensors, store every reading durably and "
+                                     "upload them. SIGTERM stops cleanly (exit 0), SIGHUP reloads the "
+                                     "configuration. Its log stays in English."))
+    add_emulate_option(p, help=_("run on emulated hardware playing SCENARIO (calm, storm, ...; default: "
+                                 "[emulation] scenario, else calm); without a config file: the built-in "
+                                 "emulated rig"))
     p.add_argument("--speed", type=float, metavar="X",
-                   help="with --emulate: play the scenario X times faster (default [emulation] speed)")
+                   help=_("with --emulate: play the scenario X times faster (default [emulation] speed)"))
     p.set_defaults(func=run_cmd)
 
 
@@ -40,6 +43,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     early_stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: early_stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: early_stop.set())
+    set_language("en")  # the daemon writes the journal: English, for developers and the operators
     from node import logsetup
 
     cfg = config.load_or_builtin(args.config, emulate=args.emulate is not None)
@@ -110,7 +114,7 @@ def _emulated_clock(cfg: config.Config, emulate: str | None) -> dict[str, Any]:
         if scenario(name).clock is None:
             return {}
     except ValueError as e:
-        raise config.ConfigError(f"emulation.scenario: {e}") from None
+        raise config.ConfigError(f"emulation.scenario: {e}") from None  # i18n: no (the daemon: English)
     from node.agent import build_hardware
     from node.clock import Clock
 

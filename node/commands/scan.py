@@ -12,14 +12,15 @@ from node.commands.diag import (
     driver_errors,
     quiet_driver_warnings,
 )
+from node.i18n import _
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scan", help="scan an I2C bus and name what answers",
-                       description="Probe 0x03-0x77 like `i2cdetect -r` (reads only) and name known parts "
-                       "and the configured sensors.", epilog=FIELD_EPILOG)
+    p = sub.add_parser("scan", help=_("scan an I2C bus and name what answers"),
+                       description=_("Probe 0x03-0x77 like `i2cdetect -r` (reads only) and name known "
+                                     "parts and the configured sensors."), epilog=_(FIELD_EPILOG))
     p.add_argument("--bus", type=int, default=None, metavar="N",
-                   help="I2C bus number (default: the buses in the configuration, else 1)")
+                   help=_("I2C bus number (default: the buses in the configuration, else 1)"))
     add_field_options(p)
     p.set_defaults(func=scan_cmd)
 
@@ -40,16 +41,21 @@ def scan_cmd(args: argparse.Namespace) -> int:
     for n in buses:
         with driver_errors():
             found = scan_bus(ctx, n)
-        where = f"emulated bus {n} ({ctx.emulate})" if ctx.emulate else f"/dev/i2c-{n}"
-        print(f"{where}:")
+        if ctx.emulate:
+            print(_("emulated bus {bus} ({scenario}):").format(bus=n, scenario=ctx.emulate))
+        else:
+            print(f"/dev/i2c-{n}:")
         print(format_grid(found))
         addresses = {f.address for f in found}
         for (bus, addr), s in sorted(configured.items()):
             if bus != n:
                 continue
-            mark = "answers" if addr in addresses else "MISSING"
             missing += addr not in addresses
-            print(f"config: {s['name']} ({s['type']}) at 0x{addr:02x}: {mark}")
+            if addr in addresses:
+                line = _("config: {name} ({type}) at 0x{address:02x}: answers")
+            else:
+                line = _("config: {name} ({type}) at 0x{address:02x}: MISSING")
+            print(line.format(name=s["name"], type=s["type"], address=addr))
         print()
     sys.stdout.flush()
     return 1 if missing else 0

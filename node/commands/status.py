@@ -14,13 +14,20 @@ import time
 from typing import Any
 
 from node import config
+from node.i18n import N_, _, english, integer, number, set_timezone
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="show backlog, uploads, sensors, clock and storm state",
-                       description="Show the node's state (works whether the daemon runs or not).")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("status", help=_("show backlog, uploads, sensors, clock and storm state"),
+                       description=_("Show the node's state (works whether the daemon runs or not)."))
+    p.add_argument("--json", action="store_true", help=_("machine-readable output (always in English)"))
     p.set_defaults(func=status_cmd)
+
+
+# words the daemon's state file uses, as a technician reads them
+LED_STATES = {"ok": N_("ok"), "off": N_("off"), "fault": N_("fault"), "buffering": N_("buffering"),
+              "identify": N_("identify")}
+SENSOR_STATES = {"ok": N_("ok"), "fault": N_("fault"), "no_data": N_("no data"), "pending": N_("pending")}
 
 
 def _alive(pid: Any) -> bool:
@@ -88,42 +95,65 @@ def _fmt_age(s: Any) -> str:
     if s is None:
         return "-"
     s = float(s)
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+    units = ((_("{n}d"), 86400), (_("{n}h"), 3600), (_("{n}m"), 60))
+    for unit, n in units:
         if s >= n:
-            return f"{s / n:.1f}{unit}"
-    return f"{s:.0f}s"
+            return unit.format(n=number(s / n, 1))
+    return _("{n}s").format(n=number(s, 0))
 
 
 def render(info: dict[str, Any]) -> str:
     d, b, u = info["daemon"], info["backlog"], info["upload"]
     now = time.time()
-    daemon = f"running (pid {d['pid']})" if d["running"] else "stopped"
-    lines = [f"node {info['node_id']}: daemon {daemon}, status {info['led']}"]
-    if "error" in b:
-        lines.append(f"backlog: {b['error']}")
+    led = _(LED_STATES.get(info["led"], info["led"]))
+    if d["running"]:
+        head = _("node {node}: daemon running (pid {pid}), status {led}").format(
+            node=info["node_id"], pid=d["pid"], led=led)
     else:
-        lines.append(f"backlog: {b.get('readings', 0)} readings, {b.get('bytes', 0)} bytes, "
-                     f"oldest {_fmt_age(b.get('oldest_age_s'))}; gaps {b.get('gaps', 0)}, "
-                     f"incidents {b.get('incidents', 0)}")
+        head = _("node {node}: daemon stopped, status {led}").format(node=info["node_id"], led=led)
+    lines = [head]
+    if "error" in b:
+        lines.append(_("backlog: {error}").format(error=b["error"]))
+    else:
+        lines.append(_("backlog: {readings} readings, {bytes} bytes, oldest {oldest}; gaps {gaps}, "
+                       "incidents {incidents}").format(
+            readings=integer(b.get("readings", 0)), bytes=integer(b.get("bytes", 0)),
+            oldest=_fmt_age(b.get("oldest_age_s")), gaps=integer(b.get("gaps", 0)),
+            incidents=integer(b.get("incidents", 0))))
     if not u.get("enabled"):
-        lines.append("upload: no central configured (buffer only)")
+        lines.append(_("upload: no central configured (buffer only)"))
     else:
         def ago(t: Any) -> str:
-            return "never" if not t else f"{_fmt_age(now - float(t))} ago"
-        err = f", error: {u['last_error']}" if u.get("last_error") else ""
-        lines.append(f"upload: last attempt {ago(u.get('last_attempt_at'))}, last success "
-                     f"{ago(u.get('last_success_at'))}{err}")
+            return _("never") if not t else _("{age} ago").format(age=_fmt_age(now - float(t)))
+        attempt, success = ago(u.get("last_attempt_at")), ago(u.get("last_success_at"))
+        if u.get("last_error"):
+            lines.append(_("upload: last attempt {attempt}, last success {success}, error: {error}").format(
+                attempt=attempt, success=success, error=u["last_error"]))
+        else:
+            lines.append(_("upload: last attempt {attempt}, last success {success}").format(
+                attempt=attempt, success=success))
     for s in info["sensors"]:
-        extra = f" ({s['error']}, retry in {s.get('retry_in_s')}s)" if s.get("state") == "fault" else ""
-        lines.append(f"sensor {s['name']} ({s['type']}): {s['state']}{extra}")
+        state = _(SENSOR_STATES.get(s["state"], s["state"]))
+        if s.get("state") == "fault":
+            lines.append(_("sensor {name} ({type}): {state} ({error}, retry in {retry}s)").format(
+                name=s["name"], type=s["type"], state=state, error=s["error"], retry=s.get("retry_in_s")))
+        else:
+            lines.append(_("sensor {name} ({type}): {state}").format(name=s["name"], type=s["type"],
+                                                                      state=state))
     c = info["clock"]
     corr = c.get("last_correction")
-    sync = {True: "synchronized", False: "not synchronized"}.get(c.get("synced_now"), "sync unknown")
-    lines.append(f"clock: {sync}"
-                 + (f", last correction {corr['offset_ms']:+d} ms ({corr['source']})" if corr else ""))
+    sync = {True: _("synchronized"), False: _("not synchronized")}.get(c.get("synced_now"),
+                                                                         _("sync unknown"))
+    if corr:
+        lines.append(_("clock: {sync}, last correction {offset} ms ({source})").format(
+            sync=sync, offset=f"{corr['offset_ms']:+d}", source=corr["source"]))
+    else:
+        lines.append(_("clock: {sync}").format(sync=sync))
     s = info["storm"]
-    reasons = ", ".join(s.get("reasons", []))
-    lines.append("storm mode: " + (f"ON ({reasons})" if s.get("active") else "off"))
+    if s.get("active"):
+        lines.append(_("storm mode: ON ({reasons})").format(reasons=", ".join(s.get("reasons", []))))
+    else:
+        lines.append(_("storm mode: off"))
     for a in info.get("alarms", []):
         output = "" if a.get("output") else ", OUTPUT UNAVAILABLE"
         lines.append(f"alarm {a['name']} (GPIO{a['pin']}): {'ON' if a.get('on') else 'off'}, "
@@ -150,10 +180,12 @@ def _config_lines(c: dict[str, Any]) -> list[str]:
 
 def status_cmd(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
-    info = collect(cfg)
-    if args.json:
+    set_timezone(cfg.node["timezone"])
+    if args.json:  # a JSON document never changes with the language
+        with english():
+            info = collect(cfg)
         json.dump(info, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        print(render(info))
+        print(render(collect(cfg)))
     return 0

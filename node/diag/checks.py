@@ -13,6 +13,7 @@ from node.config import gpio_pins
 from node.diag import alarms, hardware, network, storage, system
 from node.diag.context import DiagContext
 from node.diag.core import Check, Report, Runner
+from node.i18n import N_
 
 # Everything the checks import, imported before their threads start: two threads importing one
 # package at once can see it half-initialized (issue #10: "cannot import name 'PiBoardInfo' from
@@ -60,12 +61,13 @@ def build_checks(ctx: DiagContext) -> list[Check]:
     if ctx.cfg is not None and ctx.cfg.central["url"]:
         checks += [
             Check("central.dns", network.check_dns, deadline=2.5,
-                  remedy_on_timeout="the resolver does not answer: check the uplink and /etc/resolv.conf"),
+                  remedy_on_timeout=N_("the resolver does not answer: check the uplink and "
+                                       "/etc/resolv.conf")),
             Check("central.tcp", network.check_tcp, deadline=3.0, needs=("central.dns",)),
             Check("central.tls", network.check_tls, deadline=3.0, needs=("central.tcp",)),
             Check("central.auth", network.check_auth, deadline=3.5, needs=("central.tls",),
-                  remedy_on_timeout="the central accepts connections but does not answer: tell the "
-                  "city's operators"),
+                  remedy_on_timeout=N_("the central accepts connections but does not answer: tell "
+                                       "the city's operators")),
         ]
     else:
         checks.append(Check("central", network.check_not_configured, deadline=1.0))

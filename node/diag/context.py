@@ -25,6 +25,7 @@ from typing import Any
 
 from node.config import Config
 from node.errors import ConfigError
+from node.i18n import _
 
 SYSROOT_ENV = "STREETNODE_SYSROOT"
 FAULTS_ENV = "STREETNODE_FAULTS"
@@ -42,7 +43,8 @@ def parse_faults(specs: list[str]) -> list[tuple[str, str]]:
                 continue
             target, sep, fault = part.partition(":")
             if not sep or not target or not fault:
-                raise ValueError(f"--fault: expected TARGET:FAULT such as weather:absent, got {part!r}")
+                raise ValueError(_("--fault: expected TARGET:FAULT such as weather:absent, got {part!r}")
+                                 .format(part=part))
             out.append((target, fault))
     return out
 
@@ -120,13 +122,13 @@ class DiagContext:
     def service_user(self) -> ServiceUser:
         """The daemon's user: owner of the state dir, else user 'streetnode', else us."""
         try:
-            return _user(self.state_dir.stat().st_uid, f"owner of {self.state_dir}")
+            return _user(self.state_dir.stat().st_uid, _("owner of {path}").format(path=self.state_dir))
         except OSError:
             pass
         try:
-            return _user(pwd.getpwnam(SERVICE_USER).pw_uid, "the service user")
+            return _user(pwd.getpwnam(SERVICE_USER).pw_uid, _("the service user"))
         except KeyError:
-            return _user(os.getuid(), "the current user")
+            return _user(os.getuid(), _("the current user"))
 
     # ------------------------------------------------------------ hardware
     def bus_lock(self, n: int) -> threading.Lock:
@@ -163,7 +165,8 @@ class DiagContext:
             try:
                 rig.inject(kind, fault)
             except (ValueError, KeyError) as e:
-                raise ValueError(f"--fault {target}:{fault}: {e}") from None
+                raise ValueError(_("--fault {target}:{fault}: {reason}").format(
+                    target=target, fault=fault, reason=e)) from None
         return rig
 
     def once(self, key: str, factory: Callable[[], Any]) -> Any:

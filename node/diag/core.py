@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.i18n import N_, _, number
+
 
 class Status(enum.IntEnum):
     """Ordered by severity: the worst status decides the exit code."""
@@ -65,8 +67,9 @@ class Check:
     fn: CheckFn
     deadline: float = 3.0  # seconds from the check's start
     needs: tuple[str, ...] = ()
-    remedy_on_timeout: str = ("run `streetnode diag` again; if it hangs again, "
-                              "report it with `streetnode bundle`")
+    # translated when shown (a check list is built before the language may change: --json)
+    remedy_on_timeout: str = N_("run `streetnode diag` again; if it hangs again, report it with "
+                                "`streetnode bundle`")
 
 
 @dataclass
@@ -101,12 +104,13 @@ def _normalize(check: Check, out: object) -> list[Result]:
         return [out]
     if isinstance(out, list | tuple) and out and all(isinstance(r, Result) for r in out):
         return list(out)
-    return [fail(check.id, "check returned no result", "report this with `streetnode bundle`")]
+    return [fail(check.id, _("check returned no result"), _("report this with `streetnode bundle`"))]
 
 
 def _crashed(check: Check, exc: BaseException) -> list[Result]:
-    return [fail(check.id, f"check crashed: {type(exc).__name__}: {exc}",
-                 "report this with `streetnode bundle` (set STREETNODE_DEBUG=1 for a traceback)")]
+    return [fail(check.id, _("check crashed: {kind}: {message}").format(kind=type(exc).__name__,
+                                                                          message=exc),
+                 _("report this with `streetnode bundle` (set STREETNODE_DEBUG=1 for a traceback)"))]
 
 
 class Runner:
@@ -116,7 +120,7 @@ class Runner:
                  clock: Callable[[], float] = time.monotonic) -> None:
         ids = [c.id for c in checks]
         if len(set(ids)) != len(ids):
-            raise ValueError(f"duplicate check ids: {ids}")
+            raise ValueError(f"duplicate check ids: {ids}")  # i18n: no (a bug)
         self._checks = list(checks)
         self._overall = overall_deadline
         self._clock = clock
@@ -163,13 +167,13 @@ class Runner:
                     t0 = self._started.get(c.id)
                     if t0 is not None and c.id not in self._done and now >= min(t0 + c.deadline, end):
                         limit = min(c.deadline, end - t0)
-                        self._done[c.id] = [fail(c.id, f"no answer within {limit:.1f} s",
-                                                 c.remedy_on_timeout)]
+                        self._done[c.id] = [fail(c.id, _("no answer within {seconds} s").format(
+                            seconds=number(limit, 1)), _(c.remedy_on_timeout))]
                 if len(self._done) == len(self._checks):
                     break
                 if now >= end:  # checks that never got to start
                     for c in pending:
-                        self._done[c.id] = [skip(c.id, "not run: diag ran out of time")]
+                        self._done[c.id] = [skip(c.id, _("not run: diag ran out of time"))]
                     break
                 waits = [min(self._started[c.id] + c.deadline, end) - now
                          for c in self._checks if c.id in self._started and c.id not in self._done]

@@ -9,6 +9,11 @@ import textwrap
 from typing import IO, Any
 
 from node.diag.core import Report, Status
+from node.i18n import N_, _, number
+
+# the status column as a technician reads it (English: the names JSON uses)
+STATUS_LABELS = {Status.PASS: N_("PASS"), Status.WARN: N_("WARN"), Status.FAIL: N_("FAIL"),
+                 Status.SKIP: N_("SKIP")}
 
 JSON_VERSION = 1
 _COLOURS = {Status.PASS: "32", Status.WARN: "33", Status.FAIL: "31;1", Status.SKIP: "2"}
@@ -45,13 +50,17 @@ def to_text(report: Report, *, colour: bool = False, width: int | None = None) -
     id_width = max((len(r.id) for r in report.results), default=10)
     lines = []
     node = report.node
-    head = f"streetnode diag: node {node.get('id') or '?'}"
     if node.get("emulated"):
-        head += f" (emulated, scenario {node['emulated']})"
+        head = _("streetnode diag: node {node} (emulated, scenario {scenario})").format(
+            node=node.get("id") or "?", scenario=node["emulated"])
+    else:
+        head = _("streetnode diag: node {node}").format(node=node.get("id") or "?")
     lines.append(_paint(head, "1", colour))
-    pad = " " * (6 + id_width + 2)
+    labels = {s: _(text) for s, text in STATUS_LABELS.items()}
+    label_width = max(4, *(len(text) for text in labels.values()))
+    pad = " " * (label_width + 2 + id_width + 2)
     for r in report.results:
-        status = _paint(f"{r.status.name:<4}", _COLOURS[r.status], colour)
+        status = _paint(f"{labels[r.status]:<{label_width}}", _COLOURS[r.status], colour)
         first, *rest = _wrap(r.summary, pad, width)
         lines.append(f"{status}  {r.id:<{id_width}}  {first}")
         lines += [pad + more for more in rest]
@@ -62,12 +71,13 @@ def to_text(report: Report, *, colour: bool = False, width: int | None = None) -
                 for part in _wrap("→ " + r.remedy, pad, width, hang="  "):
                     lines.append(pad + _paint(part, "36", colour))
     c = report.counts()
-    verdict = {0: "all checks passed", 1: "WARNINGS", 2: "FAILURES"}[report.exit_code]
+    verdict = {0: _("all checks passed"), 1: _("WARNINGS"), 2: _("FAILURES")}[report.exit_code]
     colour_code = {0: "32;1", 1: "33;1", 2: "31;1"}[report.exit_code]
-    lines.append(
-        f"{c['pass']} pass, {c['warn']} warn, {c['fail']} fail, {c['skip']} skipped "
-        f"in {report.duration_s:.1f} s: " + _paint(verdict, colour_code, colour)
-        + f" (exit {report.exit_code})")
+    lines.append(_("{passed} pass, {warned} warn, {failed} fail, {skipped} skipped in {seconds} s: "
+                   "{verdict} (exit {code})").format(
+        passed=c["pass"], warned=c["warn"], failed=c["fail"], skipped=c["skip"],
+        seconds=number(report.duration_s, 1), verdict=_paint(verdict, colour_code, colour),
+        code=report.exit_code))
     return "\n".join(lines) + "\n"
 
 
