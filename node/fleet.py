@@ -314,12 +314,19 @@ def describe(cfg: Config) -> str:
             effective = build_config(raw, source, Version.from_json(doc["current"]))
         except (OSError, ValueError, KeyError, ConfigError):
             pass
-    text = f"central version {version}" if version else "the local file only"
-    text += f" (hash {config_hash(effective)})"
+    from node.i18n import _
+
+    digest = config_hash(effective)
+    if version:
+        text = _("config version {version} from the central (hash {hash})").format(version=version,
+                                                                                     hash=digest)
+    else:
+        text = _("config: the local file only (hash {hash})").format(hash=digest)
     if report["config_state"] == "trial":
-        text += ", health check running"
+        text += "; " + _("health check running")
     if report["config_failed_version"]:
-        text += f"; {report['config_failed_version']} failed: {report['config_failed_reason']}"
+        text += "; " + _("version {version} failed: {reason}").format(
+            version=report["config_failed_version"], reason=report["config_failed_reason"])
     return text
 
 
