@@ -145,6 +145,29 @@ class AlertsDb(ForwardDb):
 
         return self._run(run)
 
+    def histories(self, alert_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """alert id -> its events (oldest first), for many alerts in one query (the node page)."""
+        if not alert_ids:
+            return {}
+
+        def run(conn: Any) -> dict[int, list[dict[str, Any]]]:
+            marks = ", ".join("?" for _ in alert_ids)
+            rows = self._exec(
+                conn,
+                "SELECT alert_id, id, transition, at_ms, reading_ms, value, late, actor, detail "
+                f"FROM alert_events WHERE alert_id IN ({marks}) ORDER BY alert_id, id",
+                list(alert_ids),
+            ).fetchall()
+            keys = ("id", "transition", "at_ms", "reading_ms", "value", "late", "actor", "detail")
+            found: dict[int, list[dict[str, Any]]] = {int(i): [] for i in alert_ids}
+            for row in rows:
+                event = dict(zip(keys, row[1:], strict=True))
+                event["late"] = bool(event["late"])
+                found[int(row[0])].append(event)
+            return found
+
+        return self._run(run)
+
     def history(self, alert_id: int) -> list[dict[str, Any]]:
         def run(conn: Any) -> list[dict[str, Any]]:
             rows = self._exec(
