@@ -4,6 +4,7 @@
   newest first (default: active = open or acknowledged; at most 1000); ``history=true`` adds each
   alert's events (the console's node page: one query, not one per alert).
 * ``GET /v1/alerts/nodes`` — each node's reporting / buffering / silent state.
+* ``GET /v1/alerts/rules`` — the rules (file and console; in force and disabled) and their audit.
 * ``GET /v1/alerts/{id}`` — the alert, its history (one event per transition, late ones marked)
   and its deliveries per sink.
 * ``POST /v1/alerts/{id}/ack`` (admin; body ``{"note": "..."}`` optional) — open -> acknowledged;
@@ -70,6 +71,14 @@ def router(ctx: AppContext) -> APIRouter:
     async def node_states(_p: Annotated[Principal, Depends(_reader)]) -> dict[str, Any]:
         """Each node's reporting / buffering / silent state (by the first silent rule)."""
         return {"nodes": await run_in_threadpool(engine().node_states)}
+
+    @api.get("/v1/alerts/rules")
+    async def rules(_p: Annotated[Principal, Depends(_reader)]) -> dict[str, Any]:
+        """The rules in force and the disabled ones (``[alerts]`` of the config file, overridden or
+        added to by an admin in the console: central/alerts/stored.py) and the audit of changes."""
+        from central.alerts.stored import rule_table
+
+        return await run_in_threadpool(rule_table, engine())
 
     @api.get("/v1/alerts/{alert_id}")
     async def get_alert(alert_id: int, _p: Annotated[Principal, Depends(_reader)]) -> dict[str, Any]:

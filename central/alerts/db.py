@@ -7,6 +7,7 @@ process deliver per sink.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from central.forward.db import ForwardDb
@@ -230,3 +231,51 @@ class AlertsDb(ForwardDb):
             ),
             write=True,
         )
+
+    # ---- rules stored by an admin (central/alerts/stored.py), with their audit
+    def stored_rules(self) -> list[Any]:
+        from central.alerts.stored import StoredRule
+
+        def run(conn: Any) -> list[Any]:
+            rows = self._exec(
+                conn, "SELECT name, doc, enabled, updated_ms, updated_by FROM alert_rules ORDER BY name"
+            ).fetchall()
+            return [StoredRule(r[0], json.loads(r[1]), bool(r[2]), int(r[3]), r[4]) for r in rows]
+
+        return self._run(run)  # type: ignore[no-any-return]
+
+    def save_rule(
+        self, name: str, doc: str | None, enabled: bool, action: str, actor: str, now_ms: int
+    ) -> None:
+        """Store a rule (``doc``, its table as JSON) or switch the rule ``name`` on / off (``doc``
+        None: a file rule never stored gets a row with a null doc), and audit it, in one transaction."""
+
+        def run(conn: Any) -> None:
+            self._exec(
+                conn,
+                "INSERT INTO alert_rules (name, doc, enabled, updated_ms, updated_by) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                + ("doc = excluded.doc, " if doc is not None else "")
+                + "enabled = excluded.enabled, updated_ms = excluded.updated_ms, "
+                "updated_by = excluded.updated_by",
+                (name, doc if doc is not None else "null", int(enabled), now_ms, actor),
+            )
+            self._exec(
+                conn,
+                "INSERT INTO alert_rule_audit (name, action, doc, actor, at_ms) VALUES (?, ?, ?, ?, ?)",
+                (name, action, doc, actor, now_ms),
+            )
+
+        self._run(run, write=True)
+
+    def rule_audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        def run(conn: Any) -> list[dict[str, Any]]:
+            rows = self._exec(
+                conn,
+                "SELECT id, name, action, doc, actor, at_ms FROM alert_rule_audit ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            keys = ("id", "name", "action", "doc", "actor", "at_ms")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return self._run(run)  # type: ignore[no-any-return]

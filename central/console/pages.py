@@ -259,6 +259,10 @@ def router(ctx: AppContext, config: ConsoleConfig) -> APIRouter:
             raise Rejected(e.code, str(e)) from None
         return RedirectResponse(_safe_next(form.get("next")), status_code=303)
 
+    from central.alerts import rules_page  # the alert rules page (central/alerts/rules_page.py)
+
+    api.include_router(rules_page.router(ctx, pages, form_fields))
+
     @api.get(PREFIX + "/static/{name}")
     def static(name: str) -> Response:
         body = pages.static.get(name)
