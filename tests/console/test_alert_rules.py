@@ -41,8 +41,8 @@ def test_precedence_of_stored_rules_over_the_file():
     file_rules = parse_alerts({"alerts": {"rules": [
         {"name": "flood", "kind": "threshold", "channel": "*.depth_cm", "above": 20.0},
         {"name": "storm", "kind": "storm"}]}}).rules
-    stored = [StoredRule("flood", {"name": "flood", "kind": "threshold", "channel": "*.depth_cm", "above": 40.0},
-                         True, 1, "chief"),
+    stricter = {"name": "flood", "kind": "threshold", "channel": "*.depth_cm", "above": 40.0}
+    stored = [StoredRule("flood", stricter, True, 1, "chief"),
               StoredRule("storm", None, False, 1, "chief"),
               StoredRule("dust", {"name": "dust", "kind": "pm25_aqi"}, True, 1, "chief"),
               StoredRule("old", {"name": "old", "kind": "storm"}, False, 1, "chief")]
@@ -64,9 +64,9 @@ def test_an_admin_replaces_disables_and_adds_rules_audited(site):
                                                        "channel": "*.depth_cm", "above": "deep"},
                          headers=here, timeout=10)
         assert bad.status_code == 400 and "rule.above: expected a number, got &#39;deep&#39;" in bad.text
-        replaced = admin.post(url + "/console/rules", data={"csrf": token, "name": "flood", "kind": "threshold",
-                                                            "channel": "*.depth_cm", "above": "40",
-                                                            "clear_below": "30"},
+        stricter = {"csrf": token, "name": "flood", "kind": "threshold", "channel": "*.depth_cm",
+                    "above": "40", "clear_below": "30"}
+        replaced = admin.post(url + "/console/rules", data=stricter,
                               headers=here, allow_redirects=False, timeout=10)
         assert replaced.status_code == 303
         upload(url, "pole-1", [("flood.depth_cm", 31.0, ago(3))], first_seq=1)
@@ -86,8 +86,8 @@ def test_an_admin_replaces_disables_and_adds_rules_audited(site):
                                                          "band": "bad", "nodes": "pole-1, pole-2"},
                            headers=here, allow_redirects=False, timeout=10)
         assert added.status_code == 303
-        unknown = admin.post(url + "/console/rules/switch", data={"csrf": token, "name": "nope", "enabled": "0"},
-                             headers=here, timeout=10)
+        unknown = admin.post(url + "/console/rules/switch", headers=here, timeout=10,
+                             data={"csrf": token, "name": "nope", "enabled": "0"})
         assert unknown.status_code == 400 and "rule.name: no rule" in unknown.text
     doc = requests.get(url + "/v1/alerts/rules", headers=auth, timeout=10).json()
     rules = {r["name"]: r for r in doc["rules"]}
@@ -102,7 +102,8 @@ def test_a_reader_sees_the_rules_but_cannot_change_them(site):
     url, _store = site
     with logged_in(url, "operator") as reader:
         page = reader.get(url + "/console/rules", timeout=10)
-        assert page.status_code == 200 and 'data-rule="flood"' in page.text and 'id="rule-form"' not in page.text
+        assert page.status_code == 200 and 'data-rule="flood"' in page.text
+        assert 'id="rule-form"' not in page.text
         refused = reader.post(url + "/console/rules/switch",
                               data={"csrf": csrf_of(page.text), "name": "flood", "enabled": "0"},
                               headers={"Origin": url}, timeout=10)
