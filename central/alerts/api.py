@@ -1,8 +1,10 @@
 """``/v1/alerts``: the operator read API of alerts (role read) and acknowledgement (role admin).
 
-* ``GET /v1/alerts?state=active|open|acknowledged|resolved|all&node=ID&limit=N`` — newest first
-  (default: active = open or acknowledged; at most 1000).
+* ``GET /v1/alerts?state=active|open|acknowledged|resolved|all&node=ID&limit=N&history=true`` —
+  newest first (default: active = open or acknowledged; at most 1000); ``history=true`` adds each
+  alert's events (the console's node page: one query, not one per alert).
 * ``GET /v1/alerts/nodes`` — each node's reporting / buffering / silent state.
+* ``GET /v1/alerts/rules`` — the rules (file and console; in force and disabled) and their audit.
 * ``GET /v1/alerts/{id}`` — the alert, its history (one event per transition, late ones marked)
   and its deliveries per sink.
 * ``POST /v1/alerts/{id}/ack`` (admin; body ``{"note": "..."}`` optional) — open -> acknowledged;
@@ -48,17 +50,35 @@ def router(ctx: AppContext) -> APIRouter:
         state: str = "active",
         node: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        history: bool = False,
     ) -> dict[str, Any]:
-        """Alerts, newest first."""
+        """Alerts, newest first (with ``history=true``, each with its events)."""
         if state not in STATES:
             raise Rejected("bad_query", f"state: expected one of {', '.join(STATES)}", field="state")
-        alerts = await run_in_threadpool(engine().db.list_alerts, STATES[state], node, limit)
-        return {"alerts": alerts, "state": state}
+        db = engine().db
+
+        def run() -> list[dict[str, Any]]:
+            alerts = db.list_alerts(STATES[state], node, limit)
+            if history:
+                events = db.histories([a["id"] for a in alerts])
+                for alert in alerts:
+                    alert["history"] = events.get(alert["id"], [])
+            return alerts
+
+        return {"alerts": await run_in_threadpool(run), "state": state}
 
     @api.get("/v1/alerts/nodes")
     async def node_states(_p: Annotated[Principal, Depends(_reader)]) -> dict[str, Any]:
         """Each node's reporting / buffering / silent state (by the first silent rule)."""
         return {"nodes": await run_in_threadpool(engine().node_states)}
+
+    @api.get("/v1/alerts/rules")
+    async def rules(_p: Annotated[Principal, Depends(_reader)]) -> dict[str, Any]:
+        """The rules in force and the disabled ones (``[alerts]`` of the config file, overridden or
+        added to by an admin in the console: central/alerts/stored.py) and the audit of changes."""
+        from central.alerts.stored import rule_table
+
+        return await run_in_threadpool(rule_table, engine())
 
     @api.get("/v1/alerts/{alert_id}")
     async def get_alert(alert_id: int, _p: Annotated[Principal, Depends(_reader)]) -> dict[str, Any]:

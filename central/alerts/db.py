@@ -7,6 +7,7 @@ process deliver per sink.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from central.forward.db import ForwardDb
@@ -145,6 +146,29 @@ class AlertsDb(ForwardDb):
 
         return self._run(run)
 
+    def histories(self, alert_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """alert id -> its events (oldest first), for many alerts in one query (the node page)."""
+        if not alert_ids:
+            return {}
+
+        def run(conn: Any) -> dict[int, list[dict[str, Any]]]:
+            marks = ", ".join("?" for _ in alert_ids)
+            rows = self._exec(
+                conn,
+                "SELECT alert_id, id, transition, at_ms, reading_ms, value, late, actor, detail "
+                f"FROM alert_events WHERE alert_id IN ({marks}) ORDER BY alert_id, id",
+                list(alert_ids),
+            ).fetchall()
+            keys = ("id", "transition", "at_ms", "reading_ms", "value", "late", "actor", "detail")
+            found: dict[int, list[dict[str, Any]]] = {int(i): [] for i in alert_ids}
+            for row in rows:
+                event = dict(zip(keys, row[1:], strict=True))
+                event["late"] = bool(event["late"])
+                found[int(row[0])].append(event)
+            return found
+
+        return self._run(run)
+
     def history(self, alert_id: int) -> list[dict[str, Any]]:
         def run(conn: Any) -> list[dict[str, Any]]:
             rows = self._exec(
@@ -207,3 +231,51 @@ class AlertsDb(ForwardDb):
             ),
             write=True,
         )
+
+    # ---- rules stored by an admin (central/alerts/stored.py), with their audit
+    def stored_rules(self) -> list[Any]:
+        from central.alerts.stored import StoredRule
+
+        def run(conn: Any) -> list[Any]:
+            rows = self._exec(
+                conn, "SELECT name, doc, enabled, updated_ms, updated_by FROM alert_rules ORDER BY name"
+            ).fetchall()
+            return [StoredRule(r[0], json.loads(r[1]), bool(r[2]), int(r[3]), r[4]) for r in rows]
+
+        return self._run(run)  # type: ignore[no-any-return]
+
+    def save_rule(
+        self, name: str, doc: str | None, enabled: bool, action: str, actor: str, now_ms: int
+    ) -> None:
+        """Store a rule (``doc``, its table as JSON) or switch the rule ``name`` on / off (``doc``
+        None: a file rule never stored gets a row with a null doc), and audit it, in one transaction."""
+
+        def run(conn: Any) -> None:
+            self._exec(
+                conn,
+                "INSERT INTO alert_rules (name, doc, enabled, updated_ms, updated_by) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                + ("doc = excluded.doc, " if doc is not None else "")
+                + "enabled = excluded.enabled, updated_ms = excluded.updated_ms, "
+                "updated_by = excluded.updated_by",
+                (name, doc if doc is not None else "null", int(enabled), now_ms, actor),
+            )
+            self._exec(
+                conn,
+                "INSERT INTO alert_rule_audit (name, action, doc, actor, at_ms) VALUES (?, ?, ?, ?, ?)",
+                (name, action, doc, actor, now_ms),
+            )
+
+        self._run(run, write=True)
+
+    def rule_audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        def run(conn: Any) -> list[dict[str, Any]]:
+            rows = self._exec(
+                conn,
+                "SELECT id, name, action, doc, actor, at_ms FROM alert_rule_audit ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            keys = ("id", "name", "action", "doc", "actor", "at_ms")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return self._run(run)  # type: ignore[no-any-return]

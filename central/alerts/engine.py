@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the database side imports the forwarder's (and its layouts'
 
 log = logging.getLogger("streetnode.central.alerts")
 SILENT_EVERY_S = 2.0
+RULES_REFRESH_S = 5.0  # how soon a rule changed in the console (by any serve process) takes effect
 BACKFILL_SUFFIX = "#backfill"  # alert_rule_state of the state machine that judges backfill
 
 
@@ -68,6 +69,30 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = {"batches": 0, "transitions": 0, "late": 0, "errors": 0}
+        self._rules: tuple[Rule, ...] | None = None
+        self._rules_at = 0.0
+        self._rules_lock = threading.Lock()
+
+    def rules(self) -> tuple[Rule, ...]:
+        """The rules in force: ``[alerts]``'s, overridden / added to by the ones stored in the
+        database by an admin (central/alerts/stored.py), re-read every `RULES_REFRESH_S`."""
+        with self._rules_lock:
+            now = time.monotonic()
+            if self._rules is None or now - self._rules_at >= RULES_REFRESH_S:
+                from central.alerts.stored import effective_rules
+
+                try:
+                    self._rules = effective_rules(self.config.rules, self.db.stored_rules())
+                except Exception as e:  # the database is away: the file's (or the last known) rules
+                    log.warning("alerts: reading the stored rules failed: %s", e)
+                    self._rules = self._rules if self._rules is not None else self.config.rules
+                self._rules_at = now
+            return self._rules
+
+    def rules_changed(self) -> None:
+        """An admin changed a rule (this process): read them again at the next batch."""
+        with self._rules_lock:
+            self._rules = None
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -75,7 +100,7 @@ class AlertEngine:
     # ---------------------------------------------------------------- evaluation
     def on_batch(self, batch: Any, now_ms: int | None = None) -> int:
         """Evaluate the rules on a stored batch; returns the number of transitions. Never raises."""
-        rules = [r for r in self.config.rules if r.applies(batch.node_id)]
+        rules = [r for r in self.rules() if r.applies(batch.node_id)]
         if not rules:
             return 0
         now = self.now_ms() if now_ms is None else now_ms
@@ -269,7 +294,7 @@ class AlertEngine:
 
     # ---------------------------------------------------------------- silence
     def check_silent(self, now_ms: int | None = None) -> int:
-        rules = [r for r in self.config.rules if r.kind == "silent"]
+        rules = [r for r in self.rules() if r.kind == "silent"]
         if not rules or self._list_nodes is None:
             return 0
         now = self.now_ms() if now_ms is None else now_ms
@@ -302,7 +327,7 @@ class AlertEngine:
 
     def node_states(self, now_ms: int | None = None) -> dict[str, str]:
         """node -> "reporting" / "buffering" / "silent" by the first silent rule (for the API)."""
-        rules = [r for r in self.config.rules if r.kind == "silent"]
+        rules = [r for r in self.rules() if r.kind == "silent"]
         if not rules or self._list_nodes is None:
             return {}
         now = self.now_ms() if now_ms is None else now_ms
@@ -360,7 +385,8 @@ class AlertEngine:
 
     # ---------------------------------------------------------------- the silence timer
     def start(self) -> None:
-        if any(r.kind == "silent" for r in self.config.rules):
+        """The silence timer (it finds silent rules added in the console later too)."""
+        if self._list_nodes is not None:
             self._thread = threading.Thread(target=self._run, name="alerts-silent", daemon=True)
             self._thread.start()
 

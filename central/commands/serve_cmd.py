@@ -144,8 +144,6 @@ def _serve_workers(args: argparse.Namespace, sinks: list[Any], alerts_config: An
             forwarders.extend(start_forwarders(stores[-1], sinks))
 
     def per_worker(store: Any) -> dict[str, Any]:
-        if not alerts_config.rules:
-            return {}
         from central.alerts.db import AlertsDb
         from central.alerts.engine import AlertEngine
 
@@ -163,9 +161,8 @@ def _serve_workers(args: argparse.Namespace, sinks: list[Any], alerts_config: An
 
 
 def _start_alerts(store: Any, config: Any) -> tuple[Any, list[Any]]:
-    """The alert engine of ``[alerts]`` and one delivery worker per sink (None, [] without rules)."""
-    if not config.rules:
-        return None, []
+    """The alert engine of ``[alerts]`` and one delivery worker per sink (always an engine: an admin
+    may add rules in the console, central/alerts/stored.py)."""
     from central.alerts.db import AlertsDb
     from central.alerts.delivery import start_delivery
     from central.alerts.engine import AlertEngine, log

@@ -31,6 +31,26 @@ MESSAGES: dict[str, dict[str, str]] = {
         "time_zone": "Times in", "back": "All nodes", "kind": "kind", "detail": "detail", "when": "when",
         "error_loading": "Could not load data; retrying.",
         "unit_s": "s", "unit_min": "min", "unit_h": "h", "unit_d": "d",
+        "alerts": "Alerts", "alerts_active": "Active alerts", "alert": "Alert", "no_alerts": "No alerts.",
+        "alert_count_1": "1 alert", "alert_count_n": "{n} alerts", "severity": "Severity",
+        "sev_critical": "critical", "sev_warning": "warning", "sev_info": "info",
+        "alert_open": "open", "alert_acknowledged": "acknowledged", "alert_resolved": "resolved",
+        "opened": "Opened", "acknowledged_by": "Acknowledged by", "resolved_at": "Resolved",
+        "history": "History", "acknowledge": "Acknowledge", "late_alert": "late (from backfill)",
+        "transition_open": "opened", "transition_acknowledged": "acknowledged",
+        "transition_resolved": "resolved",
+        "rules": "Alert rules", "rule_name": "Rule", "rule_kind": "Kind", "rule_condition": "Condition",
+        "rule_nodes": "Nodes", "rule_source": "Source", "rule_changed": "Changed by",
+        "rule_clear": "clears", "rule_after": "no upload for", "rule_all_nodes": "all nodes",
+        "source_file": "config file", "source_console": "console",
+        "source_file_console": "file, changed in console",
+        "rule_disable": "Disable", "rule_enable": "Enable", "rule_on": "on", "rule_off": "off",
+        "rule_add": "Add or replace a rule", "rule_save": "Save rule", "rule_audit": "Changes (audit)",
+        "rules_precedence": "Rules come from [alerts] of the config file; a rule saved "
+        "here with the same name replaces the file's, a disabled one switches it off, a new name "
+        "adds a rule.",
+        "rule_form_help": "The fields of [[alerts.rules]] (docs/alerts.md); empty fields take their "
+        "defaults.",
     },
     "vi": {
         "title": "Bảng điều khiển Streetnode", "overview": "Tổng quan", "logout": "Đăng xuất",
@@ -56,6 +76,28 @@ MESSAGES: dict[str, dict[str, str]] = {
         "time_zone": "Giờ theo", "back": "Tất cả các trạm", "kind": "loại", "detail": "chi tiết",
         "when": "thời điểm", "error_loading": "Không tải được dữ liệu; đang thử lại.",
         "unit_s": "giây", "unit_min": "phút", "unit_h": "giờ", "unit_d": "ngày",
+        "alerts": "Cảnh báo", "alerts_active": "Cảnh báo đang hiệu lực", "alert": "Cảnh báo",
+        "no_alerts": "Không có cảnh báo.", "alert_count_1": "1 cảnh báo", "alert_count_n": "{n} cảnh báo",
+        "severity": "Mức độ", "sev_critical": "nghiêm trọng", "sev_warning": "cảnh giác",
+        "sev_info": "thông tin", "alert_open": "mới", "alert_acknowledged": "đã xác nhận",
+        "alert_resolved": "đã kết thúc", "opened": "Bắt đầu", "acknowledged_by": "Người xác nhận",
+        "resolved_at": "Kết thúc", "history": "Lịch sử", "acknowledge": "Xác nhận",
+        "late_alert": "muộn (từ dữ liệu gửi bù)", "transition_open": "bắt đầu",
+        "transition_acknowledged": "đã xác nhận", "transition_resolved": "kết thúc",
+        "rules": "Quy tắc cảnh báo", "rule_name": "Quy tắc", "rule_kind": "Loại",
+        "rule_condition": "Điều kiện",
+        "rule_nodes": "Trạm", "rule_source": "Nguồn", "rule_changed": "Người sửa",
+        "rule_clear": "kết thúc khi", "rule_after": "không gửi dữ liệu trong", "rule_all_nodes": "mọi trạm",
+        "source_file": "tệp cấu hình", "source_console": "bảng điều khiển",
+        "source_file_console": "tệp, đã sửa trên bảng điều khiển",
+        "rule_disable": "Tắt", "rule_enable": "Bật", "rule_on": "bật", "rule_off": "tắt",
+        "rule_add": "Thêm hoặc thay thế quy tắc", "rule_save": "Lưu quy tắc",
+        "rule_audit": "Lịch sử thay đổi",
+        "rules_precedence": "Quy tắc lấy từ [alerts] của tệp cấu hình; quy tắc lưu ở "
+        "đây cùng tên sẽ thay thế quy tắc của tệp, quy tắc bị tắt sẽ vô hiệu hóa nó, tên mới sẽ "
+        "thêm quy tắc.",
+        "rule_form_help": "Các trường của [[alerts.rules]] (docs/alerts.md); trường để trống lấy "
+        "giá trị mặc định.",
     },
 }
 

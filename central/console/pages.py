@@ -14,6 +14,9 @@ Pages are server-rendered Jinja2 templates (`templates/`) with a little plain Ja
 - **Extending**: the overview and node pages render the panel templates listed in
   `OVERVIEW_PANELS` / `NODE_PANELS` in order; an area adds its panel template there (and a
   ``<script src>`` inside it).
+- **Alerts** (central/alerts): the overview's active-alerts panel and markers, the node page's
+  alerts with their history; an admin acknowledges with ``POST /console/alerts/{id}/ack`` (a form
+  with the CSRF token; read-only users get no button and a 403).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from central.ingest import read_body
 
 CSRF_COOKIE = "streetnode_csrf"
 PREFIX = "/console"
-OVERVIEW_PANELS = ["panels/overview_map.html", "panels/overview_table.html"]
-NODE_PANELS = ["panels/node_health.html", "panels/node_charts.html", "panels/node_timeline.html"]
+OVERVIEW_PANELS = ["panels/overview_alerts.html", "panels/overview_map.html", "panels/overview_table.html"]
+NODE_PANELS = ["panels/node_health.html", "panels/node_alerts.html", "panels/node_charts.html",
+               "panels/node_timeline.html"]
 STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                 ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
 RANGES = ("6h", "24h", "7d", "30d")
@@ -137,6 +141,10 @@ class Pages:
         return (bool(cookie) and hmac.compare_digest(cookie.encode(), token.encode())
                 and _same_origin_or_absent(request))
 
+    def alert_flags(self, who: Principal) -> dict[str, bool]:
+        """The page's alert switches: whether alerts are served, whether this user may acknowledge."""
+        return {"alerts": self.ctx.alerts is not None, "can_ack": who.has_role("admin")}
+
     def principal(self, request: Request) -> Principal | None:
         if not request.cookies.get(SESSION_COOKIE):
             return None
@@ -213,7 +221,8 @@ def router(ctx: AppContext, config: ConsoleConfig) -> APIRouter:
         who = pages.principal(request)
         if who is None:
             return to_login(request)
-        return pages.render(request, "overview.html", user=who.name, page_config={"page": "overview"})
+        return pages.render(request, "overview.html", user=who.name, alerts_on=ctx.alerts is not None,
+                            page_config={"page": "overview", **pages.alert_flags(who)})
 
     @api.get(PREFIX + "/nodes/{node_id}")
     def node_page(request: Request, node_id: str, range: str = "24h") -> Response:
@@ -224,7 +233,35 @@ def router(ctx: AppContext, config: ConsoleConfig) -> APIRouter:
             raise Rejected("not_found", f"unknown node {node_id!r}")
         chosen = range if range in RANGES else "24h"
         return pages.render(request, "node.html", user=who.name, node_id=node_id, range=chosen,
-                            page_config={"page": "node", "node": node_id, "range": chosen})
+                            alerts_on=ctx.alerts is not None,
+                            page_config={"page": "node", "node": node_id, "range": chosen,
+                                         **pages.alert_flags(who)})
+
+    @api.post(PREFIX + "/alerts/{alert_id}/ack")
+    async def acknowledge(request: Request, alert_id: int) -> Response:
+        """An admin acknowledges an open alert from the node page (a form: csrf, next)."""
+        from central.alerts.engine import AlertError
+
+        form = await form_fields(request)
+        if not pages.check_csrf(request, form.get("csrf", "")):
+            raise Rejected("forbidden", "csrf: the form's token does not match; reload the page")
+        if not request.cookies.get(SESSION_COOKIE):
+            return to_login(request)
+        who = await run_in_threadpool(authenticate, request, ctx)  # a change: Origin/Referer required
+        if not who.has_role("admin"):
+            raise Rejected("forbidden",
+                           f"user {who.name!r} has role {who.role!r}; acknowledging needs 'admin'")
+        if ctx.alerts is None:
+            raise Rejected("unavailable", "alerts are not available with this store")
+        try:
+            await run_in_threadpool(ctx.alerts.acknowledge, alert_id, who.name, None)
+        except AlertError as e:
+            raise Rejected(e.code, str(e)) from None
+        return RedirectResponse(_safe_next(form.get("next")), status_code=303)
+
+    from central.alerts import rules_page  # the alert rules page (central/alerts/rules_page.py)
+
+    api.include_router(rules_page.router(ctx, pages, form_fields))
 
     @api.get(PREFIX + "/static/{name}")
     def static(name: str) -> Response:

@@ -1,7 +1,8 @@
 """The console in a real browser: Debian's chromium driven by Selenium (its chromedriver; nothing
 downloads a browser). Log in (a wrong password is refused), N nodes on the map and in the table, a
 node whose link is cut goes late, then buffering when it reports its backlog, then live after the
-backfill; open a node, its charts have drawn pixels; switch range and language.
+backfill; an open alert shows on the overview (panel, row and map marker) and the admin acknowledges
+it from the node page; open a node, its charts have drawn pixels; switch range and language.
 
 Screenshots of the overview and a node page (an emulated storm) go to $STREETNODE_SCREENSHOTS (a
 directory, e.g. docs/) when set, else to the test's temporary directory."""
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from central.accounts import Accounts
+from central.alerts.config import parse_alerts
+from central.alerts.db import AlertsDb
+from central.alerts.engine import AlertEngine
 from central.console.config import ConsoleConfig
 from central.server import serve_in_thread
 from central.store import open_store
@@ -26,6 +30,9 @@ from tests.console.storm import STORM_NODES, store_storm, storm_health
 
 PASSWORD = "correct horse battery staple"
 CUT = "pole-cut"
+FLOODED = "hk-0042"
+FLOOD_RULE = {"alerts": {"rules": [{"name": "flood", "kind": "threshold", "channel": "*.depth_cm",
+                                    "above": 20.0, "nodes": [FLOODED]}]}}
 
 
 def browser_or_skip():
@@ -109,9 +116,10 @@ def console(tmp_path):
     store = open_store(f"sqlite:///{tmp_path / 'central.db'}")
     store_storm(store, now_ms())
     store.add_node(CUT, KEY, now_ms())
-    Accounts(store).add_user("operator", "read", PASSWORD)
+    Accounts(store).add_user("operator", "admin", PASSWORD)  # admin: acknowledges an alert
     config = ConsoleConfig(late_after_s=6, silent_after_s=600, buffering_age_s=30, poll_s=1)
-    url, stop = serve_in_thread(store, console=config)
+    engine = AlertEngine(parse_alerts(FLOOD_RULE), AlertsDb.for_store(store), list_nodes=store.list_nodes)
+    url, stop = serve_in_thread(store, console=config, alerts=engine)
     heartbeat = Heartbeat(url)
     heartbeat.thread.start()
     try:
@@ -167,6 +175,16 @@ def test_the_console_in_chromium(console, tmp_path):
     assert placed == sorted([n[0] for n in STORM_NODES] + [CUT])
     flood = text_of(driver, '#nodes tr[data-node="hk-0042"] td.band')
     assert "cm" in flood and "severe" in flood  # ~42 cm: above 30
+    # the water crosses the rule's 20 cm: an open alert in the panel, on the node's row and its marker
+    upload(url, FLOODED, [("flood.depth_cm", 43.0, ago(0.5))], first_seq=20_000_000,
+           health=storm_health(FLOODED, oldest_reading_age_s=1.0))
+    panel_row = wait_for(driver, lambda d: d.find_elements(
+        By.CSS_SELECTOR, f'#alerts tbody tr[data-node="{FLOODED}"][data-state="open"]'), what="the alert")
+    assert "critical" in panel_row[0].text and "43 >= 20" in panel_row[0].text
+    mark = wait_for(driver, lambda d: d.find_elements(
+        By.CSS_SELECTOR, f'#nodes tr[data-node="{FLOODED}"] .alert-mark'), what="the row's alert marker")
+    assert "1 alert" in mark[0].text
+    assert driver.find_elements(By.CSS_SELECTOR, f'#map g.marker[data-node="{FLOODED}"] circle.alert-ring')
     screenshot(driver, tmp_path, "console-overview.png", 1150)
 
     # the cut node: late while nothing arrives, buffering when its backlog arrives, live when drained
@@ -190,6 +208,12 @@ def test_the_console_in_chromium(console, tmp_path):
     wait_for(driver, lambda d: d.execute_script("return document.getElementById('node-state').dataset.state")
              == "live", what="the node page's state")
     screenshot(driver, tmp_path, "console-node.png", 2500)
+    # the admin acknowledges the alert from the node page (a form with the CSRF token)
+    ack = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#node-alerts button.ack"), what="ack")
+    ack[0].click()
+    acked_row = '#node-alerts tr[data-state="acknowledged"]'
+    acked = wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, acked_row), what="acknowledged")
+    assert "operator" in acked[0].text and "/console/nodes/hk-0042" in driver.current_url
     driver.find_element(By.ID, "range-7d").click()
     wait_for(driver, lambda d: "range=7d" in d.current_url, what="the 7-day range")
     step = wait_for(driver, lambda d: d.execute_script(

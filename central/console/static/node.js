@@ -131,5 +131,6 @@
   }
   charts().catch(() => SN.showError(true));
   refreshTimeline();
+  SN.alerts.pollNode(node);
   setInterval(refreshTimeline, Math.max(config.poll_s, 5) * 6000);
 })();

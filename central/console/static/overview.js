@@ -4,7 +4,7 @@
   const { config, T } = SN;
   const table = document.getElementById("nodes");
   const STATE_ORDER = { silent: 0, late: 1, buffering: 2, live: 3 };
-  let sortKey = "node_id", sortDir = 1, latest = null;
+  let sortKey = "node_id", sortDir = 1, latest = null, alertsByNode = {};
 
   function channelEnding(node, suffix) {
     for (const [name, channel] of Object.entries(node.channels)) { if (name.endsWith(suffix)) { return channel; } }
@@ -44,6 +44,8 @@
       const n = r.node, tr = SN.el("tr", { "data-node": n.node_id, "data-state": n.state });
       const link = SN.el("a", { href: "/console/nodes/" + encodeURIComponent(n.node_id) }, n.node_id);
       const first = SN.el("td"); first.appendChild(link); tr.appendChild(first);
+      const alerts = alertsByNode[n.node_id];
+      if (alerts) { tr.setAttribute("data-alerts", alerts.length); first.append(" "); first.appendChild(SN.alerts.mark(alerts)); }
       const state = SN.el("td"); state.appendChild(SN.stateBadge(n.state)); tr.appendChild(state);
       tr.appendChild(SN.el("td", {}, (n.location || {}).ward || ""));
       tr.appendChild(valueCell(r.flood, 1));
@@ -116,11 +118,18 @@
       const x = px(points[i][0]), y = py(points[i][1]);
       const link = SN.svg("a", { href: "/console/nodes/" + encodeURIComponent(n.node_id) });
       const g = SN.svg("g", { class: "marker", "data-node": n.node_id, "data-state": n.state });
-      g.appendChild(SN.svg("title", {}, n.node_id + " — " + T[n.state] + (n.location.label ? " — " + n.location.label : "")));
+      const alerts = alertsByNode[n.node_id];
+      const warning = alerts ? " — ⚠ " + alerts.map((a) => T["sev_" + a.severity] + ": " + a.summary).join("; ") : "";
+      g.appendChild(SN.svg("title", {}, n.node_id + " — " + T[n.state] + (n.location.label ? " — " + n.location.label : "") + warning));
+      if (alerts) {  // a ring in the worst alert's colour, dashed once acknowledged, and "⚠" in the label
+        const top = SN.alerts.worst(alerts), acked = alerts.every((a) => a.state === "acknowledged");
+        g.setAttribute("data-alerts", alerts.length);
+        g.appendChild(SN.svg("circle", { cx: x, cy: y, r: 14, class: "alert-ring sev-" + top.severity + (acked ? " acked" : "") }));
+      }
       g.appendChild(marker(n.state, x, y));
       const depth = channelEnding(n, ".depth_cm");
-      const label = n.node_id + (depth && depth.value != null ? " · " + SN.number(depth.value) + " cm" : "");
-      g.appendChild(SN.svg("text", { x: x + 11, y: y + 4, class: "marker-label" }, label));
+      const label = (alerts ? "⚠ " : "") + n.node_id + (depth && depth.value != null ? " · " + SN.number(depth.value) + " cm" : "");
+      g.appendChild(SN.svg("text", { x: x + (alerts ? 18 : 11), y: y + 4, class: "marker-label" }, label));
       link.appendChild(g);
       map.appendChild(link);
     });
@@ -128,7 +137,10 @@
 
   async function refresh() {
     try {
-      latest = await SN.getJSON("/v1/latest");
+      const [doc, alerts] = await Promise.all([SN.getJSON("/v1/latest"), SN.alerts.active()]);
+      latest = doc;
+      alertsByNode = SN.alerts.byNode(alerts);
+      SN.alerts.renderPanel(alerts);
       renderMap(latest.nodes);
       renderTable(latest.nodes.map(row));
       document.getElementById("updated").textContent = T.updated + " " + SN.time(latest.server_time_ms);
