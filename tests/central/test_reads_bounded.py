@@ -149,7 +149,8 @@ def test_concurrent_batches_keep_the_counters_exact(central):
         b.gaps = [Gap(1, 1000, 1000 + part, part + 1, None, None, "evicted_size")]  # one gap, extended
         send(url, b)
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    # two at a time: a node has at most 2 batches in progress or waiting (guard's per-node slots)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(upload, range(8)))
     (node,) = get(url + "/v1/nodes", auth).json()["nodes"]
     assert (node["readings"], node["gaps"], node["missing_readings"]) == (170, 1, 8)

@@ -45,10 +45,12 @@ def test_workers_share_one_database_restart_a_dead_worker_and_stop_cleanly(store
     proc, base = start_server(["--db", store_url, "--workers", "3"], cli_env)
     try:
         workers = wait_for(lambda: len(children(proc.pid)) == 3 and children(proc.pid), what="3 workers")
-        jobs = [(node, k * 30) for node in keys for k in range(10)]
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda job: upload(base, keys[job[0]], *job), jobs))
-        assert [r.status_code for r in answers] == [200] * len(jobs), [r.text for r in answers if not r.ok]
+        def one_node(node: str) -> list[requests.Response]:  # one batch at a time, as a node sends
+            return [upload(base, keys[node], node, k * 30) for k in range(10)]
+
+        with ThreadPoolExecutor(len(keys)) as pool:  # the nodes in parallel
+            answers = [r for rs in pool.map(one_node, keys) for r in rs]
+        assert [r.status_code for r in answers] == [200] * 40, [r.text for r in answers if not r.ok]
         assert sum(r.json()["stored"] for r in answers) == 4 * 10 * 30
 
         # a signed request replayed on another connection (maybe another worker) is refused:
