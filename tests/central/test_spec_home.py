@@ -12,7 +12,8 @@ from tests.conftest import ROOT
 
 SHARED = {"node", "node.model", "node.protocol", "node.errors"}
 # the node's config schema: fleet configuration (#17) checks a pushed layer with the node's own code
-CONFIG_SCHEMA = {"node.config", "node.remote_keys", "node.units"}
+# (its one-line messages in the reader's language through node.i18n, stdlib gettext only)
+CONFIG_SCHEMA = {"node.config", "node.remote_keys", "node.units", "node.i18n"}
 
 
 def test_every_central_module_imports_only_the_shared_modules():
