@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,21 @@ def prepare_path(path: str) -> None:
         os.close(fd)
 
 
+def _set_wal(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """Switch a new file to WAL. The switch needs the file to itself, and SQLite answers "database is
+    locked" at once, without its busy handler, while another process opens the same new file (several
+    workers starting together): retry within the connection's own busy timeout."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SqliteStore(SqlStore):
     backend_errors = (sqlite3.OperationalError,)  # locked, disk full, I/O error
     dialect = "sqlite"
@@ -68,7 +84,7 @@ class SqliteStore(SqlStore):
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=30.0)
-                conn.execute("PRAGMA journal_mode=WAL")
+                _set_wal(conn)
                 conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as e:
                 raise StoreError(f"--db sqlite:///{self.path}: cannot open: {e}") from None
