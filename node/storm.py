@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.trend import slope_per_s
+
 WINDOW_S = 3 * 3600.0
 MIN_SPAN_S = 20 * 60.0
 STALE_AFTER_S = 15 * 60.0  # default; the agent sets it from its sensors' intervals
@@ -81,13 +83,9 @@ class StormDetector:
         pts = self._pressure
         if len(pts) < 3 or pts[-1][0] - pts[0][0] < MIN_SPAN_S:
             return None
-        n = len(pts)
-        mt = sum(t for t, _ in pts) / n
-        mp = sum(p for _, p in pts) / n
-        var = sum((t - mt) ** 2 for t, _ in pts)
-        if var <= 0:
+        slope = slope_per_s(pts)  # hPa per second
+        if slope is None:
             return None
-        slope = sum((t - mt) * (p - mp) for t, p in pts) / var  # hPa per second
         return -slope * WINDOW_S
 
     def observe(self, now_s: float, values: Mapping[str, float | None]) -> bool | None:
