@@ -17,20 +17,11 @@ import requests
 
 from central.readpool import ReadPool
 from central.reads import READ_HANDLERS
-from central.server import serve_in_thread
 from node.model import Batch, Gap, Incident, Reading
 from node.protocol import encode_batch
-from tests.central.helpers import KEY, NODE, body_of, get, make_batch, now_ms, post, read_token
+from tests.central.helpers import KEY, NODE, body_of, get, make_batch, now_ms, post
 
 T0 = 1_764_100_000_000
-
-
-@pytest.fixture
-def central(store):
-    store.add_node(NODE, KEY, now_ms())
-    url, stop = serve_in_thread(store)
-    yield url, store, read_token(store)
-    stop()
 
 
 def send(url: str, batch: Batch, *, node: str = NODE) -> dict:
