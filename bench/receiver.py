@@ -39,10 +39,14 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
     raise RuntimeError(f"streetnode-central serve did not start (exit code {proc.poll()})")
 
 
-def start_central(args: Sequence[str], timeout: float = 30.0) -> tuple[subprocess.Popen[str], str]:
-    """Run ``streetnode-central <args>`` (a ``serve`` command) as its own process, as shipped;
-    returns it and the URL it listens on, once it says so (RuntimeError after ``timeout`` s)."""
+def start_central(args: Sequence[str], timeout: float = 30.0, *,
+                  drop_env: Sequence[str] = ()) -> tuple[subprocess.Popen[str], str]:
+    """Run ``streetnode-central <args>`` (a ``serve`` command) as its own process, as shipped, in
+    our environment less ``drop_env``; returns it and the URL it listens on, once it says so
+    (RuntimeError after ``timeout`` s)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    for name in drop_env:
+        env.pop(name, None)
     proc = subprocess.Popen([sys.executable, "-c", _ENTRY, *args], stdout=subprocess.PIPE, text=True, env=env)
     try:
         return proc, _wait_for_url(proc, timeout)
