@@ -15,9 +15,6 @@ from dataclasses import asdict, dataclass
 from central.alerts.config import Rule
 from node.hysteresis import Hysteresis, Switch
 
-# flags (drivers.quality.Quality) that make a reading no evidence: FAULT, OUT_OF_RANGE, STUCK, SPIKE
-UNTRUSTED = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 11)
-
 
 @dataclass
 class RuleState:
