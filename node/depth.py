@@ -72,10 +72,5 @@ class DepthFilter:
 
     def rise_cm_10min(self) -> float | None:
         """Slope of the accepted depths of the window, cm per 10 min (None: too little history)."""
-        pts = self._history
-        if len(pts) < 2 or pts[-1][0] - pts[0][0] < MIN_RISE_SPAN_S:
-            return None
-        slope = slope_per_s(pts)  # cm per second
-        if slope is None:
-            return None
-        return slope * RISE_WINDOW_S
+        slope = slope_per_s(self._history, min_span_s=MIN_RISE_SPAN_S)  # cm per second
+        return None if slope is None else slope * RISE_WINDOW_S

@@ -80,13 +80,8 @@ class StormDetector:
 
     def pressure_drop_3h(self) -> float | None:
         """hPa the pressure falls per 3 h (negative: rising); None without enough history."""
-        pts = self._pressure
-        if len(pts) < 3 or pts[-1][0] - pts[0][0] < MIN_SPAN_S:
-            return None
-        slope = slope_per_s(pts)  # hPa per second
-        if slope is None:
-            return None
-        return -slope * WINDOW_S
+        slope = slope_per_s(self._pressure, min_points=3, min_span_s=MIN_SPAN_S)  # hPa per second
+        return None if slope is None else -slope * WINDOW_S
 
     def observe(self, now_s: float, values: Mapping[str, float | None]) -> bool | None:
         """Feed quantities (``pressure_hpa``, ``rain_rate_mm_h``, ``depth_cm``) sampled at

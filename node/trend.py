@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Sequence
 
 
-def slope_per_s(points: Collection[tuple[float, float]]) -> float | None:
-    """Value units per second of the least-squares line through ``points`` (time in seconds);
-    None with fewer than two points or when they all share one time."""
+def slope_per_s(points: Sequence[tuple[float, float]], *, min_points: int = 2,
+                min_span_s: float = 0.0) -> float | None:
+    """Value units per second of the least-squares line through ``points`` (time in seconds,
+    oldest first); None without enough history (fewer than ``min_points`` points, or spanning
+    less than ``min_span_s``) or when they all share one time."""
     n = len(points)
-    if n < 2:
+    if n < max(2, min_points) or points[-1][0] - points[0][0] < min_span_s:
         return None
     mean_t = sum(t for t, _ in points) / n
     mean_v = sum(v for _, v in points) / n
