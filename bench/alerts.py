@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +33,18 @@ UPLOAD_INTERVAL_S = 30.0
 
 class _Receiver:
     def __init__(self) -> None:
+        from tests.support.posthook import PostHook
+
         self.arrivals: list[tuple[float, dict[str, Any]]] = []
-        receiver = self
+        self._hook = PostHook(self._on_post)
+        self.url = self._hook.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.arrivals.append((time.time(), json.loads(body)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _on_post(self, headers: Any, body: bytes) -> int:
+        self.arrivals.append((time.time(), json.loads(body)))
+        return 204
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._hook.close()
 
 
 def _subscriber(port: int, prefix: str) -> tuple[Any, list[tuple[float, dict[str, Any]]]]:

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import select
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +30,7 @@ from typing import Any
 
 import requests
 
+from bench.receiver import start_central, stop_central
 from central.accounts import Accounts
 from central.console import rollup
 from central.console.config import ConsoleConfig
@@ -116,27 +114,6 @@ def timed(fn: Any, repeats: int, pause_s: float = 0.0) -> float:
         fn()
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
-
-
-def start_server(url: str) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ)
-    env.pop("STREETNODE_DEBUG", None)
-    command = [sys.executable, "-m", "central.cli", "serve", "--listen", "127.0.0.1:0", "--db", url]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
-            if not found:
-                proc.kill()
-                raise RuntimeError(f"serve: {line!r} {proc.stderr.read()[-500:]}")
-            return proc, found.group(1)
-        if proc.poll() is not None:
-            raise RuntimeError(f"serve exited: {proc.stderr.read()[-500:]}")
-    proc.kill()
-    raise RuntimeError("serve did not start within 60 s")
 
 
 class Uploader:
@@ -277,7 +254,8 @@ def run(quick: bool = False) -> list[dict]:
         accounts = Accounts(store)
         token = accounts.add_token("bench", "read")
         accounts.add_user("bench", "read", PASSWORD)
-        proc, base = start_server(url)
+        proc, base = start_central(["serve", "--listen", "127.0.0.1:0", "--db", url], timeout=60,
+                                   drop_env=["STREETNODE_DEBUG"])
         api = requests.Session()
         api.headers["Authorization"] = f"Bearer {token}"
         conn = pg_connect(PG_URL, schema)
@@ -370,11 +348,7 @@ def run(quick: bool = False) -> list[dict]:
         conn.close()
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_central(proc, timeout=20)
         store.close()
         import psycopg
 

@@ -22,10 +22,7 @@ import http.client
 import json
 import os
 import random
-import re
 import secrets
-import select
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +31,7 @@ import uuid
 
 import requests
 
+from bench.receiver import start_central, stop_central
 from central.store import open_store
 from node import protocol
 from node.model import Batch, Reading
@@ -134,18 +132,6 @@ def run(quick: bool = False) -> list[dict]:
              "goal": f"report (≈ {http_rate * 30:,.0f} nodes at one upload per 30 s)"}]
 
 
-def start_server(db: str) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "central.cli", "serve", "--listen", "127.0.0.1:0",
-                             "--db", db], stdout=subprocess.PIPE, text=True)
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline() if ready else ""
-    m = re.match(r"listening on (\S+)", line)
-    if not m:
-        proc.kill()
-        raise RuntimeError(f"server did not start: {line!r}")
-    return proc, m.group(1)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.ingest_rate", description=__doc__.splitlines()[0])
     p.add_argument("--readings", type=int, default=300_000)
@@ -180,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(url("http"))
     store.add_node(NODE, key, 0)
     store.close()
-    proc, base = start_server(url("http"))
+    proc, base = start_central(["serve", "--listen", "127.0.0.1:0", "--db", url("http")])
     try:
         session = requests.Session()
         t = time.perf_counter()
@@ -191,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             r.raise_for_status()
         http_rate = len(readings) / (time.perf_counter() - t)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_central(proc, timeout=30)
     store = open_store(url("http"))
     stored = store.count_readings(NODE)
     store.close()

@@ -39,6 +39,32 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> str:
     raise RuntimeError(f"streetnode-central serve did not start (exit code {proc.poll()})")
 
 
+def start_central(args: Sequence[str], timeout: float = 30.0, *,
+                  drop_env: Sequence[str] = ()) -> tuple[subprocess.Popen[str], str]:
+    """Run ``streetnode-central <args>`` (a ``serve`` command) as its own process, as shipped, in
+    our environment less ``drop_env``; returns it and the URL it listens on, once it says so
+    (RuntimeError after ``timeout`` s)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    for name in drop_env:
+        env.pop(name, None)
+    proc = subprocess.Popen([sys.executable, "-c", _ENTRY, *args], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        return proc, _wait_for_url(proc, timeout)
+    except BaseException:
+        stop_central(proc)
+        raise
+
+
+def stop_central(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """SIGTERM (a clean shutdown), SIGKILL if it has not exited within ``timeout`` s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 @contextlib.contextmanager
 def receiver(db_url: str, nodes: dict[str, bytes], args: Sequence[str] = ()) -> Iterator[tuple[str, Store]]:
     """``args``: more ``serve`` options (``--tls-cert F --tls-key F`` for HTTPS)."""
@@ -48,17 +74,10 @@ def receiver(db_url: str, nodes: dict[str, bytes], args: Sequence[str] = ()) -> 
     try:
         for node_id, key in nodes.items():
             store.add_node(node_id, key, int(time.time() * 1000))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--listen", "127.0.0.1:0",
-                                 "--db", db_url, *args], stdout=subprocess.PIPE, text=True, env=env)
+        proc, url = start_central(["serve", "--listen", "127.0.0.1:0", "--db", db_url, *args])
         try:
-            yield _wait_for_url(proc, 30), store
+            yield url, store
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_central(proc)
     finally:
         store.close()

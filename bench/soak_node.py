@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backlog
-from bench.receiver import _ENTRY, _wait_for_url
+from bench.receiver import start_central, stop_central
 from bench.sim import health
 from drivers.quality import Quality
 from node.buffer import SqliteBuffer, store
@@ -66,21 +65,13 @@ class Central:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.proc = subprocess.Popen([sys.executable, "-c", _ENTRY, *self.args], stdout=subprocess.PIPE,
-                                     text=True, env=env)
-        _wait_for_url(self.proc, 60)
+        self.proc, _ = start_central(self.args, timeout=60)
 
     def stop(self) -> None:
         if self.proc is None:
             return
         before = _write_bytes()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_central(self.proc, timeout=20)
         self.proc = None
         CHILD_IO[0] += _write_bytes() - before  # reaping it added the central's writes to ours
 

@@ -24,9 +24,7 @@ import multiprocessing
 import os
 import random
 import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +34,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from bench.ingest_rate import CHANNELS
-from bench.receiver import _wait_for_url
+from bench.receiver import start_central, stop_central
 from central.store import open_store
 from node import protocol
 from node.model import Batch, Reading
@@ -45,7 +43,6 @@ BATCH = 5000  # readings per request: the node's backfill batch
 CHANNELS_PER_CYCLE = 10
 NODE_TIMEOUT_S = 30.0  # the node's request timeout
 _CHANNEL_NAMES = list(CHANNELS)[:CHANNELS_PER_CYCLE]
-_ENTRY = "import sys; from central.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def node_id(i: int) -> str:
@@ -135,22 +132,6 @@ def _client(base: str, nodes: list[tuple[str, bytes, list[bytes]]], go: multipro
     out.put(stats)
 
 
-def _serve(db_url: str, workers: int) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "serve", "--listen", "127.0.0.1:0", "--db", db_url,
-                             "--workers", str(workers)], stdout=subprocess.PIPE, text=True, env=env)
-    return proc, _wait_for_url(proc, 60)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -187,7 +168,8 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
         token = Accounts(store).add_token("storm-bench", "read")
     finally:
         store.close()
-    proc, base = _serve(db_url, workers)
+    serve = ["serve", "--listen", "127.0.0.1:0", "--db", db_url, "--workers", str(workers)]
+    proc, base = start_central(serve, timeout=60)
     ctx = multiprocessing.get_context("fork")
     go, out = ctx.Event(), ctx.Queue()
     names = sorted(bodies)
@@ -217,7 +199,7 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
             for _ in range(max(10, len(reader.latest))):
                 idle.once()
     finally:
-        _stop(proc)
+        stop_central(proc, timeout=30)
     store = open_store(db_url)
     try:
         mismatches = [f"{n}: {got} of {readings_per_node}" for n in names

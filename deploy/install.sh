@@ -806,14 +806,19 @@ do_central_install() {
     activate_unit
 }
 
-do_central_uninstall() {
-    say "$(t "removing %s from %s" "streetnode-central" "${ROOT:-/}")$( ((PURGE)) && t " (purge)")$( ((DRY_RUN)) && t " (dry run)")"
+# --uninstall, node or central: the service stopped and disabled, its unit gone
+stop_and_remove_unit() {
     if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
         changed "$(t "%s stopped and disabled" "$UNIT_NAME")"
         run systemctl disable --now "$UNIT_NAME" || true
     fi
     remove_path "$WANTS_DIR/$UNIT_NAME"
     remove_path "$UNIT_DIR/$UNIT_NAME"
+}
+
+do_central_uninstall() {
+    say "$(t "removing %s from %s" "streetnode-central" "${ROOT:-/}")$( ((PURGE)) && t " (purge)")$( ((DRY_RUN)) && t " (dry run)")"
+    stop_and_remove_unit
     remove_path "$PREFIX"
     systemd_running && run systemctl daemon-reload
     if ((PURGE)); then
@@ -828,12 +833,7 @@ do_central_uninstall() {
 
 do_uninstall() {
     say "$(t "removing %s from %s" "streetnode" "${ROOT:-/}")$( ((PURGE)) && t " (purge)")$( ((DRY_RUN)) && t " (dry run)")"
-    if systemd_running && [[ -f "$UNIT_DIR/$UNIT_NAME" ]]; then
-        changed "$(t "%s stopped and disabled" "$UNIT_NAME")"
-        run systemctl disable --now "$UNIT_NAME" || true
-    fi
-    remove_path "$WANTS_DIR/$UNIT_NAME"
-    remove_path "$UNIT_DIR/$UNIT_NAME"
+    stop_and_remove_unit
     remove_path "$MODULES_FILE"
     remove_path "$PREFIX"
     systemd_running && run systemctl daemon-reload

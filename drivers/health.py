@@ -69,19 +69,19 @@ class NodeHealth:
         except ValueError:
             return None
 
-    def load_1m(self) -> float | None:
-        text = self._text(LOADAVG)
+    def _first_number(self, rel: str) -> float | None:
+        """The first field of a /proc file such as loadavg or uptime (None: missing or garbled)."""
+        text = self._text(rel)
         try:
             return float(text.split()[0]) if text else None
         except (ValueError, IndexError):
             return None
 
+    def load_1m(self) -> float | None:
+        return self._first_number(LOADAVG)
+
     def uptime_s(self) -> float | None:
-        text = self._text(UPTIME)
-        try:
-            return float(text.split()[0]) if text else None
-        except (ValueError, IndexError):
-            return None
+        return self._first_number(UPTIME)
 
     def disk_used_pct(self) -> float | None:
         try:

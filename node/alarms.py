@@ -7,7 +7,8 @@ emulation speed). A reading the sampler does not trust (faulted, out of range, s
 no evidence either way: it neither counts towards switching on nor breaks a calm spell, so a
 ranger that dies mid-flood leaves the light on (fail-safe) and a bird never lights it.
 
-`AlarmRule` is the pure state machine; the agent owns the outputs (`drivers.alarm.AlarmOutput`),
+`AlarmRule` is the pure state machine (its rule is `node.hysteresis`, the one the central's
+threshold alerts use); the agent owns the outputs (`drivers.alarm.AlarmOutput`),
 stores each change as a reading ``<alarm>.alarm_on`` (1 / 0) in the same cycle as the reading
 that caused it, and starts an alert upload round at once.
 """
@@ -15,8 +16,10 @@ that caused it, and starts an alert upload round at once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from node.hysteresis import Hysteresis, Switch
 
 
 @dataclass
@@ -27,16 +30,18 @@ class AlarmRule:
     off_below: float
     on_readings: int = 2
     off_after_s: float = 600.0
-    on: bool = False
     since_s: float | None = None  # scenario time of the last change
     value: float | None = None  # the last valid value seen
-    _over: int = 0
-    _calm_since: float | None = None
+    _switch: Switch = field(default_factory=Switch)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> AlarmRule:
         return cls(cfg["name"], cfg["channel"], float(cfg["on_at"]), float(cfg["off_below"]),
                    int(cfg["on_readings"]), float(cfg["off_after"]))
+
+    @property
+    def on(self) -> bool:
+        return self._switch.on
 
     def observe(self, t_s: float, value: float | None) -> bool | None:
         """Feed one reading of the channel (None: untrusted); True when the alarm switches on,
@@ -44,21 +49,13 @@ class AlarmRule:
         if value is None:
             return None
         self.value = value
-        if not self.on:
-            self._over = self._over + 1 if value >= self.on_at else 0
-            if self._over >= self.on_readings:
-                self.on, self.since_s, self._calm_since = True, t_s, None
-                return True
+        rule = Hysteresis(self.on_at, self.on_readings, self.off_below, self.off_after_s)
+        was_on = self.on
+        self._switch = rule.step(self._switch, t_s, value)
+        if self.on == was_on:
             return None
-        if value >= self.off_below:
-            self._calm_since = None
-            return None
-        if self._calm_since is None:
-            self._calm_since = t_s
-        if t_s - self._calm_since >= self.off_after_s:
-            self.on, self.since_s, self._over, self._calm_since = False, t_s, 0, None
-            return False
-        return None
+        self.since_s = t_s
+        return self.on
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "channel": self.channel, "on": self.on, "value": self.value,

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from node.trend import slope_per_s
+
 RISE_WINDOW_S = 600.0
 MIN_RISE_SPAN_S = 120.0
 RAIN_MEMORY_S = 900.0
@@ -70,14 +72,5 @@ class DepthFilter:
 
     def rise_cm_10min(self) -> float | None:
         """Slope of the accepted depths of the window, cm per 10 min (None: too little history)."""
-        pts = self._history
-        if len(pts) < 2 or pts[-1][0] - pts[0][0] < MIN_RISE_SPAN_S:
-            return None
-        n = len(pts)
-        mean_t = sum(t for t, _ in pts) / n
-        mean_d = sum(d for _, d in pts) / n
-        var = sum((t - mean_t) ** 2 for t, _ in pts)
-        if var <= 0:
-            return None
-        slope = sum((t - mean_t) * (d - mean_d) for t, d in pts) / var
-        return slope * RISE_WINDOW_S
+        slope = slope_per_s(self._history, min_span_s=MIN_RISE_SPAN_S)  # cm per second
+        return None if slope is None else slope * RISE_WINDOW_S

@@ -140,31 +140,37 @@ def _texts_of(call: ast.Call) -> Iterator[ast.expr]:
             yield kw.value
 
 
-def bare_strings(paths: list[Path] | None = None) -> list[Bare]:
-    """User-facing strings in `USER_FACING` modules that do not go through ``_()``."""
+def _user_facing_nodes(paths: list[Path] | None) -> Iterator[tuple[Path, list[str], ast.AST]]:
+    """Every AST node of ``paths`` (default: the `USER_FACING` modules), with its file and lines."""
     if paths is None:
         paths = sorted({p for pattern in USER_FACING for p in NODE_DIR.glob(pattern)})
-    out: list[Bare] = []
     for path in paths:
         text = path.read_text(encoding="utf-8")
         lines = text.splitlines()
         for node in ast.walk(ast.parse(text, str(path))):
-            candidates: list[ast.expr] = []
-            if isinstance(node, ast.Call):
-                candidates += list(_texts_of(node))
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
-                exc = node.exc.func
-                exc_name = exc.id if isinstance(exc, ast.Name) else getattr(exc, "attr", "")
-                if exc_name not in INTERNAL_ERRORS:
-                    candidates.append(node.exc.args[0])
-            for expr in candidates:
-                words = _has_words(expr)
-                if words is None:
-                    continue
-                span = lines[expr.lineno - 1:(expr.end_lineno or expr.lineno)]
-                if any(EXEMPT in line for line in span) or (_rel(path), words) in PENDING:
-                    continue
-                out.append(Bare(f"{_rel(path)}:{expr.lineno}", words))
+            yield path, lines, node
+
+
+def bare_strings(paths: list[Path] | None = None) -> list[Bare]:
+    """User-facing strings in `USER_FACING` modules that do not go through ``_()``."""
+    out: list[Bare] = []
+    for path, lines, node in _user_facing_nodes(paths):
+        candidates: list[ast.expr] = []
+        if isinstance(node, ast.Call):
+            candidates += list(_texts_of(node))
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
+            exc = node.exc.func
+            exc_name = exc.id if isinstance(exc, ast.Name) else getattr(exc, "attr", "")
+            if exc_name not in INTERNAL_ERRORS:
+                candidates.append(node.exc.args[0])
+        for expr in candidates:
+            words = _has_words(expr)
+            if words is None:
+                continue
+            span = lines[expr.lineno - 1:(expr.end_lineno or expr.lineno)]
+            if any(EXEMPT in line for line in span) or (_rel(path), words) in PENDING:
+                continue
+            out.append(Bare(f"{_rel(path)}:{expr.lineno}", words))
     return sorted(set(out), key=lambda b: b.where)
 
 
@@ -179,24 +185,19 @@ def _translated(node: ast.expr) -> bool:
 def fragments(paths: list[Path] | None = None) -> list[Bare]:
     """A translated message glued to English words (``_("daemon ") + "running"``, ``f"{_(x)} now"``):
     a sentence built from pieces, which breaks Vietnamese word order. Separators (``"; "``) are fine."""
-    if paths is None:
-        paths = sorted({p for pattern in USER_FACING for p in NODE_DIR.glob(pattern)})
     out: list[Bare] = []
-    for path in paths:
-        text = path.read_text(encoding="utf-8")
-        lines = text.splitlines()
-        for node in ast.walk(ast.parse(text, str(path))):
-            glued: str | None = None
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-                for one, other in ((node.left, node.right), (node.right, node.left)):
-                    if _translated(one) and _has_words(other):
-                        glued = _has_words(other)
-            elif isinstance(node, ast.JoinedStr):
-                inner = [v.value for v in node.values if isinstance(v, ast.FormattedValue)]
-                if any(_translated(v) for v in inner):
-                    glued = _has_words(node)
-            if glued is not None and EXEMPT not in lines[node.lineno - 1]:
-                out.append(Bare(f"{_rel(path)}:{node.lineno}", glued))
+    for path, lines, node in _user_facing_nodes(paths):
+        glued: str | None = None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            for one, other in ((node.left, node.right), (node.right, node.left)):
+                if _translated(one) and _has_words(other):
+                    glued = _has_words(other)
+        elif isinstance(node, ast.JoinedStr):
+            inner = [v.value for v in node.values if isinstance(v, ast.FormattedValue)]
+            if any(_translated(v) for v in inner):
+                glued = _has_words(node)
+        if glued is not None and EXEMPT not in lines[node.lineno - 1]:
+            out.append(Bare(f"{_rel(path)}:{node.lineno}", glued))
     return sorted(set(out), key=lambda b: b.where)
 
 

@@ -30,6 +30,11 @@ class Quality(enum.IntFlag):
     SPIKE = 1 << 11           # a single outlier against its neighbours: kept, but not taken as water
 
 
+# a value with one of these flags is no evidence (the node's storm triggers and alarms, the central's
+# threshold alerts ignore it)
+UNTRUSTED = int(Quality.OUT_OF_RANGE | Quality.FAULT | Quality.STUCK | Quality.SPIKE)
+
+
 def flag_names(flags: int) -> list[str]:
     """Lowercase names of the known bits set in ``flags`` (``[]`` for OK); unknown bits are ignored."""
     return [q.name.lower() for q in Quality if q and flags & q and q.name]

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from drivers.quality import Quality
 from drivers.quality import names as flag_names
 from node.depth import DepthFilter
-from node.model import Sample, unit_of
+from node.model import UNTRUSTED, Sample, unit_of
 
 log = logging.getLogger("streetnode.sampler")
 
@@ -232,10 +232,6 @@ class Slot:
 
 
 RISING_CLEAR_RATIO = 0.5  # a ranger sampling fast for rising water slows down below half the threshold
-
-# a value with one of these flags is no evidence of weather (storm triggers and alarms ignore it)
-UNTRUSTED = int(Quality.OUT_OF_RANGE | Quality.FAULT | Quality.STUCK | Quality.SPIKE)
-
 
 @dataclass
 class Cycle:

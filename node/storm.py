@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.trend import slope_per_s
+
 WINDOW_S = 3 * 3600.0
 MIN_SPAN_S = 20 * 60.0
 STALE_AFTER_S = 15 * 60.0  # default; the agent sets it from its sensors' intervals
@@ -78,17 +80,8 @@ class StormDetector:
 
     def pressure_drop_3h(self) -> float | None:
         """hPa the pressure falls per 3 h (negative: rising); None without enough history."""
-        pts = self._pressure
-        if len(pts) < 3 or pts[-1][0] - pts[0][0] < MIN_SPAN_S:
-            return None
-        n = len(pts)
-        mt = sum(t for t, _ in pts) / n
-        mp = sum(p for _, p in pts) / n
-        var = sum((t - mt) ** 2 for t, _ in pts)
-        if var <= 0:
-            return None
-        slope = sum((t - mt) * (p - mp) for t, p in pts) / var  # hPa per second
-        return -slope * WINDOW_S
+        slope = slope_per_s(self._pressure, min_points=3, min_span_s=MIN_SPAN_S)  # hPa per second
+        return None if slope is None else -slope * WINDOW_S
 
     def observe(self, now_s: float, values: Mapping[str, float | None]) -> bool | None:
         """Feed quantities (``pressure_hpa``, ``rain_rate_mm_h``, ``depth_cm``) sampled at

@@ -213,27 +213,18 @@ class DeliveryWorker:
 
 def start_delivery(config: AlertsConfig, make_db: Callable[[], AlertsDb]) -> list[DeliveryWorker]:
     """One started worker per sink, each on its own database connection."""
-    workers = []
-    for hook in config.webhooks:
-        workers.append(
-            DeliveryWorker(
-                hook.name,
-                WebhookSender(hook),
-                make_db(),
-                backoff_initial_s=config.backoff_initial_s,
-                backoff_max_s=config.backoff_max_s,
-            )
+    senders: list[tuple[str, Any]] = [(hook.name, WebhookSender(hook)) for hook in config.webhooks]
+    senders += [(sink.name, MqttSender(sink)) for sink in config.mqtt]
+    workers = [
+        DeliveryWorker(
+            name,
+            sender,
+            make_db(),
+            backoff_initial_s=config.backoff_initial_s,
+            backoff_max_s=config.backoff_max_s,
         )
-    for sink in config.mqtt:
-        workers.append(
-            DeliveryWorker(
-                sink.name,
-                MqttSender(sink),
-                make_db(),
-                backoff_initial_s=config.backoff_initial_s,
-                backoff_max_s=config.backoff_max_s,
-            )
-        )
+        for name, sender in senders
+    ]
     for worker in workers:
         worker.start()
     return workers

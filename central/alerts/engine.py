@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from central.alerts.config import AlertsConfig, Rule
-from central.alerts.rules import UNTRUSTED, RuleState, flag_step, threshold_step
+from central.alerts.rules import RuleState, flag_step, threshold_step
+from node.model import UNTRUSTED
 
 if TYPE_CHECKING:  # the database side imports the forwarder's (and its layouts'): not at app import
     from central.alerts.db import AlertsDb

@@ -3,7 +3,8 @@
 A threshold rule (depth, rate of rise, PM2.5 band) opens after ``for_readings`` consecutive
 readings at or above ``above`` and resolves once every reading has stayed below ``clear_below``
 for ``clear_after`` (reading times, ms). Readings no newer than the last one evaluated for the
-(rule, node) are backfill of what was already judged: they do not move the state.
+(rule, node) are backfill of what was already judged: they do not move the state. The threshold
+rule is `node.hysteresis`, the very rule of the pole's own alarms.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from central.alerts.config import Rule
-
-# flags (drivers.quality.Quality) that make a reading no evidence: FAULT, OUT_OF_RANGE, STUCK, SPIKE
-UNTRUSTED = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 11)
+from node.hysteresis import Hysteresis, Switch
 
 
 @dataclass
@@ -37,21 +36,16 @@ class RuleState:
 def threshold_step(rule: Rule, st: RuleState, t_ms: int, value: float) -> str | None:
     """Feed one reading newer than ``st.last_ms``; returns "open", "resolve" or None."""
     st.last_ms = t_ms
-    if not st.active:
-        st.over = st.over + 1 if value >= rule.above else 0
-        if st.over >= rule.for_readings:
-            st.active, st.calm_since_ms = True, None
-            return "open"
+    hysteresis = Hysteresis(rule.above, rule.for_readings, rule.clear_below, rule.clear_after_ms)
+    was_active = st.active
+    switch = hysteresis.step(Switch(st.active, st.over, st.calm_since_ms), t_ms, value)
+    st.active = switch.on
+    st.over = switch.over
+    # times fed in are whole ms, so the calm spell's start is one of them
+    st.calm_since_ms = None if switch.calm_since is None else int(switch.calm_since)
+    if st.active == was_active:
         return None
-    if value >= rule.clear_below:
-        st.calm_since_ms = None
-        return None
-    if st.calm_since_ms is None:
-        st.calm_since_ms = t_ms
-    if t_ms - st.calm_since_ms >= rule.clear_after_ms:
-        st.active, st.over, st.calm_since_ms = False, 0, None
-        return "resolve"
-    return None
+    return "open" if st.active else "resolve"
 
 
 def flag_step(st: RuleState, t_ms: int, on: bool) -> str | None:

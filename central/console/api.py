@@ -13,7 +13,6 @@ Times: ms since the epoch, ISO 8601 or relative to now (``-5m``, ``-24h``, ``-7d
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from central.console.queries import ConsoleReads
 from central.console.rollup import HOUR_MS
 from central.context import AppContext
 from central.errors import Rejected, register_status
+from central.health import health_of, lat_lon
 from central.reads import parse_time
 
 MAX_POINTS = 1000
@@ -46,21 +46,11 @@ HEALTH_KEYS = ("backlog_readings", "oldest_reading_age_s", "firmware", "config_h
 register_status("too_expensive", 400)
 
 
-def _health(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def location_of(health: dict[str, Any]) -> dict[str, Any] | None:
-    lat, lon = health.get("location_lat"), health.get("location_lon")
-    if not isinstance(lat, int | float) or not isinstance(lon, int | float):
+    point = lat_lon(health)
+    if point is None:
         return None
-    return {"lat": float(lat), "lon": float(lon), "ward": health.get("location_ward"),
+    return {"lat": point[0], "lon": point[1], "ward": health.get("location_ward"),
             "label": health.get("location_label")}
 
 
@@ -82,7 +72,7 @@ def overview(rows: list[dict[str, Any]], now_ms: int, config: ConsoleConfig) -> 
     nodes: list[dict[str, Any]] = []
     for row in rows:
         if not nodes or nodes[-1]["node_id"] != row["node_id"]:
-            health = _health(row["health_json"])
+            health = health_of(row["health_json"])
             last_seen = None if row["last_seen_ms"] is None else int(row["last_seen_ms"])
             state = status.node_state(now_ms, last_seen, health, config)
             age_s = None if last_seen is None else round((now_ms - last_seen) / 1000, 1)
@@ -264,7 +254,7 @@ def router(ctx: AppContext, reads: ConsoleReads, config: ConsoleConfig) -> APIRo
         node = node_or_404(node_id)
         now = ctx.now_ms()
         since_ms, until_ms = time_range(since, until, "-24h", now, MAX_TIMELINE_MS)
-        health = _health(node["health_json"])
+        health = health_of(node["health_json"])
         last_seen = None if node["last_seen_ms"] is None else int(node["last_seen_ms"])
         return JSONResponse({
             "node": node_id, "since_ms": since_ms, "until_ms": until_ms,

@@ -17,13 +17,13 @@ turn an id into a condition, its navigation properties and how to render a row.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from central.health import health_of, lat_lon
 from central.sta import vocab
 from node.model import flag_names
 
@@ -158,22 +158,14 @@ def observation_id(node_id: str, epoch: int, seq: int) -> str:
 
 
 def _health(row: Row) -> dict[str, Any]:
-    text = row.get("health_json")
-    if not text:
-        return {}
-    try:
-        health = json.loads(text)
-    except ValueError:
-        return {}
-    return health if isinstance(health, dict) else {}
+    return health_of(row.get("health_json"))
 
 
 def _point(health: dict[str, Any]) -> dict[str, Any] | None:
-    lat, lon = health.get("location_lat"), health.get("location_lon")
-    if isinstance(lat, bool) or isinstance(lon, bool) or not isinstance(lat, int | float) \
-            or not isinstance(lon, int | float):
+    point = lat_lon(health)
+    if point is None:
         return None
-    return {"type": "Point", "coordinates": [lon, lat]}
+    return {"type": "Point", "coordinates": [point[1], point[0]]}
 
 
 # ---------------------------------------------------------------- rendering

@@ -48,6 +48,9 @@ def encode(rows: Sequence[Row]) -> bytes:
             tag = ((value << 1) if value >= 0 else ((-value << 1) - 1)) << 2 | has_flags
             if tag < 0x80:
                 append(tag)
+            elif tag < 0x4000:  # most values: 2 bytes, inline
+                append((tag & 0x7F) | 0x80)
+                append(tag >> 7)
             else:
                 _varint(out, tag)
         elif value is None:
@@ -61,24 +64,19 @@ def encode(rows: Sequence[Row]) -> bytes:
 
 
 def encode_samples(samples: Sequence[Sample], codes: dict[str, tuple[int, int, float]]) -> bytes | None:
-    """``encode`` of a cycle's samples straight from the sampler (the put path, ~2x faster).
+    """``encode`` of a cycle's samples straight from the sampler (the put path): the stored values
+    without ``encode_value``'s general case, then the one encoder.
 
     ``codes``: channel name -> (channel id, scale, resolution), scale = 10**n for a resolution
     of exactly 10**-n (``base._scale``), else 0. None when a channel is not in ``codes``.
     """
-    out = bytearray()
-    append = out.append
+    rows: list[Row] = []
     for s in samples:
         code = codes.get(s.channel)
         if code is None:
             return None
         ch, scale, res = code
         value = s.value
-        flags = s.flags
-        if ch < 0x80:
-            append(ch)
-        else:
-            _varint(out, ch)
         stored: int | float | None
         if scale and value is not None and -1e15 < value < 1e15:
             stored = round(value * scale)
@@ -86,24 +84,8 @@ def encode_samples(samples: Sequence[Sample], codes: dict[str, tuple[int, int, f
                 stored = float(value)
         else:
             stored = encode_value(value, res)
-        has_flags = 2 if flags else 0
-        if type(stored) is int:
-            tag = ((stored << 1) if stored >= 0 else ((-stored << 1) - 1)) << 2 | has_flags
-            if tag < 0x80:
-                append(tag)
-            elif tag < 0x4000:  # most values: 2 bytes, inline
-                append((tag & 0x7F) | 0x80)
-                append(tag >> 7)
-            else:
-                _varint(out, tag)
-        elif stored is None:
-            append(1 | has_flags)
-        else:
-            append(5 | has_flags)
-            out += _DOUBLE.pack(stored)
-        if flags:
-            _varint(out, flags)
-    return bytes(out)
+        rows.append((ch, stored, s.flags))
+    return encode(rows)
 
 
 def decode(data: bytes) -> list[Row]:

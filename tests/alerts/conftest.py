@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +16,7 @@ from central.store import open_store
 from node.model import Reading
 from node.protocol import IngestBatch
 from tests.central.conftest import pg_url  # noqa: F401 (a fixture)
+from tests.support.posthook import PostHook
 
 SECRET = b"0123456789abcdef-webhook-secret"
 
@@ -62,38 +62,24 @@ class Receiver:
         self.bad_signatures = 0
         self.up = True
         self.arrived = threading.Condition()
-        receiver = self
+        self._hook = PostHook(self._on_post)
+        self.url = self._hook.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                ts = self.headers["X-Streetnode-Timestamp"]
-                want = "sha256=" + hmac.new(SECRET, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-                if not receiver.up:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                if not hmac.compare_digest(want, self.headers["X-Streetnode-Signature"]):
-                    receiver.bad_signatures += 1
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                key = self.headers["X-Streetnode-Dedupe-Key"]
-                with receiver.arrived:
-                    if key not in receiver.keys:  # the receiver's own dedupe, by the key we send
-                        receiver.keys.append(key)
-                        receiver.events.append(json.loads(body))
-                    receiver.arrived.notify_all()
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _on_post(self, headers, body: bytes) -> int:
+        ts = headers["X-Streetnode-Timestamp"]
+        want = "sha256=" + hmac.new(SECRET, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not self.up:
+            return 503
+        if not hmac.compare_digest(want, headers["X-Streetnode-Signature"]):
+            self.bad_signatures += 1
+            return 401
+        key = headers["X-Streetnode-Dedupe-Key"]
+        with self.arrived:
+            if key not in self.keys:  # the receiver's own dedupe, by the key we send
+                self.keys.append(key)
+                self.events.append(json.loads(body))
+            self.arrived.notify_all()
+        return 204
 
     def wait(self, count: int, timeout: float = 20.0) -> list[dict]:
         with self.arrived:
@@ -101,8 +87,7 @@ class Receiver:
         return list(self.events)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._hook.close()
 
 
 @pytest.fixture

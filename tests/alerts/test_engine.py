@@ -27,6 +27,12 @@ def doc(*rules, sinks=()):
     return {"alerts": {"rules": list(rules), "sinks": list(sinks)}}
 
 
+def city_hook(secret_file) -> dict:
+    """The city's webhook sink (port 9: these tests run no delivery worker, they read the queue)."""
+    return {"name": "city", "type": "webhook", "url": "http://127.0.0.1:9/hook",
+            "secret_file": str(secret_file)}
+
+
 def queue(engine):
     return engine.db.read(
         lambda c: c.execute("SELECT sink, dedupe_key, payload FROM alert_deliveries ORDER BY id").fetchall()
@@ -34,12 +40,7 @@ def queue(engine):
 
 
 def test_depth_opens_after_two_readings_and_resolves_after_ten_calm_minutes(store, secret_file):
-    hook = {
-        "name": "city",
-        "type": "webhook",
-        "url": "http://127.0.0.1:9/hook",
-        "secret_file": str(secret_file),
-    }
+    hook = city_hook(secret_file)
     mqtt = {"name": "broker", "type": "mqtt", "host": "127.0.0.1", "topic_prefix": "city"}
     engine = make_engine(store, doc(FLOOD, sinks=[hook, mqtt]))
     assert engine.on_batch(depth_batch("pole-1", [(NOW, 19.0), (NOW + MIN, 21.0)]), NOW + MIN) == 0
@@ -73,13 +74,7 @@ def test_spikes_and_faults_are_no_evidence_and_other_nodes_do_not_mix(store):
 
 
 def test_backfilled_old_readings_are_recorded_late_not_delivered(store, secret_file):
-    hook = {
-        "name": "city",
-        "type": "webhook",
-        "url": "http://127.0.0.1:9/hook",
-        "secret_file": str(secret_file),
-    }
-    engine = make_engine(store, doc(FLOOD, sinks=[hook]))
+    engine = make_engine(store, doc(FLOOD, sinks=[city_hook(secret_file)]))
     old = NOW - 60 * MIN  # an hour-old outage backlog crossing 20 cm and going back down
     points = [(old, 25.0), (old + MIN, 26.0)] + [(old + (2 + i) * MIN, 10.0) for i in range(12)]
     assert engine.on_batch(depth_batch("pole-1", points), NOW) == 2
@@ -95,13 +90,7 @@ def test_backfilled_old_readings_are_recorded_late_not_delivered(store, secret_f
 
 def test_after_an_outage_the_live_batch_fires_and_the_backfill_is_history(store, secret_file):
     """The node sends its newest readings first, then the backlog, oldest first."""
-    hook = {
-        "name": "city",
-        "type": "webhook",
-        "url": "http://127.0.0.1:9/hook",
-        "secret_file": str(secret_file),
-    }
-    engine = make_engine(store, doc(FLOOD, sinks=[hook]))
+    engine = make_engine(store, doc(FLOOD, sinks=[city_hook(secret_file)]))
     t0 = NOW - 60 * MIN
     engine.on_batch(depth_batch("pole-1", [(t0, 5.0), (t0 + MIN, 5.0)]), t0 + MIN)  # before the outage
     # pole-1: the water rose and fell during the outage; now it is low: nothing fires

@@ -1,4 +1,5 @@
-"""Stores for the contract tests: SQLite on tmp_path, PostgreSQL on the local server."""
+"""Stores for the contract tests: SQLite on tmp_path, PostgreSQL on the local server; the receiver
+served in a thread over one (modules that need it served otherwise define their own ``central``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import uuid
 
 import pytest
 
+from central.server import serve_in_thread
 from central.store import Store, open_store
+from tests.central.helpers import KEY, NODE, now_ms, read_token
 
 PG_URL = os.environ.get("STREETNODE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -53,3 +56,12 @@ def store(store_url) -> Store:
     s = open_store(store_url)
     yield s
     s.close()
+
+
+@pytest.fixture
+def central(store):
+    """The receiver in a thread over ``store``, NODE registered: (url, store, read-token headers)."""
+    store.add_node(NODE, KEY, now_ms())
+    url, stop = serve_in_thread(store)
+    yield url, store, read_token(store)
+    stop()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 
 import requests
 
@@ -56,6 +59,27 @@ def read_token(store, name: str = "tests", role: str = "read") -> dict[str, str]
 
 def get(url: str, auth: dict[str, str], **kw) -> requests.Response:
     return requests.get(url, headers={**auth, **kw.pop("headers", {})}, timeout=kw.pop("timeout", 10), **kw)
+
+
+@contextlib.contextmanager
+def write_transaction_held(store, sql: str, params: tuple) -> Iterator[None]:
+    """A write transaction (``sql``, ``params`` executed in it) held open on another thread, as a
+    long ingest would, for the length of the ``with`` block; committed when it ends."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold(tx):
+        tx.execute(sql, params)
+        held.set()
+        release.wait(20)
+
+    writer = threading.Thread(target=store.transaction, args=(hold,), kwargs={"write": True})
+    writer.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        writer.join(20)
 
 
 def make_tls_cert(directory) -> tuple[str, str]:

@@ -15,7 +15,7 @@ import requests
 
 from central.store import open_store
 from node import protocol
-from tests.central.helpers import body_of, ingest_counts, make_batch, now_ms
+from tests.central.helpers import body_of, ingest_counts, make_batch, post
 from tests.conftest import ROOT
 
 CLI = [sys.executable, "-m", "central.cli"]
@@ -108,20 +108,14 @@ def test_serve_subprocess_survives_sigkill(tmp_path, cli_env):
     key = add_node(db, cli_env)
     proc, url = start_server(["--db", db], cli_env)
     try:
-        body = body_of(make_batch(range(50)))
-        h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
-                                                                node_id="pole-1")}
-        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
+        r = post(url, body_of(make_batch(range(50))), key=key)
         assert r.json()["stored"] == 50
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     proc, url = start_server(["--db", db], cli_env)
     try:
-        body = body_of(make_batch(range(60)))
-        h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
-                                                                node_id="pole-1")}
-        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
+        r = post(url, body_of(make_batch(range(60))), key=key)
         assert ingest_counts(r) == {"stored": 10, "duplicates": 50, "gaps": 0, "incidents": 0}
     finally:
         proc.send_signal(signal.SIGTERM)  # graceful; uvicorn re-raises the signal after shutdown
@@ -133,10 +127,7 @@ def test_serve_subprocess_on_postgres(pg_url, cli_env):
     key = add_node(pg_url, cli_env)
     proc, url = start_server(["--db", pg_url], cli_env)
     try:
-        body = body_of(make_batch(range(20)))
-        h = {**protocol.BODY_HEADERS, **protocol.sign_request(key, "POST", "/v1/ingest", body, now_ms(),
-                                                                node_id="pole-1")}
-        r = requests.post(url + "/v1/ingest", data=body, headers=h, timeout=30)
+        r = post(url, body_of(make_batch(range(20))), key=key)
         assert r.json()["stored"] == 20
         token = run(["token", "add", "ops", "--db", pg_url], cli_env).stdout.strip()
         assert requests.get(url + "/v1/nodes", timeout=10).status_code == 401

@@ -33,6 +33,22 @@ def start(store, limits: IngestLimits = SMALL):
     return serve_in_thread(store, limits=limits)
 
 
+def hold_ingest(store, node: str | None = None) -> tuple[threading.Event, threading.Event]:
+    """Make ``store.ingest`` of ``node``'s batches (every batch: None) wait, holding its ingest
+    slot, until ``release`` is set; returns (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+    real_ingest = store.ingest
+
+    def slow_ingest(batch, *args, **kwargs):
+        if node is None or batch.node_id == node:
+            entered.set()
+            release.wait(10)
+        return real_ingest(batch, *args, **kwargs)
+
+    store.ingest = slow_ingest
+    return entered, release
+
+
 @pytest.fixture
 def central(store):
     url, stop = start(store)
@@ -271,15 +287,7 @@ def test_requests_in_progress_cap_sheds_503(store):
 
 
 def test_ingest_slot_wait_sheds_503_instead_of_timing_out(store):
-    entered, release = threading.Event(), threading.Event()
-    real_ingest = store.ingest
-
-    def slow_ingest(*args, **kwargs):
-        entered.set()
-        release.wait(10)
-        return real_ingest(*args, **kwargs)
-
-    store.ingest = slow_ingest
+    entered, release = hold_ingest(store)
     url, stop = start(store, dataclasses.replace(SMALL, ingest_slots=1, ingest_wait_s=0.5))
     try:
         first = threading.Thread(target=post, args=(url, body_of(make_batch(range(3)))))
@@ -355,16 +363,7 @@ def test_the_node_honours_a_503_overloaded_and_keeps_its_readings(store, tmp_pat
 
     node = "hn-test-0001"
     store.add_node(node, KEY, now_ms())
-    entered, release = threading.Event(), threading.Event()
-    real_ingest = store.ingest
-
-    def slow_ingest(batch, **kwargs):
-        if batch.node_id == NODE:  # another node's batch holds the only slot
-            entered.set()
-            release.wait(10)
-        return real_ingest(batch, **kwargs)
-
-    store.ingest = slow_ingest
+    entered, release = hold_ingest(store, NODE)  # another node's batch holds the only slot
     limits = dataclasses.replace(SMALL, ingest_slots=1, ingest_wait_s=0.3, retry_after_s=20)
     url, stop = start(store, limits)
     buf = SqliteBuffer(tmp_path / "buf.db", node)
@@ -409,15 +408,7 @@ def test_repeated_uvicorn_warnings_are_let_through_once_a_minute():
 def test_bodies_without_the_key_never_queue_and_a_node_gets_two_places(store):
     """While the only ingest slot is busy, a complete body with a made-up signature is refused
     at once (it does not wait holding its body), and a node's third concurrent batch too."""
-    entered, release = threading.Event(), threading.Event()
-    real_ingest = store.ingest
-
-    def slow_ingest(*args, **kwargs):
-        entered.set()
-        release.wait(10)
-        return real_ingest(*args, **kwargs)
-
-    store.ingest = slow_ingest
+    entered, release = hold_ingest(store)
     url, stop = start(store, dataclasses.replace(SMALL, ingest_slots=1, ingest_wait_s=5.0))
     threads = []
     try:

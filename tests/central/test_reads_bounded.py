@@ -17,20 +17,11 @@ import requests
 
 from central.readpool import ReadPool
 from central.reads import READ_HANDLERS
-from central.server import serve_in_thread
 from node.model import Batch, Gap, Incident, Reading
 from node.protocol import encode_batch
-from tests.central.helpers import KEY, NODE, body_of, get, make_batch, now_ms, post, read_token
+from tests.central.helpers import KEY, NODE, body_of, get, make_batch, now_ms, post, write_transaction_held
 
 T0 = 1_764_100_000_000
-
-
-@pytest.fixture
-def central(store):
-    store.add_node(NODE, KEY, now_ms())
-    url, stop = serve_in_thread(store)
-    yield url, store, read_token(store)
-    stop()
 
 
 def send(url: str, batch: Batch, *, node: str = NODE) -> dict:
@@ -176,24 +167,12 @@ def test_reads_do_not_wait_for_a_write_transaction(central):
     """A write transaction held open (as a long ingest would) delays no read of the API."""
     url, store, auth = central
     send(url, make_batch(range(6)))
-    held, release = threading.Event(), threading.Event()
-
-    def hold(tx):
-        tx.execute("UPDATE nodes SET last_seen_ms = last_seen_ms WHERE node_id = ?", (NODE,))
-        held.set()
-        release.wait(20)
-
-    writer = threading.Thread(target=store.transaction, args=(hold,), kwargs={"write": True})
-    writer.start()
-    try:
-        assert held.wait(10)
+    with write_transaction_held(store, "UPDATE nodes SET last_seen_ms = last_seen_ms WHERE node_id = ?",
+                                (NODE,)):
         for path in ("/v1/nodes", f"/v1/nodes/{NODE}/readings"):
             start = time.monotonic()
             r = get(url + path, auth, timeout=5)
             assert r.status_code == 200 and time.monotonic() - start < 2.0, path
-    finally:
-        release.set()
-        writer.join(20)
 
 
 def test_uploads_find_a_thread_while_every_read_is_slow(central):

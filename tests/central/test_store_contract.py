@@ -9,6 +9,7 @@ import pytest
 from central.store import NodeExists, Replay, UnknownNode, open_store
 from node.model import Gap, Incident, Reading
 from node.protocol import IngestBatch
+from tests.central.helpers import write_transaction_held
 
 KEY = bytes(range(32))
 NOW = 1_764_100_000_000
@@ -161,21 +162,9 @@ def test_query_reads_beside_a_write_and_a_skippable_write_is_skipped(store):
     from central.store import BUSY
 
     store.add_node("pole-1", KEY, NOW)
-    held, release, ran = threading.Event(), threading.Event(), []
-
-    def hold(tx):
-        tx.execute("UPDATE nodes SET last_seen_ms = 1 WHERE node_id = ?", ("pole-1",))
-        held.set()
-        release.wait(20)
-
-    writer = threading.Thread(target=store.transaction, args=(hold,), kwargs={"write": True})
-    writer.start()
-    try:
-        assert held.wait(10)
+    ran = []
+    with write_transaction_held(store, "UPDATE nodes SET last_seen_ms = 1 WHERE node_id = ?", ("pole-1",)):
         assert store.query("SELECT node_id, last_seen_ms FROM nodes") == [("pole-1", None)]  # last commit
         assert store.transaction(lambda tx: ran.append(1), write=True, wait=False) is BUSY and ran == []
-    finally:
-        release.set()
-        writer.join(20)
     assert store.query("SELECT last_seen_ms FROM nodes") == [(1,)]
     assert store.transaction(lambda tx: ran.append(1) or "done", write=True, wait=False) == "done"

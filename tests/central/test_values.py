@@ -16,14 +16,6 @@ from central.server import serve_in_thread
 from tests.central.helpers import KEY, NODE, body_of, get, make_batch, now_ms, post, read_token
 
 
-@pytest.fixture
-def central(store):
-    store.add_node(NODE, KEY, now_ms())
-    url, stop = serve_in_thread(store)
-    yield url, store, read_token(store)
-    stop()
-
-
 def sample_doc() -> dict:
     doc = json.loads(gzip.decompress(body_of(make_batch(range(6)))))
     doc["gaps"] = [{"epoch": 1, "first_seq": 100, "last_seq": 101, "count": 2, "reason": "evicted_age"}]

@@ -9,28 +9,18 @@ import re
 import pytest
 import requests
 
-from central.accounts import Accounts
 from central.alerts.config import parse_alerts
-from central.alerts.db import AlertsDb
-from central.alerts.engine import AlertEngine
 from central.alerts.stored import StoredRule, effective_rules
-from central.server import serve_in_thread
 from tests.central.conftest import pg_url, sqlite_url, store, store_url  # noqa: F401  (fixtures)
 from tests.central.helpers import read_token
-from tests.console.nodes import add_nodes, ago, upload
-from tests.console.test_alerts import PASSWORD, RULES, logged_in
+from tests.console.nodes import ago, upload
+from tests.console.test_alerts import alerts_site, logged_in
 
 
 @pytest.fixture
 def site(store):  # noqa: F811  (the fixture above)
-    add_nodes(store, ["pole-1"])
-    accounts = Accounts(store)
-    accounts.add_user("operator", "read", PASSWORD)
-    accounts.add_user("chief", "admin", PASSWORD)
-    engine = AlertEngine(parse_alerts(RULES), AlertsDb.for_store(store), list_nodes=store.list_nodes)
-    url, stop = serve_in_thread(store, alerts=engine)
-    yield url, store
-    stop()
+    with alerts_site(store, ["pole-1"]) as url:
+        yield url, store
 
 
 def csrf_of(html: str) -> str:

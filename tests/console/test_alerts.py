@@ -4,8 +4,10 @@ session cookie; read-only users get no button and a 403)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -25,19 +27,30 @@ RULES = {"alerts": {"rules": [{"name": "flood", "kind": "threshold", "channel": 
                                "clear_below": 15.0, "severity": "critical"}]}}
 
 
+@contextlib.contextmanager
+def alerts_site(site_store, nodes: list[str]) -> Iterator[str]:
+    """The base URL of a receiver over ``site_store`` with ``nodes``, the flood rule and two users
+    (operator: read, chief: admin), for the ``with`` block."""
+    add_nodes(site_store, nodes)
+    accounts = Accounts(site_store)
+    accounts.add_user("operator", "read", PASSWORD)
+    accounts.add_user("chief", "admin", PASSWORD)
+    engine = AlertEngine(parse_alerts(RULES), AlertsDb.for_store(site_store),
+                         list_nodes=site_store.list_nodes)
+    url, stop = serve_in_thread(site_store, alerts=engine)
+    try:
+        yield url
+    finally:
+        stop()
+
+
 @pytest.fixture
 def site(store):  # noqa: F811  (the fixture above)
     """(base URL, store) of a receiver with the flood rule, an open alert on pole-1, two users."""
-    add_nodes(store, ["pole-1", "pole-2"])
-    accounts = Accounts(store)
-    accounts.add_user("operator", "read", PASSWORD)
-    accounts.add_user("chief", "admin", PASSWORD)
-    engine = AlertEngine(parse_alerts(RULES), AlertsDb.for_store(store), list_nodes=store.list_nodes)
-    url, stop = serve_in_thread(store, alerts=engine)
-    upload(url, "pole-1", [("flood.depth_cm", 31.5, ago(2))])
-    upload(url, "pole-2", [("flood.depth_cm", 4.0, ago(2))])
-    yield url, store
-    stop()
+    with alerts_site(store, ["pole-1", "pole-2"]) as url:
+        upload(url, "pole-1", [("flood.depth_cm", 31.5, ago(2))])
+        upload(url, "pole-2", [("flood.depth_cm", 4.0, ago(2))])
+        yield url, store
 
 
 def logged_in(url: str, user: str) -> requests.Session:
