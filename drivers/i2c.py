@@ -7,7 +7,9 @@
   (``try_lock/unlock/writeto/readfrom_into/writeto_then_readfrom``), built on ``i2c_rdwr``.
 * `load_adafruit(module)` imports an Adafruit driver without Blinka's board detection: the
   Adafruit drivers import ``busio``/``digitalio`` only for type names, so unless the real
-  modules are already imported we register two tiny stand-ins first.
+  modules are already imported we register two tiny stand-ins first; likewise
+  ``circuitpython_typing`` (``adafruit_bus_device`` imports it "only for type annotations"; the
+  real one brings ``typing_extensions``: ~0.4 MiB of the daemon's RSS, issue #22).
 """
 
 from __future__ import annotations
@@ -185,6 +187,12 @@ def _install_blinka_standins() -> None:
         dio.Pull = type("Pull", (), {"UP": 1, "DOWN": 2})  # type: ignore[attr-defined]
         dio.__streetnode_standin__ = True  # type: ignore[attr-defined]
         sys.modules["digitalio"] = dio
+    if "circuitpython_typing" not in sys.modules:
+        typing_names = types.ModuleType("circuitpython_typing", "streetnode stand-in: type names only")
+        typing_names.ReadableBuffer = type("ReadableBuffer", (), {})  # type: ignore[attr-defined]
+        typing_names.WriteableBuffer = type("WriteableBuffer", (), {})  # type: ignore[attr-defined]
+        typing_names.__streetnode_standin__ = True  # type: ignore[attr-defined]
+        sys.modules["circuitpython_typing"] = typing_names
 
 
 def load_adafruit(module: str) -> types.ModuleType:

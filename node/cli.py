@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    del parser  # every command's parser and help texts: not kept for the daemon's years (#22)
     return run_guarded(args.func, args, "streetnode")
 
 

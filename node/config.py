@@ -8,7 +8,6 @@ sizes are bytes (int), I2C addresses are ints.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -323,9 +322,15 @@ def check_value(value: Any, f: Field, where: str) -> tuple[Any, str | None]:
         return None, f"{where}: expected {_expect(f.kind, f)}, got {_describe(value)}"
 
 
+def _close_matches(word: str, choices: list[str], n: int, cutoff: float) -> list[str]:
+    import difflib  # only for a config with a mistake in it: not in every daemon's memory
+
+    return difflib.get_close_matches(word, choices, n=n, cutoff=cutoff)
+
+
 def unknown_key(key: str, known: list[str], where: str, what: str = "key") -> str:
     """The problem line for a key (or section) that is not in ``known``, as `validate` words it."""
-    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = _close_matches(key, known, n=1, cutoff=0.6)
     more = f"; did you mean '{hint[0]}'?" if hint else f"; known {what}s: {', '.join(known)}"
     return f"{where}: unknown {what}{more}"
 
@@ -344,7 +349,7 @@ def _check_table(
         raw = {}
     for key in raw:
         if key not in schema:
-            hint = difflib.get_close_matches(key, list(schema), n=1, cutoff=0.6)
+            hint = _close_matches(key, list(schema), n=1, cutoff=0.6)
             if hint:
                 problems.append(_("{key}: unknown key; did you mean '{hint}'?").format(
                     key=f"{path}.{key}", hint=hint[0]))
@@ -385,7 +390,7 @@ def _check_sensors(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
             continue
         stype = entry.get("type")
         if stype not in SENSOR_TYPES:
-            hint = difflib.get_close_matches(str(stype), list(SENSOR_TYPES), n=1, cutoff=0.6)
+            hint = _close_matches(str(stype), list(SENSOR_TYPES), n=1, cutoff=0.6)
             expected = ", ".join(repr(t) for t in SENSOR_TYPES)
             if stype is None:
                 problems.append(_("{key}: missing required key (one of {expected})").format(
@@ -468,7 +473,7 @@ def validate(raw: dict[str, Any], source: str = "<memory>") -> Config:
     known = [*SECTIONS, "sensors", "alarms"]
     for key in raw:
         if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = _close_matches(key, known, n=1, cutoff=0.6)
             if hint:
                 problems.append(_("{key}: unknown section; did you mean '{hint}'?").format(key=key,
                                                                                           hint=hint[0]))
