@@ -13,7 +13,9 @@ Threads
   clock, back to back while a backlog fills whole rounds; a storm start sends an
   alert round at once (pending until acknowledged). It starts after the first
   cycle is stored or held in memory (a disk bad from boot must not silence the
-  node), and feeds the central's clock offset back to the `Clock`.
+  node). Before it claims each batch it hands the central's time (learned from any signed answer)
+  to the `Clock`, and the corrections that follow land in the buffer at once (`_clock_sync`), so no
+  batch is encoded with a time the node knows to be wrong.
 
 Alarms (`node.alarms`): each pass feeds the trusted values of the cycle to every ``[[alarms]]``
 rule; a change switches its GPIO output at once (no uplink involved), is stored as a reading
@@ -126,6 +128,8 @@ class Agent:
         self.notifier = notifier or Notifier()
         self._mono = mono
         self.clock = clock or Clock()
+        self.clock.suspect_ms = int(cfg.clock["suspect_s"] * 1000)
+        self._stamp_lock = threading.Lock()  # a stamp and its put vs. a correction of the buffer
         self._hw = hardware
         self._key = b""
         self._registry = registry
@@ -312,9 +316,10 @@ class Agent:
         if self.storm.state.active:
             storm = int(Quality.STORM)
             samples = [Sample(s.channel, s.value, s.flags | storm) for s in samples]
-        stamp = self.clock.stamp()
         try:
-            res = self.buffer.put(samples, stamp)
+            with self._stamp_lock:  # a correction in between would miss this cycle
+                stamp = self.clock.stamp()
+                res = self.buffer.put(samples, stamp)
         except Exception as e:  # the buffer keeps what it can; sampling goes on
             self.counters["put_errors"] += 1
             log.error("buffer: cycle of %d readings not stored: %s", len(samples), e)
@@ -373,17 +378,49 @@ class Agent:
             self._alarm_alert = True
 
     def _apply_corrections(self) -> None:
-        for c in self.clock.take_corrections():
-            try:
+        """Put the clock's corrections into the buffer (sampling thread, and the upload thread
+        before each batch); logged once per correction, never for a correction of nothing."""
+        with self._stamp_lock:
+            for c in self.clock.take_corrections():
+                self._apply_correction(c)
+
+    def _apply_correction(self, c: Any) -> None:
+        try:
+            if c.wrong_base_ms is not None:
+                n = self.buffer.rebase_clock(c.boot_id, c.wrong_base_ms, c.true_base_ms,
+                                             abs(c.offset_ms) // 2)
+            else:
                 n = self.buffer.correct_clock(c.boot_id, c.offset_ms, true_base_ms=c.true_base_ms)
-            except Exception as e:
-                log.error("clock correction of %+d ms not applied: %s", c.offset_ms, e)
-                continue
-            self.counters["corrections"] += 1
-            self.counters["corrected_readings"] += int(n or 0)
-            log.log(logging.INFO if n else logging.DEBUG,
-                    "clock %s: %d unsynchronized readings of this boot corrected by %+d ms",
-                    c.source, int(n or 0), c.offset_ms)
+        except Exception as e:
+            log.error("clock correction of %+d ms not applied: %s", c.offset_ms, e)
+            return
+        n = int(n or 0)
+        self.counters["corrections"] += 1
+        self.counters["corrected_readings"] += n
+        if c.wrong_base_ms is not None:
+            detail = (f"the clock claims NTP sync but is {c.offset_ms:+d} ms off the central's time "
+                      f"(bound {self.clock.suspect_ms} ms): treated as unsynchronized, stamps follow the "
+                      f"central's time; {n} readings of boot {c.boot_id} moved to it")
+            log.warning("clock suspect: %s", detail)
+            self._incident("clock_suspect", detail)
+        elif n and c.offset_ms:
+            log.info("clock %s: %d unsynchronized readings of this boot corrected by %+d ms", c.source, n,
+                     c.offset_ms)
+        elif n:  # stamped by an earlier process of this boot on another base
+            log.info("clock %s: %d unsynchronized readings of an earlier process of this boot put on "
+                     "the true time", c.source, n)
+
+    def _clock_sync(self, central_base_ms: int | None) -> None:
+        """Upload thread, before each batch is claimed: the central's time (its clock minus our
+        boot clock, None until learned) to the clock, and every correction into the buffer now."""
+        was = self.clock.state
+        self.clock.poll()
+        if central_base_ms is not None:
+            self.clock.learn_central_base(central_base_ms)
+        self._apply_corrections()
+        if was == "suspect" and self.clock.state != "suspect":
+            log.warning("clock suspect episode over: the clock agrees with the central again (%+d ms)",
+                        self.clock.offset_ms or 0)
 
     def _storm(self, now: float, values: dict[str, float]) -> None:
         ev = self.storm.observe(now * self.speed, values)  # scenario seconds (rates are the rig's)
@@ -453,6 +490,7 @@ class Agent:
             self.sampler.open()
             self.storm.forget(set(self.storm.tracked()) - self._trigger_quantities(cfg))
         self.cfg = cfg
+        self.clock.suspect_ms = int(cfg.clock["suspect_s"] * 1000)
         self.storm.stale_after_s = self._storm_stale_after(cfg)
         active = self.storm.state.active
         self.storm.thresholds.update({k: float(cfg.storm[k]) for k in self.storm.thresholds})
@@ -563,7 +601,8 @@ class Agent:
                       live_readings=u["live_readings"], connect_timeout=c["connect_timeout"],
                       read_timeout=c["read_timeout"], ca_bundle=c["ca_bundle"],
                       backoff_initial=u["backoff_initial"], backoff_max=u["backoff_max"],
-                      health=self.health, clock=self.clock.wall)  # one wall clock for stamps and signing
+                      health=self.health, clock=self.clock.wall,  # one wall clock for stamps and signing
+                      boot=self.clock.boot, clock_sync=self._clock_sync)
         self.uploader = up
         return up
 
@@ -576,7 +615,6 @@ class Agent:
             log.error("uploads stopped: %s", e)
 
     def _after_round(self, res: Any, alert: bool, error: Exception | None) -> None:
-        up = self.uploader
         if error is not None:
             log.error("upload round failed: %s", error)
             self.last_round = {"at": time.time(), "error": str(error)}
@@ -586,8 +624,6 @@ class Agent:
         self.counters["duplicates"] += res.duplicates
         self.last_round = {"at": time.time(), "readings": res.readings, "live": res.live_readings,
                            "error": res.error, "backlog_empty": res.backlog_empty, "alert": alert}
-        if up.clock_offset_ms is not None:
-            self.clock.learn_offset(up.clock_offset_ms)
         if self.fleet is not None:
             try:
                 self._fleet_after_round(res)
@@ -599,7 +635,8 @@ class Agent:
         faulted = [s.name for s in self.sampler.slots if s.state in FAULTY] if self.sampler else []
         out: dict[str, Any] = {
             "storm": self.storm.state.active, "sensors_faulted": len(faulted),
-            "clock_synced": bool(self.clock.synced), "uptime_s": int(time.time() - self.started_wall),
+            "clock_synced": bool(self.clock.synced), "clock_state": self.clock.state,
+            "uptime_s": int(time.time() - self.started_wall),
             "readings_sampled": self.counters["readings"], "firmware": f"streetnode {__version__}",
             "config_hash": config_hash(self.cfg),
             "clock_offset_ms": self.uploader.clock_offset_ms if self.uploader is not None else None,
@@ -645,7 +682,9 @@ class Agent:
             "alarms": [{**rule.as_dict(), "pin": a["pin"],
                         "output": self.alarm_output_ok.get(rule.name, False)}
                        for rule, a in zip(self.alarms, self.cfg.alarms, strict=True)],
-            "clock": {"synced": self.clock.synced, "boot_id": self.clock.boot_id,
+            "clock": {"synced": self.clock.synced, "state": self.clock.state,
+                      "offset_ms": self.clock.offset_ms, "suspect_s": self.clock.suspect_ms / 1000,
+                      "suspect_episodes": self.clock.suspect_episodes, "boot_id": self.clock.boot_id,
                       "last_correction": None if self.clock.last_correction is None else
                       {"offset_ms": self.clock.last_correction.offset_ms,
                        "source": self.clock.last_correction.source}},

@@ -102,6 +102,9 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "speed": _f("float", 1.0, lo=0.01, hi=100000),
         "start": _f("duration", 0.0, lo=0, hi=10 * 86400),  # scenario time to start at ("18h")
     },
+    "clock": {  # a clock claiming NTP sync further than suspect_s from the central's is not trusted
+        "suspect_s": _f("duration", 120.0, lo=5, hi=30 * 86400),
+    },
     "fleet": {  # configuration from the central (docs/fleet.md); local only
         "enabled": _f("bool", True),
         "health_window": _f("duration", 300.0, lo=1, hi=86400),
@@ -180,6 +183,7 @@ class Config:
     status_led: dict[str, Any]
     emulation: dict[str, Any]
     fleet: dict[str, Any] = field(default_factory=lambda: {"enabled": True, "health_window": 300.0})
+    clock: dict[str, Any] = field(default_factory=lambda: {"suspect_s": 120.0})
     source: str = field(default="<memory>")
     alarms: list[dict[str, Any]] = field(default_factory=list)
 

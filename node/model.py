@@ -88,6 +88,7 @@ class Stamp:
     boot_ms: int  # CLOCK_BOOTTIME in ms: never steps, restarts at 0 each boot
     boot_id: str  # /proc/sys/kernel/random/boot_id (or a stand-in)
     synced: bool  # the wall clock was synchronized when the cycle was taken
+    corrected: bool = False  # not synchronized, but on the central's time (CLOCK_CORRECTED)
 
 
 @dataclass(frozen=True, slots=True)

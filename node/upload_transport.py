@@ -26,6 +26,7 @@ import urllib3.exceptions
 from urllib3.util import SKIP_HEADER
 
 from node import protocol
+from node.clock import boot_ms
 from node.tls_resume import make_context
 from node.upload_policy import server_time_ms
 
@@ -81,7 +82,8 @@ class Transport:
 
     def __init__(self, base_url: str, key: bytes, node_id: str, *, connect_timeout: float = 5,
                  read_timeout: float = 30, ca_bundle: str | None = None,
-                 clock: Callable[[], float] = time.time, pool: urllib3.PoolManager | None = None) -> None:
+                 clock: Callable[[], float] = time.time, boot: Callable[[], int] = boot_ms,
+                 pool: urllib3.PoolManager | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"central.url: expected an http:// or https:// URL, got {base_url!r}")
@@ -94,8 +96,12 @@ class Transport:
         self.timeout = (connect_timeout, read_timeout)
         self.verify: str | bool = ca_bundle or True  # TLS verification is never turned off
         self.clock_offset_ms: int | None = None  # central time - local time, once learned
+        # the central's time minus the boot clock (ms), measured with it: unlike the offset, still
+        # right after our wall clock steps (node/clock.py follows it while unsynced or suspect)
+        self.central_base_ms: int | None = None
         self._key = key
         self._clock = clock
+        self._boot = boot
         self._last_signed_ms = 0
         self._reported_offset: int | None = None
         self._offset_to_report: int | None = None
@@ -133,6 +139,7 @@ class Transport:
         request_signature = headers[protocol.HEADER_SIGNATURE]
         url = self.url(path)
         t0 = self._clock()
+        b0 = self._boot()
         self.last_attempt_at = t0
         self.counters["requests"] += 1
         try:
@@ -143,6 +150,7 @@ class Transport:
             self._count(request_bytes(url, headers, body), 0)
             return Answer(None, error=describe_network_error(e, url))
         t1 = self._clock()
+        b1 = self._boot()
         self._count(request_bytes(url, headers, body), response_bytes(r, content))
         signed = protocol.verify_receipt(self._key, request_signature, content,
                                          r.headers.get(protocol.HEADER_RECEIPT))
@@ -151,7 +159,7 @@ class Transport:
         except ValueError:
             parsed = None
         if signed:
-            self._learn_clock(r.headers, parsed, (t0 + t1) / 2)
+            self._learn_clock(r.headers, parsed, (t0 + t1) / 2, (b0 + b1) // 2)
         return Answer(r.status, r.headers, parsed, signed, None,
                       "" if signed else summarize(r.headers.get("Content-Type", ""), content, r.headers))
 
@@ -163,8 +171,10 @@ class Transport:
         self.counters["bytes_sent"] += sent
         self.counters["bytes_received"] += received
 
-    def _learn_clock(self, headers: Mapping[str, str], answer: Any, local_mid: float) -> None:
-        """Update ``clock_offset_ms`` from the central's time in a signed answer."""
+    def _learn_clock(self, headers: Mapping[str, str], answer: Any, local_mid: float,
+                     boot_mid: int) -> None:
+        """Update ``clock_offset_ms`` and ``central_base_ms`` from the central's time in a signed
+        answer."""
         found = server_time_ms(headers, answer)
         if found is None:
             return
@@ -174,6 +184,7 @@ class Transport:
                 abs(offset - self.clock_offset_ms) <= uncertainty + CLOCK_REPORT_MS:
             return  # a whole-second Date header cannot refine a better estimate
         self.clock_offset_ms = offset
+        self.central_base_ms = int(server_ms) - int(boot_mid)
         if self._reported_offset is None or abs(offset - self._reported_offset) > CLOCK_REPORT_MS:
             self._reported_offset = offset
             self._offset_to_report = offset

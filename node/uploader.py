@@ -16,7 +16,16 @@ until the backlog is empty, the deadline passes or an attempt fails. Each answer
   dead-lettered (a ``rejected`` gap and an incident the central will see);
 - REFUSE_RECORD / REFUSE_HEALTH (signed 422 naming a gap, an incident or a health key): that one
   record is replaced by a note the central accepts, or that key left out, and the batch goes again;
-- CLOCK / RESIGN (signed 401 stale_timestamp / replay): re-sign once; AUTH_FAILED: back off, report.
+- CLOCK (signed 401 stale_timestamp): the answer carries the central's time; with a node clock
+  (``clock_sync``) the batch is released and claimed again, so it is re-stamped (corrections
+  applied) and re-signed, at most `MAX_RESTAMPS_PER_ROUND` times a round; without one, re-signed once.
+  RESIGN (signed 401 replay): re-sign once; AUTH_FAILED: back off, report.
+
+Clock: with ``clock_sync`` (the agent's), the uploader hands the central's time, as learned from
+any signed answer, to the node's clock before it claims each batch, and the corrections land in the
+buffer before the batch is encoded; a round that does not know the central's time yet starts with a
+signed ping to learn it, so unsynced readings (a Pi that booted at 1970 offline) never leave on a
+time the node knows to be wrong, and a clock that claims sync but is off is caught before any batch.
 
 Every claim made in a round is settled (acked, dead-lettered) or released on every exit path,
 exceptions included; the backoff also applies when the round ended by an exception.
@@ -37,6 +46,7 @@ from typing import Any, Protocol
 import urllib3
 
 from node import protocol
+from node.clock import boot_ms
 from node.memory import release_freed_memory
 from node.model import Batch
 from node.upload_policy import Action, Backoff, PathBreaker, Verdict, classify, refused_part
@@ -50,6 +60,7 @@ _SHRINK = 0.9  # after an over-size encode, claim this fraction of what would ha
 MAX_REFUSALS_PER_ROUND = 20  # records replaced after a signed 422 before the round backs off
 RELEASE_MEMORY_AFTER = 20_000  # readings moved in one round: then malloc_trim (node/memory.py)
 MAX_RECORDS = 200  # gaps/incidents riding along with one batch (halved after a 413 of records alone)
+MAX_RESTAMPS_PER_ROUND = 3  # batches re-stamped after a signed 401 stale_timestamp before backing off
 
 
 class UploadBuffer(Protocol):
@@ -86,6 +97,7 @@ class RoundResult:
     backlog_empty: bool = False
     deadline_reached: bool = False  # stopped by the deadline with readings still waiting
     probed: bool = False  # the breaker was open: this round only pinged
+    restamped: int = 0  # batches claimed again after a 401 stale_timestamp (on the central's time)
     error: str | None = None  # the last failure of the round, one line
     alert: bool = False
     alert_sent: bool = False  # the live batch carrying the alert was acknowledged
@@ -124,14 +136,18 @@ class Uploader:
                  rng: Callable[[], float] = random.random,
                  health: Callable[[], Mapping[str, Any]] | None = None,
                  on_clock_offset: Callable[[int], None] | None = None,
-                 pool: urllib3.PoolManager | None = None) -> None:
+                 pool: urllib3.PoolManager | None = None, boot: Callable[[], int] = boot_ms,
+                 clock_sync: Callable[[int | None], None] | None = None) -> None:
         self.transport = Transport(url, key, node_id, connect_timeout=connect_timeout,
                                    read_timeout=read_timeout, ca_bundle=ca_bundle, clock=clock,
-                                   pool=pool)
+                                   boot=boot, pool=pool)
         self.buffer = buffer
         self.url = self.transport.url(protocol.INGEST_PATH)
         self.node_id = node_id
         self.on_clock_offset = on_clock_offset
+        # before each claim: the central's time minus the boot clock (None: not learned) to the node's
+        # clock, whose corrections land in the buffer before the batch is encoded (node/agent.py)
+        self._clock_sync = clock_sync
         self._clock = clock  # wall time: status times
         self._timer = timer  # never steps: backoff, Retry-After and round deadlines
         self._rng = rng
@@ -206,7 +222,12 @@ class Uploader:
         sent0 = dict(self.transport.counters)
         self._records_cap = MAX_RECORDS
         try:
-            outcome = self._probe(res) if self.breaker.open else _SENT
+            if self.breaker.open:
+                outcome = self._probe(res)
+            elif self._clock_sync is not None and self.transport.central_base_ms is None:
+                outcome = self._learn_time(res)
+            else:
+                outcome = _SENT
             if outcome == _SENT:
                 outcome = self._send_live(res, alert=alert)
             if outcome == _SENT:
@@ -243,6 +264,29 @@ class Uploader:
                            network_error=answer.error, summary=answer.summary)
         self._failed(res, verdict)
         return _FAILED
+
+    def _learn_time(self, res: RoundResult) -> str:
+        """The central's time is not known yet: a signed ping learns it before any batch is encoded
+        (any signed answer carries it, a 401 stale_timestamp too)."""
+        answer = self.transport.ping()
+        self._report_clock()
+        if answer.signed:
+            self._path_trusted()
+            return _SENT
+        verdict = classify(answer.status, answer.headers, answer.body, signed=False, now=self._now_s(),
+                           network_error=answer.error, summary=answer.summary)
+        self._failed(res, verdict)
+        return _FAILED
+
+    def _sync_clock(self) -> None:
+        """Before a claim: the central's time to the node's clock; its corrections land in the buffer."""
+        self._report_clock()
+        if self._clock_sync is None:
+            return
+        try:
+            self._clock_sync(self.transport.central_base_ms)
+        except Exception:  # the agent's business: the batch goes with the stamps it has (flagged)
+            log.exception("clock correction before the batch failed")
 
     # ------------------------------------------------------------------ batches
     def _send_live(self, res: RoundResult, *, alert: bool) -> str:
@@ -319,7 +363,9 @@ class Uploader:
 
     def _prepare(self, res: RoundResult, limit: int, *, newest_first: bool,
                  alert: bool = False) -> tuple[Batch, bytes] | None:
-        """Claim up to ``limit`` readings and encode them within ``max_batch_bytes``; None when empty."""
+        """Claim up to ``limit`` readings and encode them within ``max_batch_bytes``; None when empty.
+        Clock corrections learned so far are applied first (`_sync_clock`)."""
+        self._sync_clock()
         n = limit
         while True:
             batch = self.buffer.claim(n, newest_first=newest_first, max_records=self._records_cap)
@@ -375,6 +421,13 @@ class Uploader:
                 self._release(batch)
                 self._records_cap = max(1, (len(batch.gaps) + len(batch.incidents)) // 2)
                 return 1
+        if action is Action.CLOCK and self._clock_sync is not None and \
+                res.restamped < MAX_RESTAMPS_PER_ROUND:
+            res.restamped += 1
+            self._release(batch)  # claimed again on the central's time: re-stamped, not only re-signed
+            log.info("central answered %s; batch %s goes again on the central's time (offset %s ms)",
+                     verdict.reason, batch.id, self.clock_offset_ms)
+            return max(count, 1)
         if action is Action.REFUSE_RECORD and self._refuse_record(res, batch, verdict):
             return max(count, 1)
         if action is Action.REFUSE_HEALTH:
@@ -507,14 +560,18 @@ class Uploader:
         return self.transport.now_ms() / 1000
 
     def _post(self, batch: Batch, body: bytes) -> tuple[Verdict, Answer]:
-        """POST once; after a signed 401 stale_timestamp (clock learned) or replay, re-sign once."""
+        """POST once; after a signed replay, re-sign once. After a signed 401 stale_timestamp (the
+        central's time learned) the batch is re-stamped by `_settle` when a node clock is attached,
+        else re-signed once here."""
         expect = (batch.id, batch.epoch, len(batch.readings))
         for attempt in range(2):
             answer = self.transport.post(protocol.INGEST_PATH, body)
             verdict = classify(answer.status, answer.headers, answer.body, signed=answer.signed,
                                now=self._now_s(), network_error=answer.error, summary=answer.summary,
                                expect=expect)
-            if verdict.action in (Action.CLOCK, Action.RESIGN) and attempt == 0:
+            resign = verdict.action is Action.RESIGN or (verdict.action is Action.CLOCK
+                                                          and self._clock_sync is None)
+            if resign and attempt == 0:
                 log.info("central answered %s; re-signing (clock offset %s ms)", verdict.reason,
                          self.clock_offset_ms)
                 continue

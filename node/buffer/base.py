@@ -62,8 +62,10 @@ class Claim:
     on_disk: int = 0  # acknowledged, not yet deleted: readings still in the file
 
 
-def clock_state(synced: bool) -> int:
-    return CLK_SYNCED if synced else CLK_UNSYNCED
+def clock_state(synced: bool, corrected: bool = False) -> int:
+    if synced:
+        return CLK_SYNCED
+    return CLK_CORRECTED if corrected else CLK_UNSYNCED
 
 
 def free_window(claims: Iterable[Claim], start: int, newest_first: bool) -> tuple[int, int] | None:

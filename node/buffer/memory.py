@@ -69,7 +69,7 @@ class MemoryBuffer:
             first = self._take("seq", len(samples))
             if samples:
                 self._cycles[first] = [len(samples), stamp.wall_ms, stamp.boot_ms, stamp.boot_id,
-                                       clock_state(stamp.synced)]
+                                       clock_state(stamp.synced, stamp.corrected)]
                 for i, s in enumerate(samples):
                     self._readings[first + i] = (s.channel, s.value, int(s.flags), first)
             over = len(self._readings) - self.max_readings
@@ -203,6 +203,17 @@ class MemoryBuffer:
             for first, c in self._cycles.items():
                 if c[3] == boot_id and c[4] == CLK_UNSYNCED:
                     c[1] = c[1] + int(offset_ms) if true_base_ms is None else c[2] + int(true_base_ms)
+                    c[4] = CLK_CORRECTED
+                    n += sum(1 for s in range(first, first + c[0]) if s in self._readings)
+            return n
+
+    def rebase_clock(self, boot_id: str, wrong_base_ms: int, true_base_ms: int, tolerance_ms: int) -> int:
+        """See `SqliteBuffer.rebase_clock`."""
+        with self._lock:
+            n = 0
+            for first, c in self._cycles.items():
+                if c[3] == boot_id and abs(c[1] - c[2] - wrong_base_ms) <= tolerance_ms:
+                    c[1] = c[2] + int(true_base_ms)
                     c[4] = CLK_CORRECTED
                     n += sum(1 for s in range(first, first + c[0]) if s in self._readings)
             return n

@@ -170,3 +170,13 @@ class Overflow:
                 p.clk = CLK_CORRECTED
                 n += len(p.samples)
         return n
+
+    def rebase_clock(self, boot_id: str, wrong_base_ms: int, true_base_ms: int, tolerance_ms: int) -> int:
+        n = 0
+        for p in self.cycles:
+            base = p.stamp.wall_ms - p.stamp.boot_ms
+            if p.stamp.boot_id == boot_id and abs(base - wrong_base_ms) <= tolerance_ms:
+                p.stamp = Stamp(p.stamp.boot_ms + true_base_ms, p.stamp.boot_ms, boot_id, False, True)
+                p.clk = CLK_CORRECTED
+                n += len(p.samples)
+        return n

@@ -343,7 +343,7 @@ class SqliteBuffer:
             self._ensure_open()
             if not samples:
                 return PutResult(self._next_seq, self._next_seq - 1, True)
-            pending = Pending(-1, samples, stamp, clock_state(stamp.synced))
+            pending = Pending(-1, samples, stamp, clock_state(stamp.synced, stamp.corrected))
             durable = False
             if self._db is not None and self._flush_overflow():
                 durable = self._write_now(pending)
@@ -829,6 +829,28 @@ class SqliteBuffer:
                 else:
                     db.execute("UPDATE cycles SET wall_ms = boot_ms + ?, clk = ? WHERE boot = ? AND clk = ?",
                                (int(true_base_ms), CLK_CORRECTED, boot, CLK_UNSYNCED))
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+            return n
+
+    def rebase_clock(self, boot_id: str, wrong_base_ms: int, true_base_ms: int, tolerance_ms: int) -> int:
+        """Readings of ``boot_id`` stamped on ``wrong_base_ms`` (wall - boot, within
+        ``tolerance_ms``) by a clock that claimed sync but was wrong (node/clock.py, "suspect") get
+        ``wall = boot + true_base_ms`` and become CLOCK_CORRECTED, whatever their clock state."""
+        lo, hi = int(wrong_base_ms) - int(tolerance_ms), int(wrong_base_ms) + int(tolerance_ms)
+        with self._lock:
+            n = self._held.rebase_clock(boot_id, wrong_base_ms, true_base_ms, tolerance_ms)
+            boot = self._boots.get(boot_id)
+            if boot is None or not self._ensure_open():
+                return n
+            try:
+                db = self._tx()
+                where = "boot = ? AND wall_ms - boot_ms BETWEEN ? AND ?"
+                n += int(db.execute(f"SELECT coalesce(sum(n), 0) FROM cycles WHERE {where}",
+                                    (boot, lo, hi)).fetchone()[0])
+                db.execute(f"UPDATE cycles SET wall_ms = boot_ms + ?, clk = ? WHERE {where}",
+                           (int(true_base_ms), CLK_CORRECTED, boot, lo, hi))
                 db.execute("COMMIT")
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)

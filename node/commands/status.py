@@ -149,6 +149,15 @@ def render(info: dict[str, Any]) -> str:
             sync=sync, offset=f"{corr['offset_ms']:+d}", source=corr["source"]))
     else:
         lines.append(_("clock: {sync}").format(sync=sync))
+    if c.get("state") == "suspect":
+        off_s = float(c.get("offset_ms") or 0) / 1000
+        if off_s > 0:
+            text = _("clock: SUSPECT: it claims synchronization but is {off} behind the central's time "
+                     "(bound {bound}); readings follow the central's time, flagged clock_corrected")
+        else:
+            text = _("clock: SUSPECT: it claims synchronization but is {off} ahead of the central's time "
+                     "(bound {bound}); readings follow the central's time, flagged clock_corrected")
+        lines.append(text.format(off=_fmt_age(abs(off_s)), bound=_fmt_age(c.get("suspect_s"))))
     s = info["storm"]
     if s.get("active"):
         lines.append(_("storm mode: ON ({reasons})").format(reasons=", ".join(s.get("reasons", []))))

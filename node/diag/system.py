@@ -29,6 +29,9 @@ REMEDY_DISK = N_("free space on the SD card: sudo journalctl --vacuum-size=50M; 
 REMEDY_CLOCK = N_("give the node NTP: check the uplink and `timedatectl timesync-status`; readings stay "
                   "flagged clock_unsynced and are corrected once the clock syncs")
 REMEDY_SUDO = N_("run diag as root (sudo)")
+REMEDY_CLOCK_SUSPECT = N_("an NTP server gives the node a wrong time: check `timedatectl timesync-status` "
+                          "and the servers in /etc/systemd/timesyncd.conf; meanwhile readings follow the "
+                          "central's time and are flagged clock_corrected")
 
 
 def _fmt_bytes(n: float) -> str:
@@ -245,6 +248,9 @@ def check_clock(ctx: DiagContext) -> Result:
     if synced is None and ctx.explicit_root:
         synced = False
     now = ctx.wall()
+    suspect = _suspect_clock(ctx, now)
+    if suspect is not None:
+        return warn("clock", suspect, _(REMEDY_CLOCK_SUSPECT))
     if synced:
         how = "systemd-timesyncd" if flag.exists() else _("kernel NTP state")
         return ok("clock", _("synchronized ({how}); now {time}").format(how=how, time=fmt_time(now)))
@@ -262,6 +268,26 @@ def check_clock(ctx: DiagContext) -> Result:
     return warn("clock", _("{state}; last known good time {good}, {age} before the clock's {time}; it "
                            "may be behind by as long as the node was off").format(
         state=state, good=fmt_time(lkg), age=fmt_age(now - lkg), time=fmt_time(now)), _(REMEDY_CLOCK))
+
+
+def _suspect_clock(ctx: DiagContext, now: float) -> str | None:
+    """The daemon's word (its state file, if fresh) that the clock claims sync but is off from the
+    central by more than ``[clock] suspect_s`` (node/clock.py)."""
+    from node.agent import read_state
+
+    state = read_state(ctx.state_dir) or {}
+    clock = state.get("clock") or {}
+    if clock.get("state") != "suspect" or now - float(state.get("updated_at") or 0) > STATE_FRESH_S:
+        return None
+    off_s = float(clock.get("offset_ms") or 0) / 1000
+    bound = fmt_age(float(clock.get("suspect_s") or 0))
+    if off_s > 0:
+        text = _("SUSPECT: the clock claims synchronization but is {off} behind the central's time "
+                 "(bound {bound}); it reads {time}")
+    else:
+        text = _("SUSPECT: the clock claims synchronization but is {off} ahead of the central's time "
+                 "(bound {bound}); it reads {time}")
+    return text.format(off=fmt_age(abs(off_s)), bound=bound, time=fmt_time(now))
 
 
 # ---------------------------------------------------------------- service

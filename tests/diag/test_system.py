@@ -112,6 +112,21 @@ def test_clock_unsynced_says_how_far_it_may_be_off(config_file, sysroot, state_d
     assert "last known good time" in r.summary and "3.0 h before" in r.summary
 
 
+def test_clock_claiming_sync_but_suspect_to_the_daemon_warns(config_file, sysroot, state_dir):
+    """Issue #20: the daemon found the synced clock a year off the central (its state file)."""
+    from node.agent import write_state
+
+    now = time.time()
+    assert system.check_clock(context(config_file, sysroot, wall=lambda: now)).status is Status.PASS
+    write_state(state_dir, {"updated_at": now, "clock": {"state": "suspect", "offset_ms": 365 * 86_400_000,
+                                                         "suspect_s": 120.0}})
+    r = system.check_clock(context(config_file, sysroot, wall=lambda: now))
+    assert r.status is Status.WARN and "SUSPECT" in r.summary and "365" in r.summary
+    assert "behind the central" in r.summary and "NTP" in r.remedy
+    write_state(state_dir, {"updated_at": now - 600, "clock": {"state": "suspect", "offset_ms": 1}})
+    assert system.check_clock(context(config_file, sysroot, wall=lambda: now)).status is Status.PASS
+
+
 def test_clock_behind_last_known_good_time_fails(config_file, sysroot, state_dir):
     (sysroot / TIMESYNC).unlink()
     now = time.time()
