@@ -219,37 +219,39 @@ def identity_of(health: Mapping[str, Any] | None) -> tuple[str, str, str] | None
 
 
 def note_identity(tx: Tx, node: str, health: Mapping[str, Any] | None, gap_reasons: Iterable[str],
-                  now_ms: int) -> int:
-    """Record the identity of this batch's sender; returns the incidents recorded (0 or 1).
+                  now_ms: int) -> tuple[int, bool]:
+    """Record the identity of this batch's sender; returns (incidents recorded, 0 or 1; whether the
+    node id switched back to an identity seen before another one: two devices may share it).
 
     A new buffer_id on the hardware (hw_serial, machine_id) the node last reported from, without a
     ``buffer_lost`` gap since, is recorded as a ``buffer_replaced`` incident by the central itself:
     a node that lost its buffer and its state file stays visible."""
     identity = identity_of(health)
     if identity is None:
-        return 0
-    tx.execute("UPDATE node_identities SET last_seen_ms = ?, batches = batches + 1 WHERE node_id = ? "
-               "AND hw_serial = ? AND machine_id = ? AND buffer_id = ?", (now_ms, node, *identity))
-    if tx.rowcount > 0:
-        return 0
+        return 0, False
     tx.execute("SELECT hw_serial, machine_id, buffer_id, last_seen_ms FROM node_identities WHERE node_id = ? "
                "ORDER BY last_seen_ms DESC LIMIT 1", (node,))
     last = tx.fetchone()
+    switched = last is not None and tuple(last[:3]) != identity
+    tx.execute("UPDATE node_identities SET last_seen_ms = ?, batches = batches + 1 WHERE node_id = ? "
+               "AND hw_serial = ? AND machine_id = ? AND buffer_id = ?", (now_ms, node, *identity))
+    if tx.rowcount > 0:
+        return 0, switched  # seen before, and another one since: they alternate
     tx.execute("INSERT INTO node_identities (node_id, hw_serial, machine_id, buffer_id, first_seen_ms, "
                "last_seen_ms, batches) VALUES (?, ?, ?, ?, ?, ?, 1)", (node, *identity, now_ms, now_ms))
     if last is None or tuple(last[:2]) != identity[:2] or last[2] == identity[2]:
-        return 0
+        return 0, False
     if "buffer_lost" in gap_reasons:
-        return 0
+        return 0, False
     tx.execute("SELECT 1 FROM gaps WHERE node_id = ? AND reason = 'buffer_lost' AND received_ms >= ? LIMIT 1",
                (node, int(last[3])))
     if tx.fetchone() is not None:
-        return 0
+        return 0, False
     hardware = f"hw_serial {identity[0] or '?'}, machine_id {identity[1] or '?'}"
     add_incident(tx, node, "buffer_replaced", f"buffer_id changed from {last[2] or '?'} to "
                  f"{identity[2] or '?'} on {hardware} without a buffer_lost gap from the node: readings "
                  "of the old buffer that were never sent are lost", None, now_ms)
-    return 1
+    return 1, False
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ class IngestResult:
     conflict_seqs: tuple[int, ...] = ()  # their seqs, ascending, at most MAX_CONFLICT_SEQS
     high_seq: int | None = None  # the highest seq stored of (node, the batch's epoch), after it
     max_epoch: int | None = None  # the highest non-volatile epoch of the node, after it
+    identity_switched: bool = False  # the sender's identity is an older one of the node's (not answered)
 
     def as_dict(self) -> dict[str, Any]:
         """The answer's store fields, in the documented order (docs/protocol.md, "Responses")."""

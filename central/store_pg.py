@@ -41,7 +41,10 @@ def redact(url: str) -> str:
 
 class PgStore(SqlStore):
     backend_errors = (psycopg.OperationalError, psycopg.InterfaceError)  # server gone, connection broken
-    rollback_errors = (psycopg.errors.TransactionRollback,)  # deadlock_detected, serialization_failure
+    # deadlock_detected (40P01), serialization_failure (40001): psycopg's classes of these two are
+    # not subclasses of its TransactionRollback, so all three are named
+    rollback_errors = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                       psycopg.errors.TransactionRollback)
     dialect = "postgresql"
 
     def __init__(self, url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import threading
 import time
@@ -28,6 +29,7 @@ from node.model import Gap, Incident
 from node.protocol import IngestBatch
 
 T = TypeVar("T")
+log = logging.getLogger("streetnode.central")
 ROLLBACK_RETRIES = 4
 
 
@@ -117,7 +119,9 @@ class SqlStore(Store):
         for attempt in range(ROLLBACK_RETRIES + 1):
             try:
                 return self._run(fn, write=True, rollback_is_error=attempt == ROLLBACK_RETRIES)
-            except self.rollback_errors:
+            except self.rollback_errors as e:
+                log.warning("ingest rolled back by the database (%s); retry %d of %d", type(e).__name__,
+                            attempt + 1, ROLLBACK_RETRIES)
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # apart from the other transaction
         raise AssertionError("unreachable")  # the last attempt raises StoreError itself
 
@@ -273,8 +277,9 @@ class SqlStore(Store):
                 detail = integrity.conflict_detail(epoch, found.conflicts)
                 integrity.add_incident(tx, node, "conflict", detail, new_conflicts, now_ms)
                 own_incidents += 1
-            own_incidents += integrity.note_identity(tx, node, batch.health, (g.reason for g in batch.gaps),
-                                                     now_ms)
+            replaced, switched = integrity.note_identity(tx, node, batch.health,
+                                                         [g.reason for g in batch.gaps], now_ms)
+            own_incidents += replaced
             if stored or new_gaps or missing or incidents or own_incidents or new_conflicts:
                 self._exec(cur, "INSERT INTO node_stats (node_id, readings, gaps, missing_readings, "
                            "incidents, conflicts) VALUES (?, ?, ?, ?, ?, ?) "
@@ -291,7 +296,8 @@ class SqlStore(Store):
             else:
                 self._exec(cur, "UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?", (now_ms, node))
             return IngestResult(stored, found.duplicates, gaps, incidents, conflicts=len(found.conflicts),
-                                conflict_seqs=found.conflict_seqs, high_seq=high_seq, max_epoch=max_epoch)
+                                conflict_seqs=found.conflict_seqs, high_seq=high_seq, max_epoch=max_epoch,
+                                identity_switched=switched)
 
         return self._write(run, retry=True)
 
