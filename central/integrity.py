@@ -9,12 +9,13 @@ and runs a bounded number of statements per batch, never one per reading.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from node.model import Quality
-from node.protocol import HOLE_REASONS, MAX_CONFLICT_SEQS, MAX_DETAIL, VOLATILE_EPOCH_MIN
+from node.protocol import HOLE_REASONS, MAX_CONFLICT_SEQS, MAX_DETAIL
 
 CENTRAL_EPOCH = -1  # the epoch of incidents the central records itself (a node's epochs are >= 0)
 CLOCK_BITS = int(Quality.CLOCK_UNSYNCED | Quality.CLOCK_CORRECTED)
@@ -175,10 +176,9 @@ def add_incident(tx: Tx, node: str, kind: str, detail: str, count: int | None, n
                (node, CENTRAL_EPOCH, next_id, now_ms, kind, detail[:MAX_DETAIL], count, now_ms))
 
 
-def note_epoch(tx: Tx, node: str, epoch: int, new_rows: Sequence[tuple[Any, ...]],
-               now_ms: int) -> tuple[int | None, int | None]:
-    """Record that the node sent a batch of ``epoch`` (storing ``new_rows``); returns (high_seq of
-    that epoch, the node's highest non-volatile epoch), both after this batch."""
+def note_epoch(tx: Tx, node: str, epoch: int, new_rows: Sequence[tuple[Any, ...]], now_ms: int) -> int | None:
+    """Record that the node sent a batch of ``epoch`` (storing ``new_rows``); returns the highest
+    seq stored of that epoch after this batch (None: none). One statement."""
     high = max((int(row[_SEQ]) for row in new_rows), default=None)
     tx.execute("INSERT INTO node_epochs (node_id, epoch, high_seq, first_ms, last_ms) VALUES (?, ?, ?, ?, ?) "
                "ON CONFLICT (node_id, epoch) DO UPDATE SET last_ms = excluded.last_ms, high_seq = CASE "
@@ -187,12 +187,7 @@ def note_epoch(tx: Tx, node: str, epoch: int, new_rows: Sequence[tuple[Any, ...]
                "THEN excluded.high_seq ELSE node_epochs.high_seq END RETURNING high_seq",
                (node, epoch, high, now_ms, now_ms))
     row = tx.fetchone()
-    high_seq = None if row is None or row[0] is None else int(row[0])
-    tx.execute("SELECT MAX(epoch) FROM node_epochs WHERE node_id = ? AND epoch < ?",
-               (node, VOLATILE_EPOCH_MIN))
-    row = tx.fetchone()
-    max_epoch = None if row is None or row[0] is None else int(row[0])
-    return high_seq, max_epoch
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def missing_in(tx: Tx, node: str, epoch: int, first_seq: int, last_seq: int) -> int:
@@ -218,40 +213,49 @@ def identity_of(health: Mapping[str, Any] | None) -> tuple[str, str, str] | None
     return parts  # type: ignore[return-value]
 
 
-def note_identity(tx: Tx, node: str, health: Mapping[str, Any] | None, gap_reasons: Iterable[str],
-                  now_ms: int) -> tuple[int, bool]:
-    """Record the identity of this batch's sender; returns (incidents recorded, 0 or 1; whether the
-    node id switched back to an identity seen before another one: two devices may share it).
+@dataclass(frozen=True)
+class Seen:
+    """What `note_identity` found."""
+
+    incidents: int = 0  # recorded by the central (0 or 1: buffer_replaced)
+    switched: bool = False  # back to an identity seen before another one: two devices may share the id
+    identity: str | None = None  # the batch's identity as `nodes.identity` keeps it (None: it sent none)
+
+
+def note_identity(tx: Tx, node: str, health: Mapping[str, Any] | None, last_text: str | None,
+                  gap_reasons: Iterable[str], now_ms: int) -> Seen:
+    """Record the identity of this batch's sender; ``last_text`` is the node's last identity
+    (`nodes.identity`). One statement while the identity stays the same.
 
     A new buffer_id on the hardware (hw_serial, machine_id) the node last reported from, without a
     ``buffer_lost`` gap since, is recorded as a ``buffer_replaced`` incident by the central itself:
     a node that lost its buffer and its state file stays visible."""
     identity = identity_of(health)
     if identity is None:
-        return 0, False
-    tx.execute("SELECT hw_serial, machine_id, buffer_id, last_seen_ms FROM node_identities WHERE node_id = ? "
-               "ORDER BY last_seen_ms DESC LIMIT 1", (node,))
-    last = tx.fetchone()
-    switched = last is not None and tuple(last[:3]) != identity
+        return Seen()
+    text = json.dumps(identity)
     tx.execute("UPDATE node_identities SET last_seen_ms = ?, batches = batches + 1 WHERE node_id = ? "
                "AND hw_serial = ? AND machine_id = ? AND buffer_id = ?", (now_ms, node, *identity))
-    if tx.rowcount > 0:
-        return 0, switched  # seen before, and another one since: they alternate
+    if tx.rowcount > 0:  # seen before: if another one came since, the two alternate
+        return Seen(switched=last_text is not None and last_text != text, identity=text)
     tx.execute("INSERT INTO node_identities (node_id, hw_serial, machine_id, buffer_id, first_seen_ms, "
                "last_seen_ms, batches) VALUES (?, ?, ?, ?, ?, ?, 1)", (node, *identity, now_ms, now_ms))
-    if last is None or tuple(last[:2]) != identity[:2] or last[2] == identity[2]:
-        return 0, False
-    if "buffer_lost" in gap_reasons:
-        return 0, False
+    last = tuple(json.loads(last_text)) if last_text else None
+    if last is None or last[:2] != identity[:2] or "buffer_lost" in gap_reasons:
+        return Seen(identity=text)
+    tx.execute("SELECT last_seen_ms FROM node_identities WHERE node_id = ? AND hw_serial = ? "
+               "AND machine_id = ? AND buffer_id = ?", (node, *last))
+    row = tx.fetchone()
+    since = now_ms if row is None else int(row[0])
     tx.execute("SELECT 1 FROM gaps WHERE node_id = ? AND reason = 'buffer_lost' AND received_ms >= ? LIMIT 1",
-               (node, int(last[3])))
+               (node, since))
     if tx.fetchone() is not None:
-        return 0, False
+        return Seen(identity=text)
     hardware = f"hw_serial {identity[0] or '?'}, machine_id {identity[1] or '?'}"
     add_incident(tx, node, "buffer_replaced", f"buffer_id changed from {last[2] or '?'} to "
                  f"{identity[2] or '?'} on {hardware} without a buffer_lost gap from the node: readings "
                  "of the old buffer that were never sent are lost", None, now_ms)
-    return 1, False
+    return Seen(incidents=1, identity=text)
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ from central.store import (
     UnknownNode,
 )
 from node.model import Gap, Incident
-from node.protocol import IngestBatch
+from node.protocol import VOLATILE_EPOCH_MIN, IngestBatch
 
 T = TypeVar("T")
 log = logging.getLogger("streetnode.central")
 ROLLBACK_RETRIES = 4
+CHANNELS_PER_STATEMENT = 500
 
 
 class Tx:
@@ -247,10 +248,11 @@ class SqlStore(Store):
 
         def run(cur: Any) -> IngestResult:
             tx = Tx(self, cur)
-            self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))
-            if not cur.fetchall():
-                raise UnknownNode(f"unknown node {node!r}")
             self._lock_node(cur, node)  # one ingest of a node at a time: what follows sees all of it
+            self._exec(cur, "SELECT identity FROM nodes WHERE node_id = ?", (node,))
+            known = cur.fetchall()
+            if not known:
+                raise UnknownNode(f"unknown node {node!r}")
             self._accept(cur, node, signature, expires_ms, now_ms)
             other_units = self._upsert_channels(cur, node, batch.units)
             head = (node, epoch)
@@ -264,7 +266,7 @@ class SqlStore(Store):
             stored = len(new_rows)
             if new_rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
                 rollup.update(tx, self.dialect, new_rows)
-            high_seq, max_epoch = integrity.note_epoch(tx, node, epoch, new_rows, now_ms)
+            high_seq = integrity.note_epoch(tx, node, epoch, new_rows, now_ms)
             new_conflicts = integrity.record_conflicts(tx, node, epoch, found.conflicts, now_ms)
             gaps, new_gaps, missing = self._upsert_gaps(cur, node, batch.gaps, now_ms)
             incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "
@@ -277,9 +279,9 @@ class SqlStore(Store):
                 detail = integrity.conflict_detail(epoch, found.conflicts)
                 integrity.add_incident(tx, node, "conflict", detail, new_conflicts, now_ms)
                 own_incidents += 1
-            replaced, switched = integrity.note_identity(tx, node, batch.health,
-                                                         [g.reason for g in batch.gaps], now_ms)
-            own_incidents += replaced
+            reasons = [g.reason for g in batch.gaps]
+            seen = integrity.note_identity(tx, node, batch.health, known[0][0], reasons, now_ms)
+            own_incidents += seen.incidents
             if stored or new_gaps or missing or incidents or own_incidents or new_conflicts:
                 self._exec(cur, "INSERT INTO node_stats (node_id, readings, gaps, missing_readings, "
                            "incidents, conflicts) VALUES (?, ?, ?, ?, ?, ?) "
@@ -290,14 +292,22 @@ class SqlStore(Store):
                            "incidents = node_stats.incidents + excluded.incidents, "
                            "conflicts = node_stats.conflicts + excluded.conflicts",
                            (node, stored, new_gaps, missing, incidents + own_incidents, new_conflicts))
+            # max_epoch: the highest non-volatile epoch of its batches; identity: its last one
+            epoch_sql = ("max_epoch = CASE WHEN ? < ? AND (max_epoch IS NULL OR ? > max_epoch) THEN ? "
+                         "ELSE max_epoch END, identity = COALESCE(?, identity)")
+            epoch_params = (epoch, VOLATILE_EPOCH_MIN, epoch, epoch, seen.identity)
             if batch.health:  # a batch without health (or with {}) says nothing about it: keep the last
-                self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
-                           "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
+                self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ?, "
+                           f"{epoch_sql} WHERE node_id = ? RETURNING max_epoch",
+                           (now_ms, json.dumps(batch.health), now_ms, *epoch_params, node))
             else:
-                self._exec(cur, "UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?", (now_ms, node))
+                self._exec(cur, f"UPDATE nodes SET last_seen_ms = ?, {epoch_sql} WHERE node_id = ? "
+                           "RETURNING max_epoch", (now_ms, *epoch_params, node))
+            max_epoch = cur.fetchone()[0]
             return IngestResult(stored, found.duplicates, gaps, incidents, conflicts=len(found.conflicts),
-                                conflict_seqs=found.conflict_seqs, high_seq=high_seq, max_epoch=max_epoch,
-                                identity_switched=switched)
+                                conflict_seqs=found.conflict_seqs, high_seq=high_seq,
+                                max_epoch=None if max_epoch is None else int(max_epoch),
+                                identity_switched=seen.switched)
 
         return self._write(run, retry=True)
 
@@ -307,14 +317,31 @@ class SqlStore(Store):
     def _upsert_channels(self, cur: Any, node: str, units: dict[str, str]) -> dict[str, str]:
         """Record each channel's latest unit; returns {channel: unit} for the channels whose unit now
         differs from their ``base_unit``: their readings keep that unit in ``readings.unit``, so a
-        unit change never relabels what was stored before (migration node_stats)."""
+        unit change never relabels what was stored before (migration node_stats).
+
+        One read of the batch's channels; a row is written only for a new channel or a changed unit
+        (rare), in channel order: steady ingest locks no channel row, and two writers take rows in
+        the same order (no deadlock)."""
         other: dict[str, str] = {}
-        for channel, unit in sorted(units.items()):  # a fixed order: concurrent upserts cannot deadlock
-            self._exec(cur, "INSERT INTO channels (node_id, channel, unit, base_unit) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (node_id, channel) DO UPDATE SET unit = excluded.unit "
-                       "RETURNING base_unit",
-                       (node, channel, unit, unit))
-            base = cur.fetchone()[0]
+        if not units:
+            return other
+        names = sorted(units)
+        known: dict[str, tuple[str, str | None]] = {}
+        for first in range(0, len(names), CHANNELS_PER_STATEMENT):
+            chunk = names[first:first + CHANNELS_PER_STATEMENT]
+            self._exec(cur, f"SELECT channel, unit, base_unit FROM channels WHERE node_id = ? AND channel IN "
+                       f"({', '.join('?' * len(chunk))})", (node, *chunk))
+            known.update((row[0], (row[1], row[2])) for row in cur.fetchall())
+        for channel in names:
+            unit = units[channel]
+            if channel not in known:
+                self._exec(cur, "INSERT INTO channels (node_id, channel, unit, base_unit) "
+                           "VALUES (?, ?, ?, ?)", (node, channel, unit, unit))
+                continue
+            latest, base = known[channel]
+            if latest != unit:
+                self._exec(cur, "UPDATE channels SET unit = ? WHERE node_id = ? AND channel = ?",
+                           (unit, node, channel))
             if base != unit:
                 other[channel] = unit
         return other

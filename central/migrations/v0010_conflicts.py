@@ -11,6 +11,9 @@ the two contents in short are kept here (one row per key). ``node_stats.conflict
 ``node_identities``: each distinct (hw_serial, machine_id, buffer_id) a node's health has shown
 (``''`` for a key it did not send), with first/last seen: one node id whose identities alternate is
 two devices sharing it (docs/central.md, "Conflicts and identities").
+
+``nodes.max_epoch`` (the node's highest epoch below 2^40) and ``nodes.identity`` (its last
+identity, JSON) are kept on the row the ingest transaction updates anyway: no extra statement.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ STATEMENTS = [
         batches BIGINT NOT NULL,
         PRIMARY KEY (node_id, hw_serial, machine_id, buffer_id))""",
     "ALTER TABLE node_stats ADD COLUMN conflicts BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE nodes ADD COLUMN max_epoch BIGINT",
+    "ALTER TABLE nodes ADD COLUMN identity TEXT",
+    """UPDATE nodes SET max_epoch = (SELECT MAX(e.epoch) FROM node_epochs e
+                                     WHERE e.node_id = nodes.node_id AND e.epoch < 1099511627776)""",
 ]
 
 
