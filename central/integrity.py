@@ -31,6 +31,8 @@ _SEQ, _CHANNEL, _VALUE, _FLAGS, _WALL, _BOOT_MS, _BOOT_ID = 2, 3, 4, 5, 6, 7, 8
 class Tx(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
+
     def fetchall(self) -> list[tuple[Any, ...]]: ...
 
     def fetchone(self) -> tuple[Any, ...] | None: ...
@@ -141,18 +143,18 @@ def record_conflicts(tx: Tx, node: str, epoch: int, conflicts: list[tuple[tuple[
         tx.execute(f"SELECT seq FROM reading_conflicts WHERE node_id = ? AND epoch = ? AND {condition}",
                    [node, epoch, *params])
         known.update(int(r[0]) for r in tx.fetchall())
-    new = 0
-    for sent, stored in sorted(conflicts, key=lambda c: int(c[0][_SEQ])):  # fixed order: no deadlock
-        seq = int(sent[_SEQ])
-        if seq in known:
-            tx.execute("UPDATE reading_conflicts SET last_seen_ms = ?, times = times + 1 "
-                       "WHERE node_id = ? AND epoch = ? AND seq = ?", (now_ms, node, epoch, seq))
-            continue
-        tx.execute("INSERT INTO reading_conflicts (node_id, epoch, seq, first_seen_ms, last_seen_ms, times, "
-                   "stored, sent) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-                   (node, epoch, seq, now_ms, now_ms, _stored_content(stored), _sent_content(sent)))
-        new += 1
-    return new
+    ordered = sorted(conflicts, key=lambda c: int(c[0][_SEQ]))  # a fixed order: no deadlock
+    fresh = [(node, epoch, int(sent[_SEQ]), now_ms, now_ms, _stored_content(stored), _sent_content(sent))
+             for sent, stored in ordered if int(sent[_SEQ]) not in known]
+    again = sorted(known.intersection(seqs))
+    for first in range(0, len(again), _IN_CHUNK):
+        chunk = again[first:first + _IN_CHUNK]
+        tx.execute("UPDATE reading_conflicts SET last_seen_ms = ?, times = times + 1 WHERE node_id = ? AND "
+                   f"epoch = ? AND seq IN ({', '.join('?' * len(chunk))})", (now_ms, node, epoch, *chunk))
+    if fresh:
+        tx.executemany("INSERT INTO reading_conflicts (node_id, epoch, seq, first_seen_ms, last_seen_ms, "
+                       "times, stored, sent) VALUES (?, ?, ?, ?, ?, 1, ?, ?)", fresh)
+    return len(fresh)
 
 
 def conflict_detail(epoch: int, conflicts: list[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> str:

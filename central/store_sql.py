@@ -45,6 +45,11 @@ class Tx:
         self._store._exec(self.cursor, sql, params)
         return self
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Tx:
+        """One statement for many parameter rows (psycopg pipelines them: no round trip per row)."""
+        self.cursor.executemany(self._store._sql(sql), rows)
+        return self
+
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self.cursor.fetchall()
 

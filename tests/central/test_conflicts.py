@@ -190,3 +190,29 @@ def test_central_incidents_do_not_collide_with_the_nodes(node):
     kinds = sorted((i.kind, i.id) for i in node.incidents("pole-1"))
     assert kinds == [("buffer_rollback", 1), ("conflict", 1)]
     assert stats(node).incidents == 2
+
+
+def test_comparing_costs_statements_per_batch_not_per_reading(tmp_path):
+    """SQLite's own statement trace: a resent batch of 5,000 conflicting readings runs about as many
+    statements as one of 100 (bulk reads and IN lists; inserts of new conflicts are one executemany)."""
+    from central.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'c.db'}")
+    store.add_node("pole-1", KEY, NOW)
+    statements: list[str] = []
+    counts = {}
+    try:
+        for n in (100, 5000):
+            epoch = n  # an epoch of its own
+            send(store, batch((reading(s) for s in range(1, n + 1)), epoch=epoch))
+            clone = batch((reading(s, boot="clone") for s in range(1, n + 1)), epoch=epoch)
+            send(store, clone)  # the first time: new conflicts (one executemany of n rows)
+            store._connection().set_trace_callback(statements.append)
+            r = send(store, clone)  # again: every key known
+            store._connection().set_trace_callback(None)
+            assert r.conflicts == n
+            counts[n] = len(statements)
+            statements.clear()
+    finally:
+        store.close()
+    assert counts[5000] <= counts[100] + 12 and counts[5000] < 60, counts
