@@ -309,9 +309,11 @@ class SqlStore(Store):
                 self._exec(cur, f"UPDATE nodes SET last_seen_ms = ?, {epoch_sql} WHERE node_id = ? "
                            "RETURNING max_epoch", (now_ms, *epoch_params, node))
             max_epoch = cur.fetchone()[0]
-            return IngestResult(stored, found.duplicates, gaps, incidents, conflicts=len(found.conflicts),
-                                conflict_seqs=found.conflict_seqs, high_seq=high_seq,
-                                max_epoch=None if max_epoch is None else int(max_epoch),
+            # rows the insert skipped after all (only a writer that bypassed the node lock can cause it)
+            raced = len(found.new_rows) - stored
+            return IngestResult(stored, found.duplicates + raced, gaps, incidents,
+                                conflicts=len(found.conflicts), conflict_seqs=found.conflict_seqs,
+                                high_seq=high_seq, max_epoch=None if max_epoch is None else int(max_epoch),
                                 identity_switched=seen.switched)
 
         return self._write(run, retry=True)
