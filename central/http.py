@@ -47,6 +47,10 @@ class QuietRepeats(logging.Filter):
         self.every_s, self.monotonic = every_s, monotonic
         self._last: dict[str, tuple[float, int]] = {}  # message -> (when last let through, left out)
 
+    def forget(self) -> None:
+        """Let the next line of each message through (a test that wants to see one)."""
+        self._last.clear()
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return True
@@ -63,8 +67,9 @@ class QuietRepeats(logging.Filter):
 
 
 QUIET_REPEATS = QuietRepeats()
+SHED_QUIET = QuietRepeats()
 SHED_LOG = logging.getLogger("streetnode.central.shed")  # 5xx refusals: one line each, floods summed
-SHED_LOG.addFilter(QUIET_REPEATS)
+SHED_LOG.addFilter(SHED_QUIET)
 
 
 def quiet_uvicorn_warnings() -> None:

@@ -75,3 +75,29 @@ def test_a_lost_database_is_a_503_without_its_text_and_one_log_line(pg_url, capl
     finally:
         stop()
         store.close()
+
+
+def test_a_guard_503_is_logged_once_per_flood(store, caplog):
+    """The guard's `503 overloaded` (requests in progress over the cap) is logged, one line; a flood
+    of them is summed (one line a minute, with how many more) rather than one line each."""
+    import dataclasses
+    import time
+
+    from central.http import SHED_QUIET
+    from tests.central.test_limits import SMALL, connect, head, start
+
+    SHED_QUIET.forget()
+    url, stop = start(store, dataclasses.replace(SMALL, max_requests=2, max_connections=50))
+    try:
+        stalled = [connect(url) for _ in range(2)]
+        for sock in stalled:
+            sock.sendall(head(length=50_000) + b"\x1f\x8b")
+        time.sleep(0.3)
+        with caplog.at_level(logging.WARNING, "streetnode.central"):
+            answers = [post(url, body_of(make_batch(range(3)))) for _ in range(3)]
+        assert [r.status_code for r in answers] == [503] * 3
+        logged = [r.getMessage() for r in caplog.records if r.name == "streetnode.central.shed"]
+        assert logged == ["503 overloaded (guard): receiver overloaded (too many requests in progress); "
+                          "retry after 2 s"]
+    finally:
+        stop()
