@@ -257,9 +257,10 @@ def raise_conflict_alert(ctx: AppContext, batch: protocol.IngestBatch, result: A
         found = []
     clash = integrity.clash(found, now)
     if result.conflicts:
-        seqs = result.conflict_seqs
-        detail = (f"{result.conflicts} readings of epoch {batch.epoch} (seq {seqs[0]}..{seqs[-1]}) conflict "
-                  "with stored ones")
+        seqs = result.conflict_seqs  # the first MAX_CONFLICT_SEQS of them
+        more = "" if len(seqs) == result.conflicts else " and more"
+        detail = (f"{result.conflicts} readings of epoch {batch.epoch} (seq {seqs[0]}..{seqs[-1]}{more}) "
+                  "conflict with stored ones")
     elif clash:
         detail = f"{len(found)} identities (hw_serial, machine_id, buffer_id) alternate"
     else:
