@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import zlib
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from central import integrity
 from central.api_shapes import INGEST_DOC, PING_DOC
 from central.context import AppContext
 from central.errors import Rejected
@@ -27,10 +29,11 @@ from central.http import VERIFIED_SCOPE_KEY
 from central.limits import MAX_PING_BODY, IngestLimits
 from central.quotas import NodeQuotas, stored_bytes
 from central.reads import node_json
-from central.store import Replay, UnknownNode
+from central.store import Replay, StoreError, UnknownNode
 from node import protocol
 from node.protocol import ProtocolError
 
+log = logging.getLogger("streetnode.central")
 REPLAY_MESSAGE = "this signature was already used; re-sign with a new timestamp"
 ACCEPTED_TYPES = (protocol.CONTENT_TYPE, "application/json")
 RECEIPT_SCOPE_KEY = "streetnode.receipt"  # the scope entry ReceiptMiddleware reads
@@ -220,10 +223,11 @@ def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protoc
 
 
 def check_gaps(batch: protocol.IngestBatch) -> None:
-    """A gap's ``count`` is its seq range, its ``reason`` one the protocol knows (422 naming it)."""
+    """A gap's ``count`` is its seq range, its ``reason`` one the protocol knows (422 naming it).
+    A gap over a hole (`protocol.HOLE_REASONS`) may have any count: the store counts what it lacks."""
     for i, gap in enumerate(batch.gaps):
         span = gap.last_seq - gap.first_seq + 1
-        if gap.count != span:
+        if gap.count != span and gap.reason not in protocol.HOLE_REASONS:
             raise Rejected("schema", f"gaps[{i}].count: {gap.count}, but seq {gap.first_seq}..{gap.last_seq} "
                            f"is {span} readings", field=f"gaps[{i}].count")
         if gap.reason not in protocol.GAP_REASONS:
@@ -240,6 +244,28 @@ def store_batch(ctx: AppContext, batch: protocol.IngestBatch, auth: protocol.Aut
         raise Rejected("replay", REPLAY_MESSAGE) from None
     except UnknownNode:
         raise Rejected("unknown_node", f"unknown node {auth.node_id!r}") from None
+
+
+def raise_conflict_alert(ctx: AppContext, batch: protocol.IngestBatch, result: Any, now: int) -> None:
+    """The built-in alert (docs/alerts.md): after a batch with conflicts, or from an identity the
+    node id had shown before another one; "two devices share node id X" when its identities
+    alternate within the last day (central/integrity.py), else "node X's buffer rolled back"."""
+    try:
+        found = integrity.identities(ctx.store.query(integrity.IDENTITY_SELECT, (batch.node_id,)))
+    except StoreError as e:  # the batch is stored: the alert must not fail the upload
+        log.warning("alerts: identities of %s unreadable: %s", batch.node_id, e)
+        found = []
+    clash = integrity.clash(found, now)
+    if result.conflicts:
+        seqs = result.conflict_seqs  # the first MAX_CONFLICT_SEQS of them
+        more = "" if len(seqs) == result.conflicts else " and more"
+        detail = (f"{result.conflicts} readings of epoch {batch.epoch} (seq {seqs[0]}..{seqs[-1]}{more}) "
+                  "conflict with stored ones")
+    elif clash:
+        detail = f"{len(found)} identities (hw_serial, machine_id, buffer_id) alternate"
+    else:
+        return
+    ctx.alerts.on_conflict(batch.node_id, clash=clash, detail=detail, now_ms=now)
 
 
 def ingest_sync(ctx: AppContext, request: Request, body: bytes,
@@ -268,6 +294,8 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
                                                               batch))
     if ctx.alerts is not None and result.stored:  # after the commit (never raises); a resend of
         ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
+    if ctx.alerts is not None and (result.conflicts or result.identity_switched):
+        raise_conflict_alert(ctx, batch, result, now)
     answer = {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
               "server_time_ms": now}
     config = on_ingest(ctx.store, auth.node_id, batch.health, now)  # the desired version (docs/fleet.md)

@@ -37,6 +37,10 @@ log = logging.getLogger("streetnode.central.alerts")
 SILENT_EVERY_S = 2.0
 RULES_REFRESH_S = 5.0  # how soon a rule changed in the console (by any serve process) takes effect
 BACKFILL_SUFFIX = "#backfill"  # alert_rule_state of the state machine that judges backfill
+# Built in, always on (#20): a node whose readings conflict with what the central holds (docs/alerts.md)
+CONFLICT_RULE = Rule(name="builtin.node_conflict", kind="conflict", severity="critical")
+CONFLICT_QUIET_MS = 3600_000  # resolved once the node had no conflict and no identity clash this long
+CONFLICT_CHECK_S = 60.0
 
 
 def _buffering(info: Any, rule: Rule) -> bool:
@@ -73,6 +77,7 @@ class AlertEngine:
         self._rules: tuple[Rule, ...] | None = None
         self._rules_at = 0.0
         self._rules_lock = threading.Lock()
+        self._conflicts_checked = 0.0
 
     def rules(self) -> tuple[Rule, ...]:
         """The rules in force: ``[alerts]``'s, overridden / added to by the ones stored in the
@@ -193,6 +198,61 @@ class AlertEngine:
             return 0
         return self._transition(conn, rule, node, change, now, reading_ms, value, True)
 
+    # ---------------------------------------------------------------- built in: conflicts (#20)
+    def on_conflict(self, node: str, *, clash: bool, detail: str, now_ms: int | None = None) -> int:
+        """Open the built-in alert of a node whose readings conflict with stored ones, or whose
+        identities alternate: "two devices share node id X" when ``clash``, else "node X's buffer
+        rolled back" (an open one of the latter becomes the former). Never raises."""
+        now = self.now_ms() if now_ms is None else now_ms
+        what = f"two devices share node id {node}" if clash else f"node {node}'s buffer rolled back"
+        summary = f"{what}: {detail}"[:500]
+
+        def run(conn: Any) -> int:
+            self.db.rule_state(conn, CONFLICT_RULE.name, node)  # takes turns with other processes
+            active = self.db.active_alert(conn, CONFLICT_RULE.name, node)
+            if active is not None:
+                if clash and not active["summary"].startswith("two devices"):
+                    self.db.update_alert(conn, active["id"], summary=summary)
+                return 0
+            return self._transition(conn, CONFLICT_RULE, node, "open", now, now, None, False, summary=summary)
+
+        try:
+            count = self.db.write(run)
+        except Exception as e:  # the batch is stored; alerts must not fail the node's upload
+            self.stats["errors"] += 1
+            log.error("alerts: the conflict alert of %s failed: %s", node, e)
+            return 0
+        if count:
+            self._wake()
+        return count
+
+    def check_conflicts(self, now_ms: int | None = None) -> int:
+        """Resolve the built-in alert of nodes with no conflict and no identity clash for
+        `CONFLICT_QUIET_MS`; returns how many were resolved."""
+        from central.integrity import CLASH_WINDOW_MS, IDENTITY_SELECT, clash, identities
+
+        now = self.now_ms() if now_ms is None else now_ms
+
+        def run(conn: Any) -> int:
+            resolved = 0
+            rows = self.db._exec(conn, "SELECT DISTINCT node_id FROM alerts WHERE rule = ? AND state IN "
+                                 "('open', 'acknowledged')", (CONFLICT_RULE.name,)).fetchall()
+            for (node,) in rows:
+                last = self.db._exec(conn, "SELECT MAX(last_seen_ms) FROM reading_conflicts "
+                                     "WHERE node_id = ?", (node,)).fetchone()
+                if last is not None and last[0] is not None and now - int(last[0]) < CONFLICT_QUIET_MS:
+                    continue
+                found = identities(self.db._exec(conn, IDENTITY_SELECT, (node,)).fetchall())
+                if clash(found, now, min(CLASH_WINDOW_MS, CONFLICT_QUIET_MS)):
+                    continue
+                resolved += self._transition(conn, CONFLICT_RULE, node, "resolve", now, None, None, False)
+            return resolved
+
+        count = self.db.write(run)
+        if count:
+            self._wake()
+        return count
+
     def _summary(self, rule: Rule, node: str, value: float | None) -> str:
         if rule.kind == "silent":
             return f"{node}: no upload for {rule.after_ms // 60000} min and no backlog reported"
@@ -210,6 +270,7 @@ class AlertEngine:
         reading_ms: int | None,
         value: float | None,
         late: bool,
+        summary: str | None = None,
     ) -> int:
         """Apply one open/resolve; returns 1 if it changed an alert."""
         self.stats["transitions"] += 1
@@ -240,7 +301,7 @@ class AlertEngine:
                     "channel": rule.channel,
                     "state": "open",
                     "value": value,
-                    "summary": self._summary(rule, node, value),
+                    "summary": summary or self._summary(rule, node, value),
                     "late": int(late),
                     "delivered": int(not late),
                     "opened_ms": now,
@@ -253,7 +314,7 @@ class AlertEngine:
                 "alert %d %s: %s%s",
                 alert_id,
                 "OPEN",
-                self._summary(rule, node, value),
+                summary or self._summary(rule, node, value),
                 " (late: recorded, not delivered)" if late else "",
             )
             return 1
@@ -397,6 +458,12 @@ class AlertEngine:
                 self.check_silent()
             except Exception as e:  # the database is away: next time
                 log.warning("alerts: silence check failed: %s", e)
+            if time.monotonic() - self._conflicts_checked >= CONFLICT_CHECK_S:
+                self._conflicts_checked = time.monotonic()
+                try:
+                    self.check_conflicts()
+                except Exception as e:  # the database is away: next time
+                    log.warning("alerts: conflict check failed: %s", e)
 
     def stop(self) -> None:
         self._stop.set()

@@ -40,7 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     rotate.add_argument("--url", metavar="URL", default=None, help="as for 'node add'")
     add_db_option(rotate)
     rotate.set_defaults(func=rotate_cmd)
-    ls = nsub.add_parser("list", help="list nodes with last seen time and counts")
+    ls = nsub.add_parser("list", help="list nodes with last seen time and counts",
+                         description="Nodes with last seen time and counts. conflicts: readings refused "
+                         "because their (epoch, seq) was stored with other content (a rolled-back buffer, "
+                         "or two devices with one node id); ids: distinct hardware identities "
+                         "(hw_serial, machine_id, buffer_id) seen (docs/central.md).")
     add_db_option(ls)
     ls.set_defaults(func=list_cmd)
 
@@ -122,11 +126,12 @@ def list_cmd(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{'node':<20} {'last seen (UTC)':<20} {'readings':>10} {'backlog':>8} {'gaps':>5} {'missing':>8} "
-          f"{'incidents':>9} config")
+          f"{'incidents':>9} {'conflicts':>9} {'ids':>3} config")
     for n in nodes:
         seen = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(n.last_seen_ms / 1000))
                 if n.last_seen_ms else "never")
         backlog = (n.health or {}).get("backlog_readings")
         print(f"{n.node_id:<20} {seen:<20} {n.readings:>10} {'-' if backlog is None else backlog:>8} "
-              f"{n.gaps:>5} {n.missing_readings:>8} {n.incidents:>9} {applied_column(n.health)}")
+              f"{n.gaps:>5} {n.missing_readings:>8} {n.incidents:>9} {n.conflicts:>9} {n.identities:>3} "
+              f"{applied_column(n.health)}")
     return 0
