@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import urllib3
 
 from node import protocol
+from node.buffer.collision import Receipt, Settled
 from node.memory import release_freed_memory
 from node.model import Batch
 from node.upload_policy import Action, Backoff, PathBreaker, Verdict, classify, refused_part
@@ -58,6 +59,7 @@ class UploadBuffer(Protocol):
     def claim(self, max_readings: int, *, newest_first: bool = False,
               max_records: int = ...) -> Batch | None: ...
     def ack(self, batch_id: int) -> bool: ...
+    def ack_receipt(self, batch_id: int, receipt: Receipt) -> Settled: ...
     def release(self, batch_id: int) -> bool: ...
     def dead_letter(self, batch_id: int, reason: str) -> bool: ...
     def refuse_record(self, batch_id: int, part: str, index: int, reason: str) -> bool: ...
@@ -90,6 +92,9 @@ class RoundResult:
     alert: bool = False
     alert_sent: bool = False  # the live batch carrying the alert was acknowledged
     config: Any = None  # the desired configuration {"version", "hash"} of the last ack (docs/fleet.md)
+    conflicts: int = 0  # readings the central already held under their (epoch, seq) with other content
+    moved: int = 0  # of which put again in a new epoch (the rest are sent again: the list was cut)
+    new_epoch: int | None = None  # the epoch the buffer started because of a collision (#20)
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,7 @@ class Uploader:
         self._status: dict[str, Any] = {
             "last_success_at": None, "last_error": None, "consecutive_failures": 0, "auth_failed": False,
             "readings_sent": 0, "batches_sent": 0, "dead_lettered": 0, "untrusted_answers": 0,
+            "conflicts": 0, "rollbacks": 0, "identity_clashes": 0, "last_collision": None,
         }
 
     # ------------------------------------------------------------------ public
@@ -355,8 +361,7 @@ class Uploader:
         if verdict.trusted:
             self._path_trusted()
         if action is Action.ACK:
-            self._ack(batch)
-            self._succeeded(res, batch, answer.body, live=live)
+            self._succeeded(res, batch, answer.body, live=live)  # acknowledges it by the receipt
             res.alert_sent = res.alert_sent or (live and alert)
             return _SENT
         if action is Action.SPLIT:
@@ -452,7 +457,11 @@ class Uploader:
 
     # ------------------------------------------------------------------ outcomes
     def _succeeded(self, res: RoundResult, batch: Batch, answer: Any, *, live: bool) -> None:
-        count = len(batch.readings)
+        self._unsettled.pop(batch.id, None)
+        receipt = Receipt.from_answer(answer)
+        settled = self.buffer.ack_receipt(batch.id, receipt)  # conflicts: re-put, new epoch (#20)
+        self._note_collision(res, batch, receipt, settled)
+        count = len(batch.readings) - settled.released
         res.batches += 1
         res.readings += count
         if live:
@@ -467,6 +476,23 @@ class Uploader:
                             last_error=None)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
+
+    def _note_collision(self, res: RoundResult, batch: Batch, receipt: Receipt, settled: Settled) -> None:
+        """Count what the central's receipt said about our numbering, for the round and `status`."""
+        res.conflicts += receipt.conflicts
+        res.moved += settled.moved
+        self._status["conflicts"] += receipt.conflicts
+        if settled.new_epoch is None:
+            return
+        res.new_epoch = settled.new_epoch
+        key = "rollbacks" if settled.kind == "buffer_rollback" else "identity_clashes"
+        self._status[key] += 1
+        self._status["last_collision"] = {"at": self._clock(), "kind": settled.kind,
+                                          "epoch": batch.epoch, "new_epoch": settled.new_epoch,
+                                          "conflicts": receipt.conflicts, "high_seq": receipt.high_seq,
+                                          "moved": settled.moved}
+        log.error("the central holds other readings under our numbers (%s): new epoch %d, %d readings "
+                  "put again there", settled.kind, settled.new_epoch, settled.moved)
 
     def _failed(self, res: RoundResult, verdict: Verdict) -> None:
         delay = self._backoff.next_delay(verdict.retry_after)
