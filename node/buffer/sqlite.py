@@ -109,7 +109,8 @@ class SqliteBuffer:
         # machine that makes a new file (kept in meta: a copied card shows), what rolled back
         self._segments = Segments([(0, 0)])
         self.buffer_id: str | None = None
-        self._known = dict(known) if known else None
+        self._known = dict(known) if isinstance(known, Mapping) else None
+        self.made_on: dict[str, str] = {}  # the machine that made the file (meta), as identity keys
         self._made_on = {k: v for k, v in (made_on or {}).items() if v}
         self._created_over: int | None = None  # a new file was made: the epoch file's value then
         self.rolled_back: str | None = None  # evidence of a rollback found at open (one line)
@@ -358,9 +359,11 @@ class SqliteBuffer:
                 self._save_epoch(epoch)  # before the commit: the file is never behind a database
                 db.execute("COMMIT")
                 self._created_over = prior
-            elif "buffer_id" not in meta:  # a file from before #20: it gets its id now
-                meta = {**meta, "buffer_id": new_buffer_id()}
-                db.execute("INSERT INTO meta VALUES ('buffer_id', ?)", (meta["buffer_id"],))
+            elif "buffer_id" not in meta:  # a file from before #20: it gets its id, this machine owns it
+                extra = {"buffer_id": new_buffer_id(),
+                         **{f"made_on_{k}": v for k, v in self._made_on.items()}}
+                meta = {**meta, **extra}
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(extra.items()))
                 db.execute("COMMIT")
             else:
                 db.execute("COMMIT")
@@ -400,6 +403,7 @@ class SqliteBuffer:
             self._acked.clear()
         self.epoch = new_epoch
         self.buffer_id = str(meta.get("buffer_id") or "") or None
+        self.made_on = {k[8:]: str(v) for k, v in meta.items() if k.startswith("made_on_") and v}
         self._segments = Segments.load(meta.get("segments"), new_epoch)
         self._segments.prune(queries.first_present(db, 0))
         self._acked_seq = 0  # set below once the next seq is known

@@ -253,7 +253,7 @@ def inspect(path: Path, *, check: bool = False) -> BufferStats:
     return BufferStats(str(meta.get("node_id", "")), int(meta.get("epoch", 0)), int(count),
                        file_size(path), oldest, newest,
                        max(int(last), int(meta.get("seq_hw", 0) or 0)), 0, gaps, incidents, 0, 0,
-                       integrity)
+                       integrity, str(meta.get("buffer_id") or "") or None)
 
 
 def ends_and_pending(db: sqlite3.Connection) -> tuple[int | None, int | None, int, int]:
