@@ -44,7 +44,7 @@ from node.clock import Clock, save_last_known_good_time
 from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
 from node.fleet import HealthCheck, local_report
-from node.identity import MachineIdentity, copied_from, machine_identity
+from node.identity import MachineIdentity, copied_from, local_identity
 from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import UNTRUSTED, EmulatedHardware, Hardware, RealHardware, Sampler
@@ -96,7 +96,8 @@ def buffer_state(buffer: Any) -> dict[str, Any] | None:
         log.debug("buffer stats for the state file: %s", e)
         return None
     return {"buffer_id": st.buffer_id, "epoch": st.epoch, "top": st.last_seq, "acked": st.acked_seq,
-            "segments": [list(p) for p in st.segments]}
+            "segments": [list(p) for p in st.segments], "rolled_back": getattr(buffer, "rolled_back", None),
+            "lost": getattr(buffer, "lost", None), "made_on": getattr(buffer, "made_on", None)}
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -185,7 +186,7 @@ class Agent:
         except OSError as e:
             raise StorageError(f"node.state_dir: cannot create {self.cfg.state_dir}: {e.strerror}") from None
         if self.identity is None:
-            self.identity = machine_identity()
+            self.identity = local_identity()
         known = (read_state(self.cfg.state_dir) or {}).get("buffer")  # the last start's view (#20)
         self.buffer = SqliteBuffer.from_config(self.cfg, known=known if isinstance(known, dict) else None,
                                                made_on=self.identity.as_dict())

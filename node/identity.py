@@ -11,14 +11,18 @@ the buffer; what differs is the hardware. Every batch's health carries:
   hex. Stable per machine, different on a clone that got its own machine id at first boot;
 - ``buffer_id``: the buffer database's random id (node/buffer/collision.py).
 
-The paths are parameters so tests give their own files; nothing here runs at import.
+The paths are parameters so tests give their own files; ``STREETNODE_IDENTITY_ROOT`` puts all three
+under another root (an image being prepared with ``install.sh --root``, or two emulated Pis on one
+test machine). Nothing here runs at import.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ APP_ID = bytes.fromhex("5b1c0d6e9a3f4e27b8c2d41f06a97e53")
 _MAX_READ = 64 * 1024
 _SERIAL = re.compile(r"[0-9A-Za-z]{4,64}")
 _MACHINE_ID = re.compile(r"[0-9a-f]{32}")
+ROOT_ENV = "STREETNODE_IDENTITY_ROOT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,20 @@ def machine_identity(*, device_tree: Path = DEVICE_TREE_SERIAL, cpuinfo: Path = 
     """This machine's identity (reads three small files; never raises)."""
     raw = _read(machine_id)
     return MachineIdentity(hw_serial(device_tree, cpuinfo), app_machine_id(raw) if raw else None)
+
+
+def local_identity(environ: Mapping[str, str] = os.environ) -> MachineIdentity:
+    """This machine's identity, or the one under ``$STREETNODE_IDENTITY_ROOT`` when it is set."""
+    root = environ.get(ROOT_ENV)
+    if not root:
+        return machine_identity()
+    base = Path(root)
+
+    def under(p: Path) -> Path:
+        return base / p.relative_to("/")
+
+    return machine_identity(device_tree=under(DEVICE_TREE_SERIAL), cpuinfo=under(CPUINFO),
+                            machine_id=under(MACHINE_ID))
 
 
 def copied_from(recorded: dict[str, str | None], here: MachineIdentity) -> list[str]:

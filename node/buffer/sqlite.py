@@ -114,6 +114,7 @@ class SqliteBuffer:
         self._made_on = {k: v for k, v in (made_on or {}).items() if v}
         self._created_over: int | None = None  # a new file was made: the epoch file's value then
         self.rolled_back: str | None = None  # evidence of a rollback found at open (one line)
+        self.lost: str | None = None  # the file of an earlier epoch was missing or unusable (one line)
         self._acked_seq = 0  # every seq up to it left the file (as of the last look)
 
     @classmethod
@@ -215,7 +216,7 @@ class SqliteBuffer:
         incident, and a ``buffer_lost`` gap over what the state knew of the old file's seqs."""
         known_epoch = _as_int(known.get("epoch")) if known else None
         if prior_epoch <= 0 and not known_epoch:
-            return  # a first start: nothing existed
+            return  # a first start (or a card `streetnode provision` prepared): nothing existed
         lost_epoch = prior_epoch or known_epoch or 0
         gaps: list[Gap] = []
         if known is not None and known_epoch == lost_epoch:
@@ -230,6 +231,7 @@ class SqliteBuffer:
             detail = (f"{self.path.name} of epoch {lost_epoch} {how}; which of its seqs the central did not "
                       f"acknowledge is unknown (no state file of it); new epoch {self.epoch}")
         log.error("buffer: %s", detail)
+        self.lost = detail
         self._add_gaps(gaps)
         self._insert_incident("buffer_lost", clean_text(detail, MAX_DETAIL),
                               sum(g.count for g in gaps) if gaps else None)
@@ -350,6 +352,7 @@ class SqliteBuffer:
             meta = store.upgrade(db, dict(db.execute("SELECT k, v FROM meta").fetchall()))
             if "epoch" not in meta:
                 prior = store.read_epoch_file(self._epoch_file)
+                fresh = store.epoch_file_provisioned(self._epoch_file)  # a new card's first epoch
                 epoch = max(min_epoch, prior + 1)
                 meta = {"node_id": self.node_id, "epoch": epoch, "seq_hw": 0,
                         "schema": store.SCHEMA_VERSION, "created_ms": int(self._clock() * 1000),
@@ -358,7 +361,7 @@ class SqliteBuffer:
                 db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
                 self._save_epoch(epoch)  # before the commit: the file is never behind a database
                 db.execute("COMMIT")
-                self._created_over = prior
+                self._created_over = 0 if fresh else prior
             elif "buffer_id" not in meta:  # a file from before #20: it gets its id, this machine owns it
                 extra = {"buffer_id": new_buffer_id(),
                          **{f"made_on_{k}": v for k, v in self._made_on.items()}}

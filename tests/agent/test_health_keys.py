@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from node import __version__, config
 from node.buffer import SqliteBuffer
-from node.identity import machine_identity
+from node.identity import local_identity
 from tests.agent.conftest import NODE, start_node, stop_node, wait_for, write_config
 
 LOCATION = '[node.location]\nlat = 21.0285\nlon = 105.8542\nward = "Hoan Kiem"\nlabel = "pole 17"\n'
@@ -32,7 +32,7 @@ def test_health_of_every_batch_reaches_the_central(tmp_path, central, node_env):
     for key_name in ("storm", "clock_synced", "clock_offset_ms"):
         assert key_name in h
     # #20: the machine and the buffer that sent it (this machine's own view of itself)
-    here = machine_identity()
+    here = local_identity()
     assert (h["hw_serial"], h["machine_id"]) == (here.hw_serial, here.machine_id)
     buffer_id = SqliteBuffer.inspect(tmp_path / "state" / "buffer.db").buffer_id
     assert isinstance(h["buffer_id"], str) and len(h["buffer_id"]) == 32 and h["buffer_id"] == buffer_id

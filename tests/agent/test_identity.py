@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from node.identity import MachineIdentity, app_machine_id, copied_from, hw_serial, machine_identity
+from node.identity import (
+    MachineIdentity,
+    app_machine_id,
+    copied_from,
+    hw_serial,
+    local_identity,
+    machine_identity,
+)
 
 MACHINE_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 CPUINFO = "processor\t: 0\nmodel name\t: ARMv7\nHardware\t: BCM2835\nSerial\t\t: 00000000ABCDEF12\n"
@@ -40,3 +47,13 @@ def test_copied_from_names_what_differs_and_ignores_the_unknown():
     assert copied_from({"hw_serial": "bb22", "machine_id": "n" * 32}, here) == ["hw_serial", "machine_id"]
     assert copied_from({}, here) == []
     assert copied_from({"hw_serial": "bb22"}, MachineIdentity(None, None)) == []
+
+
+def test_an_identity_root_puts_every_file_under_it(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "machine-id").write_text(MACHINE_ID)
+    (tmp_path / "proc" / "device-tree").mkdir(parents=True)
+    (tmp_path / "proc" / "device-tree" / "serial-number").write_bytes(b"10000000feedbeef\x00")
+    ident = local_identity({"STREETNODE_IDENTITY_ROOT": str(tmp_path)})
+    assert ident == MachineIdentity("10000000feedbeef", app_machine_id(MACHINE_ID))
+    assert local_identity({}) == machine_identity()
