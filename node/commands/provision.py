@@ -32,6 +32,7 @@ from node.i18n import _
 from node.identity import MachineIdentity, copied_from, local_identity
 
 KEY_RECORD_SUFFIX = ".machine"
+COPIED_EXIT = 3  # `python -m node.commands.provision`: something was made on another machine
 
 
 class DaemonRunning(StreetnodeError):
@@ -92,10 +93,14 @@ def record_key_machine(key_file: str | os.PathLike[str], here: MachineIdentity) 
 
 def copy_report(cfg: config.Config, here: MachineIdentity) -> dict[str, Any]:
     """What was made on another machine: ``{"buffer": [keys that differ], "key": [...]}``."""
+    return paths_report(cfg.state_dir, cfg.central.get("key_file"), here)
+
+
+def paths_report(state_dir: Path, key_file: str | os.PathLike[str] | None,
+                 here: MachineIdentity) -> dict[str, Any]:
     from node.buffer.sqlite import FILE_NAME
 
-    key_file = cfg.central.get("key_file")
-    return {"buffer": copied_from(buffer_made_on(cfg.state_dir / FILE_NAME), here),
+    return {"buffer": copied_from(buffer_made_on(Path(state_dir) / FILE_NAME), here),
             "key": copied_from(key_made_on(key_file), here) if key_file else [],
             "here": here.as_dict()}
 
@@ -197,3 +202,22 @@ def provision(cfg: config.Config, here: MachineIdentity, *, force: bool = False,
     print(_("if this Pi is a second pole, give it its own node id and key (`streetnode-central node add`, "
             "docs/install.md)"))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m node.commands.provision STATE_DIR KEY_FILE``: install.sh's check of a copied card
+    (it knows the paths, possibly under ``--root``, not a loadable config). Prints one line per copied
+    part; exit 3 when something is copied (1 stays Python's own failure), else 0."""
+    from node.i18n import set_language
+
+    set_language()
+    args = (sys.argv[1:] if argv is None else argv) + ["", ""]
+    report = paths_report(Path(args[0]), args[1] or None, local_identity())
+    lines = copy_lines(report)
+    for line in lines:
+        print(line)
+    return COPIED_EXIT if lines else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
