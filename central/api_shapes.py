@@ -21,19 +21,29 @@ ERROR = {"type": "object", "required": ["error", "message"], "properties": {
 _INT = {"type": "integer"}
 _INT_OR_NULL = {"type": ["integer", "null"]}
 
-INGEST_RESULT = {"type": "object", "required": ["stored", "duplicates", "gaps", "incidents", "readings",
-                                                 "batch", "epoch", "server_time_ms"], "properties": {
+INGEST_RESULT = {"type": "object", "required": ["stored", "duplicates", "conflicts", "conflict_seqs", "gaps",
+                                                 "incidents", "high_seq", "max_epoch", "readings", "batch",
+                                                 "epoch", "server_time_ms"], "properties": {
     "stored": {"type": "integer", "description": "readings new to the central"},
-    "duplicates": {"type": "integer", "description": "readings it had already (stored + duplicates ="
-                   " readings)"},
+    "duplicates": {"type": "integer", "description": "readings it had already, the same sample (stored + "
+                   "duplicates + conflicts = readings)"},
+    "conflicts": {"type": "integer", "description": "readings whose (epoch, seq) it holds with other content:"
+                  " not stored, recorded"},
+    "conflict_seqs": {"type": "array", "items": _INT, "maxItems": 1000,
+                      "description": "the conflicting seqs, ascending, at most 1,000"},
     "gaps": {"type": "integer", "description": "gaps stored or extended"},
     "incidents": {"type": "integer", "description": "incidents new to the central"},
+    "high_seq": {"type": ["integer", "null"], "description": "the highest seq stored of (node, epoch) after "
+                 "this batch (null: none)"},
+    "max_epoch": {"type": ["integer", "null"], "description": "the node's highest non-volatile epoch the "
+                  "central has seen (null: none)"},
     "readings": {"type": "integer", "description": "readings decoded from the batch"},
     "batch": {"type": ["integer", "null"], "description": "the document's batch id, echoed"},
     "epoch": _INT, "server_time_ms": _INT}}
 
 NODE = {"type": "object", "required": ["node_id", "created_ms", "last_seen_ms", "health", "readings", "gaps",
-                                        "missing_readings", "incidents"], "properties": {
+                                        "missing_readings", "incidents", "conflicts", "identities"],
+        "properties": {
     "node_id": {"type": "string"}, "created_ms": _INT,
     "last_seen_ms": {"type": ["integer", "null"], "description": "last accepted batch (null: never)"},
     "backlog_readings": {"type": ["integer", "null"], "description": "from health"},
@@ -43,7 +53,10 @@ NODE = {"type": "object", "required": ["node_id", "created_ms", "last_seen_ms", 
     "readings": {"type": "integer", "description": "readings stored"},
     "gaps": {"type": "integer", "description": "gaps reported"},
     "missing_readings": {"type": "integer", "description": "sum of the gaps' counts"},
-    "incidents": _INT}}
+    "incidents": _INT,
+    "conflicts": {"type": "integer", "description": "readings refused: their (epoch, seq) was stored with "
+                  "other content (docs/central.md)"},
+    "identities": {"type": "integer", "description": "distinct (hw_serial, machine_id, buffer_id) seen"}}}
 
 PING_RESULT = {"type": "object", "required": ["ok", "protocol", "node", "server_time_ms", "clock_offset_ms",
                                                "status"], "properties": {

@@ -36,6 +36,7 @@ from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.fleet import router as fleet_router
+from central.http import log_5xx
 from central.ingest import RECEIPT_SCOPE_KEY
 from central.limits import IngestLimits
 from central.readpool import ReadBusy, ReadTooSlow
@@ -148,7 +149,8 @@ class InternalErrorMiddleware:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Rejected)
-    async def on_rejected(_request: Request, exc: Rejected) -> JSONResponse:
+    async def on_rejected(request: Request, exc: Rejected) -> JSONResponse:
+        log_5xx(exc, f"{request.method} {request.url.path}")  # every 5xx is logged (503 overloaded...)
         return error_response(exc.code, exc.message, **exc.extra)
 
     @app.exception_handler(StoreError)

@@ -63,6 +63,8 @@ class QuietRepeats(logging.Filter):
 
 
 QUIET_REPEATS = QuietRepeats()
+SHED_LOG = logging.getLogger("streetnode.central.shed")  # 5xx refusals: one line each, floods summed
+SHED_LOG.addFilter(QUIET_REPEATS)
 
 
 def quiet_uvicorn_warnings() -> None:
@@ -144,7 +146,14 @@ def _error_messages(status: int, body: dict[str, Any], retry_after_s: int | None
             {"type": "http.response.body", "body": payload}]
 
 
+def log_5xx(exc: Rejected, where: str) -> None:
+    """One warning line for a 5xx refusal (a flood's are summed: `QUIET_REPEATS`)."""
+    if exc.status >= 500:
+        SHED_LOG.warning("%d %s %s: %s", exc.status, exc.code, where, exc.message)
+
+
 async def _send_error(send: Any, exc: Rejected) -> None:
+    log_5xx(exc, "(guard)")
     retry = exc.extra.get("retry_after_s")
     for message in _error_messages(exc.status, {"error": exc.code, "message": exc.message, **exc.extra},
                                    retry if isinstance(retry, int) else None):

@@ -220,10 +220,11 @@ def authenticate(ctx: AppContext, request: Request, body: bytes) -> tuple[protoc
 
 
 def check_gaps(batch: protocol.IngestBatch) -> None:
-    """A gap's ``count`` is its seq range, its ``reason`` one the protocol knows (422 naming it)."""
+    """A gap's ``count`` is its seq range, its ``reason`` one the protocol knows (422 naming it).
+    A gap over a hole (`protocol.HOLE_REASONS`) may have any count: the store counts what it lacks."""
     for i, gap in enumerate(batch.gaps):
         span = gap.last_seq - gap.first_seq + 1
-        if gap.count != span:
+        if gap.count != span and gap.reason not in protocol.HOLE_REASONS:
             raise Rejected("schema", f"gaps[{i}].count: {gap.count}, but seq {gap.first_seq}..{gap.last_seq} "
                            f"is {span} readings", field=f"gaps[{i}].count")
         if gap.reason not in protocol.GAP_REASONS:

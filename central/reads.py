@@ -55,7 +55,8 @@ def node_json(n: Any) -> dict[str, Any]:
             "backlog_readings": health.get("backlog_readings"),
             "oldest_reading_age_s": health.get("oldest_reading_age_s"), "firmware": health.get("firmware"),
             "health": n.health, "readings": n.readings, "gaps": n.gaps,
-            "missing_readings": n.missing_readings, "incidents": n.incidents}
+            "missing_readings": n.missing_readings, "incidents": n.incidents, "conflicts": n.conflicts,
+            "identities": n.identities}
 
 
 def parse_time(text: str | None, name: str, now_ms: int | None = None) -> int | None:

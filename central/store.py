@@ -45,10 +45,16 @@ class IngestResult:
     duplicates: int
     gaps: int
     incidents: int
+    conflicts: int = 0  # readings whose (node, epoch, seq) was stored with other content (not stored)
+    conflict_seqs: tuple[int, ...] = ()  # their seqs, ascending, at most MAX_CONFLICT_SEQS
+    high_seq: int | None = None  # the highest seq stored of (node, the batch's epoch), after it
+    max_epoch: int | None = None  # the highest non-volatile epoch of the node, after it
 
-    def as_dict(self) -> dict[str, int]:
-        return {"stored": self.stored, "duplicates": self.duplicates, "gaps": self.gaps,
-                "incidents": self.incidents}
+    def as_dict(self) -> dict[str, Any]:
+        """The answer's store fields, in the documented order (docs/protocol.md, "Responses")."""
+        return {"stored": self.stored, "duplicates": self.duplicates, "conflicts": self.conflicts,
+                "conflict_seqs": list(self.conflict_seqs), "gaps": self.gaps, "incidents": self.incidents,
+                "high_seq": self.high_seq, "max_epoch": self.max_epoch}
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class NodeInfo:
     gaps: int
     missing_readings: int  # sum of the gaps' counts
     incidents: int
+    conflicts: int = 0  # readings refused because their (epoch, seq) was stored with other content
+    identities: int = 0  # distinct (hw_serial, machine_id, buffer_id) the node's health has shown
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+import psycopg.errors
 
 from central.readpool import postgresql_reader
 from central.store import StoreError
@@ -40,6 +41,7 @@ def redact(url: str) -> str:
 
 class PgStore(SqlStore):
     backend_errors = (psycopg.OperationalError, psycopg.InterfaceError)  # server gone, connection broken
+    rollback_errors = (psycopg.errors.TransactionRollback,)  # deadlock_detected, serialization_failure
     dialect = "postgresql"
 
     def __init__(self, url: str) -> None:
@@ -56,6 +58,12 @@ class PgStore(SqlStore):
         # briefly takes it exclusively to learn a transaction id below which every writer of this
         # schema has finished. Shared holders never wait for each other.
         conn.execute(f"SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, hashtext(current_schema()))")
+
+    def _lock_node(self, cur: Any, node: str) -> None:
+        # Ingests of one node (from several workers) take turns; different nodes never wait here.
+        # The one-key advisory lock space is apart from the two-key one of WRITER_LOCK_CLASS.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || '/' || %s, 0))",
+                    (node,))
 
     def read_connector(self) -> Callable[[], Any]:
         return postgresql_reader(self.url, self.schema)
@@ -111,7 +119,7 @@ class PgStore(SqlStore):
             for row in rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming_readings "
-                    "ON CONFLICT DO NOTHING RETURNING seq")
+                    "ORDER BY seq ON CONFLICT DO NOTHING RETURNING seq")
         new_seqs = {seq for (seq,) in cur.fetchall()}  # exact even with a concurrent twin batch
         return [row for row in rows if row[2] in new_seqs]  # incoming_readings empties itself on commit
 

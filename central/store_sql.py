@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from central import migrations
+from central import integrity, migrations
 from central.console import rollup
 from central.readpool import ReadPool
 from central.store import (
@@ -26,6 +28,7 @@ from node.model import Gap, Incident
 from node.protocol import IngestBatch
 
 T = TypeVar("T")
+ROLLBACK_RETRIES = 4
 
 
 class Tx:
@@ -54,6 +57,9 @@ class SqlStore(Store):
 
     # errors of the database driver that mean "the store is unusable right now" (become StoreError)
     backend_errors: tuple[type[BaseException], ...] = ()
+    # errors that mean "the database rolled this transaction back to let another one go" (deadlock,
+    # serialization failure): an ingest runs again, up to ROLLBACK_RETRIES times
+    rollback_errors: tuple[type[BaseException], ...] = ()
     dialect = "sql"  # "sqlite" or "postgresql": what a migration step may need to know
 
     def __init__(self) -> None:
@@ -102,21 +108,32 @@ class SqlStore(Store):
         if reads is not None:
             reads.close()
 
-    def _write(self, fn: Any) -> Any:
-        return self._run(fn, write=True)
+    def _write(self, fn: Any, *, retry: bool = False) -> Any:
+        """``fn(cursor)`` in a write transaction. With ``retry``, a transaction the database rolled
+        back to break a deadlock or a serialization conflict is run again (``fn`` must only touch
+        the database), at most `ROLLBACK_RETRIES` times, before it becomes a `StoreError`."""
+        if not retry or not self.rollback_errors:
+            return self._run(fn, write=True)
+        for attempt in range(ROLLBACK_RETRIES + 1):
+            try:
+                return self._run(fn, write=True, rollback_is_error=attempt == ROLLBACK_RETRIES)
+            except self.rollback_errors:
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # apart from the other transaction
+        raise AssertionError("unreachable")  # the last attempt raises StoreError itself
 
-    def _run(self, fn: Any, *, write: bool, wait: bool = True) -> Any:
+    def _run(self, fn: Any, *, write: bool, wait: bool = True, rollback_is_error: bool = True) -> Any:
         """``fn(cursor)`` in one transaction (a write one when ``write``); driver errors -> StoreError.
         With ``wait=False``, returns `BUSY` without running ``fn`` when another transaction holds
-        this store's connection."""
+        this store's connection. With ``rollback_is_error=False`` a deadlock or serialization
+        failure (`rollback_errors`) is raised as it is, for the caller to retry."""
         if not self._lock.acquire(blocking=wait):
             return BUSY
         try:
-            return self._run_locked(fn, write=write)
+            return self._run_locked(fn, write=write, rollback_is_error=rollback_is_error)
         finally:
             self._lock.release()
 
-    def _run_locked(self, fn: Any, *, write: bool) -> Any:
+    def _run_locked(self, fn: Any, *, write: bool, rollback_is_error: bool = True) -> Any:
         conn = self._connection()
         try:
             if write:
@@ -125,6 +142,12 @@ class SqlStore(Store):
             result = fn(cur)
             conn.commit()
             return result
+        except self.rollback_errors as e:
+            self._failed(conn)
+            if not rollback_is_error:
+                raise
+            raise StoreError(f"storage busy: {type(e).__name__} after {ROLLBACK_RETRIES} retries: "
+                             f"{' '.join(str(e).split())}") from None
         except self.backend_errors as e:
             self._failed(conn)
             raise StoreError(f"storage error: {' '.join(str(e).split())}") from None
@@ -193,14 +216,16 @@ class SqlStore(Store):
             where += ("AND " if where else "WHERE ") + "n.node_id > ? "
             params.append(after)
         sql = ("SELECT n.node_id, n.created_ms, n.last_seen_ms, n.health_json, COALESCE(s.readings, 0), "
-               "COALESCE(s.gaps, 0), COALESCE(s.missing_readings, 0), COALESCE(s.incidents, 0) "
+               "COALESCE(s.gaps, 0), COALESCE(s.missing_readings, 0), COALESCE(s.incidents, 0), "
+               "COALESCE(s.conflicts, 0), "
+               "(SELECT COUNT(*) FROM node_identities i WHERE i.node_id = n.node_id) "
                f"FROM nodes n LEFT JOIN node_stats s ON s.node_id = n.node_id {where}ORDER BY n.node_id")
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return [NodeInfo(r[0], int(r[1]), None if r[2] is None else int(r[2]),
                          None if r[3] is None else json.loads(r[3]), int(r[4]), int(r[5]), int(r[6]),
-                         int(r[7])) for r in self._read(sql, params)]
+                         int(r[7]), int(r[8]), int(r[9])) for r in self._read(sql, params)]
 
     # ---- ingest
     def _accept(self, cur: Any, node_id: str, signature: str, expires_ms: int, now_ms: int) -> None:
@@ -217,9 +242,11 @@ class SqlStore(Store):
         node, epoch = batch.node_id, batch.epoch
 
         def run(cur: Any) -> IngestResult:
+            tx = Tx(self, cur)
             self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))
             if not cur.fetchall():
                 raise UnknownNode(f"unknown node {node!r}")
+            self._lock_node(cur, node)  # one ingest of a node at a time: what follows sees all of it
             self._accept(cur, node, signature, expires_ms, now_ms)
             other_units = self._upsert_channels(cur, node, batch.units)
             head = (node, epoch)
@@ -228,39 +255,55 @@ class SqlStore(Store):
             else:
                 tail = (now_ms, None)
                 rows = [head + row + tail for row in batch.rows()]
-            new_rows = self._insert_readings(cur, rows) if rows else []
+            found = integrity.sort_readings(tx, node, epoch, rows) if rows else integrity.Sorted()
+            new_rows = self._insert_readings(cur, found.new_rows) if found.new_rows else []
             stored = len(new_rows)
             if new_rows:  # the console's latest values and hourly rollup (central/console/rollup.py)
-                rollup.update(Tx(self, cur), self.dialect, new_rows)
+                rollup.update(tx, self.dialect, new_rows)
+            high_seq, max_epoch = integrity.note_epoch(tx, node, epoch, new_rows, now_ms)
+            new_conflicts = integrity.record_conflicts(tx, node, epoch, found.conflicts, now_ms)
             gaps, new_gaps, missing = self._upsert_gaps(cur, node, batch.gaps, now_ms)
             incidents = self._insert_many(cur, "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, "
                                           "kind, detail, count, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                                           "ON CONFLICT DO NOTHING",
                                           [(node, epoch, i.id, i.wall_ms, i.kind, i.detail, i.count, now_ms)
-                                           for i in batch.incidents])
-            if stored or new_gaps or missing or incidents:
+                                           for i in sorted(batch.incidents, key=lambda i: i.id)])
+            own_incidents = 0  # recorded by the central itself (central/integrity.py)
+            if new_conflicts:
+                detail = integrity.conflict_detail(epoch, found.conflicts)
+                integrity.add_incident(tx, node, "conflict", detail, new_conflicts, now_ms)
+                own_incidents += 1
+            own_incidents += integrity.note_identity(tx, node, batch.health, (g.reason for g in batch.gaps),
+                                                     now_ms)
+            if stored or new_gaps or missing or incidents or own_incidents or new_conflicts:
                 self._exec(cur, "INSERT INTO node_stats (node_id, readings, gaps, missing_readings, "
-                           "incidents) VALUES (?, ?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET "
+                           "incidents, conflicts) VALUES (?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (node_id) DO UPDATE SET "
                            "readings = node_stats.readings + excluded.readings, "
                            "gaps = node_stats.gaps + excluded.gaps, "
                            "missing_readings = node_stats.missing_readings + excluded.missing_readings, "
-                           "incidents = node_stats.incidents + excluded.incidents",
-                           (node, stored, new_gaps, missing, incidents))
+                           "incidents = node_stats.incidents + excluded.incidents, "
+                           "conflicts = node_stats.conflicts + excluded.conflicts",
+                           (node, stored, new_gaps, missing, incidents + own_incidents, new_conflicts))
             if batch.health:  # a batch without health (or with {}) says nothing about it: keep the last
                 self._exec(cur, "UPDATE nodes SET last_seen_ms = ?, health_json = ?, health_ms = ? "
                            "WHERE node_id = ?", (now_ms, json.dumps(batch.health), now_ms, node))
             else:
                 self._exec(cur, "UPDATE nodes SET last_seen_ms = ? WHERE node_id = ?", (now_ms, node))
-            return IngestResult(stored, len(rows) - stored, gaps, incidents)
+            return IngestResult(stored, found.duplicates, gaps, incidents, conflicts=len(found.conflicts),
+                                conflict_seqs=found.conflict_seqs, high_seq=high_seq, max_epoch=max_epoch)
 
-        return self._write(run)
+        return self._write(run, retry=True)
+
+    def _lock_node(self, cur: Any, node: str) -> None:
+        """Make concurrent ingests of one node wait for each other (PostgreSQL; SQLite has one writer)."""
 
     def _upsert_channels(self, cur: Any, node: str, units: dict[str, str]) -> dict[str, str]:
         """Record each channel's latest unit; returns {channel: unit} for the channels whose unit now
         differs from their ``base_unit``: their readings keep that unit in ``readings.unit``, so a
         unit change never relabels what was stored before (migration node_stats)."""
         other: dict[str, str] = {}
-        for channel, unit in units.items():
+        for channel, unit in sorted(units.items()):  # a fixed order: concurrent upserts cannot deadlock
             self._exec(cur, "INSERT INTO channels (node_id, channel, unit, base_unit) VALUES (?, ?, ?, ?) "
                        "ON CONFLICT (node_id, channel) DO UPDATE SET unit = excluded.unit "
                        "RETURNING base_unit",
@@ -281,7 +324,10 @@ class SqlStore(Store):
         missing readings is counted from the count it replaces."""
         touched = new_gaps = missing = 0
         lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
-        for g in gaps:
+        for g in sorted(gaps, key=lambda g: (g.epoch, g.first_seq, g.reason)):  # a fixed order
+            if integrity.is_hole(g.reason):  # the central counts what it lacks of the range
+                lacking = integrity.missing_in(Tx(self, cur), node, g.epoch, g.first_seq, g.last_seq)
+                g = dataclasses.replace(g, count=lacking)
             key = (node, g.epoch, g.first_seq, g.reason)
             self._exec(cur, "INSERT INTO gaps (node_id, epoch, first_seq, last_seq, count, first_wall_ms, "
                        "last_wall_ms, reason, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "

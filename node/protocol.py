@@ -58,7 +58,13 @@ MAX_BOOTS = 4096
 MAX_STR = 256
 MAX_DETAIL = 4096
 MAX_HEALTH_KEYS = 64
-GAP_REASONS = ("evicted_size", "evicted_age", "disk_full", "overflow", "rejected")
+GAP_REASONS = ("evicted_size", "evicted_age", "disk_full", "overflow", "rejected", "buffer_rollback",
+               "buffer_lost")
+# Gaps over a range the sender may never have held whole (a buffer rolled back or lost): its `count`
+# may be anything >= 0; the central stores the number of seqs of the range it does not hold.
+HOLE_REASONS = ("buffer_rollback", "buffer_lost")
+VOLATILE_EPOCH_MIN = 1 << 40  # epochs from here up are volatile (memory-only, docs/protocol.md)
+MAX_CONFLICT_SEQS = 1000  # an ingest answer lists at most this many conflicting seqs (the count is exact)
 
 # every pattern is used with fullmatch: "$" would let a trailing newline through
 _NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -694,3 +700,42 @@ def server_time_ms(headers: Mapping[str, str], payload: Any = None) -> int | Non
         except (TypeError, ValueError):
             return None
     return None
+
+
+# ---------------------------------------------------------------- the ingest answer's receipt fields
+@dataclass(frozen=True)
+class IngestAnswer:
+    """What a node learns from a `200` ingest answer about its numbering (docs/protocol.md,
+    "Responses"). A central older than these fields answers none: ``high_seq``/``max_epoch`` None,
+    no conflicts."""
+
+    stored: int
+    duplicates: int
+    conflicts: int  # readings of the batch whose (epoch, seq) the central holds with other content
+    conflict_seqs: tuple[int, ...]  # ascending, at most MAX_CONFLICT_SEQS of them
+    high_seq: int | None  # the central's highest stored seq of the batch's epoch (None: none)
+    max_epoch: int | None  # the highest non-volatile epoch the central holds for the node
+
+
+def _answer_int(doc: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    value = doc.get(key, default)
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    raise ProtocolError(key, f"expected a non-negative integer or null, got {value!r:.40}")
+
+
+def parse_ingest_answer(doc: Any) -> IngestAnswer:
+    """The receipt fields of a `200` ingest answer's JSON; raises `ProtocolError` naming a field
+    of the wrong type (an answer is evidence to check, not a verdict to obey)."""
+    if not isinstance(doc, Mapping):
+        raise ProtocolError("body", "expected a JSON object")
+    seqs = doc.get("conflict_seqs", [])
+    if not isinstance(seqs, list) or not all(type(s) is int and s >= 0 for s in seqs):
+        raise ProtocolError("conflict_seqs", "expected a list of non-negative integers")
+    conflicts = _answer_int(doc, "conflicts", 0) or 0
+    if len(seqs) > min(conflicts, MAX_CONFLICT_SEQS):
+        raise ProtocolError("conflict_seqs", f"{len(seqs)} seqs for {conflicts} conflicts")
+    return IngestAnswer(stored=_answer_int(doc, "stored", 0) or 0,
+                        duplicates=_answer_int(doc, "duplicates", 0) or 0, conflicts=conflicts,
+                        conflict_seqs=tuple(sorted(seqs)), high_seq=_answer_int(doc, "high_seq", None),
+                        max_epoch=_answer_int(doc, "max_epoch", None))

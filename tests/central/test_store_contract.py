@@ -42,7 +42,8 @@ class TestStoreContract:
     def test_ingest_stores_each_reading_once(self, store):
         store.add_node("pole-1", KEY, NOW)
         r = store.ingest(batch(range(10)), signature="a" * 64, expires_ms=NOW + 1, now_ms=NOW)
-        assert r.as_dict() == {"stored": 10, "duplicates": 0, "gaps": 0, "incidents": 0}
+        assert r.as_dict() == {"stored": 10, "duplicates": 0, "conflicts": 0, "conflict_seqs": [], "gaps": 0,
+                               "incidents": 0, "high_seq": 9, "max_epoch": 1}
         # the same readings re-split and re-sent under new signatures
         r2 = store.ingest(batch(range(5, 15)), signature="b" * 64, expires_ms=NOW + 1, now_ms=NOW)
         assert (r2.stored, r2.duplicates) == (5, 5)
