@@ -361,7 +361,8 @@ class Uploader:
         if verdict.trusted:
             self._path_trusted()
         if action is Action.ACK:
-            self._succeeded(res, batch, answer.body, live=live)  # acknowledges it by the receipt
+            if not self._succeeded(res, batch, answer.body, live=live):  # acknowledges it by the receipt
+                return _FAILED
             res.alert_sent = res.alert_sent or (live and alert)
             return _SENT
         if action is Action.SPLIT:
@@ -456,9 +457,16 @@ class Uploader:
                                      sent_ms=self.transport.now_ms())
 
     # ------------------------------------------------------------------ outcomes
-    def _succeeded(self, res: RoundResult, batch: Batch, answer: Any, *, live: bool) -> None:
+    def _succeeded(self, res: RoundResult, batch: Batch, answer: Any, *, live: bool) -> bool:
+        """Acknowledge the batch through its receipt; False (batch kept, round failed) when the receipt
+        fields are malformed: what the central holds is then unknown, so nothing is deleted."""
+        try:
+            receipt = Receipt.from_answer(answer)
+        except protocol.ProtocolError as e:
+            self._release(batch)
+            self._failed(res, Verdict(Action.RETRY, f"HTTP 200 receipt unreadable: {e}", trusted=True))
+            return False
         self._unsettled.pop(batch.id, None)
-        receipt = Receipt.from_answer(answer)
         settled = self.buffer.ack_receipt(batch.id, receipt)  # conflicts: re-put, new epoch (#20)
         self._note_collision(res, batch, receipt, settled)
         count = len(batch.readings) - settled.released
@@ -476,6 +484,7 @@ class Uploader:
                             last_error=None)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
+        return True
 
     def _note_collision(self, res: RoundResult, batch: Batch, receipt: Receipt, settled: Settled) -> None:
         """Count what the central's receipt said about our numbering, for the round and `status`."""

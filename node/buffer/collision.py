@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +36,6 @@ def provision_epoch() -> int:
     return lo + secrets.randbelow(hi - lo)
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """What a 200 answer says about the node's numbering (missing keys: nothing known)."""
@@ -53,16 +47,12 @@ class Receipt:
 
     @classmethod
     def from_answer(cls, answer: Any) -> Receipt:
-        """Read the receipt fields of a 200 answer; anything malformed counts as absent."""
-        if not isinstance(answer, Mapping):
-            return cls()
-        seqs = answer.get("conflict_seqs")
-        clean: tuple[int, ...] = ()
-        if isinstance(seqs, list):
-            clean = tuple(sorted({s for s in seqs if _int_or_none(s) is not None}))
-        conflicts = _int_or_none(answer.get("conflicts")) or 0
-        return cls(_int_or_none(answer.get("high_seq")), _int_or_none(answer.get("max_epoch")),
-                   max(conflicts, len(clean)), clean)
+        """The receipt fields of a 200 answer (`node.protocol.parse_ingest_answer`: an older central's
+        answer has none). Raises `ProtocolError` naming a field of the wrong type."""
+        from node.protocol import parse_ingest_answer
+
+        parsed = parse_ingest_answer(answer)
+        return cls(parsed.high_seq, parsed.max_epoch, parsed.conflicts, parsed.conflict_seqs)
 
     def collides(self, own_top: int) -> bool:
         """The central holds seqs of this epoch the buffer never handed out, or other content."""

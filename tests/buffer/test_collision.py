@@ -10,6 +10,7 @@ import pytest
 from node.buffer import SqliteBuffer
 from node.buffer.collision import Receipt, Segments
 from node.buffer.store import read_epoch_file
+from node.protocol import ProtocolError
 from tests.buffer.conftest import cycle, stamp
 
 
@@ -32,12 +33,14 @@ def pending(buf):
 
 
 # ---------------------------------------------------------------- the receipt and the segments
-def test_a_receipt_reads_only_well_formed_fields():
-    assert Receipt.from_answer({"stored": 5}) == Receipt()
-    assert Receipt.from_answer("<html>") == Receipt()
-    r = Receipt.from_answer({"high_seq": 9, "max_epoch": 3, "conflicts": 2, "conflict_seqs": [8, 4, 4, "x"]})
+def test_a_receipt_is_read_strictly_and_an_older_centrals_answer_has_none():
+    assert Receipt.from_answer({"stored": 5}) == Receipt()  # an older central: nothing known
+    r = Receipt.from_answer({"high_seq": 9, "max_epoch": 3, "conflicts": 2, "conflict_seqs": [8, 4]})
     assert (r.high_seq, r.max_epoch, r.conflicts, r.conflict_seqs, r.complete) == (9, 3, 2, (4, 8), True)
-    assert Receipt.from_answer({"high_seq": True, "conflicts": "3"}) == Receipt()
+    for bad in ("<html>", {"high_seq": True}, {"conflicts": "3"}, {"conflicts": 1, "conflict_seqs": [1, 2]},
+                {"conflicts": 2, "conflict_seqs": [1, "x"]}):
+        with pytest.raises(ProtocolError):
+            Receipt.from_answer(bad)
     assert not Receipt(high_seq=10).collides(10) and Receipt(high_seq=11).collides(10)
     assert Receipt(conflicts=1).collides(10) and not Receipt(conflicts=3, conflict_seqs=(1,)).complete
 
