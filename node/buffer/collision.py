@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from node.model import Gap
 
 MAX_FILE_EPOCH = (1 << 40) - 1  # file epochs stay below the volatile ones (node/buffer/overflow.py)
 # `streetnode provision` starts a cloned card at a random epoch in this range: two cards made from
@@ -166,3 +168,28 @@ class Settled:
     released: int = 0  # readings given back to be sent again (the conflict list was cut at 1,000)
     kind: str | None = None  # the incident recorded: buffer_rollback or identity_clash
     detail: str | None = None
+
+
+def as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def unacked_gaps(known: Mapping[str, Any], reason: str) -> list[Gap]:
+    """Gaps over the seqs a state file says were handed out and not yet acknowledged: (acked, top],
+    each part in the epoch of its segment."""
+    top = as_int(known.get("top")) or 0
+    acked = as_int(known.get("acked")) or 0
+    epoch = as_int(known.get("epoch")) or 0
+    if top <= acked or epoch <= 0:
+        return []
+    raw = known.get("segments")
+    pairs = [(int(f), int(e)) for f, e in raw] if isinstance(raw, list) and raw and all(
+        isinstance(p, list) and len(p) == 2 and all(as_int(x) is not None for x in p) for p in raw) else []
+    segments = Segments(pairs) if pairs and pairs[-1][1] == epoch else Segments([(0, epoch)])
+    gaps = []
+    for k, (first, ep) in enumerate(segments.pairs):
+        end = segments.pairs[k + 1][0] - 1 if k + 1 < len(segments.pairs) else top
+        lo, hi = max(first, acked + 1), min(end, top)
+        if lo <= hi:
+            gaps.append(Gap(ep, lo, hi, hi - lo + 1, None, None, reason))
+    return gaps

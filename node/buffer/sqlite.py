@@ -36,9 +36,11 @@ from node.buffer.collision import (
     Receipt,
     Segments,
     Settled,
+    as_int,
     collision_detail,
     new_buffer_id,
     next_epoch,
+    unacked_gaps,
 )
 from node.buffer.overflow import VOLATILE_EPOCH_BASE, Overflow, Pending
 from node.errors import StorageError
@@ -214,13 +216,13 @@ class SqliteBuffer:
     def _record_lost(self, prior_epoch: int, known: dict[str, Any] | None, how: str) -> None:
         """A new file where the epoch file or the agent's state says one existed: a ``buffer_lost``
         incident, and a ``buffer_lost`` gap over what the state knew of the old file's seqs."""
-        known_epoch = _as_int(known.get("epoch")) if known else None
+        known_epoch = as_int(known.get("epoch")) if known else None
         if prior_epoch <= 0 and not known_epoch:
             return  # a first start (or a card `streetnode provision` prepared): nothing existed
         lost_epoch = prior_epoch or known_epoch or 0
         gaps: list[Gap] = []
         if known is not None and known_epoch == lost_epoch:
-            gaps = _unacked_gaps(known, "buffer_lost")
+            gaps = unacked_gaps(known, "buffer_lost")
         if not gaps and how != "is missing":
             return  # the buffer_corrupt incident already tells it; no range known to add
         if gaps:
@@ -242,8 +244,8 @@ class SqliteBuffer:
         central holds) and record the rolled-back range."""
         if known.get("buffer_id") and self.buffer_id and known.get("buffer_id") != self.buffer_id:
             return  # another file than the one the state describes (replaced): nothing to compare
-        known_epoch = _as_int(known.get("epoch")) or 0
-        known_top = _as_int(known.get("top")) or 0
+        known_epoch = as_int(known.get("epoch")) or 0
+        known_top = as_int(known.get("top")) or 0
         on_file = store.read_epoch_file(self._epoch_file)
         top = self._next_seq - 1
         within = known_epoch == self.epoch and known_top > top
@@ -254,7 +256,7 @@ class SqliteBuffer:
         if known_epoch == self.epoch and known_top > top:
             gaps = [Gap(self.epoch, top + 1, known_top, known_top - top, None, None, "buffer_rollback")]
         elif known_epoch > self.epoch:
-            gaps = _unacked_gaps(known, "buffer_rollback")
+            gaps = unacked_gaps(known, "buffer_rollback")
         old_epoch, first_new = self.epoch, self._next_seq
         try:
             db = self._tx()
@@ -965,7 +967,7 @@ class SqliteBuffer:
             if receipt.high_seq is not None and receipt.high_seq > own_top:
                 queries.add_gaps(db, [Gap(epoch, own_top + 1, receipt.high_seq, receipt.high_seq - own_top,
                                           None, None, "buffer_rollback")], self._claimed_gap_ids())
-        moved = self._put_again(db, c, [r for r in acked_rows if r[0] in conflicting])
+        moved = self._put_again(db, [r for r in acked_rows if r[0] in conflicting])
         if c.count:
             queries.delete_window(db, c.lo, ack_hi)
             if queries.first_present(db, ack_hi + 1) is None:
@@ -979,38 +981,10 @@ class SqliteBuffer:
         self._count += moved - len(acked_rows)
         return Settled(True, new_epoch, moved, len(rows) - len(acked_rows), kind, detail)
 
-    def _put_again(self, db: sqlite3.Connection, c: Claim, rows: Sequence[queries.Row]) -> int:
-        """Write ``rows`` (seq, channel id, stored value, flags) as new cycles of the current epoch
-        from ``_next_seq`` on, each with the stamp of the cycle it came from."""
-        if not rows:
-            return 0
-        cycles = queries.cycles_covering(db, rows[0][0], rows[-1][0])
-        starts = [cy[0] for cy in cycles]
-        new_cycles: list[tuple[Any, ...]] = []
-        current: list[tuple[int, Any, int]] = []
-        stamp: tuple[int, int, int, int] | None = None
-        seq = self._next_seq
-
-        def flush() -> None:
-            nonlocal seq, current
-            if current and stamp is not None:
-                new_cycles.append((seq, len(current), *stamp, packed.encode(current)))
-                seq += len(current)
-            current = []
-
-        k = 0
-        for r in rows:
-            while k + 1 < len(starts) and starts[k + 1] <= r[0]:
-                k += 1
-            _, _, wall, boot_ms, boot, clk = cycles[k]
-            if (wall, boot_ms, boot, clk) != stamp:
-                flush()
-                stamp = (wall, boot_ms, boot, clk)
-            current.append((r[1], r[2], r[3]))
-        flush()
-        db.executemany("INSERT INTO cycles VALUES (?,?,?,?,?,?,?)", new_cycles)
-        db.execute("UPDATE meta SET v = max(v, ?) WHERE k = 'seq_hw'", (seq - 1,))
-        self._next_seq = seq
+    def _put_again(self, db: sqlite3.Connection, rows: Sequence[queries.Row]) -> int:
+        """Write ``rows`` again as cycles of the current epoch from ``_next_seq`` on (same stamps)."""
+        if rows:
+            self._next_seq = queries.put_again(db, rows, self._next_seq)
         return len(rows)
 
     def release(self, batch_id: int) -> bool:
@@ -1172,27 +1146,3 @@ class SqliteBuffer:
         """Stats of a buffer file through a read-only connection (safe beside a running daemon)."""
         return store.inspect(Path(path), check=check)
 
-
-def _as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _unacked_gaps(known: Mapping[str, Any], reason: str) -> list[Gap]:
-    """Gaps over the seqs a state file says were handed out and not yet acknowledged: (acked, top],
-    each part in the epoch of its segment."""
-    top = _as_int(known.get("top")) or 0
-    acked = _as_int(known.get("acked")) or 0
-    epoch = _as_int(known.get("epoch")) or 0
-    if top <= acked or epoch <= 0:
-        return []
-    raw = known.get("segments")
-    pairs = [(int(f), int(e)) for f, e in raw] if isinstance(raw, list) and raw and all(
-        isinstance(p, list) and len(p) == 2 and all(_as_int(x) is not None for x in p) for p in raw) else []
-    segments = Segments(pairs) if pairs and pairs[-1][1] == epoch else Segments([(0, epoch)])
-    gaps = []
-    for k, (first, ep) in enumerate(segments.pairs):
-        end = segments.pairs[k + 1][0] - 1 if k + 1 < len(segments.pairs) else top
-        lo, hi = max(first, acked + 1), min(end, top)
-        if lo <= hi:
-            gaps.append(Gap(ep, lo, hi, hi - lo + 1, None, None, reason))
-    return gaps
