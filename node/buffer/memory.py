@@ -199,6 +199,7 @@ class MemoryBuffer:
                 new_epoch = self.epoch = next_epoch(self.epoch, receipt)
                 self._segments.start(first_new, new_epoch)
                 kind = "identity_clash"
+                self.buffer_id = new_buffer_id()  # as SqliteBuffer: a shared file's copy takes a new id
                 if receipt.high_seq is not None and receipt.high_seq > own_top:
                     self._add_gaps([Gap(epoch, own_top + 1, receipt.high_seq, receipt.high_seq - own_top,
                                         None, None, "buffer_rollback")])

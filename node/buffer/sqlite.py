@@ -921,13 +921,13 @@ class SqliteBuffer:
             if not self._ensure_open():
                 self.release(batch_id)
                 return Settled(False, released=c.count)
-            saved = (self.epoch, Segments(self._segments.pairs), self._next_seq, self._count)
+            saved = (self.epoch, Segments(self._segments.pairs), self._next_seq, self._count, self.buffer_id)
             try:
                 db = self._tx()
                 done = self._resolve(db, c, receipt, epoch, own_top)
                 db.execute("COMMIT")
             except (sqlite3.Error, OSError) as e:
-                self.epoch, self._segments, self._next_seq, self._count = saved
+                self.epoch, self._segments, self._next_seq, self._count, self.buffer_id = saved
                 self._claims.pop(batch_id, None)  # given back: sent again, judged again
                 self._failed(e)
                 return Settled(False, released=c.count)
@@ -964,6 +964,9 @@ class SqliteBuffer:
             new_epoch = self._start_epoch(db, next_epoch(self.epoch, receipt,
                                                          store.read_epoch_file(self._epoch_file)))
             kind = "buffer_rollback" if self.rolled_back else "identity_clash"
+            if kind == "identity_clash":  # the file is shared by a copy: this one takes a new id, so
+                self.buffer_id = new_buffer_id()  # the central tells the two apart even on twin images
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('buffer_id', ?)", (self.buffer_id,))
             if receipt.high_seq is not None and receipt.high_seq > own_top:
                 queries.add_gaps(db, [Gap(epoch, own_top + 1, receipt.high_seq, receipt.high_seq - own_top,
                                           None, None, "buffer_rollback")], self._claimed_gap_ids())

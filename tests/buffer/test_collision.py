@@ -66,6 +66,7 @@ def test_segments_say_which_epoch_a_seq_belongs_to():
 def test_conflicts_start_a_new_epoch_and_put_the_readings_again_with_their_content(make_buffer):
     buf = make_buffer()
     fill(buf, 0, 20)  # seqs 1..100
+    shared_id = buf.stats().buffer_id
     batch = buf.claim(100)
     assert (batch.epoch, batch.readings[0].seq, batch.readings[-1].seq) == (1, 1, 100)
     original = {r.seq: content(r) for r in batch.readings}
@@ -75,6 +76,7 @@ def test_conflicts_start_a_new_epoch_and_put_the_readings_again_with_their_conte
     assert (done.acked, done.new_epoch, done.moved, done.released, done.kind) == (True, 4, 40, 0,
                                                                                   "identity_clash")
     assert buf.epoch == 4 and buf.stats().epoch == 4
+    assert buf.stats().buffer_id != shared_id  # a copy of a shared file takes its own id
     again = buf.claim(1000)
     assert again.epoch == 4
     assert [r.seq for r in again.readings] == list(range(101, 141))
@@ -176,7 +178,7 @@ def test_the_new_epoch_and_its_segments_survive_a_restart(tmp_path, clock):
     buffer_id = buf.buffer_id
     buf.close()
     buf = open_buf(tmp_path, clock)
-    assert (buf.epoch, buf.buffer_id) == (7, buffer_id) and len(buffer_id) == 32
+    assert (buf.epoch, buf.buffer_id) == (7, buffer_id) and len(buffer_id) == 32  # the new id is kept
     old = buf.claim(1000)
     assert old.epoch == 1 and [r.seq for r in old.readings] == list(range(51, 101))
     buf.ack(old.id)
@@ -242,6 +244,7 @@ def test_a_file_rolled_back_to_an_earlier_copy_starts_a_new_epoch_at_once(tmp_pa
         shutil.copy2(p, tmp_path / p.name)
     buf = open_buf(tmp_path, clock, known=known)
     assert buf.epoch == 2 and buf.rolled_back and "holds seqs up to 30" in buf.rolled_back
+    assert buf.buffer_id == known["buffer_id"]  # the same file, only behind: it keeps its id
     gaps, incidents = pending(buf)
     assert [(g.epoch, g.first_seq, g.last_seq, g.reason) for g in gaps] == [(1, 31, 100, "buffer_rollback")]
     assert [i.kind for i in incidents] == ["buffer_rollback"]
