@@ -44,7 +44,7 @@ from node.clock import Clock, save_last_known_good_time
 from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
 from node.fleet import HealthCheck, local_report
-from node.identity import MachineIdentity, copied_from, local_identity
+from node.identity import MachineIdentity, adopt_key, copied_from, local_identity, read_key_record
 from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import UNTRUSTED, EmulatedHardware, Hardware, RealHardware, Sampler
@@ -187,6 +187,12 @@ class Agent:
             raise StorageError(f"node.state_dir: cannot create {self.cfg.state_dir}: {e.strerror}") from None
         if self.identity is None:
             self.identity = local_identity()
+        if self._key:  # the machine that first used this key; a copied card keeps the original's (#20)
+            adopt_key(self.cfg.state_dir, self._key, self.identity)
+            key_copied = copied_from(read_key_record(self.cfg.state_dir), self.identity)
+            if key_copied:
+                log.warning("the node key was first used on another machine (%s differs): give this Pi "
+                            "its own node id and key (docs/install.md)", ", ".join(key_copied))
         known = (read_state(self.cfg.state_dir) or {}).get("buffer")  # the last start's view (#20)
         self.buffer = SqliteBuffer.from_config(self.cfg, known=known if isinstance(known, dict) else None,
                                                made_on=self.identity.as_dict())

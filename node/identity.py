@@ -18,10 +18,13 @@ test machine). Nothing here runs at import.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +38,7 @@ _MAX_READ = 64 * 1024
 _SERIAL = re.compile(r"[0-9A-Za-z]{4,64}")
 _MACHINE_ID = re.compile(r"[0-9a-f]{32}")
 ROOT_ENV = "STREETNODE_IDENTITY_ROOT"
+KEY_RECORD = "key.machine"  # in the state dir: the machine that first used the node key (JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +111,45 @@ def copied_from(recorded: dict[str, str | None], here: MachineIdentity) -> list[
         if seen and value and seen != value:
             out.append(key)
     return out
+
+
+# ------------------------------------------------------------------ the node key's first machine
+def key_fingerprint(key: bytes) -> str:
+    """A short digest naming the key (its first 64 bits of SHA-256: says nothing of the key)."""
+    return hashlib.sha256(b"streetnode-key-fingerprint\n" + key).hexdigest()[:16]
+
+
+def read_key_record(state_dir: Path) -> dict[str, str]:
+    """``{"key": fingerprint, "hw_serial", "machine_id"}`` of the state dir's key record ({}: none)."""
+    try:
+        data = json.loads((Path(state_dir) / KEY_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: str(v) for k, v in data.items() if k in ("key", "hw_serial", "machine_id") and v}
+
+
+def write_key_record(state_dir: Path, key: bytes, here: MachineIdentity) -> bool:
+    """Record ``here`` as the machine of ``key`` (atomic); False when it cannot be written."""
+    path = Path(state_dir) / KEY_RECORD
+    tmp = path.with_name(f".{KEY_RECORD}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"key": key_fingerprint(key), **here.as_dict(),
+                                   "recorded_ms": int(time.time() * 1000)}) + "\n")
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
+
+
+def adopt_key(state_dir: Path, key: bytes, here: MachineIdentity) -> bool:
+    """At the agent's start: record this machine for a key that has no record yet (a new install, or
+    a rotated key). A record of this key made elsewhere is kept: that is what shows a copied card.
+    True when it wrote the record."""
+    record = read_key_record(state_dir)
+    if record.get("key") == key_fingerprint(key):
+        return False
+    return write_key_record(state_dir, key, here)

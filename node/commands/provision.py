@@ -3,14 +3,15 @@
 A card copied from another node (provisioning by image, or a card moved into a new Pi) carries the
 original's buffer: its random ``buffer_id``, its epoch and its numbering. Two agents numbering the
 same (epoch, seq) collide at the central. The buffer records the machine that made it
-(``made_on_hw_serial``/``made_on_machine_id`` in its meta), and the key file gets a small record
-beside it (``<key_file>.machine``, JSON), so a copy shows.
+(``made_on_hw_serial``/``made_on_machine_id`` in its meta), and the agent records the machine that
+first used the node key (``key.machine`` in the state dir, with the key's fingerprint), so a copy
+shows.
 
 - ``--check``: say whether the buffer and the key were made on this machine; exit 1 if copied.
 - no option: if the buffer was made on another machine (or ``--force``), with the daemon stopped:
   move it aside (``buffer.db.cloned-<UTC time>``, kept, never sent: its readings are the
   original's), write a random starting epoch to the epoch file, set the daemon's state file aside
-  (it describes the original's buffer) and record this machine beside the key. On a card that has
+  (it describes the original's buffer) and record this machine as the key's. On a card that has
   no buffer yet it only writes the random starting epoch (first boot of an image), so clones that
   keep one node id never number the same epoch. Safe to run on every boot.
 """
@@ -18,8 +19,6 @@ beside it (``<key_file>.machine``, JSON), so a copy shows.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import sys
 import time
@@ -29,9 +28,16 @@ from typing import Any
 from node import config
 from node.errors import StreetnodeError
 from node.i18n import _
-from node.identity import MachineIdentity, copied_from, local_identity
+from node.identity import (
+    KEY_RECORD,
+    MachineIdentity,
+    copied_from,
+    key_fingerprint,
+    local_identity,
+    read_key_record,
+    write_key_record,
+)
 
-KEY_RECORD_SUFFIX = ".machine"
 COPIED_EXIT = 3  # `python -m node.commands.provision`: something was made on another machine
 
 
@@ -60,35 +66,35 @@ def buffer_made_on(buffer_path: Path) -> dict[str, str]:
     return {k[8:]: str(v) for k, v in meta.items() if str(k).startswith("made_on_") and v}
 
 
-def key_record_path(key_file: str | os.PathLike[str]) -> Path:
-    return Path(str(key_file) + KEY_RECORD_SUFFIX)
-
-
-def key_made_on(key_file: str | os.PathLike[str] | None) -> dict[str, str]:
-    """The machine recorded beside the key file (``{}``: none recorded or unreadable)."""
+def key_made_on(state_dir: Path, key_file: str | os.PathLike[str] | None) -> dict[str, str]:
+    """The machine that first used this key, from the state dir's record (``{}``: no record, another
+    key's record, or the key cannot be read by this user)."""
     if not key_file:
         return {}
     try:
-        data = json.loads(key_record_path(key_file).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: str(v) for k, v in data.items() if k in ("hw_serial", "machine_id") and v}
-
-
-def record_key_machine(key_file: str | os.PathLike[str], here: MachineIdentity) -> bool:
-    """Write this machine beside the key (mode 0644: it is no secret); False if it cannot be written."""
-    path = key_record_path(key_file)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps({**here.as_dict(), "recorded_ms": int(time.time() * 1000)}) + "\n")
-        os.replace(tmp, path)
-        return True
+        key = Path(key_file).read_bytes().strip()
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        return {}
+    record = read_key_record(state_dir)
+    if not record or record.get("key") != key_fingerprint(_key_bytes(key)):
+        return {}
+    return {k: v for k, v in record.items() if k != "key"}
+
+
+def _key_bytes(text: bytes) -> bytes:
+    """The key as the agent loads it (64 hex digits); anything else is fingerprinted as it is."""
+    try:
+        return bytes.fromhex(text.decode("ascii"))
+    except ValueError:
+        return text
+
+
+def record_key_machine(state_dir: Path, key_file: str | os.PathLike[str], here: MachineIdentity) -> bool:
+    try:
+        key = _key_bytes(Path(key_file).read_bytes().strip())
+    except OSError:
         return False
+    return write_key_record(state_dir, key, here)
 
 
 def copy_report(cfg: config.Config, here: MachineIdentity) -> dict[str, Any]:
@@ -101,7 +107,7 @@ def paths_report(state_dir: Path, key_file: str | os.PathLike[str] | None,
     from node.buffer.sqlite import FILE_NAME
 
     return {"buffer": copied_from(buffer_made_on(Path(state_dir) / FILE_NAME), here),
-            "key": copied_from(key_made_on(key_file), here) if key_file else [],
+            "key": copied_from(key_made_on(Path(state_dir), key_file), here) if key_file else [],
             "here": here.as_dict()}
 
 
@@ -164,10 +170,6 @@ def provision(cfg: config.Config, here: MachineIdentity, *, force: bool = False,
     key_file = cfg.central.get("key_file")
     fresh = not buffer_path.exists() and read_epoch_file(epoch_file) == 0
     if not (copied or force or fresh):
-        adopt = bool(key_file) and Path(key_file).exists() and not key_made_on(key_file)
-        if adopt and record_key_machine(key_file, here):
-            print(_("recorded this machine beside the node key: {path}").format(
-                path=key_record_path(key_file)))
         print(_("identity: nothing to do; the buffer was made on this machine"))
         return 0
     pid = _daemon_pid(state_dir)
@@ -193,11 +195,10 @@ def provision(cfg: config.Config, here: MachineIdentity, *, force: bool = False,
         raise StreetnodeError(_("cannot provision {path}: {error}").format(path=state_dir, error=e)) from None
     print(_("this card starts its own buffer at epoch {epoch} when the daemon starts").format(epoch=epoch))
     if key_file and Path(key_file).exists():
-        if record_key_machine(key_file, here):
-            print(_("recorded this machine beside the node key: {path}").format(
-                path=key_record_path(key_file)))
+        if record_key_machine(state_dir, key_file, here):
+            print(_("recorded this machine as the node key's: {path}").format(path=state_dir / KEY_RECORD))
         else:
-            print(_("could not record this machine beside the node key {path} (run as root)").format(
+            print(_("could not record this machine for the node key {path} (run as root)").format(
                 path=key_file), file=sys.stderr)
     print(_("if this Pi is a second pole, give it its own node id and key (`streetnode-central node add`, "
             "docs/install.md)"))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from node.identity import (
     MachineIdentity,
+    adopt_key,
     app_machine_id,
     copied_from,
     hw_serial,
+    key_fingerprint,
     local_identity,
     machine_identity,
+    read_key_record,
 )
 
 MACHINE_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -57,3 +60,15 @@ def test_an_identity_root_puts_every_file_under_it(tmp_path):
     ident = local_identity({"STREETNODE_IDENTITY_ROOT": str(tmp_path)})
     assert ident == MachineIdentity("10000000feedbeef", app_machine_id(MACHINE_ID))
     assert local_identity({}) == machine_identity()
+
+
+def test_the_first_machine_to_use_a_key_is_kept_and_a_rotated_key_is_recorded_anew(tmp_path):
+    a, b = MachineIdentity("aa11", "a" * 32), MachineIdentity("bb22", "b" * 32)
+    key, rotated = b"\x01" * 32, b"\x02" * 32
+    assert read_key_record(tmp_path) == {}
+    assert adopt_key(tmp_path, key, a) and read_key_record(tmp_path)["hw_serial"] == "aa11"
+    assert not adopt_key(tmp_path, key, b)  # the copy on b: the record still names a
+    assert copied_from(read_key_record(tmp_path), b) == ["hw_serial", "machine_id"]
+    assert key_fingerprint(key) == read_key_record(tmp_path)["key"] and key.hex() not in str(
+        read_key_record(tmp_path))
+    assert adopt_key(tmp_path, rotated, b) and read_key_record(tmp_path)["hw_serial"] == "bb22"

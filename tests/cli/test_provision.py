@@ -14,7 +14,7 @@ import pytest
 from node.buffer import SqliteBuffer
 from node.buffer.collision import PROVISION_EPOCH_RANGE
 from node.buffer.store import epoch_file_provisioned, read_epoch_file
-from node.identity import ROOT_ENV, local_identity
+from node.identity import ROOT_ENV, adopt_key, local_identity, read_key_record
 from node.model import Sample, Stamp
 from tests.conftest import PYTHON, ROOT
 
@@ -56,19 +56,18 @@ def cli(card, on: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_on_its_own_machine_nothing_is_copied_and_the_key_gets_its_record(card):
+def test_on_its_own_machine_nothing_is_copied(card):
     r = cli(card, "a", "provision")
     assert r.returncode == 0, r.stderr
-    assert "nothing to do" in r.stdout and "recorded this machine beside the node key" in r.stdout
-    record = json.loads((card["key"].parent / "node.key.machine").read_text())
-    assert record["machine_id"] == card["ids"][0].machine_id and record["hw_serial"] == "10000000aaaaaaaa"
+    assert "nothing to do" in r.stdout
     r = cli(card, "a", "provision", "--check")
     assert r.returncode == 0 and "belong to this machine" in r.stdout
     assert "warning" not in cli(card, "a", "status").stdout
 
 
 def test_a_copied_card_is_named_and_provision_gives_it_its_own_buffer_and_epoch(card):
-    cli(card, "a", "provision")  # the key's record, made on A
+    adopt_key(card["state"], bytes.fromhex("ab" * 32), card["ids"][0])  # what the agent did on A
+    assert read_key_record(card["state"])["hw_serial"] == "10000000aaaaaaaa"
     r = cli(card, "b", "provision", "--check")
     assert r.returncode == 1
     assert "the buffer was made on another machine (hw_serial, machine_id differs)" in r.stdout
@@ -88,6 +87,8 @@ def test_a_copied_card_is_named_and_provision_gives_it_its_own_buffer_and_epoch(
     lo, hi = PROVISION_EPOCH_RANGE
     assert lo - 1 <= read_epoch_file(epoch_file) < hi and epoch_file_provisioned(epoch_file)
     assert cli(card, "b", "provision", "--check").returncode == 0  # the key now names B; no buffer yet
+    assert read_key_record(card["state"])["machine_id"] == card["ids"][1].machine_id
+    assert not adopt_key(card["state"], bytes.fromhex("ab" * 32), card["ids"][1])  # kept as it is
 
     # the daemon's next start on B: a fresh buffer at the provisioned epoch, made on B, nothing "lost"
     buf = SqliteBuffer(card["state"] / "buffer.db", NODE, made_on=card["ids"][1].as_dict())
