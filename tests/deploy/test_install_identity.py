@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from node.buffer import SqliteBuffer
-from node.identity import app_machine_id
+from node.identity import MachineIdentity, app_machine_id, write_key_record
 from node.model import Sample, Stamp
 from tests.deploy.conftest import base_args, run_install
 
@@ -54,3 +54,13 @@ def test_install_warns_in_vietnamese(installed, wheel):
     r = run_install(*base_args(installed, wheel), env={"LANG": "vi_VN.UTF-8", "LANGUAGE": "vi"})
     assert r.rc == 0, r.err
     assert "thẻ này được sao chép từ máy khác" in r.err and "bộ đệm được tạo trên máy khác" in r.err
+
+
+def test_install_warns_about_a_key_first_used_on_another_machine(installed, wheel):
+    pi(installed, "b" * 32, "10000000bbbbbbbb")
+    key = bytes.fromhex((installed / "etc/streetnode/node.key").read_text().strip())
+    write_key_record(installed / "var/lib/streetnode", key, MachineIdentity("10000000aaaaaaaa", None))
+    r = run_install(*base_args(installed, wheel))
+    assert r.rc == 0, r.err
+    assert "the node key was recorded on another machine (hw_serial differs)" in r.err and WARNING in r.err
+    assert r.changes == []
