@@ -131,8 +131,11 @@ def _daemon_pid(state_dir: Path) -> int | None:
 
     st = read_state(state_dir) or {}
     pid = st.get("pid")
+    updated = st.get("updated_at")
     if not isinstance(pid, int) or pid == os.getpid():
         return None
+    if isinstance(updated, int | float) and time.time() - updated > 60:
+        return None  # a state file a minute old: the daemon that wrote it is gone (its pid may be reused)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -102,10 +102,13 @@ def test_a_copied_card_is_named_and_provision_gives_it_its_own_buffer_and_epoch(
 
 
 def test_provision_refuses_while_the_daemon_runs(card):
-    (card["state"] / "agent-state.json").write_text(json.dumps({"pid": os.getpid()}))
+    state = card["state"] / "agent-state.json"
+    state.write_text(json.dumps({"pid": os.getpid(), "updated_at": time.time()}))
     r = cli(card, "b", "provision")
     assert r.returncode == 69 and "stop it first" in r.stderr and "Traceback" not in r.stderr
     assert (card["state"] / "buffer.db").exists()
+    state.write_text(json.dumps({"pid": os.getpid(), "updated_at": time.time() - 3600}))  # long gone
+    assert cli(card, "b", "provision").returncode == 0 and not (card["state"] / "buffer.db").exists()
 
 
 def test_a_fresh_card_gets_a_random_first_epoch(tmp_path):
