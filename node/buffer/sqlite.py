@@ -204,8 +204,10 @@ class SqliteBuffer:
             what, count = self._pending_corrupt
             self._pending_corrupt = None
             self._insert_incident("buffer_corrupt", what, count)
-        known, self._known = self._known, None  # what the agent's state file said: first open only
-        created_over, self._created_over = self._created_over, None
+        known = self._known  # what the agent's state file said: used at the first open only
+        self._known = None
+        created_over = self._created_over
+        self._created_over = None
         if created_over is not None:
             if problem is None or problem[1] == "corrupt":  # another node's file is no loss of ours
                 self._record_lost(created_over, known, "is missing" if problem is None else "was unusable")
@@ -257,12 +259,16 @@ class SqliteBuffer:
             gaps = [Gap(self.epoch, top + 1, known_top, known_top - top, None, None, "buffer_rollback")]
         elif known_epoch > self.epoch:
             gaps = unacked_gaps(known, "buffer_rollback")
-        old_epoch, first_new = self.epoch, self._next_seq
+        old_epoch = self.epoch
+        old_segments = Segments(self._segments.pairs)
+        first_new = self._next_seq
         try:
             db = self._tx()
             new_epoch = self._start_epoch(db, next_epoch(max(self.epoch, known_epoch), Receipt(), on_file))
             db.execute("COMMIT")
         except (sqlite3.Error, OSError) as e:
+            self.epoch = old_epoch  # the file keeps its epoch; the epoch file ahead of it says why
+            self._segments = old_segments
             self._failed(e)
             return
         held_top = max(known_top if known_epoch == old_epoch else 0, top)
@@ -287,7 +293,7 @@ class SqliteBuffer:
             except (sqlite3.Error, OSError) as e:
                 self._failed(e)
         for g in gaps:  # the disk refuses: memory keeps them until it takes writes
-            self._held.gaps[min(self._held.gaps, default=0) - 1] = g
+            self._held.add_gap(g, self._claimed_gap_ids())
 
     def _start_epoch(self, db: sqlite3.Connection, epoch: int) -> int:
         """Inside the caller's transaction: seqs from ``_next_seq`` on belong to the new ``epoch``.
