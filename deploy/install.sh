@@ -204,6 +204,7 @@ declare -A MESSAGES_VI=(
     ["--uninstall --purge removes it too"]="--uninstall --purge sẽ xóa cả nó"
     ["--uninstall --purge removes them too"]="--uninstall --purge sẽ xóa cả chúng"
     ["installed, but %s is invalid: fix it, then run install.sh again"]="đã cài, nhưng %s không hợp lệ: hãy sửa rồi chạy lại install.sh"
+    ["this card was copied from another machine: run 'sudo streetnode provision' on this Pi before its readings mix with the original's (docs/install.md, cloning a card)"]="thẻ này được sao chép từ máy khác: hãy chạy 'sudo streetnode provision' trên Pi này trước khi số đo của nó lẫn với số đo của thẻ gốc (docs/install.md, sao chép thẻ)"
 )
 
 MESSAGES_LANG="$(installer_lang)"
@@ -676,6 +677,18 @@ check_config() {
     fi
 }
 
+# check_identity: a buffer or key made on another machine (a copied card, #20) is named, not changed:
+# an image being prepared may be copied on purpose; 'streetnode provision' on the Pi fixes it
+check_identity() {
+    ((DRY_RUN)) && return 0
+    local out rc=0
+    out="$(STREETNODE_IDENTITY_ROOT="$ROOT" "$(R "$VENV")/bin/python" -m node.commands.provision \
+        "$(R "$STATE_DIR")" "$(R "$KEY")" 2>&1)" || rc=$?
+    ((rc == 3)) || return 0  # 0: this machine's (or never recorded); else the check itself failed
+    printf '  %s\n' "${out//$'\n'/$'\n'  }" >&2
+    warn "$(t "this card was copied from another machine: run 'sudo streetnode provision' on this Pi before its readings mix with the original's (docs/install.md, cloning a card)")"
+}
+
 install_unit() {
     ensure_file "$SRC_DIR/systemd/$UNIT_NAME" "$UNIT_DIR/$UNIT_NAME" 0644 root root
     ensure_symlink "$UNIT_DIR/$UNIT_NAME" "$WANTS_DIR/$UNIT_NAME"
@@ -782,6 +795,7 @@ do_install() {
     write_config
     store_key
     check_config
+    check_identity
     install_unit
     activate_unit
     run_diag

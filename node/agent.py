@@ -46,6 +46,7 @@ from node.clock import Clock, save_last_known_good_time
 from node.config import Config, config_hash
 from node.errors import ConfigError, StorageError
 from node.fleet import HealthCheck, local_report
+from node.identity import MachineIdentity, adopt_key, copied_from, local_identity, read_key_record
 from node.model import Sample, quantity
 from node.notify import Notifier, watchdog_interval_s
 from node.sampler import UNTRUSTED, EmulatedHardware, Hardware, RealHardware, Sampler
@@ -88,6 +89,19 @@ def backlog_health(buffer: Any) -> dict[str, Any]:
     return {"backlog_readings": st.readings, "oldest_reading_age_s": age}
 
 
+def buffer_state(buffer: Any) -> dict[str, Any] | None:
+    """What the state file keeps of the buffer, so the next start can tell a lost or rolled-back
+    file (#20): its id, epoch, top seq, acknowledged seq and epoch segments."""
+    try:
+        st = buffer.stats()
+    except Exception as e:  # best effort, like health
+        log.debug("buffer stats for the state file: %s", e)
+        return None
+    return {"buffer_id": st.buffer_id, "epoch": st.epoch, "top": st.last_seq, "acked": st.acked_seq,
+            "segments": [list(p) for p in st.segments], "rolled_back": getattr(buffer, "rolled_back", None),
+            "lost": getattr(buffer, "lost", None), "made_on": getattr(buffer, "made_on", None)}
+
+
 def read_state(state_dir: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((state_dir / STATE_FILE).read_text())
@@ -117,8 +131,9 @@ class Agent:
     def __init__(self, cfg: Config, *, scenario: str | None = None, notifier: Notifier | None = None,
                  mono: Callable[[], float] = time.monotonic, clock: Clock | None = None,
                  hardware: Hardware | None = None, registry: dict[str, Any] | None = None,
-                 fleet: Any = None) -> None:
+                 fleet: Any = None, identity: MachineIdentity | None = None) -> None:
         self.cfg = cfg
+        self.identity = identity  # this machine (node/identity.py); read in start() when None
         self.fleet = fleet  # node.fleet.Fleet: configuration from the central (None: the file alone)
         self._fleet_pending: tuple[Any, Config] | None = None  # fetched and checked, to apply
         self._check: HealthCheck | None = None
@@ -174,8 +189,23 @@ class Agent:
             self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"node.state_dir: cannot create {self.cfg.state_dir}: {e.strerror}") from None
-        self.buffer = SqliteBuffer.from_config(self.cfg)
+        if self.identity is None:
+            self.identity = local_identity()
+        if self._key:  # the machine that first used this key; a copied card keeps the original's (#20)
+            adopt_key(self.cfg.state_dir, self._key, self.identity)
+            key_copied = copied_from(read_key_record(self.cfg.state_dir), self.identity)
+            if key_copied:
+                log.warning("the node key was first used on another machine (%s differs): give this Pi "
+                            "its own node id and key (docs/install.md)", ", ".join(key_copied))
+        known = (read_state(self.cfg.state_dir) or {}).get("buffer")  # the last start's view (#20)
+        self.buffer = SqliteBuffer.from_config(self.cfg, known=known if isinstance(known, dict) else None,
+                                               made_on=self.identity.as_dict())
         self.buffer.open()
+        copied = copied_from(self.buffer.made_on, self.identity)
+        if copied:
+            log.warning("the buffer %s was made on another machine (%s differs): a copied card numbers "
+                        "like its original; run `streetnode provision` (docs/install.md)",
+                        self.buffer.path, ", ".join(copied))
         if self._hw is None:
             self._hw = build_hardware(self.cfg, self.scenario, self._mono)
         self.sampler = self._new_sampler(self.cfg)
@@ -642,6 +672,8 @@ class Agent:
             "clock_offset_ms": self.uploader.clock_offset_ms if self.uploader is not None else None,
         }
         out.update(backlog_health(self.buffer))
+        out.update(self.identity.as_dict() if self.identity is not None else {})  # #20: who sends
+        out["buffer_id"] = getattr(self.buffer, "buffer_id", None)
         out.update(self.fleet.report() if self.fleet is not None else local_report())
         location = self.cfg.node.get("location") or {}
         for key in ("lat", "lon", "ward", "label"):
@@ -690,6 +722,8 @@ class Agent:
                        "source": self.clock.last_correction.source}},
             "upload": {"enabled": self.upload_enabled, "last_round": self.last_round, **(up or {})},
             "counters": dict(self.counters),
+            "buffer": buffer_state(self.buffer) if self.buffer is not None else None,
+            "identity": self.identity.as_dict() if self.identity is not None else None,
             "fleet": {**(self.fleet.report() if self.fleet is not None else local_report()),
                       "config_hash": config_hash(self.cfg), "source": self.cfg.source},
         }

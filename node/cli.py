@@ -17,6 +17,7 @@ from node.i18n import N_, _, set_language
 # subcommand modules under node.commands, in the order --help lists them
 COMMAND_MODULES = ["config_cmd", "run", "status", "demo"]
 COMMAND_MODULES += ["diag", "scan", "read", "identify", "bundle"]  # issue #7
+COMMAND_MODULES += ["provision"]  # issue #20
 
 
 # Options every command takes, before or after its name (`streetnode -c F run` = `streetnode run -c F`):

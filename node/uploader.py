@@ -46,6 +46,7 @@ from typing import Any, Protocol
 import urllib3
 
 from node import protocol
+from node.buffer.collision import Receipt, Settled
 from node.clock import boot_ms
 from node.memory import release_freed_memory
 from node.model import Batch
@@ -69,6 +70,7 @@ class UploadBuffer(Protocol):
     def claim(self, max_readings: int, *, newest_first: bool = False,
               max_records: int = ...) -> Batch | None: ...
     def ack(self, batch_id: int) -> bool: ...
+    def ack_receipt(self, batch_id: int, receipt: Receipt) -> Settled: ...
     def release(self, batch_id: int) -> bool: ...
     def dead_letter(self, batch_id: int, reason: str) -> bool: ...
     def refuse_record(self, batch_id: int, part: str, index: int, reason: str) -> bool: ...
@@ -102,6 +104,9 @@ class RoundResult:
     alert: bool = False
     alert_sent: bool = False  # the live batch carrying the alert was acknowledged
     config: Any = None  # the desired configuration {"version", "hash"} of the last ack (docs/fleet.md)
+    conflicts: int = 0  # readings the central already held under their (epoch, seq) with other content
+    moved: int = 0  # of which put again in a new epoch (the rest are sent again: the list was cut)
+    new_epoch: int | None = None  # the epoch the buffer started because of a collision (#20)
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,7 @@ class Uploader:
         self._status: dict[str, Any] = {
             "last_success_at": None, "last_error": None, "consecutive_failures": 0, "auth_failed": False,
             "readings_sent": 0, "batches_sent": 0, "dead_lettered": 0, "untrusted_answers": 0,
+            "conflicts": 0, "rollbacks": 0, "identity_clashes": 0, "last_collision": None,
         }
 
     # ------------------------------------------------------------------ public
@@ -401,8 +407,8 @@ class Uploader:
         if verdict.trusted:
             self._path_trusted()
         if action is Action.ACK:
-            self._ack(batch)
-            self._succeeded(res, batch, answer.body, live=live)
+            if not self._succeeded(res, batch, answer.body, live=live):  # acknowledges it by the receipt
+                return _FAILED
             res.alert_sent = res.alert_sent or (live and alert)
             return _SENT
         if action is Action.SPLIT:
@@ -504,8 +510,19 @@ class Uploader:
                                      sent_ms=self.transport.now_ms())
 
     # ------------------------------------------------------------------ outcomes
-    def _succeeded(self, res: RoundResult, batch: Batch, answer: Any, *, live: bool) -> None:
-        count = len(batch.readings)
+    def _succeeded(self, res: RoundResult, batch: Batch, answer: Any, *, live: bool) -> bool:
+        """Acknowledge the batch through its receipt; False (batch kept, round failed) when the receipt
+        fields are malformed: what the central holds is then unknown, so nothing is deleted."""
+        try:
+            receipt = Receipt.from_answer(answer)
+        except protocol.ProtocolError as e:
+            self._release(batch)
+            self._failed(res, Verdict(Action.RETRY, f"HTTP 200 receipt unreadable: {e}", trusted=True))
+            return False
+        self._unsettled.pop(batch.id, None)
+        settled = self.buffer.ack_receipt(batch.id, receipt)  # conflicts: re-put, new epoch (#20)
+        self._note_collision(res, batch, receipt, settled)
+        count = len(batch.readings) - settled.released
         res.batches += 1
         res.readings += count
         if live:
@@ -520,6 +537,24 @@ class Uploader:
                             last_error=None)
         self._status["readings_sent"] += count
         self._status["batches_sent"] += 1
+        return True
+
+    def _note_collision(self, res: RoundResult, batch: Batch, receipt: Receipt, settled: Settled) -> None:
+        """Count what the central's receipt said about our numbering, for the round and `status`."""
+        res.conflicts += receipt.conflicts
+        res.moved += settled.moved
+        self._status["conflicts"] += receipt.conflicts
+        if settled.new_epoch is None:
+            return
+        res.new_epoch = settled.new_epoch
+        key = "rollbacks" if settled.kind == "buffer_rollback" else "identity_clashes"
+        self._status[key] += 1
+        self._status["last_collision"] = {"at": self._clock(), "kind": settled.kind,
+                                          "epoch": batch.epoch, "new_epoch": settled.new_epoch,
+                                          "conflicts": receipt.conflicts, "high_seq": receipt.high_seq,
+                                          "moved": settled.moved}
+        log.error("the central holds other readings under our numbers (%s): new epoch %d, %d readings "
+                  "put again there", settled.kind, settled.new_epoch, settled.moved)
 
     def _failed(self, res: RoundResult, verdict: Verdict) -> None:
         delay = self._backoff.next_delay(verdict.retry_after)

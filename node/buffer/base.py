@@ -47,6 +47,9 @@ class BufferStats:
     overflow_readings: int  # readings held in memory while the disk refuses writes
     dropped_total: int  # readings recorded as gaps by this process (evicted, overflow, rejected)
     integrity: str | None  # "ok", a problem description, or None when not checked
+    buffer_id: str | None = None  # random id made with the database (meta), None: unknown
+    acked_seq: int = 0  # every seq up to this one left the file (acknowledged or recorded as a gap)
+    segments: tuple[tuple[int, int], ...] = ()  # (first seq, epoch) of each epoch still in the file
 
 
 @dataclass(slots=True)
@@ -60,6 +63,7 @@ class Claim:
     incident_ids: list[int] = field(default_factory=list)
     held: list = field(default_factory=list)  # cycles claimed from the in-memory overflow (lo/hi unused)
     on_disk: int = 0  # acknowledged, not yet deleted: readings still in the file
+    epoch: int = 0  # the epoch its readings were numbered in (the batch's epoch)
 
 
 def clock_state(synced: bool, corrected: bool = False) -> int:

@@ -19,6 +19,7 @@ from node.buffer.base import (
     gaps_for,
     merge_gap,
 )
+from node.buffer.collision import Receipt, Segments, Settled, collision_detail, new_buffer_id, next_epoch
 from node.buffer.queries import refused_note
 from node.model import Batch, Gap, Incident, Reading, Sample, Stamp
 from node.protocol import MAX_DETAIL
@@ -43,6 +44,8 @@ class MemoryBuffer:
         self._claims: dict[int, Claim] = {}
         self._next = {"seq": 1, "batch": 1, "gap": 1, "incident": 1}
         self._dropped = 0
+        self._segments = Segments([(0, self.epoch)])  # see node/buffer/collision.py
+        self.buffer_id = new_buffer_id()
 
     def __enter__(self) -> MemoryBuffer:
         return self
@@ -101,8 +104,14 @@ class MemoryBuffer:
         walls = [self._cycles[self._readings[s][3]][1] for s in seqs]
         for s in seqs:
             self._forget(s)
+        wall_of = dict(zip(seqs, walls, strict=True))
+        self._add_gaps([g for epoch, part in self._segments.split(seqs)
+                        for g in gaps_for(epoch, part, [wall_of[q] for q in part], reason)])
+        self._dropped += len(seqs)
+
+    def _add_gaps(self, gaps: Sequence[Gap]) -> None:
         taken = {g for c in self._claims.values() for g in c.gap_ids}
-        for g in gaps_for(self.epoch, seqs, walls, reason):
+        for g in gaps:
             last_id = max(self._gaps, default=None)
             merged = None
             if last_id is not None and last_id not in taken:
@@ -111,7 +120,6 @@ class MemoryBuffer:
                 self._gaps[last_id] = merged  # type: ignore[index]
             else:
                 self._gaps[self._take("gap")] = g
-        self._dropped += len(seqs)
 
     def _forget(self, seq: int) -> None:
         _, _, _, cycle = self._readings.pop(seq)
@@ -130,6 +138,8 @@ class MemoryBuffer:
                     if seqs:
                         break
                     continue
+                if seqs and self._segments.epoch_of(s) != self._segments.epoch_of(seqs[0]):
+                    break  # one epoch per batch
                 seqs.append(s)
                 if len(seqs) >= max(1, max_readings):
                     break
@@ -147,8 +157,9 @@ class MemoryBuffer:
                 readings.append(Reading(s, ch, value, flags | CLK_FLAGS[clk], wall, boot_ms, boot_id))
             batch_id = self._take("batch")
             lo, hi = (seqs[0], seqs[-1]) if seqs else (0, -1)
-            self._claims[batch_id] = Claim(lo, hi, len(seqs), gap_ids, inc_ids)
-            return Batch(batch_id, self.node_id, self.epoch, readings, [self._gaps[i] for i in gap_ids],
+            epoch = self._segments.epoch_of(lo) if seqs else self.epoch
+            self._claims[batch_id] = Claim(lo, hi, len(seqs), gap_ids, inc_ids, epoch=epoch)
+            return Batch(batch_id, self.node_id, epoch, readings, [self._gaps[i] for i in gap_ids],
                          [self._incidents[i] for i in inc_ids], live=newest_first)
 
     def ack(self, batch_id: int) -> bool:
@@ -163,6 +174,56 @@ class MemoryBuffer:
             for i in c.incident_ids:
                 self._incidents.pop(i, None)
             return True
+
+    def ack_receipt(self, batch_id: int, receipt: Receipt) -> Settled:
+        """`SqliteBuffer.ack_receipt` in memory: same decisions, nothing durable."""
+        with self._lock:
+            c = self._claims.get(batch_id)
+            if c is None:
+                return Settled(False)
+            epoch = c.epoch or self.epoch
+            current = epoch == self.epoch
+            if not current and not c.count:
+                return Settled(self.ack(batch_id))
+            own_top = self._next["seq"] - 1 if current else self._segments.bounds(c.lo)[1]
+            if not receipt.collides(own_top):
+                return Settled(self.ack(batch_id))
+            seqs = sorted(s for s in self._readings if c.lo <= s <= c.hi)
+            listed = [s for s in receipt.conflict_seqs if c.lo <= s <= c.hi]
+            ack_hi = c.hi if receipt.complete or not listed else listed[-1]
+            conflicting = set(listed) if listed or receipt.complete else set(seqs)
+            kind = detail = None
+            new_epoch = None
+            first_new = self._next["seq"]
+            if current:
+                new_epoch = self.epoch = next_epoch(self.epoch, receipt)
+                self._segments.start(first_new, new_epoch)
+                kind = "identity_clash"
+                self.buffer_id = new_buffer_id()  # as SqliteBuffer: a shared file's copy takes a new id
+                if receipt.high_seq is not None and receipt.high_seq > own_top:
+                    self._add_gaps([Gap(epoch, own_top + 1, receipt.high_seq, receipt.high_seq - own_top,
+                                        None, None, "buffer_rollback")])
+            moved = 0
+            for s in seqs:
+                if s > ack_hi:
+                    break
+                ch, value, flags, cycle = self._readings[s]
+                if s in conflicting:
+                    _, wall, boot_ms, boot_id, clk = self._cycles[cycle]
+                    new = self._take("seq")
+                    self._cycles[new] = [1, wall, boot_ms, boot_id, clk]
+                    self._readings[new] = (ch, value, flags, new)
+                    moved += 1
+                self._forget(s)
+            del self._claims[batch_id]
+            for i in c.gap_ids:
+                self._gaps.pop(i, None)
+            for i in c.incident_ids:
+                self._incidents.pop(i, None)
+            if kind is not None:
+                detail = collision_detail(epoch, own_top, receipt, self.epoch, moved, first_new, kind)
+                self.record_incident(kind, detail, receipt.conflicts)
+            return Settled(True, new_epoch, moved, sum(1 for s in seqs if s > ack_hi), kind, detail)
 
     def release(self, batch_id: int) -> bool:
         with self._lock:
@@ -233,4 +294,6 @@ class MemoryBuffer:
             return BufferStats(self.node_id, self.epoch, len(self._readings), 0,
                                walls[0] if walls else None, walls[-1] if walls else None,
                                self._next["seq"] - 1, sum(c.count for c in self._claims.values()),
-                               len(self._gaps), len(self._incidents), 0, self._dropped, "ok")
+                               len(self._gaps), len(self._incidents), 0, self._dropped, "ok",
+                               self.buffer_id, min(self._readings, default=self._next["seq"]) - 1,
+                               tuple(self._segments.pairs))

@@ -280,3 +280,34 @@ def replace_refused(db: sqlite3.Connection, part: str, record_id: int, reason: s
     db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
                (now_ms, "gap_refused", refused_note("gap", reason,
                                                     f"epoch {epoch} seq {first}..{last} {why}"), count))
+
+
+def put_again(db: sqlite3.Connection, rows: Sequence[Row], first_seq: int) -> int:
+    """Write ``rows`` (seq, channel id, stored value, flags; sorted, all still in the file) as new
+    cycles numbered from ``first_seq`` on, each reading with the stamp (wall, boot time, boot, clock
+    state) of the cycle it came from: its content unchanged, copied, not decoded and encoded. Raises
+    ``seq_hw`` over them; returns the next free seq (#20: readings the central holds otherwise)."""
+    cycles = cycles_covering(db, rows[0][0], rows[-1][0])
+    starts = [cy[0] for cy in cycles]
+    new_cycles: list[tuple[object, ...]] = []
+    run: list[tuple[int, int | float | None, int]] = []
+    stamp: tuple[int, int, int, int] | None = None
+    seq = first_seq
+    k = 0
+    for r in rows:
+        while k + 1 < len(starts) and starts[k + 1] <= r[0]:
+            k += 1
+        here = tuple(cycles[k][2:6])
+        if here != stamp:
+            if run and stamp is not None:
+                new_cycles.append((seq, len(run), *stamp, packed.encode(run)))
+                seq += len(run)
+            run = []
+            stamp = here  # type: ignore[assignment]
+        run.append((r[1], r[2], r[3]))
+    if run and stamp is not None:
+        new_cycles.append((seq, len(run), *stamp, packed.encode(run)))
+        seq += len(run)
+    db.executemany("INSERT INTO cycles VALUES (?,?,?,?,?,?,?)", new_cycles)
+    db.execute("UPDATE meta SET v = max(v, ?) WHERE k = 'seq_hw'", (seq - 1,))
+    return seq

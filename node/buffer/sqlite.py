@@ -13,10 +13,10 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from node.buffer import packed, queries, store
 from node.buffer.base import (
@@ -31,7 +31,18 @@ from node.buffer.base import (
     encode_value,
     free_window,
 )
-from node.buffer.overflow import Overflow, Pending
+from node.buffer.collision import (
+    MAX_FILE_EPOCH,
+    Receipt,
+    Segments,
+    Settled,
+    as_int,
+    collision_detail,
+    new_buffer_id,
+    next_epoch,
+    unacked_gaps,
+)
+from node.buffer.overflow import VOLATILE_EPOCH_BASE, Overflow, Pending
 from node.errors import StorageError
 from node.model import Batch, Gap, Incident, Sample, Stamp, unit_of
 from node.protocol import MAX_DETAIL
@@ -56,7 +67,8 @@ class SqliteBuffer:
     def __init__(self, path: str | Path, node_id: str, *, max_size: int = 1 << 30,
                  max_age: float | None = None, overflow_readings: int = 20000,
                  clock: Callable[[], float] = time.time, timer: Callable[[], float] = time.monotonic,
-                 page_size: int = store.DEFAULT_PAGE_SIZE) -> None:
+                 page_size: int = store.DEFAULT_PAGE_SIZE, known: Mapping[str, Any] | None = None,
+                 made_on: Mapping[str, str | None] | None = None) -> None:
         self.path = Path(path)
         self.node_id = node_id
         self.epoch = 0
@@ -94,13 +106,28 @@ class SqliteBuffer:
         self._since_check = SIZE_CHECK_EVERY
         self._epoch_saved = 0  # the epoch last written to the epoch file (negative: failed to)
         self._near_cap = False
+        # issue #20: which epoch each seq of the file belongs to, the file's random id, what the
+        # agent's state file last said about this buffer (to tell a lost or rolled-back file), the
+        # machine that makes a new file (kept in meta: a copied card shows), what rolled back
+        self._segments = Segments([(0, 0)])
+        self.buffer_id: str | None = None
+        self._known = dict(known) if isinstance(known, Mapping) else None
+        self.made_on: dict[str, str] = {}  # the machine that made the file (meta), as identity keys
+        self._made_on = {k: v for k, v in (made_on or {}).items() if v}
+        self._created_over: int | None = None  # a new file was made: the epoch file's value then
+        self.rolled_back: str | None = None  # evidence of a rollback found at open (one line)
+        self.lost: str | None = None  # the file of an earlier epoch was missing or unusable (one line)
+        self._acked_seq = 0  # every seq up to it left the file (as of the last look)
 
     @classmethod
-    def from_config(cls, config: Config, *, clock: Callable[[], float] = time.time) -> SqliteBuffer:
+    def from_config(cls, config: Config, *, clock: Callable[[], float] = time.time,
+                    known: Mapping[str, Any] | None = None,
+                    made_on: Mapping[str, str | None] | None = None) -> SqliteBuffer:
         """The buffer the configuration describes: ``<node.state_dir>/buffer.db``."""
         b = config.buffer
         return cls(Path(config.node["state_dir"]) / FILE_NAME, config.node["id"], max_size=b["max_size"],
-                   max_age=b["max_age"], overflow_readings=b["overflow_readings"], clock=clock)
+                   max_age=b["max_age"], overflow_readings=b["overflow_readings"], clock=clock,
+                   known=known, made_on=made_on)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> SqliteBuffer:
@@ -177,6 +204,111 @@ class SqliteBuffer:
             what, count = self._pending_corrupt
             self._pending_corrupt = None
             self._insert_incident("buffer_corrupt", what, count)
+        known = self._known  # what the agent's state file said: used at the first open only
+        self._known = None
+        created_over = self._created_over
+        self._created_over = None
+        if created_over is not None:
+            if problem is None or problem[1] == "corrupt":  # another node's file is no loss of ours
+                self._record_lost(created_over, known, "is missing" if problem is None else "was unusable")
+        else:
+            self._check_rollback(known or {})
+
+    # ------------------------------------------------------------ lost and rolled-back files (#20)
+    def _record_lost(self, prior_epoch: int, known: dict[str, Any] | None, how: str) -> None:
+        """A new file where the epoch file or the agent's state says one existed: a ``buffer_lost``
+        incident, and a ``buffer_lost`` gap over what the state knew of the old file's seqs."""
+        known_epoch = as_int(known.get("epoch")) if known else None
+        if prior_epoch <= 0 and not known_epoch:
+            return  # a first start (or a card `streetnode provision` prepared): nothing existed
+        lost_epoch = prior_epoch or known_epoch or 0
+        gaps: list[Gap] = []
+        if known is not None and known_epoch == lost_epoch:
+            gaps = unacked_gaps(known, "buffer_lost")
+        if not gaps and how != "is missing":
+            return  # the buffer_corrupt incident already tells it; no range known to add
+        if gaps:
+            ranges = ", ".join(f"epoch {g.epoch} seq {g.first_seq}..{g.last_seq}" for g in gaps)
+            detail = (f"{self.path.name} of epoch {lost_epoch} {how}; what it held and the central did not "
+                      f"acknowledge is lost ({ranges}); new epoch {self.epoch}")
+        else:
+            detail = (f"{self.path.name} of epoch {lost_epoch} {how}; which of its seqs the central did not "
+                      f"acknowledge is unknown (no state file of it); new epoch {self.epoch}")
+        log.error("buffer: %s", detail)
+        self.lost = detail
+        self._add_gaps(gaps)
+        self._insert_incident("buffer_lost", clean_text(detail, MAX_DETAIL),
+                              sum(g.count for g in gaps) if gaps else None)
+
+    def _check_rollback(self, known: dict[str, Any]) -> None:
+        """The file holds less than the agent's state file (or the epoch file) says it held: the card
+        lost writes. Start a new epoch at once (what the file numbers next would collide with what the
+        central holds) and record the rolled-back range."""
+        if known.get("buffer_id") and self.buffer_id and known.get("buffer_id") != self.buffer_id:
+            return  # another file than the one the state describes (replaced): nothing to compare
+        known_epoch = as_int(known.get("epoch")) or 0
+        known_top = as_int(known.get("top")) or 0
+        on_file = store.read_epoch_file(self._epoch_file)
+        top = self._next_seq - 1
+        within = known_epoch == self.epoch and known_top > top
+        across = known_epoch > self.epoch or on_file > self.epoch  # an epoch the file never saw
+        if not within and not across:
+            return
+        gaps: list[Gap] = []
+        if known_epoch == self.epoch and known_top > top:
+            gaps = [Gap(self.epoch, top + 1, known_top, known_top - top, None, None, "buffer_rollback")]
+        elif known_epoch > self.epoch:
+            gaps = unacked_gaps(known, "buffer_rollback")
+        old_epoch = self.epoch
+        old_segments = Segments(self._segments.pairs)
+        first_new = self._next_seq
+        try:
+            db = self._tx()
+            new_epoch = self._start_epoch(db, next_epoch(max(self.epoch, known_epoch), Receipt(), on_file))
+            db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            self.epoch = old_epoch  # the file keeps its epoch; the epoch file ahead of it says why
+            self._segments = old_segments
+            self._failed(e)
+            return
+        held_top = max(known_top if known_epoch == old_epoch else 0, top)
+        self.rolled_back = (f"{self.path.name} rolled back: epoch {old_epoch} holds seqs up to {top}, "
+                            f"the state file said epoch {known_epoch} up to {known_top}"
+                            f"{f' and the epoch file epoch {on_file}' if on_file > old_epoch else ''}; "
+                            f"new epoch {new_epoch} from seq {first_new}")
+        log.error("buffer: %s", self.rolled_back)
+        self._add_gaps(gaps)
+        self._insert_incident("buffer_rollback", clean_text(self.rolled_back, MAX_DETAIL),
+                              max(0, held_top - top) or None)
+
+    def _add_gaps(self, gaps: Sequence[Gap]) -> None:
+        if not gaps:
+            return
+        if self._db is not None:
+            try:
+                db = self._tx()
+                queries.add_gaps(db, gaps, self._claimed_gap_ids())
+                db.execute("COMMIT")
+                return
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+        for g in gaps:  # the disk refuses: memory keeps them until it takes writes
+            self._held.add_gap(g, self._claimed_gap_ids())
+
+    def _start_epoch(self, db: sqlite3.Connection, epoch: int) -> int:
+        """Inside the caller's transaction: seqs from ``_next_seq`` on belong to the new ``epoch``.
+        The epoch file is written first (durable), so it is never behind the database."""
+        epoch = min(epoch, MAX_FILE_EPOCH)
+        self._save_epoch(epoch)
+        segments = Segments(self._segments.pairs)
+        segments.start(self._next_seq, epoch)
+        segments.prune(queries.first_present(db, 0), [c.lo for c in self._busy() if c.count and not c.held])
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                       [("epoch", epoch), ("segments", segments.dump()),
+                        ("seq_hw", max(self._next_seq - 1, 0))])
+        self._segments = segments
+        self.epoch = epoch
+        return epoch
 
     def _try_open(self) -> tuple[str, str] | None:
         """Use the existing file; (reason, tag) when it is unusable and must be set aside."""
@@ -227,11 +359,22 @@ class SqliteBuffer:
                     db.execute(stmt)
             meta = store.upgrade(db, dict(db.execute("SELECT k, v FROM meta").fetchall()))
             if "epoch" not in meta:
-                epoch = max(min_epoch, store.read_epoch_file(self._epoch_file) + 1)
+                prior = store.read_epoch_file(self._epoch_file)
+                fresh = store.epoch_file_provisioned(self._epoch_file)  # a new card's first epoch
+                epoch = max(min_epoch, prior + 1)
                 meta = {"node_id": self.node_id, "epoch": epoch, "seq_hw": 0,
-                        "schema": store.SCHEMA_VERSION, "created_ms": int(self._clock() * 1000)}
+                        "schema": store.SCHEMA_VERSION, "created_ms": int(self._clock() * 1000),
+                        "buffer_id": new_buffer_id(),
+                        **{f"made_on_{k}": v for k, v in self._made_on.items()}}
                 db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
                 self._save_epoch(epoch)  # before the commit: the file is never behind a database
+                db.execute("COMMIT")
+                self._created_over = 0 if fresh else prior
+            elif "buffer_id" not in meta:  # a file from before #20: it gets its id, this machine owns it
+                extra = {"buffer_id": new_buffer_id(),
+                         **{f"made_on_{k}": v for k, v in self._made_on.items()}}
+                meta = {**meta, **extra}
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(extra.items()))
                 db.execute("COMMIT")
             else:
                 db.execute("COMMIT")
@@ -270,6 +413,11 @@ class SqliteBuffer:
             self._claims.clear()
             self._acked.clear()
         self.epoch = new_epoch
+        self.buffer_id = str(meta.get("buffer_id") or "") or None
+        self.made_on = {k[8:]: str(v) for k, v in meta.items() if k.startswith("made_on_") and v}
+        self._segments = Segments.load(meta.get("segments"), new_epoch)
+        self._segments.prune(queries.first_present(db, 0))
+        self._acked_seq = 0  # set below once the next seq is known
         self._channel_info = {i: (n, r) for i, n, r in db.execute("SELECT id, name, res FROM channels")}
         self._channels = {n: i for i, (n, _) in self._channel_info.items()}
         self._codes = {n: (i, _scale(r), r) for i, (n, r) in self._channel_info.items()}
@@ -284,6 +432,7 @@ class SqliteBuffer:
         # a big file: the cycles table is ~15x smaller to scan; off by partly acked legacy cycles only
         small = store.file_size(self.path) <= store.QUICK_CHECK_MAX_BYTES
         self._count = store.count_readings(db, exact=small)
+        self._acked_seq = self._first_unacked(db) - 1
 
     def _note_disk_error(self, e: BaseException) -> None:
         first = self._disk_error is None
@@ -299,6 +448,9 @@ class SqliteBuffer:
             self._db.close()
         self._db = None
         self._integrity = str(e)
+        lost_epoch = self.epoch
+        known = {"epoch": self.epoch, "top": self._next_seq - 1, "acked": self._acked_seq,
+                 "segments": [list(p) for p in self._segments.pairs]}
         old = self._quarantine(str(e))
         self.epoch = max(self.epoch, old)
         try:
@@ -310,6 +462,8 @@ class SqliteBuffer:
             what, count = self._pending_corrupt or ("", None)
             self._pending_corrupt = None
             self._insert_incident("buffer_corrupt", what, count)
+            self._created_over = None
+            self._record_lost(lost_epoch, known, "was found corrupt")
         except (sqlite3.Error, OSError) as e2:
             self._db = None
             self._note_disk_error(e2)
@@ -588,7 +742,8 @@ class SqliteBuffer:
             return
         db = self._tx()
         try:
-            queries.delete_as_gaps(db, self.epoch, seqs, reason, self._claimed_gap_ids())
+            for epoch, part in self._segments.split(seqs):
+                queries.delete_as_gaps(db, epoch, part, reason, self._claimed_gap_ids())
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -637,11 +792,15 @@ class SqliteBuffer:
             readings = [r for p in held for r in p.readings()]
             for p in held:
                 p.claimed_by = batch_id
-            claim = Claim(0, -1, len(readings), [g[0] for g in gaps], [i.id for i in incidents], held=held)
+            claim = Claim(0, -1, len(readings), [g[0] for g in gaps], [i.id for i in incidents], held=held,
+                          epoch=epoch)
         else:
             readings = queries.readings_in(db, rows, self._channel_info, self._boot_names) if db else []
             lo, hi = (readings[0].seq, readings[-1].seq) if readings else (0, -1)
-            claim = Claim(lo, hi, len(readings), [g[0] for g in gaps], [i.id for i in incidents])
+            if readings:  # one window never crosses an epoch change (_disk_window)
+                epoch = self._segments.epoch_of(lo)
+            claim = Claim(lo, hi, len(readings), [g[0] for g in gaps], [i.id for i in incidents],
+                          epoch=epoch)
         self._claims[batch_id] = claim
         return Batch(batch_id, self.node_id, epoch, readings, [g[1] for g in gaps], incidents,
                      live=newest_first)
@@ -658,7 +817,8 @@ class SqliteBuffer:
                 c = next(c for c in self._busy() if c.lo <= first <= c.hi)
                 start = c.lo - 1 if newest_first else c.hi + 1
                 continue
-            return queries.window(db, win[0], win[1], limit, desc=newest_first)
+            seg_lo, seg_hi = self._segments.bounds(first)  # readings of one epoch per batch
+            return queries.window(db, max(win[0], seg_lo), min(win[1], seg_hi), limit, desc=newest_first)
 
     def _records(self, db: sqlite3.Connection | None,
                  max_records: int) -> tuple[list[tuple[int, Gap]], list[Incident]]:
@@ -739,6 +899,103 @@ class SqliteBuffer:
         db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids if i > 0])
         db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
 
+    def ack_receipt(self, batch_id: int, receipt: Receipt) -> Settled:
+        """Acknowledge a batch the central answered 200, reading its receipt (issue #20).
+
+        When the receipt shows the numbering collides (``conflicts``, or a ``high_seq`` above every seq
+        this buffer handed out in the batch's epoch), in one transaction: a new epoch starts (if the
+        batch is of the current one), the conflicting readings are put again in the current epoch
+        with new seqs and their stamps, values and flags, the batch is deleted, and an incident and a
+        ``buffer_rollback`` gap record it. A conflict list cut at 1,000 acknowledges the batch up to
+        its last listed seq; the rest is given back and sent again. Nothing is lost on a disk error:
+        the batch is given back whole.
+        """
+        with self._lock:
+            c = self._claims.get(batch_id)
+            if c is None:
+                return Settled(False)
+            epoch = c.epoch or self.epoch
+            current = epoch == self.epoch
+            if c.held or epoch >= VOLATILE_EPOCH_BASE or (not current and not c.count):
+                if receipt.conflicts:  # a random volatile epoch or an abandoned one: cannot be re-put
+                    log.error("buffer: %d conflicting readings in batch %d of epoch %d kept by the central "
+                              "as it had them", receipt.conflicts, batch_id, epoch)
+                return Settled(self.ack(batch_id))
+            own_top = self._next_seq - 1 if current else self._segments.bounds(c.lo)[1]
+            if not receipt.collides(own_top):
+                return Settled(self.ack(batch_id))
+            if not self._ensure_open():
+                self.release(batch_id)
+                return Settled(False, released=c.count)
+            saved = (self.epoch, Segments(self._segments.pairs), self._next_seq, self._count, self.buffer_id)
+            try:
+                db = self._tx()
+                done = self._resolve(db, c, receipt, epoch, own_top)
+                db.execute("COMMIT")
+            except (sqlite3.Error, OSError) as e:
+                self.epoch, self._segments, self._next_seq, self._count, self.buffer_id = saved
+                self._claims.pop(batch_id, None)  # given back: sent again, judged again
+                self._failed(e)
+                return Settled(False, released=c.count)
+            self._claims.pop(batch_id, None)
+            for g in c.gap_ids:
+                self._held.gaps.pop(g, None)
+            for i in c.incident_ids:
+                self._held.incidents.pop(i, None)
+            if done.kind:
+                log.error("buffer: %s", done.detail)
+            else:
+                log.warning("buffer: %d conflicting readings of epoch %d put again in epoch %d", done.moved,
+                            epoch, self.epoch)
+            return done
+
+    def _resolve(self, db: sqlite3.Connection, c: Claim, receipt: Receipt, epoch: int,
+                 own_top: int) -> Settled:
+        """The writes of `ack_receipt`, inside its transaction."""
+        rows = queries.window(db, c.lo, c.hi, c.hi - c.lo + 1) if c.count else []
+        listed = [s for s in receipt.conflict_seqs if c.lo <= s <= c.hi]
+        ack_hi = c.hi
+        if receipt.complete:
+            conflicting = set(listed)
+        elif listed:  # seqs past the last listed one are not judged yet: sent again
+            conflicting = set(listed)
+            ack_hi = listed[-1]
+        else:  # conflicts without a list: which ones is unknown, so all go again (none lost)
+            conflicting = {r[0] for r in rows}
+        acked_rows = [r for r in rows if r[0] <= ack_hi]
+        new_epoch = None
+        kind = detail = None
+        first_new = self._next_seq
+        if epoch == self.epoch:
+            new_epoch = self._start_epoch(db, next_epoch(self.epoch, receipt,
+                                                         store.read_epoch_file(self._epoch_file)))
+            kind = "buffer_rollback" if self.rolled_back else "identity_clash"
+            if kind == "identity_clash":  # the file is shared by a copy: this one takes a new id, so
+                self.buffer_id = new_buffer_id()  # the central tells the two apart even on twin images
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('buffer_id', ?)", (self.buffer_id,))
+            if receipt.high_seq is not None and receipt.high_seq > own_top:
+                queries.add_gaps(db, [Gap(epoch, own_top + 1, receipt.high_seq, receipt.high_seq - own_top,
+                                          None, None, "buffer_rollback")], self._claimed_gap_ids())
+        moved = self._put_again(db, [r for r in acked_rows if r[0] in conflicting])
+        if c.count:
+            queries.delete_window(db, c.lo, ack_hi)
+            if queries.first_present(db, ack_hi + 1) is None:
+                queries.raise_seq_hw(db, ack_hi)
+        db.executemany("DELETE FROM gaps WHERE id = ?", [(i,) for i in c.gap_ids if i > 0])
+        db.executemany("DELETE FROM incidents WHERE id = ?", [(i,) for i in c.incident_ids])
+        if kind is not None:
+            detail = collision_detail(epoch, own_top, receipt, self.epoch, moved, first_new, kind)
+            db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
+                       (int(self._clock() * 1000), kind, clean_text(detail, MAX_DETAIL), receipt.conflicts))
+        self._count += moved - len(acked_rows)
+        return Settled(True, new_epoch, moved, len(rows) - len(acked_rows), kind, detail)
+
+    def _put_again(self, db: sqlite3.Connection, rows: Sequence[queries.Row]) -> int:
+        """Write ``rows`` again as cycles of the current epoch from ``_next_seq`` on (same stamps)."""
+        if rows:
+            self._next_seq = queries.put_again(db, rows, self._next_seq)
+        return len(rows)
+
     def release(self, batch_id: int) -> bool:
         """Give the batch back for a later retry (cycles from memory keep their numbers)."""
         with self._lock:
@@ -764,7 +1021,8 @@ class SqliteBuffer:
                 db = self._tx()
                 seqs = queries.seqs_in(db, c.lo, c.hi)
                 if seqs:
-                    queries.delete_as_gaps(db, self.epoch, seqs, "rejected", self._claimed_gap_ids())
+                    queries.delete_as_gaps(db, c.epoch or self.epoch, seqs, "rejected",
+                                           self._claimed_gap_ids())
                     detail = f"batch of {len(seqs)} readings (seq {c.lo}..{c.hi}) rejected: {reason}"
                     db.execute("INSERT INTO incidents(wall_ms, kind, detail, count) VALUES (?,?,?,?)",
                                (int(self._clock() * 1000), "batch_rejected", clean_text(detail, MAX_DETAIL),
@@ -893,6 +1151,7 @@ class SqliteBuffer:
             if self._db is not None:
                 try:
                     oldest, newest, gaps, incidents = store.ends_and_pending(self._db)
+                    self._acked_seq = self._first_unacked(self._db) - 1
                 except sqlite3.Error as e:
                     self._failed(e)
             mem_walls = [p.stamp.wall_ms for p in self._held.cycles]
@@ -905,9 +1164,16 @@ class SqliteBuffer:
                 store.file_size(self.path), oldest, newest, self._next_seq - 1,
                 sum(c.count for c in self._claims.values()),
                 gaps + len(self._held.gaps), incidents + len(self._held.incidents), self._held.readings,
-                self._dropped, self._integrity)
+                self._dropped, self._integrity, self.buffer_id, self._acked_seq,
+                tuple(self._segments.pairs))
+
+    def _first_unacked(self, db: sqlite3.Connection) -> int:
+        """The lowest seq still in the file, or the next to hand out: below it, every seq left (#20)."""
+        first = queries.first_present(db, 0)
+        return self._next_seq if first is None else int(first)
 
     @staticmethod
     def inspect(path: str | Path, *, check: bool = False) -> BufferStats:
         """Stats of a buffer file through a read-only connection (safe beside a running daemon)."""
         return store.inspect(Path(path), check=check)
+

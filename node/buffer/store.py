@@ -200,13 +200,24 @@ def peek_meta(path: Path) -> dict[str, object]:
 
 
 def read_epoch_file(path: Path) -> int:
+    """The epoch on the file's first line (0: no file, or unreadable)."""
     try:
-        return int(path.read_text().strip() or 0)
+        return int(path.read_text().split("\n", 1)[0].strip() or 0)
     except (OSError, ValueError):
         return 0
 
 
-def write_epoch_file(path: Path, epoch: int) -> None:
+PROVISIONED = "provisioned"  # second line of an epoch file `streetnode provision` wrote: no file existed
+
+
+def epoch_file_provisioned(path: Path) -> bool:
+    try:
+        return path.read_text().split("\n")[1:2] == [PROVISIONED]
+    except OSError:
+        return False
+
+
+def write_epoch_file(path: Path, epoch: int, *, provisioned: bool = False) -> None:
     """Record the newest epoch beside the database, so a lost database never reuses one.
 
     Durable when it returns: the file is fsynced, renamed into place and its directory fsynced (a
@@ -215,7 +226,7 @@ def write_epoch_file(path: Path, epoch: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w") as f:
-            f.write(f"{epoch}\n")
+            f.write(f"{epoch}\n{PROVISIONED}\n" if provisioned else f"{epoch}\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -253,7 +264,7 @@ def inspect(path: Path, *, check: bool = False) -> BufferStats:
     return BufferStats(str(meta.get("node_id", "")), int(meta.get("epoch", 0)), int(count),
                        file_size(path), oldest, newest,
                        max(int(last), int(meta.get("seq_hw", 0) or 0)), 0, gaps, incidents, 0, 0,
-                       integrity)
+                       integrity, str(meta.get("buffer_id") or "") or None)
 
 
 def ends_and_pending(db: sqlite3.Connection) -> tuple[int | None, int | None, int, int]:

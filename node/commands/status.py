@@ -61,8 +61,23 @@ def collect(cfg: config.Config) -> dict[str, Any]:
         "led": st.get("led") if running else "off",
         "counters": st.get("counters") or {},
         "config": _config(cfg, st if running else {}),
+        "numbering": _numbering(cfg, st),
     }
     return out
+
+
+def _numbering(cfg: config.Config, st: dict[str, Any]) -> dict[str, Any]:
+    """#20: the buffer's epoch and what happened to its numbering; a copied card."""
+    from node.commands.provision import copy_report
+    from node.identity import local_identity
+
+    buf = st.get("buffer") if isinstance(st.get("buffer"), dict) else {}
+    up = st.get("upload") or {}
+    return {"epoch": buf.get("epoch"), "buffer_id": buf.get("buffer_id"),
+            "rolled_back_at_start": buf.get("rolled_back"), "lost_at_start": buf.get("lost"),
+            "conflicts": up.get("conflicts", 0), "rollbacks": up.get("rollbacks", 0),
+            "identity_clashes": up.get("identity_clashes", 0), "last_collision": up.get("last_collision"),
+            "copied": copy_report(cfg, local_identity())}
 
 
 def _config(cfg: config.Config, st: dict[str, Any]) -> dict[str, Any]:
@@ -140,6 +155,7 @@ def render(info: dict[str, Any]) -> str:
         else:
             lines.append(_("sensor {name} ({type}): {state}").format(name=s["name"], type=s["type"],
                                                                       state=state))
+    lines += _numbering_lines(info.get("numbering") or {}, now)
     c = info["clock"]
     corr = c.get("last_correction")
     sync = {True: _("synchronized"), False: _("not synchronized")}.get(c.get("synced_now"),
@@ -170,6 +186,41 @@ def render(info: dict[str, Any]) -> str:
                      f"off below {a['off_below']:g}){output}")
     lines += _config_lines(info.get("config") or {})
     return "\n".join(lines)
+
+
+COLLISION_KINDS = {"identity_clash": N_("another device numbers like this one"),
+                   "buffer_rollback": N_("the buffer rolled back")}
+
+
+def _numbering_lines(n: dict[str, Any], now: float) -> list[str]:
+    from node.commands.provision import copy_lines
+
+    lines = []
+    counts = (n.get("conflicts") or 0, n.get("rollbacks") or 0, n.get("identity_clashes") or 0)
+    epoch = n.get("epoch") if n.get("epoch") is not None else "-"
+    if any(counts):
+        lines.append(_("numbering: epoch {epoch}; since the daemon started {conflicts} conflicting "
+                       "readings, {rollbacks} rollbacks, {clashes} identity clashes").format(
+            epoch=epoch, conflicts=integer(counts[0]), rollbacks=integer(counts[1]),
+            clashes=integer(counts[2])))
+    else:
+        lines.append(_("numbering: epoch {epoch}, no conflicts").format(epoch=epoch))
+    last = n.get("last_collision")
+    if isinstance(last, dict):
+        kind = COLLISION_KINDS.get(str(last.get("kind")))
+        lines.append(_("last conflict {age} ago in epoch {epoch} ({why}): {count} readings moved to "
+                       "epoch {new_epoch}").format(
+            age=_fmt_age(now - float(last.get("at") or now)), epoch=last.get("epoch"),
+            why=_(kind) if kind else last.get("kind"), count=integer(last.get("moved") or 0),
+            new_epoch=last.get("new_epoch")))
+    if n.get("rolled_back_at_start"):
+        lines.append(_("buffer: it had rolled back when the daemon started (the card lost writes); a new "
+                       "epoch started and the central was told"))
+    if n.get("lost_at_start"):
+        lines.append(_("buffer: the file of the earlier epoch was missing or unusable when the daemon "
+                       "started; a new epoch started and the central was told"))
+    lines += [_("warning: {text}").format(text=t) for t in copy_lines(n.get("copied") or {})]
+    return lines
 
 
 def _config_lines(c: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ import os
 
 from node.diag.context import DiagContext
 from node.diag.core import Result, fail, ok, skip, warn
+from node.diag.identity import identity_problems
 from node.diag.system import fmt_age
 from node.errors import StorageError
 from node.i18n import N_, _, integer, number
@@ -64,6 +65,7 @@ def check_buffer(ctx: DiagContext) -> Result:
     if st.incidents_pending:
         problems.append((_("{count} incident(s) waiting for the central").format(count=st.incidents_pending),
                          _("look at the journal: journalctl -u streetnode -p warning")))
+    problems += identity_problems(ctx)  # a copied card, numbering conflicts (#20)
     if problems:
         return warn("buffer", f"{text}; " + "; ".join(p for p, _r in problems),
                     "; ".join(dict.fromkeys(r for _p, r in problems)))

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from node import __version__, config
+from node.buffer import SqliteBuffer
+from node.identity import key_fingerprint, local_identity, read_key_record
 from tests.agent.conftest import NODE, start_node, stop_node, wait_for, write_config
 
 LOCATION = '[node.location]\nlat = 21.0285\nlon = 105.8542\nward = "Hoan Kiem"\nlabel = "pole 17"\n'
@@ -29,6 +31,13 @@ def test_health_of_every_batch_reaches_the_central(tmp_path, central, node_env):
         (21.0285, 105.8542, "Hoan Kiem", "pole 17")
     for key_name in ("storm", "clock_synced", "clock_offset_ms"):
         assert key_name in h
+    # #20: the machine and the buffer that sent it (this machine's own view of itself)
+    here = local_identity()
+    assert (h["hw_serial"], h["machine_id"]) == (here.hw_serial, here.machine_id)
+    buffer_id = SqliteBuffer.inspect(tmp_path / "state" / "buffer.db").buffer_id
+    assert isinstance(h["buffer_id"], str) and len(h["buffer_id"]) == 32 and h["buffer_id"] == buffer_id
+    record = read_key_record(tmp_path / "state")  # the agent recorded the key's first machine
+    assert record["key"] == key_fingerprint(key) and record.get("machine_id") == here.machine_id
     assert all(v is None or isinstance(v, str | int | float | bool) for v in h.values())
 
 

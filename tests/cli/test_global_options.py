@@ -12,7 +12,7 @@ from node.commands import options
 from tests.conftest import EXAMPLE_CONFIG, PYTHON, ROOT
 
 SUBCOMMANDS = [["config", "check"], ["run"], ["status"], ["demo"], ["diag"], ["scan"], ["read"],
-               ["identify"], ["bundle"]]
+               ["identify"], ["bundle"], ["provision"]]
 
 
 def parse(argv: list[str]):
