@@ -42,6 +42,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -463,13 +464,16 @@ def node_list(db_url: str, node_id: str, columns: tuple[str, ...]) -> tuple[str,
     header = lines[0] if lines else ""
     row = next((ln for ln in lines if ln.split()[:1] == [node_id]), "")
     text = f"{header}\n{row}".strip()
-    names = header.lower().split()
-    values = row.split()
     visible = False
-    for col, name in enumerate(names):
-        if any(w in name for w in columns) and col < len(values):
-            with contextlib.suppress(ValueError):
-                visible = visible or (int(values[col]) > (1 if "identit" in name else 0))
+    cells = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", row)]
+    for col in re.finditer(r"\S+", header):  # a column's value overlaps its (aligned) name
+        name = col.group().lower()
+        if not any(w in name for w in columns):
+            continue
+        for start, end, value in cells:
+            if start < col.end() and end > col.start():
+                with contextlib.suppress(ValueError):
+                    visible = visible or int(value) > (1 if "identit" in name else 0)
     return text, visible
 
 
