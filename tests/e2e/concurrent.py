@@ -51,7 +51,7 @@ class ConcurrentFigures:
     server_errors: int = 0
     db_text_in_body: int = 0
     not_our_shape: int = 0
-    logged_5xx_lines: int = 0
+    logged_5xx_lines: int = 0  # 5xx the central's log accounts for (lines, plus "(N more ...)" sums)
     acknowledged: int = 0  # distinct readings in batches answered 200 (first round)
     sent: int = 0  # distinct readings sent
     stored: int = 0
@@ -173,7 +173,10 @@ def run_concurrent(workdir: Path, db_url: str, *, db_label: str = "postgresql", 
     finally:
         central.stop()
     log_text = log_path.read_text(errors="replace")
-    fig.logged_5xx_lines = len(re.findall(r"(?m)^.*\b5\d\d\b.*$", log_text))
+    # one line per 5xx, or a line saying how many more like it were left out (a flood summed)
+    lines = re.findall(r"(?m)^.*\b5\d\d\b.*$", log_text)
+    fig.logged_5xx_lines = len(lines) + sum(int(n) for line in lines
+                                            for n in re.findall(r"\((\d+) more in the last", line))
     _check_stored(fig, db_url, nodes, sent, count_lost=False)
     fig.seconds = time.monotonic() - t0
     return fig

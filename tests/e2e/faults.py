@@ -366,8 +366,10 @@ class FaultFigures:
     conflicts_central: int | None = None  # what the central reports (receipts' conflicts), when it does
     gap_covered: int = 0
     pending: int = 0  # still in an agent's buffer when the run ended (not acknowledged by the central)
+    destroyed: int = 0  # unsent when the fault destroyed their file: not stored, no gap (incident only?)
     lost: int = 0
     silently_discarded: int = 0  # lost, and their (epoch, seq) stored with another reading
+    lost_ranges: list[str] = field(default_factory=list)  # "agent epoch E seq a..b", the first few
     time_ok: int = 0
     time_flagged: int = 0
     time_wrong: int = 0
@@ -384,7 +386,8 @@ class FaultFigures:
     def line(self) -> str:
         return (f"{self.fault:<12} {self.db:<10} ack {self.acknowledged:>5}  stored {self.stored:>5}"
                 f" (renumbered {self.stored_renumbered})  conflicts {self.conflicts:>4}"
-                f"  gap-covered {self.gap_covered:>4}  pending {self.pending:>3}  LOST {self.lost:>5}"
+                f"  gap-covered {self.gap_covered:>4}  pending {self.pending:>3}"
+                f"  destroyed-no-gap {self.destroyed:>3}  LOST {self.lost:>5}"
                 f" (silently discarded {self.silently_discarded})  time ok/flagged/WRONG"
                 f" {self.time_ok}/{self.time_flagged}/{self.time_wrong}"
                 f" (worst {self.worst_time_error_s:.0f} s)  visible: node list"
@@ -394,8 +397,14 @@ class FaultFigures:
 
 
 def check(fig: FaultFigures, truth: Iterable[TruthReading], store: Any, node_id: str,
-          boot_offset_ms: int, pending: set[tuple[Any, ...]] | None = None) -> FaultFigures:
-    """Fill ``fig`` from the central's store against the ground truth (see the module's text)."""
+          boot_offset_ms: int, pending: set[tuple[Any, ...]] | None = None,
+          destroyed: set[tuple[Any, ...]] | None = None) -> FaultFigures:
+    """Fill ``fig`` from the central's store against the ground truth (see the module's text).
+
+    ``pending``: contents still in an agent's buffer at the end; ``destroyed``: contents that were
+    unsent in a buffer file when the fault destroyed it (no copy of them left anywhere): neither
+    stored nor in a gap, they are counted apart from ``lost`` (only an incident can name them when
+    no record of their seqs outlived the file)."""
     readings = list(truth)
     stored_rows = store.readings(node_id, limit=None)
     by_content: dict[tuple[Any, ...], list[Any]] = {}
@@ -411,6 +420,7 @@ def check(fig: FaultFigures, truth: Iterable[TruthReading], store: Any, node_id:
     for i in store.incidents(node_id):
         fig.incidents[i.kind] = fig.incidents.get(i.kind, 0) + 1
     fig.acknowledged = len(readings)
+    lost: list[tuple[str, int, int]] = []
     for t in readings:
         at_seq = by_seq.get((t.epoch, t.seq))
         same = at_seq is not None and (at_seq.channel, _round(at_seq.value), at_seq.boot_id,
@@ -438,10 +448,25 @@ def check(fig: FaultFigures, truth: Iterable[TruthReading], store: Any, node_id:
             fig.gap_covered += 1
         elif pending and t.content in pending:
             fig.pending += 1
+        elif destroyed and t.content in destroyed:
+            fig.destroyed += 1
         else:
             fig.lost += 1
             fig.silently_discarded += at_seq is not None
+            lost.append((t.agent, t.epoch, t.seq))
+    fig.lost_ranges = _ranges(sorted(set(lost)))[:8]
     return fig
+
+
+def _ranges(keys: list[tuple[str, int, int]]) -> list[str]:
+    """("a", 1, 5), ("a", 1, 6), ("a", 1, 9) -> ["a epoch 1 seq 5..6", "a epoch 1 seq 9..9"]."""
+    out: list[list[Any]] = []
+    for agent, epoch, seq in keys:
+        if out and out[-1][:2] == [agent, epoch] and out[-1][3] == seq - 1:
+            out[-1][3] = seq
+        else:
+            out.append([agent, epoch, seq, seq])
+    return [f"{a} epoch {e} seq {lo}..{hi}" for a, e, lo, hi in out]
 
 
 def boot_offset_ms() -> int:
@@ -521,6 +546,7 @@ class FaultRun:
         self.proxies: dict[str, FaultProxy] = {}
         self.agents: dict[str, Agent] = {}
         self.pending: set[tuple[Any, ...]] = set()  # contents still in an agent's buffer at the end
+        self.destroyed: set[tuple[Any, ...]] = set()  # contents unsent in a file the fault destroyed
 
     def agent(self, name: str, clock: str = "") -> Agent:
         proxy = FaultProxy(self.central_port, lifetime=3600).start()
@@ -580,7 +606,7 @@ class FaultRun:
 
     def verify(self, store: Any, offset_ms: int, shows: Shows) -> FaultFigures:
         self.fig.agents = len(self.agents)
-        check(self.fig, self.truth.of(), store, self.node_id, offset_ms, self.pending)
+        check(self.fig, self.truth.of(), store, self.node_id, offset_ms, self.pending, self.destroyed)
         self.fig.node_list, self.fig.node_list_visible = node_list(self.db_url, self.node_id, shows.columns)
         texts = []
         for a in self.agents.values():
@@ -655,6 +681,7 @@ def fault_rollback(run: FaultRun) -> Shows:
     run.online(a, False)
     run.sleep(1)
     run.stop(a, signal.SIGKILL)  # the power cut: the card keeps only the earlier copy
+    run.destroyed |= buffered_contents(a.buffer) - buffered_contents(saved / a.buffer.name)
     for f in buffer_files(a):
         f.unlink(missing_ok=True)
         if (saved / f.name).exists():
@@ -674,6 +701,7 @@ def fault_truncate(run: FaultRun) -> Shows:
     run.online(a, False)
     run.sleep(2)
     run.stop(a)  # SIGTERM: the WAL is checkpointed into the database
+    run.destroyed |= buffered_contents(a.buffer)  # at most: what survives the cut is stored anyway
     size = a.buffer.stat().st_size
     cut = run.rng.randint(size // 4, size * 3 // 4)
     with open(a.buffer, "r+b") as f:
@@ -694,6 +722,7 @@ def fault_deleted(run: FaultRun) -> Shows:
     run.online(a, False)
     run.sleep(2)
     run.stop(a, signal.SIGKILL)
+    run.destroyed |= buffered_contents(a.buffer)
     for f in buffer_files(a):
         f.unlink(missing_ok=True)
     run.start(a)
@@ -787,8 +816,9 @@ def table(figures: list[FaultFigures]) -> str:
     out = ["fault figures (acknowledged = readings made durable in an agent's buffer, ground truth)"]
     out += [f.line() for f in figures]
     for f in figures:
-        if f.gaps or f.incidents or f.notes:
+        if f.gaps or f.incidents or f.notes or f.lost_ranges:
             out.append(f"  {f.fault}: gaps {f.gaps or '-'}; incidents {f.incidents or '-'}"
+                       + (f"; lost {', '.join(f.lost_ranges)}" if f.lost_ranges else "")
                        + (f"; notes {f.notes}" if f.notes else ""))
         out.append(f"  {f.fault}: node list: {f.node_list.splitlines()[-1] if f.node_list else '-'}")
     return "\n".join(out)

@@ -23,6 +23,8 @@ SLOW = os.environ.get("STREETNODE_SLOW") == "1"
 SCALE = 3.0 if SLOW else 1.0
 IDENTITY = ("clone_fresh", "clone_used", "rollback", "truncate", "deleted")
 PG_FAULTS = ("clone_fresh", "clone_used", "rollback", "deleted")
+# incidents that tell the central a buffer file lost readings (names the fault when no gap can)
+FILE_INCIDENTS = {"buffer_rollback", "buffer_lost", "buffer_corrupt", "buffer_replaced"}
 
 
 def _seed() -> int:
@@ -49,6 +51,9 @@ def _problems(f: FaultFigures) -> list[str]:
     if f.lost:
         out.append(f"{f.lost} acknowledged readings lost ({f.silently_discarded} silently discarded as "
                    "duplicates of another reading, the rest missing without a gap)")
+    if f.destroyed and not set(f.incidents) & FILE_INCIDENTS:
+        out.append(f"{f.destroyed} readings unsent when their file was destroyed: no gap, and no incident "
+                   f"of the loss at the central (incidents: {f.incidents})")
     if f.time_wrong:
         out.append(f"{f.time_wrong} readings stored unflagged more than 1 s off their true time "
                    f"(worst {f.worst_time_error_s:.0f} s)")
