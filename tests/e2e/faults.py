@@ -196,7 +196,16 @@ class Truth:
         self.exclude[agent] = {(r.epoch, r.seq) for r in self.decode(agent, path)}
 
     def of(self, agent: str | None = None) -> list[TruthReading]:
-        return [r for r in self.readings.values() if agent is None or r.agent == agent]
+        """One entry per sample (agent, content): a reading the node re-put under a new (epoch, seq)
+        is the same sample; its first numbering is kept (to find it renumbered at the central)."""
+        first: dict[tuple[Any, ...], TruthReading] = {}
+        for r in self.readings.values():
+            if agent is not None and r.agent != agent:
+                continue
+            old = first.get((r.agent, r.content))
+            if old is None or (r.at_ms, r.epoch) < (old.at_ms, old.epoch):
+                first[(r.agent, r.content)] = r
+        return list(first.values())
 
 
 # ---------------------------------------------------------------- an agent on its own card
