@@ -135,13 +135,19 @@ class Truth:
             db.close()
 
     @staticmethod
-    def arm_when_created(path: Path, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-        """Arm a database the agent is creating, once it has its schema and epoch."""
+    def arm_when_created(path: Path, proc: subprocess.Popen[bytes], old_inode: int | None,
+                         running: Callable[[], bool], timeout: float = 40.0) -> None:
+        """Arm the database the agent opens: a new file (not ``old_inode``: a damaged file it moves
+        aside must not be touched first), or the old one once the agent runs on it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise FaultError(f"agent exited {proc.returncode} before its buffer {path} existed")
-            if path.exists():
+            try:
+                inode: int | None = path.stat().st_ino
+            except FileNotFoundError:
+                inode = None
+            if inode is not None and (inode != old_inode or running()):
                 try:
                     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
                     try:
@@ -285,14 +291,18 @@ speed = 60
                                          cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=f)
         return self.proc
 
+    def running(self) -> bool:
+        """The agent logged that it runs (its buffer is open) since its last start."""
+        with open(self.log, "rb") as f:
+            f.seek(self._log_from)
+            return b" running on " in f.read()
+
     def wait_running(self, timeout: float = 40.0) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while True:
-            with open(self.log, "rb") as f:
-                f.seek(self._log_from)
-                if b" running on " in f.read():
-                    return
+            if self.running():
+                return
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise FaultError(f"agent {self.name} did not start within {timeout}s (log {self.log})")
             time.sleep(0.05)
@@ -572,11 +582,12 @@ class FaultRun:
 
     def start(self, a: Agent, *, armed: bool = False, online: bool = True) -> None:
         """Start ``a``; a buffer not armed yet is armed as the agent creates it (offline until then)."""
+        old_inode = a.buffer.stat().st_ino if a.buffer.exists() else None
         if not armed:
             self.online(a, False)
         p = a.start()
         if not armed:
-            Truth.arm_when_created(a.buffer, p)
+            Truth.arm_when_created(a.buffer, p, old_inode, a.running)
         a.wait_running()
         self.online(a, online)
 
