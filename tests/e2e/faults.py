@@ -709,7 +709,8 @@ def fault_rollback(run: FaultRun) -> Shows:
     run.start(a, armed=True)
     run.sleep(5)
     run.finish([a])
-    return Shows(("conflict", "rollback", "rolled back"), ("conflict", "rollback"))
+    # a node that finds the rollback at open renumbers before any conflict: its incident shows it
+    return Shows(("conflict", "rollback", "rolled back"), ("conflict", "rollback", "incident"))
 
 
 def fault_truncate(run: FaultRun) -> Shows:
