@@ -224,15 +224,25 @@ class Agent:
         self.dir = workdir / name
         self.clock, self.interval = clock, interval
         self.state_dir = self.dir / "state"
+        self.root = self.dir / "root"  # this Pi's /proc (board) and /etc (card) identity files
         self.buffer = self.state_dir / "buffer.db"
         self.log = self.dir / "agent.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_from = 0
 
     def write_card(self) -> None:
-        """The config, key and scenario of this card (rewritten after a clone: paths are per Pi)."""
+        """The config, key and scenario of this card (rewritten after a clone: paths are per Pi), and
+        the Pi's identity files under ``root`` (node/identity.py reads them there when
+        ``STREETNODE_IDENTITY_ROOT`` is set): the board's serial number, and the card's machine id."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(exist_ok=True)
+        if not (self.root / "proc").exists():
+            serial = f"10000000{secrets.token_hex(4)}"
+            (self.root / "proc" / "device-tree").mkdir(parents=True)
+            (self.root / "proc" / "device-tree" / "serial-number").write_text(serial + "\x00")
+            (self.root / "proc" / "cpuinfo").write_text(f"Hardware\t: BCM2835\nSerial\t\t: {serial}\n")
+            (self.root / "etc").mkdir()
+            (self.root / "etc" / "machine-id").write_text(secrets.token_hex(16) + "\n")
         kf = self.dir / "node.key"
         kf.write_text(self.key.hex())
         kf.chmod(0o600)
@@ -278,6 +288,9 @@ scenario = "{scenario}"
 speed = 60
 """)
 
+    def env(self) -> dict[str, str]:
+        return {**_env(), "STREETNODE_IDENTITY_ROOT": str(self.root)}
+
     @property
     def config(self) -> Path:
         return self.dir / "config.toml"
@@ -288,7 +301,7 @@ speed = 60
         self._log_from = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as f:
             self.proc = subprocess.Popen([sys.executable, "-m", "node", "--config", str(self.config), "run"],
-                                         cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=f)
+                                         cwd=ROOT, env=self.env(), stdout=subprocess.DEVNULL, stderr=f)
         return self.proc
 
     def running(self) -> bool:
@@ -330,18 +343,20 @@ speed = 60
     def status(self) -> tuple[int, str]:
         """``streetnode status --json`` of this card (the daemon stopped)."""
         r = subprocess.run([sys.executable, "-m", "node", "--config", str(self.config), "status", "--json"],
-                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+                           cwd=ROOT, env=self.env(), capture_output=True, text=True, timeout=60)
         return r.returncode, r.stdout + r.stderr
 
 
 def clone_card(src: Agent, dst: Agent, truth: Truth) -> None:
-    """Copy ``src``'s card (state dir with buffer, epoch file and state; key) to ``dst``."""
+    """Copy ``src``'s card (state dir with buffer, epoch file and state; key; /etc/machine-id) to
+    ``dst``, a Pi with its own board serial number."""
     if dst.dir.exists():
         shutil.rmtree(dst.dir)
     dst.key = src.key
     dst.write_card()
     shutil.rmtree(dst.state_dir)
     shutil.copytree(src.state_dir, dst.state_dir)
+    shutil.copy2(src.root / "etc" / "machine-id", dst.root / "etc" / "machine-id")  # on the card
     if dst.buffer.exists():
         truth.inherit(dst.name, dst.buffer)
 
