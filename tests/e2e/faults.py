@@ -537,8 +537,8 @@ def node_list(db_url: str, node_id: str, columns: tuple[str, ...]) -> tuple[str,
 
 
 def status_visible(text: str, words: tuple[str, ...]) -> bool:
-    """``streetnode status --json`` names the fault: a key or value with one of ``words`` that is not
-    zero/none/ok/synced."""
+    """``streetnode status --json`` names the fault: a count above zero under a key with one of
+    ``words``, or a text value with one of them."""
     try:
         doc = json.loads(text[text.index("{"):])
     except ValueError:
@@ -553,10 +553,12 @@ def status_visible(text: str, words: tuple[str, ...]) -> bool:
             for i, v in enumerate(obj):
                 walk(v, f"{path}[{i}]")
         else:
-            key_hit = any(w in path.lower() for w in words)
+            # a count (an int > 0) under a key naming the fault, or a text naming it; a setting
+            # such as clock.suspect_s = 120.0 is neither
+            key_hit = (any(w in path.lower() for w in words) and type(obj) is int and obj > 0)
             val_hit = (isinstance(obj, str) and "/" not in obj  # paths name the work dirs
                        and any(w in obj.lower() for w in words))
-            if (key_hit or val_hit) and obj not in (None, 0, False, "", "ok", "synced", "none"):
+            if key_hit or val_hit:
                 hits.append((path, obj))
 
     walk(doc, "")
