@@ -28,8 +28,11 @@ measured in this process: the emulated wall clock never enters it.
 **The check** (`check`): each acknowledged reading is *stored* when the central holds a reading
 with its content (channel, value, boot id, boot ms; any epoch/seq: a node may renumber a
 colliding reading into a new epoch); *gap-covered* when not stored, its (epoch, seq) is not held by
-the central and a central gap of its epoch covers the seq; else *lost* (silently discarded when the
-central holds that (epoch, seq) with another reading: a *conflict* the central took as a duplicate).
+the central and a central gap of its epoch covers the seq; *pending* when still in an agent's buffer
+at the end; *destroyed* when it was unsent in a file the fault destroyed (no copy exists: only the
+node's records outside the file can name it, else an incident tells the loss); else *lost*
+(silently discarded when the central holds that (epoch, seq) with another reading: a *conflict*
+the central took as a duplicate).
 Stored readings: within 1 s of true time, or flagged CLOCK_UNSYNCED, else *time wrong*.
 
 ``python -m tests.e2e.faults [--db postgresql] [--long]`` runs every fault and prints the figures.
