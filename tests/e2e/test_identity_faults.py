@@ -60,13 +60,14 @@ def _problems(f: FaultFigures) -> list[str]:
     if f.fault in IDENTITY and not f.node_list_visible:
         out.append(f"not visible in `streetnode-central node list`:\n{f.node_list}")
     if f.fault in IDENTITY and not f.status_visible:
-        out.append(f"not visible in `streetnode status --json`:\n{f.status_text[:800]}")
+        out.append(f"not visible in `streetnode status --json` (no count above 0 or text naming it; "
+                   f"the agents' answers are in FaultFigures.status_text): {f.status_text[:160]}...")
     if f.fault == "clock_1970" and f.time_flagged:
         out.append(f"{f.time_flagged} readings stored at their 1970 stamps (flagged unsynced) although "
                    "the node learned the central's time before sending them")
     if f.fault == "year_behind" and not f.status_visible:
-        out.append(f"a clock a year off that says it is synced is not `suspect` in status:\n"
-                   f"{f.status_text[:800]}")
+        out.append(f"a clock a year off that says it is synced is not `suspect` in status: "
+                   f"{f.status_text[:160]}...")
     return out
 
 
