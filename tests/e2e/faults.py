@@ -530,6 +530,8 @@ def node_list(db_url: str, node_id: str, columns: tuple[str, ...]) -> tuple[str,
     cells = [(m.start(), m.end(), m.group()) for m in re.finditer(r"\S+", row)]
     for col in re.finditer(r"\S+", header):  # a column's value overlaps its (aligned) name
         name = col.group().lower()
+        if name == "ids":  # the identities column
+            name = "identities"
         if not any(w in name for w in columns):
             continue
         for start, end, value in cells:
