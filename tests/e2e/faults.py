@@ -109,6 +109,26 @@ class TruthReading:
         return (self.channel, _round(self.value), self.boot_id, self.boot_ms)
 
 
+def _epoch_of(meta: dict[str, Any]) -> Callable[[int], int]:
+    """seq -> epoch of a buffer file: ``meta.segments`` = JSON [[first_seq, epoch], ...] when the
+    file spans epochs (a new epoch goes on numbering from the file's next seq), else ``meta.epoch``.
+    (A cycle the trigger sees inserted belongs to the current epoch: ``meta.epoch`` then.)"""
+    epoch = int(meta.get("epoch") or 0)
+    try:
+        segments = sorted((int(f), int(e)) for f, e in json.loads(meta.get("segments") or "[]"))
+    except (TypeError, ValueError):
+        segments = []
+
+    def of(seq: int) -> int:
+        found = epoch
+        for first, seg_epoch in segments:
+            if first <= seq:
+                found = seg_epoch
+        return found
+
+    return of
+
+
 def _round(v: float | None) -> float | None:
     return None if v is None else round(float(v), 6)
 
@@ -128,11 +148,13 @@ class Truth:
             db.execute("BEGIN IMMEDIATE")
             db.execute(ARM_TABLE)
             db.execute(ARM_TRIGGER)
-            db.execute(
-                "INSERT OR IGNORE INTO proof_truth SELECT (SELECT v FROM meta WHERE k = 'epoch'),"
-                " first_seq, n, wall_ms, boot_ms, boot, clk, data,"
-                " CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) FROM cycles"
-                " WHERE data IS NOT NULL")
+            meta = dict(db.execute("SELECT k, v FROM meta WHERE k IN ('epoch', 'segments')").fetchall())
+            epoch_of = _epoch_of(meta)
+            now_ms = int(time.time() * 1000)
+            rows = db.execute("SELECT first_seq, n, wall_ms, boot_ms, boot, clk, data FROM cycles"
+                              " WHERE data IS NOT NULL").fetchall()
+            db.executemany("INSERT OR IGNORE INTO proof_truth VALUES (?,?,?,?,?,?,?,?,?)",
+                           [(epoch_of(r[0]), *r, now_ms) for r in rows])
             db.execute("COMMIT")
         finally:
             db.close()
