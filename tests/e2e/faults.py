@@ -435,6 +435,7 @@ class FaultFigures:
     worst_time_error_s: float = 0.0
     gaps: dict[str, int] = field(default_factory=dict)
     incidents: dict[str, int] = field(default_factory=dict)
+    alerts: list[str] = field(default_factory=list)  # "rule: summary" of the node's alerts
     node_list: str = ""
     node_list_visible: bool = False
     status_visible: bool = False
@@ -478,6 +479,8 @@ def check(fig: FaultFigures, truth: Iterable[TruthReading], store: Any, node_id:
         fig.gaps[g.reason] = fig.gaps.get(g.reason, 0) + g.count
     for i in store.incidents(node_id):
         fig.incidents[i.kind] = fig.incidents.get(i.kind, 0) + 1
+    fig.alerts = [f"{rule}: {summary}" for rule, summary in
+                  store.query("SELECT rule, summary FROM alerts WHERE node_id = ? ORDER BY id", (node_id,))]
     fig.acknowledged = len(readings)
     lost: list[tuple[str, int, int]] = []
     for t in readings:
@@ -886,6 +889,8 @@ def table(figures: list[FaultFigures]) -> str:
                        + (f"; lost {', '.join(f.lost_ranges)}" if f.lost_ranges else "")
                        + (f"; notes {f.notes}" if f.notes else ""))
         out.append(f"  {f.fault}: node list: {f.node_list.splitlines()[-1] if f.node_list else '-'}")
+        for alert in f.alerts:
+            out.append(f"  {f.fault}: alert {alert[:150]}")
     return "\n".join(out)
 
 
