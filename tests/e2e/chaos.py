@@ -102,8 +102,8 @@ def drain_buffer(path: Path, node: str, url: str, key: bytes, *, records_too: bo
 class CentralProcess:
     """`streetnode-central serve --listen 127.0.0.1:0 --db URL`; the port is read from its one line."""
 
-    def __init__(self, db_url: str, log_path: Path) -> None:
-        self.db_url, self.log_path = db_url, log_path
+    def __init__(self, db_url: str, log_path: Path, args: tuple[str, ...] = ()) -> None:
+        self.db_url, self.log_path, self.args = db_url, log_path, args
         self.proc: subprocess.Popen[str] | None = None
         self.port: int | None = None
         self._ready = threading.Event()
@@ -114,7 +114,7 @@ class CentralProcess:
         log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from central.cli import main; sys.exit(main())",
-             "serve", "--listen", "127.0.0.1:0", "--db", self.db_url],
+             "serve", "--listen", "127.0.0.1:0", "--db", self.db_url, *self.args],
             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         threading.Thread(target=self._read_port, args=(self.proc,), daemon=True).start()
