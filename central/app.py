@@ -36,7 +36,7 @@ from central.console.mount import build_console
 from central.context import AppContext
 from central.errors import Rejected, error_body, error_response
 from central.fleet import router as fleet_router
-from central.http import log_5xx
+from central.http import flush_quiet_logs, log_5xx
 from central.ingest import RECEIPT_SCOPE_KEY
 from central.limits import IngestLimits
 from central.readpool import ReadBusy, ReadTooSlow
@@ -183,7 +183,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def close_app(app: FastAPI) -> None:
     """Release what `create_app` opened besides the store (the SensorThings, console and alerts
-    read connections)."""
+    read connections) and write the log lines still held back (`central.http.flush_quiet_logs`)."""
+    flush_quiet_logs()
     for name in ("sta_db", "console_db"):
         db = getattr(app.state, name, None)
         if db is not None:

@@ -39,37 +39,64 @@ VERIFIED_SCOPE_KEY = "streetnode.verified"  # set by central.ingest once a node 
 
 
 class QuietRepeats(logging.Filter):
-    """Lets one of each repeated uvicorn warning through per ``every_s`` (an attacker's garbage
-    would otherwise write one log line per request), with how many were left out since."""
+    """Lets one line of each kind of repeated warning through per ``every_s`` (an attacker's garbage
+    would otherwise write one log line per request), with how many were left out since.
 
-    def __init__(self, every_s: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+    A kind is the message's format string and its first ``key_args`` arguments (e.g. the status and
+    error code of a refusal), so a flood of one kind never hides another. `flush` writes what is
+    still left out (at shutdown), so every line held back is counted somewhere in the log.
+    """
+
+    def __init__(self, every_s: float = 60.0, monotonic: Callable[[], float] = time.monotonic,
+                 key_args: int = 0) -> None:
         super().__init__()
-        self.every_s, self.monotonic = every_s, monotonic
-        self._last: dict[str, tuple[float, int]] = {}  # message -> (when last let through, left out)
+        self.every_s, self.monotonic, self.key_args = every_s, monotonic, key_args
+        # kind -> (when last let through, left out since, that line's text)
+        self._last: dict[str, tuple[float, int, str]] = {}
 
     def forget(self) -> None:
-        """Let the next line of each message through (a test that wants to see one)."""
+        """Let the next line of each kind through (a test that wants to see one)."""
         self._last.clear()
 
+    def _kind(self, record: logging.LogRecord) -> str:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return "\x1f".join([str(record.msg), *map(str, args[:self.key_args])])
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
+        if record.levelno >= logging.ERROR or getattr(record, "quiet_flush", False):
             return True
-        key = str(record.msg)
+        key = self._kind(record)
         now = self.monotonic()
-        last, left_out = self._last.get(key, (None, 0))
+        last, left_out, text = self._last.get(key, (None, 0, ""))
         if last is not None and now - last < self.every_s:
-            self._last[key] = (last, left_out + 1)
+            self._last[key] = (last, left_out + 1, text)
             return False
-        if left_out:
-            record.msg = f"{record.msg} ({left_out} more in the last {now - last:.0f} s)"  # type: ignore
-        self._last[key] = (now, 0)
+        text = record.getMessage()
+        if left_out and last is not None:
+            record.msg, record.args = f"{text} ({left_out} more in the last {now - last:.0f} s)", None
+        self._last[key] = (now, 0, text)
         return True
+
+    def flush(self, logger: logging.Logger) -> None:
+        """Write one line per kind with lines still left out ("... (N more in the last S s)")."""
+        now = self.monotonic()
+        for key, (last, left_out, text) in list(self._last.items()):
+            if left_out:
+                self._last[key] = (now, 0, text)
+                logger.warning("%s (%d more in the last %.0f s)", text, left_out, now - last,
+                               extra={"quiet_flush": True})
 
 
 QUIET_REPEATS = QuietRepeats()
-SHED_QUIET = QuietRepeats()
+SHED_QUIET = QuietRepeats(key_args=2)  # one kind per status and error code
 SHED_LOG = logging.getLogger("streetnode.central.shed")  # 5xx refusals: one line each, floods summed
 SHED_LOG.addFilter(SHED_QUIET)
+
+
+def flush_quiet_logs() -> None:
+    """Write the lines `QUIET_REPEATS` and `SHED_QUIET` still hold back (the receiver stops)."""
+    SHED_QUIET.flush(SHED_LOG)
+    QUIET_REPEATS.flush(logging.getLogger("uvicorn.error"))
 
 
 def quiet_uvicorn_warnings() -> None:

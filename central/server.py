@@ -16,7 +16,14 @@ from typing import Any
 import uvicorn
 
 from central.app import close_app, create_app
-from central.http import HEADER_BYTES, Guard, GuardMiddleware, guarded_protocol, quiet_uvicorn_warnings
+from central.http import (
+    HEADER_BYTES,
+    Guard,
+    GuardMiddleware,
+    flush_quiet_logs,
+    guarded_protocol,
+    quiet_uvicorn_warnings,
+)
 from central.limits import IngestLimits
 from central.store import Store, open_store
 
@@ -54,6 +61,15 @@ def url_of(sock: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, writing the log lines held back once it has stopped: on SIGTERM uvicorn
+    re-raises the signal after `run`, so nothing after it (`close_app`) would run."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)
+        flush_quiet_logs()
+
+
 def make_server(app: Any, *, tls_cert: str | None = None, tls_key: str | None = None) -> uvicorn.Server:
     """A uvicorn server for the app of `create_app`, with the limits of its context enforced
     (central/http.py: connection cap, head/body deadlines, requests in progress, body budget)."""
@@ -66,7 +82,7 @@ def make_server(app: Any, *, tls_cert: str | None = None, tls_key: str | None = 
                             ssl_certfile=tls_cert, ssl_keyfile=tls_key,
                             timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  (a float works)
                             h11_max_incomplete_event_size=HEADER_BYTES)
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
 def raise_file_limit(limits: IngestLimits) -> None:

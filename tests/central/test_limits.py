@@ -405,6 +405,40 @@ def test_repeated_uvicorn_warnings_are_let_through_once_a_minute():
     assert quiet.filter(again) and "1000 more in the last 61 s" in again.msg
 
 
+def test_a_flood_of_one_refusal_never_hides_another_and_the_rest_is_counted_at_shutdown():
+    """Refusals are summed per status and code; what is still held back when the receiver stops
+    is written then, so every 5xx is accounted for in the log."""
+    import logging
+
+    from central.http import QuietRepeats
+
+    clock = [0.0]
+    quiet = QuietRepeats(every_s=60, monotonic=lambda: clock[0], key_args=2)
+    logger = logging.getLogger("streetnode.test.quiet")
+    logger.propagate = False
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.addFilter(quiet)
+    try:
+        for _ in range(5):
+            logger.warning("%d %s %s: %s", 503, "overloaded", "/v1/batches", "receiver overloaded")
+        logger.warning("%d %s %s: %s", 503, "unavailable", "/v1/batches", "database unavailable")
+        clock[0] = 7.0
+        quiet.flush(logger)
+        quiet.flush(logger)  # nothing more is held back: writes nothing
+    finally:
+        logger.removeFilter(quiet)
+        logger.handlers.clear()
+    assert lines == ["503 overloaded /v1/batches: receiver overloaded",
+                     "503 unavailable /v1/batches: database unavailable",
+                     "503 overloaded /v1/batches: receiver overloaded (4 more in the last 7 s)"]
+
+
 def test_bodies_without_the_key_never_queue_and_a_node_gets_two_places(store):
     """While the only ingest slot is busy, a complete body with a made-up signature is refused
     at once (it does not wait holding its body), and a node's third concurrent batch too."""
