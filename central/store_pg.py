@@ -16,6 +16,7 @@ from central.store_sql import SqlStore
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 WRITER_LOCK_CLASS = 1398033990  # the two-key advisory lock space of "this schema's writers"
+NODE_LOCK_CLASS = 1398033991  # ... and of "this schema's ingest of one node"
 _COLUMNS = "node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, boot_id, received_ms, unit"
 
 
@@ -105,6 +106,12 @@ class PgStore(SqlStore):
     def _lock_schema(self, cur: Any) -> None:
         if self.schema:
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+
+    def _lock_node(self, cur: Any, node_id: str) -> None:
+        # one ingest transaction per node at a time, over every process (docs/central.md,
+        # "Several receiver processes")
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ' ' || %s))",
+                    (NODE_LOCK_CLASS, node_id))
 
     def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         with cur.copy(f"COPY incoming_readings ({_COLUMNS}) FROM STDIN") as copy:

@@ -76,6 +76,10 @@ class SqlStore(Store):
     def _begin(self, conn: Any) -> None:
         """Start a write transaction."""
 
+    def _lock_node(self, cur: Any, node_id: str) -> None:
+        """Make the node's other ingest transactions wait until this one ends (SQLite: one writer
+        at a time already)."""
+
     def read_connector(self) -> Callable[[], Any]:
         """A function that opens a read-only connection to this store's database (central/readpool.py)."""
         raise NotImplementedError
@@ -217,6 +221,7 @@ class SqlStore(Store):
         node, epoch = batch.node_id, batch.epoch
 
         def run(cur: Any) -> IngestResult:
+            self._lock_node(cur, node)
             self._exec(cur, "SELECT 1 FROM nodes WHERE node_id = ?", (node,))
             if not cur.fetchall():
                 raise UnknownNode(f"unknown node {node!r}")
