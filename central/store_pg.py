@@ -108,19 +108,33 @@ class PgStore(SqlStore):
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
     def _lock_node(self, cur: Any, node_id: str) -> None:
-        # one ingest transaction per node at a time, over every process (docs/central.md,
-        # "Several receiver processes")
+        # one ingest transaction per node at a time, over every process: `_insert_readings` looks
+        # up what the node has before inserting (central/partitions.py, "At most once")
         cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema() || ' ' || %s))",
                     (NODE_LOCK_CLASS, node_id))
 
     def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        # readings is partitioned by wall time: its unique key includes wall_ms, so the seqs this
+        # node and epoch already hold are looked up (one index range scan per partition) under the
+        # node's lock (`_lock_node`), and only the others are inserted
+        seqs = [row[2] for row in rows]
+        cur.execute("SELECT seq FROM readings WHERE node_id = %s AND epoch = %s AND seq BETWEEN %s AND %s",
+                    (rows[0][0], rows[0][1], min(seqs), max(seqs)))
+        held = {seq for (seq,) in cur.fetchall()}
+        new_rows = []
+        for row in rows:  # a batch naming one seq twice stores its first reading
+            if row[2] not in held:
+                held.add(row[2])
+                new_rows.append(row)
+        if not new_rows:
+            return []
         with cur.copy(f"COPY incoming_readings ({_COLUMNS}) FROM STDIN") as copy:
-            for row in rows:
+            for row in new_rows:
                 copy.write_row(row)
         cur.execute(f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM incoming_readings "
                     "ON CONFLICT DO NOTHING RETURNING seq")
-        new_seqs = {seq for (seq,) in cur.fetchall()}  # exact even with a concurrent twin batch
-        return [row for row in rows if row[2] in new_seqs]  # incoming_readings empties itself on commit
+        stored = {seq for (seq,) in cur.fetchall()}
+        return [row for row in new_rows if row[2] in stored]  # incoming_readings empties itself on commit
 
     def close(self) -> None:
         self._close_reads()
