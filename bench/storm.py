@@ -52,12 +52,19 @@ def node_id(i: int) -> str:
     return f"storm-{i:04d}"
 
 
-def node_bodies(args: tuple[int, int]) -> list[bytes]:
-    """Node ``index``'s backlog of ``readings`` readings (10 channels every 10 s) as gzip v1 bodies."""
-    index, readings = args
+def backlog_start_ms(readings_per_node: int) -> int:
+    """Wall time of the first reading of a backlog that ends an hour ago (so that, on PostgreSQL,
+    readings land in their weekly partitions as a real backlog would)."""
+    return int(time.time() * 1000) - readings_per_node // CHANNELS_PER_CYCLE * 10_000 - 3_600_000
+
+
+def node_bodies(args: tuple[int, int, int]) -> list[bytes]:
+    """Node ``index``'s backlog of ``readings`` readings (10 channels every 10 s from ``first_ms``)
+    as gzip v1 bodies."""
+    index, readings, first_ms = args
     rng = random.Random(index)
     state = {name: CHANNELS[name][0] for name in _CHANNEL_NAMES}
-    wall, boot = 1_764_100_000_000 + index, 60_000
+    wall, boot = first_ms + index, 60_000
     rows: list[Reading] = []
     while len(rows) < readings:
         wall += 10_000
@@ -175,7 +182,7 @@ class DrainResult:
 
 
 def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], readings_per_node: int,
-          workers: int, *, clients: int = 4, read: bool = False) -> DrainResult:
+          workers: int, *, first_ms: int, clients: int = 4, read: bool = False) -> DrainResult:
     """Every node of ``bodies`` uploads its whole backlog at once through ``serve --workers N``;
     with ``read``, a `Reader` polls during the drain and again on the idle, filled database."""
     from central.accounts import Accounts
@@ -194,7 +201,7 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
     groups = [names[i::clients] for i in range(clients)]
     procs = [ctx.Process(target=_client, args=(base, [(n, keys[n], bodies[n]) for n in group], go, out))
              for group in groups if group]
-    last_wall = 1_764_100_000_000 + readings_per_node // CHANNELS_PER_CYCLE * 10_000 + 3_600_000
+    last_wall = first_ms + readings_per_node // CHANNELS_PER_CYCLE * 10_000 + 3_600_000
     reader = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall, draining=True)
     idle = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall)
     try:
@@ -303,7 +310,8 @@ def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db:
         return _pg_url(tag) if db == "postgresql" else f"sqlite:///{os.path.join(tmp, tag + '.db')}"
 
     with multiprocessing.get_context("fork").Pool(min(4, os.cpu_count() or 1)) as pool:
-        all_bodies = pool.map(node_bodies, [(i, readings_per_node) for i in range(nodes)])
+        first_ms = backlog_start_ms(readings_per_node)
+        all_bodies = pool.map(node_bodies, [(i, readings_per_node, first_ms) for i in range(nodes)])
     bodies = {node_id(i): b for i, b in enumerate(all_bodies)}
     keys = {n: secrets.token_bytes(32) for n in bodies}
     sample = [b for node_bodies_ in all_bodies[:4] for b in node_bodies_][:40]
@@ -311,7 +319,7 @@ def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db:
     rows: list[dict] = []
     total = nodes * readings_per_node
     for workers in worker_counts:
-        result = drain(url(f"w{workers}"), bodies, keys, readings_per_node, workers,
+        result = drain(url(f"w{workers}"), bodies, keys, readings_per_node, workers, first_ms=first_ms,
                        read=workers == worker_counts[-1])
         if not result.stored_ok:
             raise RuntimeError(f"storm ({workers} workers): stored != sent: {result.mismatches[:5]}")
