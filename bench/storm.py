@@ -238,12 +238,13 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
                        reader.shed + idle.shed)
 
 
-def raw_rate(db_url: str, bodies: list[bytes], key: bytes, node: str) -> float:
+def raw_rate(db_url: str, bodies: list[bytes], key: bytes) -> float:
     """Readings/s of `Store.ingest` on already-decoded batches (the store alone)."""
     decoded = [protocol.decode_body(b, max_decompressed=1 << 26) for b in bodies]
     store = open_store(db_url)
     try:
-        store.add_node(node, key, 0)
+        for each in sorted({batch.node_id for batch in decoded}):  # the sample spans several nodes
+            store.add_node(each, key, 0)
         start = time.perf_counter()
         for batch in decoded:
             store.ingest(batch, signature=secrets.token_hex(32), expires_ms=10**13, now_ms=0)
@@ -301,6 +302,19 @@ def _pg_url(tag: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/test?schema=storm_{uuid.uuid4().hex[:8]}_{tag}"
 
 
+def _drop(db_url: str) -> None:
+    """Drop a PostgreSQL run's schema (a full run stores 17 M readings per worker count)."""
+    if not db_url.startswith("postgresql"):
+        return
+    import psycopg
+
+    from central.store_pg import split_schema
+
+    server, schema = split_schema(db_url)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db: str = "postgresql",
             tmp: str | None = None) -> list[dict]:
     """Rows for ``python -m bench``: one drain per worker count, the raw store rate, reads while draining."""
@@ -315,12 +329,20 @@ def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db:
     bodies = {node_id(i): b for i, b in enumerate(all_bodies)}
     keys = {n: secrets.token_bytes(32) for n in bodies}
     sample = [b for node_bodies_ in all_bodies[:4] for b in node_bodies_][:40]
-    raw = raw_rate(url("raw"), sample, secrets.token_bytes(32), node_id(0))
+    raw_url = url("raw")
+    try:
+        raw = raw_rate(raw_url, sample, secrets.token_bytes(32))
+    finally:
+        _drop(raw_url)
     rows: list[dict] = []
     total = nodes * readings_per_node
     for workers in worker_counts:
-        result = drain(url(f"w{workers}"), bodies, keys, readings_per_node, workers, first_ms=first_ms,
-                       read=workers == worker_counts[-1])
+        drain_url = url(f"w{workers}")
+        try:
+            result = drain(drain_url, bodies, keys, readings_per_node, workers, first_ms=first_ms,
+                           read=workers == worker_counts[-1])
+        finally:
+            _drop(drain_url)
         if not result.stored_ok:
             raise RuntimeError(f"storm ({workers} workers): stored != sent: {result.mismatches[:5]}")
         s = result.stats
