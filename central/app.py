@@ -181,13 +181,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def close_app(app: FastAPI) -> None:
     """Release what `create_app` opened besides the store (the SensorThings, console and alerts
-    read connections)."""
+    read connections, the quotas' connection)."""
     for name in ("sta_db", "console_db"):
         db = getattr(app.state, name, None)
         if db is not None:
             db.close()
     if app.state.central.alerts is not None:
         app.state.central.alerts.db.close()
+    if app.state.central.quotas is not None:
+        app.state.central.quotas.close()
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int | None = None,

@@ -369,6 +369,7 @@ def router(ctx: AppContext) -> APIRouter:
     keys = NodeKeys(ctx.store.node_key)
     threads = anyio.CapacityLimiter(INGEST_THREADS)  # ingest's own threads: reads cannot take them
     quotas = SharedQuotas(ctx.store, ctx.limits, ctx.now_ms)
+    ctx.quotas = quotas  # closed with the app (central/app.py close_app)
     slots = IngestSlots(ctx.limits, threads, quotas)
 
     @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC, responses=INGEST_DOC)

@@ -24,8 +24,11 @@ Each bucket is a row ``node_quotas (node_id, kind, level, updated_ms)``, refille
 upsert (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``) that also locks the node's row on
 PostgreSQL until the transaction ends, so two processes admitting batches of one node take turns
 and count each other's claims exactly. Admission and the charge are one short write transaction
-each, beside the batch's own ingest transaction. Wall time (`AppContext.now_ms`) drives the
-refill; a clock that steps back refills nothing.
+each, beside the batch's own ingest transaction; on PostgreSQL they run on a connection of their
+own (`_QuotaConnection`), so they never queue behind another node's batch holding the store's
+write connection (a stolen key's large batches would otherwise slow every other node's upload
+three times over). Wall time (`AppContext.now_ms`) drives the refill; a clock that steps back
+refills nothing.
 
 Before a body is read, `SharedQuotas.known_empty` answers from what this process learned at its
 last admission of the node (no database round trip on the path a flood takes): a node refused for
@@ -42,7 +45,7 @@ from typing import Any
 
 from central.errors import Rejected
 from central.limits import IngestLimits
-from central.store import Store
+from central.store import Store, StoreError
 from node.protocol import IngestBatch
 
 # storage estimate (SQLite and PostgreSQL rows with their indexes, rounded up)
@@ -72,11 +75,54 @@ def stored_bytes(stored: int, gaps: int, incidents: int, batch: IngestBatch) -> 
     return stored * READING_BYTES + gaps * GAP_BYTES + int(incidents * INCIDENT_BYTES + share * text)
 
 
+class _QuotaConnection:
+    """PostgreSQL: one connection of this process for the quota transactions (reopened when lost)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def transaction(self, fn: Callable[[Any], Any], *, write: bool = True) -> Any:
+        import psycopg
+
+        from central.store_pg import redact
+        from central.store_sql import Tx
+
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = psycopg.connect(self._store.url, connect_timeout=10)
+                    if self._store.schema:
+                        self._conn.execute(f'SET search_path TO "{self._store.schema}"')
+                    self._conn.commit()
+                try:
+                    result = fn(Tx(self._store, self._conn.cursor()))
+                    self._conn.commit()
+                    return result
+                except BaseException:
+                    self._conn.rollback()
+                    raise
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                reason = " ".join(str(e).split())
+                raise StoreError(f"quotas: {redact(self._store.url)}: {reason}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
 class SharedQuotas:
     """The buckets and claims of every node, in ``store``'s database (thread-safe; one per process)."""
 
     def __init__(self, store: Store, limits: IngestLimits, now_ms: Callable[[], int]) -> None:
-        self._store, self._limits, self._now_ms = store, limits, now_ms
+        self._limits, self._now_ms = limits, now_ms
+        if getattr(store, "dialect", None) == "postgresql" and getattr(store, "url", None):
+            self._store: Any = _QuotaConnection(store)
+        else:  # SQLite has one writer at a time anyway: the store's own connection
+            self._store = store
         # kind -> (capacity, refill per ms, what the quota is called in answers)
         self._kinds = {
             "readings": (limits.quota_readings_burst, limits.quota_readings_per_minute / 60_000.0,
@@ -198,6 +244,10 @@ class SharedQuotas:
         empty = self._store.transaction(run, write=True)
         if empty is not None:
             raise self._refusal(node_id, empty[0], empty[1], now)
+
+    def close(self) -> None:
+        if isinstance(self._store, _QuotaConnection):
+            self._store.close()
 
     def level(self, node_id: str, kind: str) -> float:
         """The bucket's level now (refilled; for tests and diagnostics)."""
