@@ -106,7 +106,8 @@ def serve_cmd(args: argparse.Namespace) -> int:
             return _serve_workers(args, sinks, alerts_config, forwarders, stores, policy,
                                   console=console, limits=receiver_limits)
         alerts, deliveries = _start_alerts(store, alerts_config)
-        maintenance = Maintenance(store, policy)  # weeks ahead and retention, hourly
+        stores.append(open_db(args.db))  # its own connection: never holds the one uploads write on
+        maintenance = Maintenance(stores[-1], policy)  # weeks ahead and retention, hourly
         maintenance.start()
         if sinks:
             from central.forward.forwarder import start_forwarders

@@ -187,3 +187,38 @@ def test_bad_retention_is_one_line_naming_the_key(table, message):
     with pytest.raises(ConfigError) as e:
         parse_retention(table)
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_serve_applies_its_retention_config_and_refuses_a_bad_one(store_url, cli_env, tmp_path):
+    import signal
+    import time
+
+    from tests.central.test_cli import run, start_server
+
+    store = open_store(store_url)
+    try:
+        store.add_node(NODE, KEY, now_ms())
+        ingest(store, batch([1, 2], [now_ms() - 100 * DAY_MS, now_ms()], channel="node.cpu_temp_c"))
+    finally:
+        store.close()
+    conf = tmp_path / "central.toml"
+    conf.write_text('[retention]\nraw_days = 400\n[retention.classes]\n"node.*" = 30\n')
+    proc, _ = start_server(["--db", store_url, "--config", str(conf)], cli_env)
+    try:
+        store = open_store(store_url)
+        try:
+            deadline = time.monotonic() + 30
+            while store.seqs(NODE, 1) != [2] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert store.seqs(NODE, 1) == [2]  # the 100-day-old node.* reading went at the start
+        finally:
+            store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err
+    conf.write_text("[retention]\nraw_days = -1\n")
+    bad = run(["serve", "--db", store_url, "--config", str(conf), "--listen", "127.0.0.1:0"], cli_env)
+    assert bad.returncode == 78, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].endswith("[retention] raw_days: expected whole days from 1 "
+                                                        "to 100000, got -1"), bad.stderr
