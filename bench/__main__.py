@@ -18,7 +18,7 @@ import sys
 import time
 
 BENCHMARKS = ["buffer", "drain", "ingest_rate", "agent", "drivers", "forward", "storm", "alerts", "sim",
-              "soak", "reads", "console", "under_attack"]
+              "soak", "reads", "console", "under_attack", "growth"]
 
 
 def _fmt(v: object) -> str:

@@ -49,12 +49,19 @@ def node_id(i: int) -> str:
     return f"storm-{i:04d}"
 
 
-def node_bodies(args: tuple[int, int]) -> list[bytes]:
-    """Node ``index``'s backlog of ``readings`` readings (10 channels every 10 s) as gzip v1 bodies."""
-    index, readings = args
+def backlog_start_ms(readings_per_node: int) -> int:
+    """Wall time of the first reading of a backlog that ends an hour ago (so that, on PostgreSQL,
+    readings land in their weekly partitions as a real backlog would)."""
+    return int(time.time() * 1000) - readings_per_node // CHANNELS_PER_CYCLE * 10_000 - 3_600_000
+
+
+def node_bodies(args: tuple[int, int, int]) -> list[bytes]:
+    """Node ``index``'s backlog of ``readings`` readings (10 channels every 10 s from ``first_ms``)
+    as gzip v1 bodies."""
+    index, readings, first_ms = args
     rng = random.Random(index)
     state = {name: CHANNELS[name][0] for name in _CHANNEL_NAMES}
-    wall, boot = 1_764_100_000_000 + index, 60_000
+    wall, boot = first_ms + index, 60_000
     rows: list[Reading] = []
     while len(rows) < readings:
         wall += 10_000
@@ -156,7 +163,7 @@ class DrainResult:
 
 
 def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], readings_per_node: int,
-          workers: int, *, clients: int = 4, read: bool = False) -> DrainResult:
+          workers: int, *, first_ms: int, clients: int = 4, read: bool = False) -> DrainResult:
     """Every node of ``bodies`` uploads its whole backlog at once through ``serve --workers N``;
     with ``read``, a `Reader` polls during the drain and again on the idle, filled database."""
     from central.accounts import Accounts
@@ -176,7 +183,7 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
     groups = [names[i::clients] for i in range(clients)]
     procs = [ctx.Process(target=_client, args=(base, [(n, keys[n], bodies[n]) for n in group], go, out))
              for group in groups if group]
-    last_wall = 1_764_100_000_000 + readings_per_node // CHANNELS_PER_CYCLE * 10_000 + 3_600_000
+    last_wall = first_ms + readings_per_node // CHANNELS_PER_CYCLE * 10_000 + 3_600_000
     reader = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall, draining=True)
     idle = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall)
     try:
@@ -213,12 +220,13 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
                        reader.shed + idle.shed)
 
 
-def raw_rate(db_url: str, bodies: list[bytes], key: bytes, node: str) -> float:
+def raw_rate(db_url: str, bodies: list[bytes], key: bytes) -> float:
     """Readings/s of `Store.ingest` on already-decoded batches (the store alone)."""
     decoded = [protocol.decode_body(b, max_decompressed=1 << 26) for b in bodies]
     store = open_store(db_url)
     try:
-        store.add_node(node, key, 0)
+        for each in sorted({batch.node_id for batch in decoded}):  # the sample spans several nodes
+            store.add_node(each, key, 0)
         start = time.perf_counter()
         for batch in decoded:
             store.ingest(batch, signature=secrets.token_hex(32), expires_ms=10**13, now_ms=0)
@@ -276,6 +284,19 @@ def _pg_url(tag: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/test?schema=storm_{uuid.uuid4().hex[:8]}_{tag}"
 
 
+def _drop(db_url: str) -> None:
+    """Drop a PostgreSQL run's schema (a full run stores 17 M readings per worker count)."""
+    if not db_url.startswith("postgresql"):
+        return
+    import psycopg
+
+    from central.store_pg import split_schema
+
+    server, schema = split_schema(db_url)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db: str = "postgresql",
             tmp: str | None = None) -> list[dict]:
     """Rows for ``python -m bench``: one drain per worker count, the raw store rate, reads while draining."""
@@ -285,16 +306,25 @@ def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db:
         return _pg_url(tag) if db == "postgresql" else f"sqlite:///{os.path.join(tmp, tag + '.db')}"
 
     with multiprocessing.get_context("fork").Pool(min(4, os.cpu_count() or 1)) as pool:
-        all_bodies = pool.map(node_bodies, [(i, readings_per_node) for i in range(nodes)])
+        first_ms = backlog_start_ms(readings_per_node)
+        all_bodies = pool.map(node_bodies, [(i, readings_per_node, first_ms) for i in range(nodes)])
     bodies = {node_id(i): b for i, b in enumerate(all_bodies)}
     keys = {n: secrets.token_bytes(32) for n in bodies}
     sample = [b for node_bodies_ in all_bodies[:4] for b in node_bodies_][:40]
-    raw = raw_rate(url("raw"), sample, secrets.token_bytes(32), node_id(0))
+    raw_url = url("raw")
+    try:
+        raw = raw_rate(raw_url, sample, secrets.token_bytes(32))
+    finally:
+        _drop(raw_url)
     rows: list[dict] = []
     total = nodes * readings_per_node
     for workers in worker_counts:
-        result = drain(url(f"w{workers}"), bodies, keys, readings_per_node, workers,
-                       read=workers == worker_counts[-1])
+        drain_url = url(f"w{workers}")
+        try:
+            result = drain(drain_url, bodies, keys, readings_per_node, workers, first_ms=first_ms,
+                           read=workers == worker_counts[-1])
+        finally:
+            _drop(drain_url)
         if not result.stored_ok:
             raise RuntimeError(f"storm ({workers} workers): stored != sent: {result.mismatches[:5]}")
         s = result.stats

@@ -183,7 +183,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def close_app(app: FastAPI) -> None:
     """Release what `create_app` opened besides the store (the SensorThings, console and alerts
-    read connections) and write the log lines still held back (`central.http.flush_quiet_logs`)."""
+    read connections, the quotas' connection) and write the log lines still held back
+    (`central.http.flush_quiet_logs`)."""
     flush_quiet_logs()
     for name in ("sta_db", "console_db"):
         db = getattr(app.state, name, None)
@@ -191,6 +192,8 @@ def close_app(app: FastAPI) -> None:
             db.close()
     if app.state.central.alerts is not None:
         app.state.central.alerts.db.close()
+    if app.state.central.quotas is not None:
+        app.state.central.quotas.close()
 
 
 def create_app(store: Store, *, clock: Callable[[], float] = time.time, max_body: int | None = None,

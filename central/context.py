@@ -25,6 +25,7 @@ class AppContext:
     clock: Callable[[], float] = time.time  # the server's wall clock, seconds
     limits: IngestLimits = field(default_factory=IngestLimits)
     alerts: Any = None  # central.alerts.engine.AlertEngine: evaluates each stored batch, /v1/alerts
+    quotas: Any = None  # central.quotas.SharedQuotas of the node endpoints (set by their router)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

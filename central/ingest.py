@@ -27,7 +27,7 @@ from central.errors import Rejected
 from central.fleet.desired import on_ingest
 from central.http import VERIFIED_SCOPE_KEY
 from central.limits import MAX_PING_BODY, IngestLimits
-from central.quotas import NodeQuotas, stored_bytes
+from central.quotas import MAX_PER_NODE, SharedQuotas, stored_bytes
 from central.reads import node_json
 from central.store import Replay, StoreError, UnknownNode
 from node import protocol
@@ -111,9 +111,9 @@ class NodeKeys:
 
 
 async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
-                        quotas: NodeQuotas | None = None) -> tuple[protocol.AuthHeaders, bytes]:
-    """Node id, known node, timestamp window and (with ``quotas``) an empty quota from the headers
-    alone, before the body is read.
+                        quotas: SharedQuotas | None = None) -> tuple[protocol.AuthHeaders, bytes]:
+    """Node id, known node, timestamp window and (with ``quotas``) a quota this process knows to be
+    empty from the headers alone, before the body is read.
 
     A known node's stale timestamp or empty quota is answered with a receipt over the request's
     signature as sent (the body is never read), so the node can believe the answer: re-sign with
@@ -135,7 +135,7 @@ async def check_headers(ctx: AppContext, keys: NodeKeys, request: Request,
         raise stale(auth.timestamp, now, ctx.limits.window_ms)
     if quotas is not None:
         try:
-            quotas.check(auth.node_id)
+            quotas.known_empty(auth.node_id)
         except Rejected:
             arm_receipt(request, key, auth.signature)
             raise
@@ -269,10 +269,10 @@ def raise_conflict_alert(ctx: AppContext, batch: protocol.IngestBatch, result: A
 
 
 def ingest_sync(ctx: AppContext, request: Request, body: bytes,
-                quotas: NodeQuotas | None = None) -> dict[str, Any]:
+                cost: dict[str, int] | None = None) -> dict[str, Any]:
+    """Authenticate, decode and store one batch; what it cost the node's quotas is put in ``cost``
+    (``readings``, ``stored_bytes``) once it was stored (central/quotas.py charges it)."""
     auth, now = authenticate(ctx, request, body)
-    if quotas is not None:
-        quotas.check(auth.node_id)  # again: other batches of the node may have emptied it meanwhile
     try:
         batch = decode_limited(body, ctx.limits)
     except ProtocolError as e:
@@ -281,17 +281,10 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
         raise Rejected("schema", f"node: {batch.node_id!r} does not match the signing node "
                        f"{auth.node_id!r}", field="node")
     check_gaps(batch)
-    if quotas is not None:
-        quotas.charge(auth.node_id, readings=len(batch))
-    try:
-        result = store_batch(ctx, batch, auth, now)
-    except BaseException:
-        if quotas is not None:
-            quotas.charge(auth.node_id, readings=-len(batch))  # nothing was stored
-        raise
-    if quotas is not None:
-        quotas.charge(auth.node_id, stored_bytes=stored_bytes(result.stored, result.gaps, result.incidents,
-                                                              batch))
+    result = store_batch(ctx, batch, auth, now)
+    if cost is not None:
+        cost["readings"] = len(batch)
+        cost["stored_bytes"] = stored_bytes(result.stored, result.gaps, result.incidents, batch)
     if ctx.alerts is not None and result.stored:  # after the commit (never raises); a resend of
         ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
     if ctx.alerts is not None and (result.conflicts or result.identity_switched):
@@ -305,10 +298,10 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
 
 
 def ping_sync(ctx: AppContext, request: Request, body: bytes,
-              quotas: NodeQuotas | None = None) -> dict[str, Any]:
+              quotas: SharedQuotas | None = None) -> dict[str, Any]:
     auth, now = authenticate(ctx, request, body)
     if quotas is not None:
-        quotas.charge(auth.node_id, readings=1)  # a ping writes its signature: not free either
+        quotas.take(auth.node_id, readings=1)  # a ping writes its signature: not free either
     try:
         ctx.store.accept_signature(auth.node_id, auth.signature,
                                    expires_ms=auth.timestamp + ctx.limits.window_ms, now_ms=now)
@@ -324,44 +317,68 @@ INGEST_BODY_DOC = {"requestBody": {"required": True, "content": {protocol.CONTEN
     "type": "string", "format": "binary", "description": "gzip of a document valid against /v1/schema"}}}}}
 
 
-MAX_PER_NODE = 2  # batches of one node in progress or waiting (a node sends one at a time)
-
-
 class IngestSlots:
-    """At most ``limits.ingest_slots`` bodies decoded and stored at once, and one per node (a node
-    uploads one batch at a time; a stolen key's parallel batches must not take every slot); a
-    request that waits longer than ``limits.ingest_wait_s`` is refused (503 overloaded)."""
+    """At most ``limits.ingest_slots`` bodies decoded and stored at once in this process, and one
+    batch per node at a time; a request that waits longer than ``limits.ingest_wait_s`` is refused
+    (503 overloaded). With ``quotas``, each batch is first admitted through the database
+    (`SharedQuotas.admit`: the node's quotas, and at most `MAX_PER_NODE` batches of a node in
+    progress or waiting over every receiver process) and charged when done (`SharedQuotas.finish`).
+    The same count is kept in this process too, so a flood of one node's batches into one process is
+    refused without a database round trip."""
 
-    def __init__(self, limits: IngestLimits, threads: anyio.CapacityLimiter | None = None) -> None:
+    def __init__(self, limits: IngestLimits, threads: anyio.CapacityLimiter | None = None,
+                 quotas: SharedQuotas | None = None) -> None:
         self.limits = limits
         self.threads = threads
+        self.quotas = quotas
         self._semaphore: asyncio.Semaphore | None = None  # made in the server's event loop
         self._per_node: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # node -> (lock, [users])
 
     async def run(self, node_id: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args, cost)`` in a thread once admitted; ``cost`` is the dict ``fn`` fills with what
+        the batch cost (`ingest_sync`)."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limits.ingest_slots)
         lock, users = self._per_node.setdefault(node_id, (asyncio.Lock(), [0]))
         if users[0] >= MAX_PER_NODE:
-            retry = self.limits.retry_after_s
-            raise Rejected("overloaded", f"node {node_id!r} already has {users[0]} batches in progress or "
-                           f"waiting; send one at a time (retry after {retry} s)", retry_after_s=retry)
+            raise self._busy(node_id, users[0])
         users[0] += 1
         deadline = time.monotonic() + self.limits.ingest_wait_s
         try:
-            await self._acquire(lock.acquire(), deadline)
+            claim = None
+            if self.quotas is not None:
+                claim = await anyio.to_thread.run_sync(self.quotas.admit, node_id, limiter=self.threads)
+            cost: dict[str, int] = {}
             try:
-                await self._acquire(self._semaphore.acquire(), deadline)
+                await self._acquire(lock.acquire(), deadline)
                 try:
-                    return await anyio.to_thread.run_sync(fn, *args, limiter=self.threads)
+                    await self._acquire(self._semaphore.acquire(), deadline)
+                    try:
+                        return await anyio.to_thread.run_sync(fn, *args, cost, limiter=self.threads)
+                    finally:
+                        self._semaphore.release()
                 finally:
-                    self._semaphore.release()
+                    lock.release()
             finally:
-                lock.release()
+                if claim is not None:
+                    await anyio.to_thread.run_sync(self._finish, node_id, claim, cost, limiter=self.threads)
         finally:
             users[0] -= 1
             if users[0] == 0:
                 del self._per_node[node_id]
+
+    def _finish(self, node_id: str, claim: str, cost: dict[str, int]) -> None:
+        assert self.quotas is not None
+        try:
+            self.quotas.finish(node_id, claim, readings=cost.get("readings", 0),
+                               stored_bytes=cost.get("stored_bytes", 0))
+        except StoreError as e:  # the batch's own answer stands; the claim expires (CLAIM_TTL_S)
+            log.error("node %s: quota charge not recorded: %s", node_id, e)
+
+    def _busy(self, node_id: str, users: int) -> Rejected:
+        retry = self.limits.retry_after_s
+        return Rejected("overloaded", f"node {node_id!r} already has {users} batches in progress or "
+                        f"waiting; send one at a time (retry after {retry} s)", retry_after_s=retry)
 
     async def _acquire(self, waiting: Any, deadline: float) -> None:
         try:
@@ -377,8 +394,9 @@ def router(ctx: AppContext) -> APIRouter:
     api = APIRouter(tags=["node"])
     keys = NodeKeys(ctx.store.node_key)
     threads = anyio.CapacityLimiter(INGEST_THREADS)  # ingest's own threads: reads cannot take them
-    slots = IngestSlots(ctx.limits, threads)
-    quotas = NodeQuotas(ctx.limits)
+    quotas = SharedQuotas(ctx.store, ctx.limits, ctx.now_ms)
+    ctx.quotas = quotas  # closed with the app (central/app.py close_app)
+    slots = IngestSlots(ctx.limits, threads, quotas)
 
     @api.post(protocol.INGEST_PATH, openapi_extra=INGEST_BODY_DOC, responses=INGEST_DOC)
     async def ingest(request: Request) -> JSONResponse:
@@ -392,10 +410,10 @@ def router(ctx: AppContext) -> APIRouter:
         body = await read_body(request, ctx.limits.max_body, max_decompressed=ctx.limits.max_decompressed)
         await check_signature(keys, request, auth, key, body)  # before queueing for a slot
         try:
-            return JSONResponse(await slots.run(auth.node_id, ingest_sync, ctx, request, body, quotas))
+            return JSONResponse(await slots.run(auth.node_id, ingest_sync, ctx, request, body))
         except Rejected as e:
-            if e.code == "overloaded":  # no slot in time: signed like a stale timestamp, so that the
-                arm_receipt(request, key, auth.signature)  # node waits for Retry-After, path not blamed
+            if e.code in ("overloaded", "quota"):  # signed like a stale timestamp, so that the node
+                arm_receipt(request, key, auth.signature)  # waits for Retry-After, path not blamed
             raise
 
     @api.post(protocol.PING_PATH, responses=PING_DOC)

@@ -118,6 +118,8 @@ class PgStore(SqlStore):
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
 
     def _insert_readings(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        # readings is partitioned by wall time, so its unique key includes wall_ms: a resent seq with
+        # another stamp is found by central/integrity.py's lookup under the node's lock, not here
         with cur.copy(f"COPY incoming_readings ({_COLUMNS}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)

@@ -35,12 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "database connections, so use PostgreSQL for N > 1 (docs/central.md)")
     p.add_argument("--config", metavar="FILE",
                    help="the central's TOML config: [limits], [[forward]] sinks (MQTT / ThingsBoard), "
-                   "[console] settings, [alerts] rules and sinks; see docs/central.md, docs/alerts.md")
+                   "[console] settings, [alerts] rules and sinks, [retention]; see docs/central.md, "
+                   "docs/alerts.md")
     p.set_defaults(func=serve_cmd)
 
 
 # top-level tables of the central's config file and the area that reads each
-CONFIG_SECTIONS = ("forward", "console", "limits", "alerts")
+CONFIG_SECTIONS = ("forward", "console", "limits", "alerts", "retention")
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -84,6 +85,9 @@ def serve_cmd(args: argparse.Namespace) -> int:
     console = parse_console(config)
     alerts_config = parse_alerts(config)
     receiver_limits = limits.parse_limits(config.get("limits"), where=f"--config {args.config} [limits]")
+    from central.retention import Maintenance, parse_retention
+
+    policy = parse_retention(config.get("retention"), where=f"--config {args.config} [retention]")
     if sinks:
         from central.forward.forwarder import log
 
@@ -95,12 +99,16 @@ def serve_cmd(args: argparse.Namespace) -> int:
     forwarders: list[Any] = []
     stores = [store]
     alerts, deliveries = None, []
+    maintenance = None
     try:
         if args.workers > 1:
             store.close()  # a database connection must never cross a fork
-            return _serve_workers(args, sinks, alerts_config, forwarders, stores,
+            return _serve_workers(args, sinks, alerts_config, forwarders, stores, policy,
                                   console=console, limits=receiver_limits)
         alerts, deliveries = _start_alerts(store, alerts_config)
+        stores.append(open_db(args.db))  # its own connection: never holds the one uploads write on
+        maintenance = Maintenance(stores[-1], policy)  # weeks ahead and retention, hourly
+        maintenance.start()
         if sinks:
             from central.forward.forwarder import start_forwarders
 
@@ -119,17 +127,20 @@ def serve_cmd(args: argparse.Namespace) -> int:
             alerts.stop()
         for delivery in deliveries:
             delivery.stop()
+        if maintenance is not None:
+            maintenance.stop()
         for each in stores:
             each.close()
     return 0
 
 
 def _serve_workers(args: argparse.Namespace, sinks: list[Any], alerts_config: Any, forwarders: list[Any],
-                   stores: list[Any], **app_options: Any) -> int:
+                   stores: list[Any], policy: Any, **app_options: Any) -> int:
     """``--workers N``: the workers serve requests, each with its own alert engine (rules evaluated
     as its batches are stored); the parent runs what must run once, on a connection of its own
     opened after the workers are forked: forwarders (one per sink across every process, by their
-    lease), the silent-node check and alert delivery (queued in the database, polled each second)."""
+    lease), the silent-node check, alert delivery (queued in the database, polled each second) and
+    the hourly maintenance (central/retention.py)."""
     from central import server
 
     running: list[Any] = []
@@ -138,6 +149,11 @@ def _serve_workers(args: argparse.Namespace, sinks: list[Any], alerts_config: An
         stores.append(open_db(args.db))
         engine, deliveries = _start_alerts(stores[-1], alerts_config)
         running.extend([engine, *deliveries] if engine is not None else [])
+        from central.retention import Maintenance
+
+        maintenance = Maintenance(stores[-1], policy)
+        maintenance.start()
+        running.append(maintenance)
         if sinks:
             from central.forward.forwarder import start_forwarders
 

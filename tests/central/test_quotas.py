@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from central.errors import Rejected
 from central.limits import IngestLimits
-from central.quotas import READING_BYTES, NodeQuotas
+from central.quotas import MAX_PER_NODE, READING_BYTES, SharedQuotas
 from central.server import serve_in_thread
 from node import protocol
 from node.model import Batch, Gap, Incident, Reading
@@ -19,26 +20,59 @@ QUOTA = IngestLimits(quota_readings_per_minute=60, quota_readings_burst=100)
 
 class FakeClock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_764_000_000_000
 
-    def __call__(self) -> float:
+    def __call__(self) -> int:
         return self.now
 
 
-def test_bucket_goes_into_debt_by_one_batch_then_waits_for_its_refill():
+def test_bucket_goes_into_debt_by_one_batch_then_waits_for_its_refill(store):
     clock = FakeClock()
-    quotas = NodeQuotas(QUOTA, monotonic=clock)
-    quotas.check("a")
-    quotas.charge("a", readings=150)  # accepted while anything was left: 100 -> -50
+    quotas = SharedQuotas(store, QUOTA, clock)
+    claim = quotas.admit("a")
+    quotas.finish("a", claim, readings=150)  # admitted while anything was left: 100 -> -50
     with pytest.raises(Exception) as refused:
-        quotas.check("a")
+        quotas.admit("a")
     assert refused.value.code == "quota" and refused.value.extra["quota"] == "quota_readings_per_minute"
     assert refused.value.extra["retry_after_s"] == 51  # 1 reading a second until above zero
-    quotas.check("b")  # another node's bucket is its own
-    clock.now += 51
-    quotas.check("a")
-    quotas.charge("a", readings=-1000)  # a refund never fills past the burst
-    assert quotas.level("a", "readings") == 100
+    with pytest.raises(Exception) as known:  # from this process's memory, before any body is read
+        quotas.known_empty("a")
+    assert known.value.extra["retry_after_s"] == 51
+    quotas.known_empty("b")
+    quotas.finish("b", quotas.admit("b"))  # another node's bucket is its own
+    clock.now += 51_000
+    quotas.known_empty("a")
+    quotas.finish("a", quotas.admit("a"))
+    clock.now += 10**9
+    assert quotas.level("a", "readings") == 100  # the refill never fills past the burst
+    clock.now -= 10**6
+    assert quotas.level("a", "readings") == 100  # a clock that steps back refills (and takes) nothing
+
+
+def test_one_node_has_one_quota_and_two_claims_over_every_process(store):
+    clock = FakeClock()
+    first, second = SharedQuotas(store, QUOTA, clock), SharedQuotas(store, QUOTA, clock)  # two workers
+    claims = [first.admit("a"), second.admit("a")]
+    with pytest.raises(Exception) as busy:
+        first.admit("a")
+    assert busy.value.code == "overloaded" and f"{MAX_PER_NODE} batches" in str(busy.value)
+    first.finish("a", claims[0], readings=60)
+    second.finish("a", claims[1], readings=60)  # 100 - 120: the other process's charge counted
+    with pytest.raises(Exception) as refused:
+        first.admit("a")
+    assert refused.value.code == "quota" and refused.value.extra["retry_after_s"] == 21
+    assert second.level("a", "readings") == -20
+
+
+def test_a_claim_left_by_a_dead_process_expires(store):
+    clock = FakeClock()
+    quotas = SharedQuotas(store, QUOTA, clock)
+    quotas.admit("a")
+    quotas.admit("a")  # its process died: never finished
+    with pytest.raises(Rejected, match="already has 2 batches"):
+        quotas.admit("a")
+    clock.now += int((QUOTA.ingest_wait_s + 121) * 1000)
+    quotas.finish("a", quotas.admit("a"))
 
 
 def test_default_quota_lets_a_7_day_backlog_drain_at_full_speed():

@@ -92,3 +92,36 @@ def test_workers_out_of_range_is_one_line(value, tmp_path, cli_env):
     assert r.returncode in (2, 78), r.stderr
     assert "Traceback" not in r.stderr
     assert "--workers" in r.stderr.strip().splitlines()[-1]  # argparse's usage may come before it
+
+
+def test_one_nodes_quota_is_one_quota_over_two_workers(store_url, cli_env, tmp_path):
+    """Quotas live in the database: with a burst of 275 readings, a node's batches spread over two
+    workers (a new connection each) are refused once the bucket is empty in all, not per worker."""
+    key = add_node(store_url, cli_env, "pole-q")
+    other = add_node(store_url, cli_env, "pole-r")
+    conf = tmp_path / "central.toml"
+    conf.write_text("[limits]\nquota_readings_burst = 275\nquota_readings_per_minute = 1\n")
+    proc, base = start_server(["--db", store_url, "--workers", "2", "--config", str(conf)], cli_env)
+    try:
+        wait_for(lambda: len(children(proc.pid)) == 2, what="2 workers")
+        answers = [upload(base, key, "pole-q", k * 50, n=50) for k in range(12)]
+        codes = [r.status_code for r in answers]
+        # the 6th batch of 50 takes the bucket below zero (275 -> -25); the 7th and later are
+        # refused by whichever worker gets them (with one bucket per worker, 12 would pass)
+        assert codes == [200] * 6 + [429] * 6, [r.text for r in answers]
+        refused = answers[6].json()
+        assert refused["error"] == "quota" and refused["quota"] == "quota_readings_per_minute"
+        assert int(answers[6].headers["Retry-After"]) >= 1
+        assert upload(base, other, "pole-r", 0, n=50).status_code == 200  # its own bucket
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    store = open_store(store_url)
+    try:
+        assert store.count_readings("pole-q") == 300
+        level = store.transaction(lambda tx: tx.execute(
+            "SELECT level FROM node_quotas WHERE node_id = 'pole-q' AND kind = 'readings'").fetchall())
+        assert -26 < level[0][0] < -24  # one bucket, in the database
+    finally:
+        store.close()
