@@ -39,19 +39,27 @@ def prepare_path(path: str) -> None:
         except OSError as e:
             raise StoreError(f"--db sqlite:///{path}: cannot create directory {parent}: "
                              f"{e.strerror or e}") from None
+    # Never open and close a file SQLite may already hold in this process: closing any descriptor of
+    # a file drops every POSIX lock this process holds on it, so another process would take this
+    # one's connections for gone and delete the WAL under them (a corrupt database; sqlite.org,
+    # "How To Corrupt", 2.2). Hence O_EXCL: a descriptor only of a file this call creates.
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _DB_MODE)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _DB_MODE)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise StoreError(f"--db sqlite:///{path}: cannot create: {e.strerror or e}") from None
+    else:
+        os.close(fd)
+    try:
+        st = os.stat(path)
     except OSError as e:
         raise StoreError(f"--db sqlite:///{path}: cannot open: {e.strerror or e}") from None
-    try:
-        st = os.fstat(fd)
-        if st.st_mode & 0o077 and st.st_uid == os.geteuid():
-            for name in (path, path + "-wal", path + "-shm"):
-                if os.path.exists(name):
-                    os.chmod(name, stat.S_IMODE(os.stat(name).st_mode) & ~0o077)
-            log.warning("%s was readable by group or others (it holds the node keys): now mode 0600", path)
-    finally:
-        os.close(fd)
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        for name in (path, path + "-wal", path + "-shm"):
+            if os.path.exists(name):
+                os.chmod(name, stat.S_IMODE(os.stat(name).st_mode) & ~0o077)
+        log.warning("%s was readable by group or others (it holds the node keys): now mode 0600", path)
 
 
 def _set_wal(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:

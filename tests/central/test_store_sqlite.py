@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 
 from central.store import open_store
 from tests.central import round1
@@ -24,6 +26,36 @@ def test_commits_are_full_sync_in_wal(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         store.close()
+
+
+def test_a_second_store_of_the_file_in_one_process_keeps_the_first_ones_locks(tmp_path):
+    """Opening the file again in this process (the serving process's maintenance store) must not
+    drop the POSIX locks of the first store's connection: else another process closing its own
+    connection takes itself for the last one and deletes the WAL the first store still writes."""
+    path = tmp_path / "c.db"
+    first = open_store(f"sqlite:///{path}")
+    second = None
+    try:
+        first.add_node("pole-1", bytes(32), 0)
+        second = open_store(f"sqlite:///{path}")
+        second.add_node("pole-2", bytes(32), 0)
+        script = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                  "c.execute('SELECT count(*) FROM nodes').fetchall(); c.close()")
+        other = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                               timeout=60)
+        assert other.returncode == 0, other.stderr
+        assert (tmp_path / "c.db-wal").exists(), "another process deleted the WAL of an open store"
+        first.add_node("pole-3", bytes(32), 0)
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("SELECT count(*) FROM nodes").fetchone()[0] == 3
+        finally:
+            conn.close()
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
 
 
 def test_new_database_and_its_directory_are_private(tmp_path):
