@@ -11,8 +11,9 @@ hourly maintenance that applies it (and, on PostgreSQL, creates the weeks ahead:
 
 PostgreSQL drops whole weeks once they are older than the longest raw retention (a detach and a
 drop, no row by row delete); readings of classes kept shorter (and those in the default partition)
-are deleted per node and channel through the index (node_id, channel, wall_ms), in batches of
-`DELETE_BATCH` rows, each its own short transaction, so ingest never waits long behind them.
+are deleted per node and channel, once both their wall time and their arrival are that old,
+through the index (node_id, channel, wall_ms), in batches of `DELETE_BATCH` rows, each its own
+short transaction, so ingest never waits long behind them.
 SQLite deletes the same way (it has no partitions: docs/central.md, "SQLite's limits").
 """
 
@@ -109,14 +110,17 @@ def apply(store: Any, policy: RetentionPolicy, now_ms: int) -> dict[str, Any]:
     if getattr(store, "dialect", "") == "postgresql":
         report["dropped"], report["skipped"] = partitions.drop_weeks_before(store, now_ms - longest * DAY_MS)
     # per node and channel, through the index (node_id, channel, wall_ms): a probe per partition
-    # when there is nothing to delete, never a scan of the table
+    # when there is nothing to delete, never a scan of the table. Only readings also *received*
+    # that long ago: a node whose clock was wrong (stamped 1970, flagged) keeps what it just sent.
     for node_id, channel in store.transaction(lambda tx: tx.execute(
             "SELECT node_id, channel FROM channels ORDER BY node_id, channel").fetchall()):
         name = class_of(policy, channel)
         days = policy.raw_days if name is None else policy.classes[name]
+        cutoff = now_ms - days * DAY_MS
         report["deleted"] += _delete_batched(store, "readings", "node_id, epoch, seq, wall_ms",
-                                             "node_id = ? AND channel = ? AND wall_ms < ?",
-                                             [node_id, channel, now_ms - days * DAY_MS])
+                                             "node_id = ? AND channel = ? AND wall_ms < ? "
+                                             "AND received_ms < ?",
+                                             [node_id, channel, cutoff, cutoff])
     report["hourly_deleted"] = _delete_batched(store, "readings_hourly", "node_id, channel, hour_ms",
                                                "hour_ms < ?", [now_ms - policy.hourly_days * DAY_MS])
     return report

@@ -30,9 +30,9 @@ def batch(seqs, walls, *, channel: str = "flood.depth_cm", epoch: int = 1) -> In
 _SIGNATURES = itertools.count()
 
 
-def ingest(store, b: IngestBatch):
-    return store.ingest(b, signature=f"sig-{next(_SIGNATURES)}",
-                        expires_ms=now_ms() + 60_000, now_ms=now_ms())
+def ingest(store, b: IngestBatch, received_ms: int | None = None):
+    at = now_ms() if received_ms is None else received_ms
+    return store.ingest(b, signature=f"sig-{next(_SIGNATURES)}", expires_ms=at + 60_000, now_ms=at)
 
 
 def where(store, seq: int) -> str:
@@ -165,13 +165,17 @@ def test_retention_per_channel_class_and_rollups_kept_longer(store):
     store.add_node(NODE, KEY, now_ms())
     now = now_ms()
     old = now - 100 * DAY_MS
-    ingest(store, batch([1, 2], [old, now], channel="node.cpu_temp_c"))
-    ingest(store, batch([3, 4], [old, now], channel="flood.depth_cm"))
-    ingest(store, batch([5], [now - 500 * DAY_MS], channel="flood.depth_cm"))
+    ingest(store, batch([1], [old], channel="node.cpu_temp_c"), received_ms=old)
+    ingest(store, batch([2], [now], channel="node.cpu_temp_c"))
+    ingest(store, batch([3], [old], channel="flood.depth_cm"), received_ms=old)
+    ingest(store, batch([4], [now], channel="flood.depth_cm"))
+    ingest(store, batch([5], [now - 500 * DAY_MS], channel="flood.depth_cm"), received_ms=now - 500 * DAY_MS)
+    # stamped 500 days ago by a wrong clock, but it arrived just now: kept
+    ingest(store, batch([6], [now - 500 * DAY_MS], channel="flood.depth_cm"))
     policy = parse_retention({"raw_days": 400, "hourly_days": 3650, "classes": {"node.*": 30}})
     report = retention.maintain(store, policy, now)
     assert report["deleted"] == 2  # node.* older than 30 days, flood.* older than 400 days
-    assert store.seqs(NODE, 1) == [2, 3, 4]
+    assert store.seqs(NODE, 1) == [2, 3, 4, 6]
     hours = store.transaction(lambda tx: tx.execute(
         "SELECT channel, hour_ms FROM readings_hourly ORDER BY hour_ms").fetchall())
     assert len(hours) == 5  # the rollup of what was deleted stays (3650 days)
@@ -199,7 +203,9 @@ def test_serve_applies_its_retention_config_and_refuses_a_bad_one(store_url, cli
     store = open_store(store_url)
     try:
         store.add_node(NODE, KEY, now_ms())
-        ingest(store, batch([1, 2], [now_ms() - 100 * DAY_MS, now_ms()], channel="node.cpu_temp_c"))
+        old = now_ms() - 100 * DAY_MS
+        ingest(store, batch([1], [old], channel="node.cpu_temp_c"), received_ms=old)
+        ingest(store, batch([2], [now_ms()], channel="node.cpu_temp_c"))
     finally:
         store.close()
     conf = tmp_path / "central.toml"
