@@ -289,10 +289,30 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
     return doc
 
 
+def document_json(doc: Mapping[str, Any]) -> str:
+    """``json.dumps(doc)`` with the wire's separators, the same text, one channel at a time.
+
+    json's C encoder keeps every token of a document as a string of its own until it joins them:
+    for a 5,000-reading batch ~1 MB of small objects at once, which a drain's memory keeps
+    (docs/uploader.md, issue #22). Serialized channel by channel, that peak is one channel's."""
+    parts = []
+    for key, value in doc.items():
+        if key == "channels":
+            text = "[" + ",".join(map(_dumps, value)) + "]"
+        else:
+            text = _dumps(value)
+        parts.append(_dumps(key) + ":" + text)
+    return "{" + ",".join(parts) + "}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_batch(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> bytes:
     """The gzip-compressed v1 body for ``batch``; send it with `BODY_HEADERS`."""
     doc = encode_payload(batch, health=health, sent_ms=sent_ms)
-    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    text = document_json(doc).encode("utf-8")
     level = 9 if len(text) <= GZIP_BEST_MAX else 6
     return gzip.compress(text, compresslevel=level, mtime=0)
 
