@@ -26,7 +26,8 @@ import math
 import operator
 import re
 import zlib
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,12 +157,12 @@ def _unscale(n: int, decimals: int) -> float:
     return n / 10**decimals if decimals else float(n)
 
 
-def _deltas(values: list[int]) -> list[int]:
+def _deltas(values: Sequence[int]) -> list[int]:
     return [b - a for a, b in zip(itertools.chain((0,), values), values, strict=False)]
 
 
 def _encode_values(values: list[float | None], decimals: int,
-                   seqs: list[int]) -> tuple[list[int | None], list[list[Any]]]:
+                   seqs: Sequence[int]) -> tuple[list[int | None], list[list[Any]]]:
     """Delta-coded scaled integers (None for no value) and the [index, exact] exceptions.
 
     A value that is not finite cannot travel (a `ProtocolError` naming its reading's seq): v1 values
@@ -212,7 +213,8 @@ _SEQ = operator.attrgetter("seq")
 def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> dict[str, Any]:
     """The v1 JSON document for ``batch`` (before serialization and gzip)."""
     readings = batch.readings
-    seqs_in = list(map(_SEQ, readings))
+    seqs_of = getattr(readings, "seqs", None)  # a claim's columns (node/buffer/columns.py): no readings built
+    seqs_in = seqs_of() if seqs_of is not None else list(map(_SEQ, readings))
     if not all(map(operator.lt, seqs_in, itertools.islice(seqs_in, 1, None))):  # not strictly rising
         readings = sorted(readings, key=_SEQ)
         if len(set(seqs_in)) != len(readings):
@@ -225,7 +227,8 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
     offsets: list[int] = []
     stamp_boots: list[int] = []
     # channel -> (seqs, stamp indexes, values, flags)
-    columns: dict[str, tuple[list[int], list[int], list[float | None], list[int]]] = {}
+    # (seqs and stamp indexes in arrays: no int object per reading while a batch is encoded, #22)
+    columns: dict[str, tuple[MutableSequence[int], MutableSequence[int], list[float | None], list[int]]] = {}
     last_wall = last_boot_ms = -1
     last_boot_id: str | None = None
     si = -1
@@ -247,7 +250,7 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
             si = found
         col = columns.get(r.channel)
         if col is None:
-            col = columns[r.channel] = ([], [], [], [])
+            col = columns[r.channel] = (array("q"), array("q"), [], [])
         col[0].append(r.seq)
         col[1].append(si)
         col[2].append(r.value)

@@ -20,7 +20,7 @@ from typing import Any, overload
 
 from node.model import Reading
 
-_NAN = math.nan
+NAN = math.nan  # the value column's entry for a reading without a value
 
 
 class ClaimedReadings(Sequence[Reading]):
@@ -41,13 +41,15 @@ class ClaimedReadings(Sequence[Reading]):
         self._stamps = stamps
         self._make = make
 
-    def append(self, seq: int, channel_id: int, value: float | None, flags: int, stamp_id: int) -> None:
-        self._seqs.append(seq)
-        self._channel_ids.append(channel_id)
-        self._has_value.append(value is not None)
-        self._values.append(_NAN if value is None else value)
-        self._flags.append(flags)
-        self._stamp_ids.append(stamp_id)
+    def appenders(self) -> tuple[Callable[[Any], None], ...]:
+        """The columns' ``append`` methods, for a loop that fills them: (seq, channel index,
+        value (NaN for none), has value (0/1), flags, stamp index)."""
+        return (self._seqs.append, self._channel_ids.append, self._values.append,
+                self._has_value.append, self._flags.append, self._stamp_ids.append)
+
+    def seqs(self) -> Sequence[int]:
+        """The readings' seqs (rising, as claimed; the encoder checks), without building readings."""
+        return self._seqs
 
     def _reading(self, i: int) -> Reading:
         wall_ms, boot_ms, boot_id = self._stamps[self._stamp_ids[i]]
@@ -74,9 +76,12 @@ class ClaimedReadings(Sequence[Reading]):
         return self._reading(i)
 
     def __iter__(self) -> Iterator[Reading]:
-        reading = self._reading
-        for i in range(len(self._seqs)):
-            yield reading(i)
+        make, names, stamps = self._make, self._names, self._stamps
+        for seq, channel_id, value, has_value, flags, stamp_id in zip(
+                self._seqs, self._channel_ids, self._values, self._has_value, self._flags, self._stamp_ids,
+                strict=True):
+            wall_ms, boot_ms, boot_id = stamps[stamp_id]
+            yield make(seq, names[channel_id], value if has_value else None, flags, wall_ms, boot_ms, boot_id)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from node.buffer import packed
 from node.buffer.base import CLK_FLAGS, _scale, decode_value, gaps_for, merge_gap
-from node.buffer.columns import ClaimedReadings
+from node.buffer.columns import NAN, ClaimedReadings
 from node.model import Gap, Reading
 
 
@@ -206,7 +206,7 @@ def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | N
     names: list[str] = []
     info: dict[int, tuple[int, float, int]] = {}
     out = ClaimedReadings(names, stamps, _reading_maker())
-    append = out.append
+    add_seq, add_channel, add_value, add_has_value, add_flags, add_stamp = out.appenders()
     k = 0
     last = len(starts) - 1
     next_start = starts[1] if last > 0 else _NO_SEQ
@@ -227,7 +227,12 @@ def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | N
             v: float | None = value / scale
         else:
             v = decode_value(value, res)
-        append(seq, name_id, v, flags | clk_flags, k)
+        add_seq(seq)
+        add_channel(name_id)
+        add_value(NAN if v is None else v)
+        add_has_value(v is not None)
+        add_flags(flags | clk_flags)
+        add_stamp(k)
     return out
 
 
