@@ -56,12 +56,21 @@ class EmulatedTime:
         return (self.now - self.start) / 86400
 
 
+# The central's per-node quotas (central/quotas.py) refill in real time: a month emulated in minutes
+# is thousands of times a node's real rate, and the default buckets (1,000,000 readings, 256 MiB of
+# stored bytes: ~21 days of the example node) ran dry on day 20, so every later round got 429 and
+# the backlog grew to the end. The soak's central gets buckets that hold the whole month.
+SOAK_LIMITS = "[limits]\nquota_readings_burst = 100_000_000\nquota_bytes_burst = 68_719_476_736\n"
+
+
 class Central:
     """The receiver as a real process on a fixed port, stopped and started by the soak."""
 
-    def __init__(self, db_url: str, port: int, cert: str, key: str) -> None:
+    def __init__(self, db_url: str, port: int, cert: str, key: str, config: str | None = None) -> None:
         self.args = ["serve", "--listen", f"127.0.0.1:{port}", "--db", db_url, "--tls-cert", cert,
                      "--tls-key", key]
+        if config is not None:
+            self.args += ["--config", config]
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
@@ -108,7 +117,9 @@ def run(plan: dict[str, Any]) -> None:
     state = Path(plan["state_dir"])
     clock = EmulatedTime(time.time() - (days + 1) * 86400)  # every stamp in the past
     key = bytes.fromhex(plan["key"])  # registered with the central by bench/soak.py
-    central = Central(plan["central_db"], plan["port"], plan["cert"], plan["tls_key"])
+    limits = state / "central.toml"
+    limits.write_text(SOAK_LIMITS)
+    central = Central(plan["central_db"], plan["port"], plan["cert"], plan["tls_key"], str(limits))
     central.start()
     path = state / "buffer.db"
     buf = SqliteBuffer(path, NODE, clock=clock.wall, timer=clock.mono)

@@ -26,7 +26,8 @@ import math
 import operator
 import re
 import zlib
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,12 +163,12 @@ def _unscale(n: int, decimals: int) -> float:
     return n / 10**decimals if decimals else float(n)
 
 
-def _deltas(values: list[int]) -> list[int]:
+def _deltas(values: Sequence[int]) -> list[int]:
     return [b - a for a, b in zip(itertools.chain((0,), values), values, strict=False)]
 
 
 def _encode_values(values: list[float | None], decimals: int,
-                   seqs: list[int]) -> tuple[list[int | None], list[list[Any]]]:
+                   seqs: Sequence[int]) -> tuple[list[int | None], list[list[Any]]]:
     """Delta-coded scaled integers (None for no value) and the [index, exact] exceptions.
 
     A value that is not finite cannot travel (a `ProtocolError` naming its reading's seq): v1 values
@@ -218,7 +219,8 @@ _SEQ = operator.attrgetter("seq")
 def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> dict[str, Any]:
     """The v1 JSON document for ``batch`` (before serialization and gzip)."""
     readings = batch.readings
-    seqs_in = list(map(_SEQ, readings))
+    seqs_of = getattr(readings, "seqs", None)  # a claim's columns (node/buffer/columns.py): no readings built
+    seqs_in = seqs_of() if seqs_of is not None else list(map(_SEQ, readings))
     if not all(map(operator.lt, seqs_in, itertools.islice(seqs_in, 1, None))):  # not strictly rising
         readings = sorted(readings, key=_SEQ)
         if len(set(seqs_in)) != len(readings):
@@ -231,7 +233,8 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
     offsets: list[int] = []
     stamp_boots: list[int] = []
     # channel -> (seqs, stamp indexes, values, flags)
-    columns: dict[str, tuple[list[int], list[int], list[float | None], list[int]]] = {}
+    # (seqs and stamp indexes in arrays: no int object per reading while a batch is encoded, #22)
+    columns: dict[str, tuple[MutableSequence[int], MutableSequence[int], list[float | None], list[int]]] = {}
     last_wall = last_boot_ms = -1
     last_boot_id: str | None = None
     si = -1
@@ -253,7 +256,7 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
             si = found
         col = columns.get(r.channel)
         if col is None:
-            col = columns[r.channel] = ([], [], [], [])
+            col = columns[r.channel] = (array("q"), array("q"), [], [])
         col[0].append(r.seq)
         col[1].append(si)
         col[2].append(r.value)
@@ -295,10 +298,30 @@ def encode_payload(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> 
     return doc
 
 
+def document_json(doc: Mapping[str, Any]) -> str:
+    """``json.dumps(doc)`` with the wire's separators, the same text, one channel at a time.
+
+    json's C encoder keeps every token of a document as a string of its own until it joins them:
+    for a 5,000-reading batch ~1 MB of small objects at once, which a drain's memory keeps
+    (docs/uploader.md, issue #22). Serialized channel by channel, that peak is one channel's."""
+    parts = []
+    for key, value in doc.items():
+        if key == "channels":
+            text = "[" + ",".join(map(_dumps, value)) + "]"
+        else:
+            text = _dumps(value)
+        parts.append(_dumps(key) + ":" + text)
+    return "{" + ",".join(parts) + "}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_batch(batch: Batch, *, health: Mapping[str, Any], sent_ms: int) -> bytes:
     """The gzip-compressed v1 body for ``batch``; send it with `BODY_HEADERS`."""
     doc = encode_payload(batch, health=health, sent_ms=sent_ms)
-    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    text = document_json(doc).encode("utf-8")
     level = 9 if len(text) <= GZIP_BEST_MAX else 6
     return gzip.compress(text, compresslevel=level, mtime=0)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from node.buffer import packed
 from node.buffer.base import CLK_FLAGS, _scale, decode_value, gaps_for, merge_gap
+from node.buffer.columns import NAN, ClaimedReadings
 from node.model import Gap, Reading
 
 
@@ -39,25 +40,85 @@ def packed_overlapping(db: sqlite3.Connection, lo: int, hi: int, *, desc: bool =
                       (start, hi, lo))
 
 
-def window(db: sqlite3.Connection, lo: int, hi: int, limit: int, *, desc: bool = False) -> list[Row]:
-    """Up to ``limit`` readings with seq in [lo, hi], the lowest (``desc``: the highest), by seq."""
+def window(db: sqlite3.Connection, lo: int, hi: int, limit: int, *, desc: bool = False) -> WindowRows:
+    """Up to ``limit`` readings with seq in [lo, hi], the lowest (``desc``: the highest), by seq.
+
+    The packed cycles are selected by their (first_seq, n) alone and decoded only when the rows
+    are read (`WindowRows`): a claim never holds thousands of row tuples at once (issue #22)."""
     order = "DESC" if desc else "ASC"
-    rows: list[Row] = db.execute(f"SELECT seq, ch, value, flags FROM readings WHERE seq BETWEEN ? AND ?"
-                                 f" ORDER BY seq {order} LIMIT ?", (lo, hi, limit)).fetchall()
-    got = 0 if desc else len(rows)  # ascending: legacy readings come before every packed one
-    for first, _n, data in packed_overlapping(db, lo, hi, desc=desc) if got < limit else ():
-        unpacked = packed.decode(data)
-        for k, (ch, value, flags) in enumerate(unpacked):
-            seq = first + k
-            if lo <= seq <= hi:
-                rows.append((seq, ch, value, flags))
-                got += 1
+    legacy: list[Row] = db.execute(f"SELECT seq, ch, value, flags FROM readings WHERE seq BETWEEN ? AND ?"
+                                   f" ORDER BY seq {order} LIMIT ?", (lo, hi, limit)).fetchall()
+    got = 0 if desc else len(legacy)  # ascending: legacy readings come before every packed one
+    cycles: list[tuple[int, int, bytes]] = []
+    for first, n, data in packed_overlapping(db, lo, hi, desc=desc) if got < limit else ():
+        cycles.append((first, n, data))
+        got += min(first + n - 1, hi) - max(first, lo) + 1
         if got >= limit:
             break
-    rows.sort(reverse=desc)
-    del rows[limit:]
-    rows.sort()
-    return rows
+    return WindowRows(legacy, cycles, lo, hi, limit, desc=desc)
+
+
+class WindowRows:
+    """The rows of `window`, (seq, ch, value, flags) in seq order, decoded when iterated.
+
+    Holds the legacy rows (schema-1 files; none in a file written since) and the selected
+    cycles' blobs; the `limit` lowest (``desc``: highest) seqs of them in [lo, hi] are the rows.
+    """
+
+    __slots__ = ("_legacy", "_cycles", "_lo", "_hi", "_count")
+
+    def __init__(self, legacy: list[Row], cycles: list[tuple[int, int, bytes]], lo: int, hi: int,
+                 limit: int, *, desc: bool) -> None:
+        spans = [(seq, seq) for seq, *_ in legacy]
+        spans += [(max(first, lo), min(first + n - 1, hi)) for first, n, _ in cycles]
+        spans.sort(reverse=desc)
+        taken = 0
+        bound = None
+        for a, b in spans:
+            size = b - a + 1
+            if size <= 0:
+                continue
+            if taken + size >= limit:
+                bound = (a + limit - taken - 1) if not desc else (b - (limit - taken) + 1)
+                taken = limit
+                break
+            taken += size
+        if bound is not None:
+            lo, hi = (bound, hi) if desc else (lo, bound)
+        cycles.sort()
+        self._legacy = sorted(r for r in legacy if lo <= r[0] <= hi)
+        self._cycles = cycles
+        self._lo = lo
+        self._hi = hi
+        self._count = taken
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[Row]:
+        if self._legacy:  # a schema-1 file: few rows, merged the plain way
+            yield from sorted([*self._legacy, *self._packed(self._cycles)])
+            return
+        yield from self._packed(self._cycles)
+
+    def _packed(self, cycles: list[tuple[int, int, bytes]]) -> Iterator[Row]:
+        lo, hi = self._lo, self._hi
+        for first, _n, data in cycles:
+            for k, (ch, value, flags) in enumerate(packed.decode(data)):
+                seq = first + k
+                if lo <= seq <= hi:
+                    yield (seq, ch, value, flags)
+
+    def __getitem__(self, index: int) -> Row:
+        """The first (0) or the last (-1) row: their seqs bound the claim."""
+        if index not in (0, -1) or not self._count:
+            raise IndexError("WindowRows gives its first and last row only; iterate for the rest")
+        if self._legacy:
+            return list(self)[index]
+        return list(self._packed([self._cycles[index]]))[index]  # the first or the last cycle holds it
 
 
 def seqs_in(db: sqlite3.Connection, lo: int, hi: int, limit: int = 1 << 62) -> list[int]:
@@ -128,43 +189,50 @@ def unsynced_count(db: sqlite3.Connection, boot: int, clk: int) -> int:
 
 
 def readings_in(db: sqlite3.Connection, rows: Sequence[tuple[int, int, float | None, int]],
-                channels: dict[int, tuple[str, float]], boot_names: dict[int, str]) -> list[Reading]:
+                channels: dict[int, tuple[str, float]], boot_names: dict[int, str]) -> ClaimedReadings:
     """Readings for ``rows`` = (seq, ch, value, flags) sorted by seq, stamps joined from cycles.
 
     This is the inner loop of every claim (a drain builds ~600,000 readings): each cycle's stamp
     and each channel's decoding are worked out once, and values stored as an integer count of a
-    power-of-ten resolution (all of CHANNEL_UNITS) are decoded inline.
+    power-of-ten resolution (all of CHANNEL_UNITS) are decoded inline. The readings are kept as
+    columns (node/buffer/columns.py: what a drain's batches cost in memory) and built when read.
     """
     if not rows:
-        return []
+        return ClaimedReadings([], [], _reading_maker())
     cycles = cycles_covering(db, rows[0][0], rows[-1][0])
     starts = [c[0] for c in cycles]
-    stamps = [(wall, boot_ms, boot_names.get(boot, ""), CLK_FLAGS.get(clk, 0))
-              for _, _, wall, boot_ms, boot, clk in cycles]
-    info: dict[int, tuple[str, float, int]] = {}
-    make = _reading_maker()
-    out: list[Reading] = []
-    append = out.append
+    stamps = [(wall, boot_ms, boot_names.get(boot, "")) for _, _, wall, boot_ms, boot, _ in cycles]
+    clk_flags_of = [CLK_FLAGS.get(clk, 0) for *_, clk in cycles]
+    names: list[str] = []
+    info: dict[int, tuple[int, float, int]] = {}
+    out = ClaimedReadings(names, stamps, _reading_maker())
+    add_seq, add_channel, add_value, add_has_value, add_flags, add_stamp = out.appenders()
     k = 0
     last = len(starts) - 1
     next_start = starts[1] if last > 0 else _NO_SEQ
-    wall, boot_ms, boot_name, clk_flags = stamps[0]
+    clk_flags = clk_flags_of[0]
     for seq, ch, value, flags in rows:
         if seq >= next_start:
             while k < last and starts[k + 1] <= seq:
                 k += 1
             next_start = starts[k + 1] if k < last else _NO_SEQ
-            wall, boot_ms, boot_name, clk_flags = stamps[k]
+            clk_flags = clk_flags_of[k]
         c = info.get(ch)
         if c is None:
             name, res = channels.get(ch, (f"?{ch}", 0.0))
-            c = info[ch] = (name, res, _scale(res) if res > 0 else 0)
-        name, res, scale = c
+            c = info[ch] = (len(names), res, _scale(res) if res > 0 else 0)
+            names.append(name)
+        name_id, res, scale = c
         if type(value) is int and scale:
             v: float | None = value / scale
         else:
             v = decode_value(value, res)
-        append(make(seq, name, v, flags | clk_flags, wall, boot_ms, boot_name))
+        add_seq(seq)
+        add_channel(name_id)
+        add_value(NAN if v is None else v)
+        add_has_value(v is not None)
+        add_flags(flags | clk_flags)
+        add_stamp(k)
     return out
 
 
