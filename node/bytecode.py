@@ -31,8 +31,9 @@ from pathlib import Path
 DAEMON_MODULES = (
     "node.cli", "node.commands.config_cmd", "node.commands.run", "node.commands.status",
     "node.commands.demo", "node.commands.diag", "node.commands.scan", "node.commands.read",
-    "node.commands.identify", "node.commands.bundle", "node.logsetup", "node.agent", "node.fleet",
-    "node.buffer", "node.keyfile", "node.uploader", "node.memory", "node.upload_transport",
+    "node.commands.identify", "node.commands.bundle", "node.commands.provision", "node.logsetup",
+    "node.agent", "node.fleet", "node.buffer", "node.keyfile", "node.uploader", "node.memory",
+    "node.upload_transport",
     "drivers.i2c", "drivers.base", "drivers.bme280", "drivers.pm25", "drivers.flood",
     "drivers.rain", "drivers.health", "drivers.led", "drivers.alarm", "drivers.emulator",
     "drivers.emulator.gpio", "drivers.emulator.health", "drivers.emulator.rig",
