@@ -61,8 +61,11 @@ def pg_connect(url: str, schema: str) -> Any:
     return conn
 
 
-def generate(url: str, schema: str, size: dict[str, int], now_ms: int) -> int:
-    """Nodes, channels and readings by SQL; then the console's tables as the migration fills them."""
+def generate(url: str, schema: str, size: dict[str, int], now_ms: int, *, spacing_ms: int = 60_000,
+             finish: str = "ANALYZE") -> int:
+    """Nodes, channels and readings by SQL (``size["per_channel"]`` readings per channel of each
+    node, ``spacing_ms`` apart, and one node ``size["dense_s"]`` seconds at 10 s); then the
+    console's tables as the migration fills them, and ``finish`` (ANALYZE, or VACUUM ANALYZE)."""
     conn = pg_connect(url, schema)
     channels = "ARRAY[" + ",".join(f"'{c}'" for c in CHANNELS) + "]"
     units = "ARRAY[" + ",".join(f"'{u}'" for u in UNITS) + "]"
@@ -80,11 +83,11 @@ def generate(url: str, schema: str, size: dict[str, int], now_ms: int) -> int:
                  f"({units})[c] FROM nodes, generate_series(1, 8) c")
     for index in ("readings_by_time", "readings_by_stream", "readings_by_ingest_tx"):
         conn.execute(f"DROP INDEX IF EXISTS {index}")
-    spacing, count = 60_000, size["per_channel"]
+    spacing, count = spacing_ms, size["per_channel"]
     conn.execute(f"INSERT INTO readings (node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, "
                  f"boot_id, received_ms) SELECT 'pole-' || lpad(n::text, 4, '0'), 1, i * 8 + c, "
                  f"({channels})[c + 1], round((20 + 10 * sin(i / 50.0 + n) + c)::numeric, 2), 0, "
-                 f"%s - (%s - i) * %s, 1000, 'boot-a', %s - (%s - i) * %s + 2000 "
+                 f"%s - (%s - i)::bigint * %s, 1000, 'boot-a', %s - (%s - i)::bigint * %s + 2000 "
                  f"FROM generate_series(1, %s - 1) n, generate_series(0, %s - 1) i, generate_series(0, 7) c",
                  (now_ms, count, spacing, now_ms, count, spacing, size["nodes"], count))
     dense = size["dense_s"] // 10
@@ -98,7 +101,7 @@ def generate(url: str, schema: str, size: dict[str, int], now_ms: int) -> int:
     conn.execute("CREATE INDEX readings_by_ingest_tx ON readings (ingest_tx)")
     for statement in rollup.BACKFILL:
         conn.execute(statement)
-    conn.execute("ANALYZE")
+    conn.execute(finish)
     total = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
     conn.close()
     return int(total)

@@ -29,10 +29,11 @@ from typing import Any
 
 import requests
 
-from bench.console import CHANNELS, DENSE, KEY, PG_URL, UNITS, pg_connect, start_server, timed
+from bench.console import CHANNELS, DENSE, KEY, PG_URL, UNITS, pg_connect, timed
+from bench.console import generate as console_generate
+from bench.receiver import start_central, stop_central
 from central import partitions
 from central.accounts import Accounts
-from central.console import rollup
 from central.console.config import ConsoleConfig
 from central.store import open_store
 from node.model import Reading
@@ -51,45 +52,12 @@ def sizes(quick: bool, per_channel: int) -> dict[str, Any]:
 
 
 def generate(store: Any, schema: str, nodes: int, per_channel: int, dense_s: int, now_ms: int) -> int:
-    """Nodes, channels and readings by SQL, into their weeks; the console's tables as the migration
-    fills them."""
+    """The console bench's fill (`bench.console.generate`), an hour apart, into weeks made first."""
     first = now_ms - per_channel * HOUR_MS
     for week in range(partitions.week_start(first), partitions.week_start(now_ms), partitions.PERIOD_MS):
         store.transaction(lambda tx, w=week: partitions.create_week(tx, w), write=True)
-    conn = pg_connect(PG_URL, schema)
-    channels = "ARRAY[" + ",".join(f"'{c}'" for c in CHANNELS) + "]"
-    units = "ARRAY[" + ",".join(f"'{u}'" for u in UNITS) + "]"
-    conn.execute("SET synchronous_commit = off")
-    conn.execute("SET maintenance_work_mem = '256MB'")
-    conn.execute("INSERT INTO nodes (node_id, key_hex, created_ms, last_seen_ms, health_json, health_ms) "
-                 "SELECT 'pole-' || lpad(n::text, 4, '0'), %s, %s, %s, '{\"firmware\": \"0.1.0\"}', %s "
-                 "FROM generate_series(0, %s - 1) n", (KEY.hex(), now_ms, now_ms, now_ms, nodes))
-    conn.execute(f"INSERT INTO channels (node_id, channel, unit) SELECT node_id, ({channels})[c], "
-                 f"({units})[c] FROM nodes, generate_series(1, 8) c")
-    for index in ("readings_by_time", "readings_by_stream", "readings_by_ingest_tx"):
-        conn.execute(f"DROP INDEX IF EXISTS {index}")
-    conn.execute(f"INSERT INTO readings (node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, "
-                 f"boot_id, received_ms) SELECT 'pole-' || lpad(n::text, 4, '0'), 1, i * 8 + c, "
-                 f"({channels})[c + 1], round((20 + 10 * sin(i / 50.0 + n) + c)::numeric, 2), 0, "
-                 f"%s - (%s - i)::bigint * {HOUR_MS}, 1000, 'boot-a', "
-                 f"%s - (%s - i)::bigint * {HOUR_MS} + 2000 "
-                 f"FROM generate_series(1, %s - 1) n, generate_series(0, %s - 1) i, generate_series(0, 7) c",
-                 (now_ms, per_channel, now_ms, per_channel, nodes, per_channel))
-    dense = dense_s // 10
-    conn.execute(f"INSERT INTO readings (node_id, epoch, seq, channel, value, flags, wall_ms, boot_ms, "
-                 f"boot_id, received_ms) SELECT %s, 1, i * 8 + c, ({channels})[c + 1], "
-                 f"round((15 + 15 * sin(i / 360.0) + c)::numeric, 2), 0, %s - (%s - i) * 10000, 1000, "
-                 f"'boot-a', %s - (%s - i) * 10000 + 2000 FROM generate_series(0, %s - 1) i, "
-                 f"generate_series(0, 7) c", (DENSE, now_ms, dense, now_ms, dense, dense))
-    conn.execute("CREATE INDEX readings_by_time ON readings (node_id, wall_ms)")
-    conn.execute("CREATE INDEX readings_by_stream ON readings (node_id, channel, wall_ms, epoch, seq)")
-    conn.execute("CREATE INDEX readings_by_ingest_tx ON readings (ingest_tx)")
-    for statement in rollup.BACKFILL:
-        conn.execute(statement)
-    conn.execute("VACUUM ANALYZE")
-    total = conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
-    conn.close()
-    return int(total)
+    return console_generate(PG_URL, schema, {"nodes": nodes, "per_channel": per_channel, "dense_s": dense_s},
+                            now_ms, spacing_ms=HOUR_MS, finish="VACUUM ANALYZE")
 
 
 def ingest_rate(store: Any, batches: int, now_ms: int, tag: str) -> float:
@@ -139,7 +107,8 @@ class Database:
         print(f"bench/growth: {self.readings:,} readings generated in {time.monotonic() - t0:.0f} s",
               file=sys.stderr, flush=True)
         token = Accounts(self.store).add_token("bench", "read")
-        self.proc, self.base = start_server(self.url)
+        self.proc, self.base = start_central(["serve", "--listen", "127.0.0.1:0", "--db", self.url],
+                                             timeout=60, drop_env=("STREETNODE_DEBUG",))
         self.api = requests.Session()
         self.api.headers["Authorization"] = f"Bearer {token}"
         self.series_query = {"channel": "flood.depth_cm", "since": f"-{size['dense_s'] * 1000}ms"}
@@ -156,8 +125,7 @@ class Database:
 
     def close(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(30)
+            stop_central(self.proc, timeout=30)
         self.store.close()
         conn = pg_connect(PG_URL, "public")
         conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
