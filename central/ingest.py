@@ -268,6 +268,16 @@ def raise_conflict_alert(ctx: AppContext, batch: protocol.IngestBatch, result: A
     ctx.alerts.on_conflict(batch.node_id, clash=clash, detail=detail, now_ms=now)
 
 
+def raise_hole_alert(ctx: AppContext, batch: protocol.IngestBatch, now: int) -> None:
+    """The same built-in alert for a node that found its own buffer rolled back or lost (at its
+    start, before any conflict could show it): its ``buffer_rollback``/``buffer_lost`` incident."""
+    for incident in batch.incidents:
+        if integrity.is_hole(incident.kind):
+            ctx.alerts.on_conflict(batch.node_id, clash=False, lost=incident.kind == "buffer_lost",
+                                   detail=incident.detail, now_ms=now)
+            return
+
+
 def ingest_sync(ctx: AppContext, request: Request, body: bytes,
                 cost: dict[str, int] | None = None) -> dict[str, Any]:
     """Authenticate, decode and store one batch; what it cost the node's quotas is put in ``cost``
@@ -289,6 +299,8 @@ def ingest_sync(ctx: AppContext, request: Request, body: bytes,
         ctx.alerts.on_batch(batch, now)  # readings already stored was judged when they came first
     if ctx.alerts is not None and (result.conflicts or result.identity_switched):
         raise_conflict_alert(ctx, batch, result, now)
+    elif ctx.alerts is not None and result.incidents:  # new incidents: one may be a rollback or loss
+        raise_hole_alert(ctx, batch, now)
     answer = {**result.as_dict(), "readings": len(batch), "batch": batch.batch_id, "epoch": batch.epoch,
               "server_time_ms": now}
     config = on_ingest(ctx.store, auth.node_id, batch.health, now)  # the desired version (docs/fleet.md)

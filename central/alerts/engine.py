@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from central.alerts.config import AlertsConfig, Rule
 from central.alerts.rules import RuleState, flag_step, threshold_step
 from node.model import UNTRUSTED
+from node.protocol import HOLE_REASONS
 
 if TYPE_CHECKING:  # the database side imports the forwarder's (and its layouts'): not at app import
     from central.alerts.db import AlertsDb
@@ -199,12 +200,15 @@ class AlertEngine:
         return self._transition(conn, rule, node, change, now, reading_ms, value, True)
 
     # ---------------------------------------------------------------- built in: conflicts (#20)
-    def on_conflict(self, node: str, *, clash: bool, detail: str, now_ms: int | None = None) -> int:
-        """Open the built-in alert of a node whose readings conflict with stored ones, or whose
-        identities alternate: "two devices share node id X" when ``clash``, else "node X's buffer
-        rolled back" (an open one of the latter becomes the former). Never raises."""
+    def on_conflict(self, node: str, *, clash: bool, detail: str, now_ms: int | None = None,
+                    lost: bool = False) -> int:
+        """Open the built-in alert of a node whose readings conflict with stored ones, whose
+        identities alternate, or that found its buffer rolled back or ``lost``: "two devices share
+        node id X" when ``clash``, else "node X's buffer rolled back" / "... was lost" (an open one
+        of the latter becomes the former). Never raises."""
         now = self.now_ms() if now_ms is None else now_ms
-        what = f"two devices share node id {node}" if clash else f"node {node}'s buffer rolled back"
+        what = (f"two devices share node id {node}" if clash else
+                f"node {node}'s buffer was lost" if lost else f"node {node}'s buffer rolled back")
         summary = f"{what}: {detail}"[:500]
 
         def run(conn: Any) -> int:
@@ -227,8 +231,8 @@ class AlertEngine:
         return count
 
     def check_conflicts(self, now_ms: int | None = None) -> int:
-        """Resolve the built-in alert of nodes with no conflict and no identity clash for
-        `CONFLICT_QUIET_MS`; returns how many were resolved."""
+        """Resolve the built-in alert of nodes with no conflict, no identity clash and no rolled-back
+        or lost buffer reported for `CONFLICT_QUIET_MS`; returns how many were resolved."""
         from central.integrity import CLASH_WINDOW_MS, IDENTITY_SELECT, clash, identities
 
         now = self.now_ms() if now_ms is None else now_ms
@@ -241,6 +245,11 @@ class AlertEngine:
                 last = self.db._exec(conn, "SELECT MAX(last_seen_ms) FROM reading_conflicts "
                                      "WHERE node_id = ?", (node,)).fetchone()
                 if last is not None and last[0] is not None and now - int(last[0]) < CONFLICT_QUIET_MS:
+                    continue
+                hole = self.db._exec(conn, "SELECT MAX(received_ms) FROM incidents WHERE node_id = ? "
+                                     f"AND kind IN ({', '.join('?' * len(HOLE_REASONS))})",
+                                     (node, *HOLE_REASONS)).fetchone()
+                if hole is not None and hole[0] is not None and now - int(hole[0]) < CONFLICT_QUIET_MS:
                     continue
                 found = identities(self.db._exec(conn, IDENTITY_SELECT, (node,)).fetchall())
                 if clash(found, now, min(CLASH_WINDOW_MS, CONFLICT_QUIET_MS)):

@@ -12,18 +12,18 @@ import pytest
 from central.alerts.engine import CONFLICT_QUIET_MS, CONFLICT_RULE
 from central.server import serve_in_thread
 from node import protocol
-from node.model import Batch, Gap, Reading
+from node.model import Batch, Gap, Incident, Reading
 from tests.central.helpers import KEY, NODE, get, now_ms, post, read_token
 from tests.conftest import ROOT
 
 T0 = 1_764_100_000_000
 
 
-def body(seqs, *, boot="boot-a", epoch=1, identity=None, gaps=()):
+def body(seqs, *, boot="boot-a", epoch=1, identity=None, gaps=(), incidents=()):
     readings = [Reading(s, "weather.temperature_c", 20 + s * 0.5, 0, T0 + s * 1000, s * 1000, boot)
                 for s in seqs]
     health = {"backlog_readings": 0, "firmware": "0.1.0", **(identity or {})}
-    batch = Batch(7, NODE, epoch, readings, gaps=list(gaps))
+    batch = Batch(7, NODE, epoch, readings, gaps=list(gaps), incidents=list(incidents))
     return protocol.encode_batch(batch, health=health, sent_ms=now_ms())
 
 
@@ -97,6 +97,41 @@ def test_the_alert_resolves_once_the_node_is_quiet(store):
     assert engine.check_conflicts(T0 + CONFLICT_QUIET_MS - 1) == 0
     assert engine.check_conflicts(T0 + CONFLICT_QUIET_MS) == 1
     assert engine.db.list_alerts(("open", "acknowledged"), None, 10) == []
+    engine.db.close()
+
+
+@pytest.mark.parametrize(("kind", "what"), [("buffer_rollback", "rolled back"), ("buffer_lost", "was lost")])
+def test_a_node_that_found_its_buffer_rolled_back_or_lost_raises_the_alert(central, kind, what):
+    """A node that finds the rollback itself (at its start) sends a new epoch, the hole as a gap and
+    an incident: no conflict ever reaches the central, yet the operators must hear of it."""
+    url, store = central
+    auth = read_token(store)
+    assert post(url, body(range(1, 6))).status_code == 200
+    hole = Gap(1, 3, 9, 0, None, None, kind)
+    detail = "buffer.db rolled back: epoch 1 holds seqs up to 2"
+    incident = Incident(1, T0, kind, detail, 7)
+    r = post(url, body([1], epoch=2, gaps=[hole], incidents=[incident]))
+    assert r.status_code == 200 and r.json()["conflicts"] == 0, r.text
+    [alert] = alerts(url, auth)
+    assert alert["summary"] == f"node {NODE}'s buffer {what}: {detail}"
+    # the same incident sent again (a lost answer) is not new: still the one alert
+    assert post(url, body([2], epoch=2, gaps=[hole], incidents=[incident])).status_code == 200
+    assert len(alerts(url, auth)) == 1
+
+
+def test_an_alert_of_a_reported_hole_resolves_an_hour_after_the_report(store):
+    from central.alerts.config import AlertsConfig
+    from central.alerts.db import AlertsDb
+    from central.alerts.engine import AlertEngine
+
+    store.add_node(NODE, KEY, T0)
+    engine = AlertEngine(AlertsConfig(), AlertsDb.for_store(store), list_nodes=store.list_nodes)
+    store.transaction(lambda tx: tx.execute(
+        "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, kind, detail, count, received_ms) "
+        "VALUES (?, 2, 1, ?, 'buffer_lost', 'gone', NULL, ?)", (NODE, T0, T0)), write=True)
+    assert engine.on_conflict(NODE, clash=False, lost=True, detail="gone", now_ms=T0) == 1
+    assert engine.check_conflicts(T0 + 60_000) == 0  # no conflict rows, but the report is recent
+    assert engine.check_conflicts(T0 + CONFLICT_QUIET_MS) == 1
     engine.db.close()
 
 

@@ -64,6 +64,9 @@ def _problems(f: FaultFigures) -> list[str]:
                    f"the agents' answers are in FaultFigures.status_text): {f.status_text[:160]}...")
     if f.fault.startswith("clone") and not any("two devices share node id" in a for a in f.alerts):
         out.append(f"no alert 'two devices share node id ...' (alerts: {f.alerts or 'none'})")
+    if f.fault in ("rollback", "truncate", "deleted") and not any(
+            "buffer rolled back" in a or "buffer was lost" in a for a in f.alerts):
+        out.append(f"no alert 'node ...'s buffer rolled back / was lost' (alerts: {f.alerts or 'none'})")
     if f.fault == "clock_1970" and f.time_flagged:
         out.append(f"{f.time_flagged} readings stored at their 1970 stamps (flagged unsynced) although "
                    "the node learned the central's time before sending them")
