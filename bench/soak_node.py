@@ -32,7 +32,6 @@ from bench.receiver import start_central, stop_central
 from bench.sim import health
 from drivers.quality import Quality
 from node.buffer import SqliteBuffer, store
-from node.memory import keep_large_blocks_out_of_heap
 from node.model import Sample, Stamp
 from node.uploader import Uploader
 
@@ -122,7 +121,6 @@ def run(plan: dict[str, Any]) -> None:
     limits.write_text(SOAK_LIMITS)
     central = Central(plan["central_db"], plan["port"], plan["cert"], plan["tls_key"], str(limits))
     central.start()
-    keep_large_blocks_out_of_heap()  # as `streetnode run` does after its imports
     path = state / "buffer.db"
     buf = SqliteBuffer(path, NODE, clock=clock.wall, timer=clock.mono)
     buf.open()

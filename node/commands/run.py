@@ -63,7 +63,6 @@ def run_cmd(args: argparse.Namespace) -> int:
         logsetup.route_gpiozero_warnings()  # one line with the cause, not 4 raw warnings per device
     without_charset_detection()
     from node.agent import Agent
-    from node.memory import keep_large_blocks_out_of_heap
 
     agent = Agent(cfg, scenario=args.emulate, fleet=fleet, **_emulated_clock(cfg, args.emulate))
     path = fleet.source if fleet is not None else cfg.source
@@ -80,7 +79,6 @@ def run_cmd(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     if early_stop.is_set():
         agent.stop()
-    keep_large_blocks_out_of_heap()  # a drain's big blocks never spread the heap (node/memory.py)
     agent.start()
     where = f"emulated hardware ({agent.scenario}, x{agent.speed:g})" if agent.scenario else "hardware"
     log.info("node %s running on %s with %d sensors; buffer %s; central %s", cfg.node["id"], where,
