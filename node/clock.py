@@ -310,7 +310,8 @@ def last_known_good_time(state_dir: str | os.PathLike[str]) -> int | None:
 
 def save_last_known_good_time(state_dir: str | os.PathLike[str], wall_ms: int) -> None:
     """Atomically record a synchronized wall time (call rarely: SD-card wear)."""
-    path = Path(state_dir) / LKG_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"wall_ms": int(wall_ms)}))
+    path = os.path.join(state_dir, LKG_FILE)  # plain strings: no interned names churned (#22, agent.py)
+    tmp = os.path.splitext(path)[0] + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"wall_ms": int(wall_ms)}))
     os.replace(tmp, path)

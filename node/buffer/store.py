@@ -142,10 +142,18 @@ def quick_check(db: sqlite3.Connection, path: Path) -> str:
 
 
 def file_size(path: Path) -> int:
+    """Bytes of the database and its WAL.
+
+    Called for every batch's health (`stats`), so it stats plain strings: a `Path` built here
+    interns its parts, and each dies with it, so the interpreter's table of interned strings churns
+    and, at each regrowth, is sized by what happens to be live then (480 KiB or 960 KiB, kept:
+    the soak's +0.5 MiB steps, docs/buffer.md).
+    """
+    name = os.fspath(path)
     total = 0
-    for p in (path, Path(str(path) + "-wal")):
+    for p in (name, name + "-wal"):
         with contextlib.suppress(OSError):
-            total += p.stat().st_size
+            total += os.stat(p).st_size
     return total
 
 

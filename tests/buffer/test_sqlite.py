@@ -27,6 +27,16 @@ def test_constructor_does_no_io(tmp_path, clock):
     b.close()
 
 
+def test_file_size_counts_the_database_and_its_wal(tmp_path):
+    db = tmp_path / "buffer.db"
+    assert file_size(db) == 0  # neither file yet
+    db.write_bytes(b"d" * 1000)
+    assert file_size(db) == 1000
+    (tmp_path / "buffer.db-wal").write_bytes(b"w" * 24)
+    assert file_size(db) == 1024
+    assert file_size(str(db)) == 1024  # a plain string too
+
+
 def test_file_is_wal_with_full_sync_and_compact_rows(tmp_path, clock):
     with make(tmp_path, clock) as b:
         b.put(cycle(1), stamp(1))
