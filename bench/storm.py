@@ -12,8 +12,11 @@ Measured in one run, for each receiver process count (``serve --workers N``, a f
 total time to drain everything, readings/s and its ratio to the store's raw ``Store.ingest`` rate
 of the same batches (no HTTP, gzip, JSON or signatures; goal ≥ 0.5×), p50/p99 request latency,
 5xx count (goal 0), node-side timeouts (goal 0), 429/503 shed count; then stored == sent per node.
-While the storm drains, a reader polls the list of nodes and one node's 7-day readings; its
-latency is compared with the same reads on the idle, filled database (goal ≤ 2×).
+While the storm drains, a reader polls every node's latest values and one node's 7-day hourly
+series once a second over one kept-alive connection (as the console does); its latency is compared
+with the same reads at the same pace on the idle, filled database (goal ≤ 2×). Only ``/v1/latest``
+answers built for the request are timed, not the 1 s shared ones (docs/central.md, "Operators'
+reads while a storm drains").
 """
 
 from __future__ import annotations
