@@ -12,8 +12,11 @@ Measured in one run, for each receiver process count (``serve --workers N``, a f
 total time to drain everything, readings/s and its ratio to the store's raw ``Store.ingest`` rate
 of the same batches (no HTTP, gzip, JSON or signatures; goal ≥ 0.5×), p50/p99 request latency,
 5xx count (goal 0), node-side timeouts (goal 0), 429/503 shed count; then stored == sent per node.
-While the storm drains, a reader polls the list of nodes and one node's 7-day readings; its
-latency is compared with the same reads on the idle, filled database (goal ≤ 2×).
+While the storm drains, a reader polls every node's latest values and one node's 7-day hourly
+series once a second over one kept-alive connection (as the console does); its latency is compared
+with the same reads at the same pace on the idle, filled database (goal ≤ 2×). Only ``/v1/latest``
+answers built for the request are timed, not the 1 s shared ones (docs/central.md, "Operators'
+reads while a storm drains").
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from node.model import Batch, Reading
 BATCH = 5000  # readings per request: the node's backfill batch
 CHANNELS_PER_CYCLE = 10
 NODE_TIMEOUT_S = 30.0  # the node's request timeout
+READ_EVERY_S = 1.0  # the reader's pause between two polls, while draining and idle alike
+MAX_IDLE_READS = 120  # idle polls (two minutes): enough for a median, short enough for a full run
 _CHANNEL_NAMES = list(CHANNELS)[:CHANNELS_PER_CYCLE]
 
 
@@ -156,6 +161,7 @@ class DrainResult:
     reads_idle: dict[str, list[float]] = field(default_factory=dict)
     read_errors: list[str] = field(default_factory=list)
     reads_shed: int = 0
+    reads_shared: tuple[int, int] = (0, 0)  # /v1/latest answers not built for the request: during, idle
 
     @property
     def rate(self) -> float:
@@ -163,9 +169,11 @@ class DrainResult:
 
 
 def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], readings_per_node: int,
-          workers: int, *, first_ms: int, clients: int = 4, read: bool = False) -> DrainResult:
+          workers: int, *, first_ms: int, clients: int = 4, read: bool = False,
+          read_every_s: float = READ_EVERY_S) -> DrainResult:
     """Every node of ``bodies`` uploads its whole backlog at once through ``serve --workers N``;
-    with ``read``, a `Reader` polls during the drain and again on the idle, filled database."""
+    with ``read``, a `Reader` polls every ``read_every_s`` during the drain and again on the idle,
+    filled database."""
     from central.accounts import Accounts
 
     store = open_store(db_url)
@@ -184,8 +192,9 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
     procs = [ctx.Process(target=_client, args=(base, [(n, keys[n], bodies[n]) for n in group], go, out))
              for group in groups if group]
     last_wall = first_ms + readings_per_node // CHANNELS_PER_CYCLE * 10_000 + 3_600_000
-    reader = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall, draining=True)
-    idle = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall)
+    reader = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall, draining=True,
+                    every_s=read_every_s)
+    idle = Reader(base, token, names[0], _CHANNEL_NAMES[0], last_wall, every_s=read_every_s)
     try:
         for p in procs:
             p.start()
@@ -203,8 +212,7 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
             p.join(30)
         if read:
             reader.join(120)
-            for _ in range(max(10, len(reader.latest))):
-                idle.once()
+            idle.poll(max(10, min(len(reader.latest), MAX_IDLE_READS)))
     finally:
         stop_central(proc, timeout=30)
     store = open_store(db_url)
@@ -217,7 +225,7 @@ def drain(db_url: str, bodies: dict[str, list[bytes]], keys: dict[str, bytes], r
     return DrainResult(workers, seconds, total, stats, not mismatches, mismatches,
                        {"latest": reader.latest, "series": reader.series},
                        {"latest": idle.latest, "series": idle.series}, reader.errors + idle.errors,
-                       reader.shed + idle.shed)
+                       reader.shed + idle.shed, (reader.shared, idle.shared))
 
 
 def raw_rate(db_url: str, bodies: list[bytes], key: bytes) -> float:
@@ -238,46 +246,91 @@ def raw_rate(db_url: str, bodies: list[bytes], key: bytes) -> float:
 
 class Reader(threading.Thread):
     """Polls what an operator's console asks for while the storm drains: the latest values of every
-    node and one node's 7-day hourly series; records each request's latency."""
+    node and one node's 7-day hourly series, once every ``every_s`` over one kept-alive
+    connection (as the console's page does); records each request's latency.
+
+    A receiver process shares one ``/v1/latest`` answer for up to ``overview_cache_s`` (1 s): only
+    answers built for this request (a new ``server_time_ms``) are timed, the rest are counted in
+    ``shared``, so that a run compares building the answer while draining with building it idle,
+    not a cache hit with a build."""
 
     def __init__(self, base: str, token: str, node: str, channel: str, until_ms: int, *,
-                 draining: bool = False) -> None:
+                 draining: bool = False, every_s: float = READ_EVERY_S) -> None:
         super().__init__(name="storm-reader", daemon=True)
+        self.every_s = every_s
         self.base, self.node, self.channel, self.until_ms = base, node, channel, until_ms
         self.headers = {"Authorization": f"Bearer {token}"}
         self.latest: list[float] = []
         self.series: list[float] = []
         self.errors: list[str] = []
         self.shed = 0  # 503/429 with Retry-After: the receiver protecting ingest, by design
+        self.shared = 0  # /v1/latest answers built for an earlier request (not timed)
         self.draining = draining  # a node whose first batch is not stored yet has no channel: 404
         self.stop = threading.Event()
+        self._conn: http.client.HTTPConnection | None = None
+        self._last_built = b""
+
+    def _get(self, path: str) -> tuple[http.client.HTTPResponse, bytes, float]:
+        """One GET on the kept-alive connection (reconnecting once if the receiver closed it)."""
+        for attempt in (1, 2):
+            if self._conn is None:
+                u = urllib.parse.urlsplit(self.base)
+                self._conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+            start = time.perf_counter()
+            try:
+                self._conn.request("GET", path, headers=self.headers)
+                answer = self._conn.getresponse()
+                body = answer.read()
+            except (ConnectionError, http.client.HTTPException):
+                self._conn.close()
+                self._conn = None
+                if attempt == 2:
+                    raise
+                continue
+            return answer, body, time.perf_counter() - start
+        raise AssertionError("unreachable")
 
     def once(self) -> None:
-        u = urllib.parse.urlsplit(self.base)
-        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
         since = self.until_ms - 7 * 86_400_000
         series = (f"/v1/nodes/{self.node}/series?channel={self.channel}&since={since}"
                   f"&until={self.until_ms}&step=1h")
-        try:
-            for path, sink in (("/v1/latest", self.latest), (series, self.series)):
-                start = time.perf_counter()
-                conn.request("GET", path, headers=self.headers)
-                answer = conn.getresponse()
-                answer.read()
-                if answer.status in (429, 503) and answer.getheader("Retry-After"):
-                    self.shed += 1
+        for path, sink in (("/v1/latest", self.latest), (series, self.series)):
+            answer, body, seconds = self._get(path)
+            if answer.status in (429, 503) and answer.getheader("Retry-After"):
+                self.shed += 1
+                continue
+            if answer.status == 404 and self.draining and path != "/v1/latest":
+                continue
+            if answer.status != 200:
+                self.errors.append(f"GET {path}: HTTP {answer.status}")
+            if path == "/v1/latest":
+                built = body[:40].split(b",", 1)[0]  # {"server_time_ms":…: when it was built
+                if built == self._last_built:
+                    self.shared += 1
                     continue
-                if answer.status == 404 and self.draining and path != "/v1/latest":
-                    continue
-                if answer.status != 200:
-                    self.errors.append(f"GET {path}: HTTP {answer.status}")
-                sink.append(time.perf_counter() - start)
-        finally:
-            conn.close()
+                self._last_built = built
+            sink.append(seconds)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def run(self) -> None:
-        while not self.stop.wait(0.25):
-            self.once()
+        try:
+            while not self.stop.wait(self.every_s):
+                self.once()
+        finally:
+            self.close()
+
+    def poll(self, count: int) -> None:
+        """``count`` polls at the same pace as `run`."""
+        try:
+            for _ in range(count):
+                self.once()
+                time.sleep(self.every_s)
+        finally:
+            self.close()
 
 
 def _pg_url(tag: str) -> str:
@@ -347,8 +400,10 @@ def measure(nodes: int, readings_per_node: int, worker_counts: list[int], *, db:
             during, idle = result.reads_during.get(kind), result.reads_idle.get(kind)
             if during and idle:
                 d, i = statistics.median(during) * 1000, statistics.median(idle) * 1000
-                rows.append({"metric": f"  … read {what} while draining (median of {len(during)}; "
-                                       f"{result.reads_shed} reads shed with 503)",
+                shared = (f"{result.reads_shared[0]}/{result.reads_shared[1]} shared answers not timed; "
+                          if kind == "latest" else "")
+                rows.append({"metric": f"  … read {what} while draining (median of {len(during)}/"
+                                       f"{len(idle)}; {shared}{result.reads_shed} reads shed with 503)",
                              "value": round(d, 1), "unit": "ms", "baseline": "same read, idle",
                              "baseline_value": round(i, 1), "ratio": round(d / i, 2), "goal": "≤ 2×"})
     return rows

@@ -130,14 +130,20 @@ def serve_in_thread(store: Store | str, *, host: str = "127.0.0.1", port: int = 
     return url_of(sock, tls=bool(tls_cert)), stop
 
 
+def prepare_process(app: Any) -> None:
+    """What a receiver process sets before it serves ``app``: its file limit, and the GIL switch
+    interval (`SWITCH_INTERVAL_S`; each ``--workers`` process too, #18)."""
+    raise_file_limit(app.state.central.limits)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
 def serve_forever(store: Store, listen: str, *, tls_cert: str | None = None, tls_key: str | None = None,
                   announce: Callable[[str], None] = print, **app_options: Any) -> None:
     """Bind ``listen`` (port 0: a free port), announce ``listening on URL``, serve until SIGINT/SIGTERM."""
     host, port = parse_listen(listen)
     sock = bind(host, port)
     app = create_app(store, **app_options)
-    raise_file_limit(app.state.central.limits)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    prepare_process(app)
     server = make_server(app, tls_cert=tls_cert, tls_key=tls_key)
     announce(f"listening on {url_of(sock, tls=bool(tls_cert))}")
     try:
@@ -163,7 +169,7 @@ def serve_workers(open_one: Callable[[], Store], listen: str, workers: int, *, t
     def serve_one(shared: socket.socket) -> int:
         store = open_one()
         app = create_app(store, **app_options, **per_worker(store))
-        raise_file_limit(app.state.central.limits)
+        prepare_process(app)  # in each worker (the parent serves nothing and never sets it)
         try:
             make_server(app, tls_cert=tls_cert, tls_key=tls_key).run(sockets=[shared])
         finally:

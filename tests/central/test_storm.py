@@ -17,7 +17,8 @@ def test_twenty_nodes_drain_at_once_through_two_workers_nothing_lost_no_5xx(pg_u
     first_ms = storm.backlog_start_ms(per_node)
     bodies = {storm.node_id(i): storm.node_bodies((i, per_node, first_ms)) for i in range(nodes)}
     keys = {n: secrets.token_bytes(32) for n in bodies}
-    result = storm.drain(pg_url, bodies, keys, per_node, workers=2, clients=2, read=True, first_ms=first_ms)
+    result = storm.drain(pg_url, bodies, keys, per_node, workers=2, clients=2, read=True, first_ms=first_ms,
+                         read_every_s=0.1)
     assert result.stored_ok, result.mismatches
     statuses = result.stats.statuses
     assert not [code for code in statuses if code >= 500 and code != 503], statuses

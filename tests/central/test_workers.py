@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from central import server, workers
 from central.store import open_store
 from node import protocol
 from tests.central.helpers import body_of, make_batch, now_ms
@@ -125,3 +127,33 @@ def test_one_nodes_quota_is_one_quota_over_two_workers(store_url, cli_env, tmp_p
         assert -26 < level[0][0] < -24  # one bucket, in the database
     finally:
         store.close()
+
+
+def test_a_worker_process_gets_the_short_gil_switch_interval(monkeypatch, sqlite_url):
+    """Each worker sets what `serve` without --workers sets: at Python's default 5 ms, a read's
+    every step waits that long for the GIL behind a thread decoding or storing a batch."""
+    seen: list[float] = []
+
+    class RecordingServer:
+        def run(self, sockets) -> None:
+            seen.append(sys.getswitchinterval())
+
+    class InProcessWorkers:  # runs the one worker's body here instead of in a forked child
+        def __init__(self, sock, count, serve_one) -> None:
+            self.sock, self.serve_one = sock, serve_one
+
+        def run(self, on_started) -> int:
+            on_started()
+            return self.serve_one(self.sock)
+
+    monkeypatch.setattr(server, "make_server", lambda app, **options: RecordingServer())
+    monkeypatch.setattr(workers, "Workers", InProcessWorkers)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # the interpreter's default, as a fresh process has it
+    try:
+        status = server.serve_workers(lambda: open_store(sqlite_url), "127.0.0.1:0", 1,
+                                      announce=lambda line: None)
+    finally:
+        sys.setswitchinterval(before)
+    assert status == 0
+    assert seen == [server.SWITCH_INTERVAL_S]
