@@ -13,7 +13,7 @@ from central.alerts.engine import CONFLICT_QUIET_MS, CONFLICT_RULE
 from central.server import serve_in_thread
 from node import protocol
 from node.model import Batch, Gap, Incident, Reading
-from tests.central.helpers import KEY, NODE, get, now_ms, post, read_token
+from tests.central.helpers import KEY, NODE, get, now_ms, post
 from tests.conftest import ROOT
 
 T0 = 1_764_100_000_000
@@ -31,14 +31,6 @@ def ident(hw):
     return {"hw_serial": hw, "machine_id": f"m-{hw}", "buffer_id": f"b-{hw}"}
 
 
-@pytest.fixture
-def central(store):
-    store.add_node(NODE, KEY, now_ms())
-    url, stop = serve_in_thread(store)
-    yield url, store
-    stop()
-
-
 def alerts(url, auth):
     r = get(url + "/v1/alerts?state=open", auth)
     assert r.status_code == 200, r.text
@@ -46,8 +38,7 @@ def alerts(url, auth):
 
 
 def test_a_rolled_back_buffer_is_answered_recorded_and_alerted(central):
-    url, store = central
-    auth = read_token(store)
+    url, store, auth = central
     r = post(url, body(range(1, 11), identity=ident("A")))
     assert r.status_code == 200, r.text
     assert {k: r.json()[k] for k in ("stored", "conflicts", "conflict_seqs", "high_seq", "max_epoch")} == \
@@ -71,8 +62,7 @@ def test_a_rolled_back_buffer_is_answered_recorded_and_alerted(central):
 
 
 def test_alternating_identities_alone_raise_the_alert(central):
-    url, store = central
-    auth = read_token(store)
+    url, store, auth = central
     assert post(url, body([1], identity=ident("A"))).status_code == 200
     assert post(url, body([1], epoch=2, identity=ident("B"))).status_code == 200
     assert alerts(url, auth) == []  # a card moved to another Pi: not (yet) two devices
@@ -82,13 +72,18 @@ def test_alternating_identities_alone_raise_the_alert(central):
         "buffer_id) alternate"
 
 
-def test_the_alert_resolves_once_the_node_is_quiet(store):
+def engine_of(store):
+    """An alert engine with no rules over ``store`` (the built-in one only), NODE registered."""
     from central.alerts.config import AlertsConfig
     from central.alerts.db import AlertsDb
     from central.alerts.engine import AlertEngine
 
     store.add_node(NODE, KEY, T0)
-    engine = AlertEngine(AlertsConfig(), AlertsDb.for_store(store), list_nodes=store.list_nodes)
+    return AlertEngine(AlertsConfig(), AlertsDb.for_store(store), list_nodes=store.list_nodes)
+
+
+def test_the_alert_resolves_once_the_node_is_quiet(store):
+    engine = engine_of(store)
     store.transaction(lambda tx: tx.execute(
         "INSERT INTO reading_conflicts (node_id, epoch, seq, first_seen_ms, last_seen_ms, times, stored, "
         "sent) VALUES (?, 1, 5, ?, ?, 1, 'a', 'b')", (NODE, T0, T0)), write=True)
@@ -104,8 +99,7 @@ def test_the_alert_resolves_once_the_node_is_quiet(store):
 def test_a_node_that_found_its_buffer_rolled_back_or_lost_raises_the_alert(central, kind, what):
     """A node that finds the rollback itself (at its start) sends a new epoch, the hole as a gap and
     an incident: no conflict ever reaches the central, yet the operators must hear of it."""
-    url, store = central
-    auth = read_token(store)
+    url, store, auth = central
     assert post(url, body(range(1, 6))).status_code == 200
     hole = Gap(1, 3, 9, 0, None, None, kind)
     detail = "buffer.db rolled back: epoch 1 holds seqs up to 2"
@@ -120,12 +114,7 @@ def test_a_node_that_found_its_buffer_rolled_back_or_lost_raises_the_alert(centr
 
 
 def test_an_alert_of_a_reported_hole_resolves_an_hour_after_the_report(store):
-    from central.alerts.config import AlertsConfig
-    from central.alerts.db import AlertsDb
-    from central.alerts.engine import AlertEngine
-
-    store.add_node(NODE, KEY, T0)
-    engine = AlertEngine(AlertsConfig(), AlertsDb.for_store(store), list_nodes=store.list_nodes)
+    engine = engine_of(store)
     store.transaction(lambda tx: tx.execute(
         "INSERT INTO incidents (node_id, epoch, incident_id, wall_ms, kind, detail, count, received_ms) "
         "VALUES (?, 2, 1, ?, 'buffer_lost', 'gone', NULL, ?)", (NODE, T0, T0)), write=True)
@@ -136,7 +125,7 @@ def test_an_alert_of_a_reported_hole_resolves_an_hour_after_the_report(store):
 
 
 def test_a_hole_gap_needs_no_exact_count(central):
-    url, store = central
+    url, store, _ = central
     assert post(url, body(range(1, 6))).status_code == 200
     hole = Gap(1, 3, 9, 0, None, None, "buffer_rollback")
     r = post(url, body([], gaps=[hole]))
