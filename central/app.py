@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware import Middleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from central import auth, ingest, reads
 from central.accounts import Accounts
@@ -132,6 +133,8 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, track)
+        except ClientDisconnect:  # the client hung up mid-body: nobody to answer, nothing went wrong here
+            log.debug("client gone before its body was read: %s %s", scope.get("method"), scope.get("path"))
         except Exception as e:  # the HTTP edge: every unexpected error ends here
             incident = secrets.token_hex(4)
             where = f"{scope.get('method')} {scope.get('path')}"

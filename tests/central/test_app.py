@@ -4,13 +4,16 @@ no page that loads from a CDN, and no drivers/ in the central."""
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
 
 from central.server import serve_in_thread
+from node import protocol
 from tests.central.helpers import KEY, NODE, body_of, get, make_batch, now_ms, post, read_token
 from tests.conftest import ROOT
 
@@ -54,6 +57,28 @@ def test_unexpected_error_is_a_logged_json_500_without_internals(store, caplog):
         stop()
     lines = [rec.getMessage() for rec in caplog.records if "500 internal" in rec.getMessage()]
     assert len(lines) == 2 and all("ZeroDivisionError" in line and "\n" not in line for line in lines)
+
+
+def test_client_gone_mid_body_is_not_an_error(central, caplog):
+    """A node whose link drops mid-upload is the street's normal weather: nobody is left to answer,
+    so no 500 and no ERROR line per lost connection (an attacker could fill the journal with them)."""
+    url, _store = central
+    host, port = url.removeprefix("http://").split(":")
+    body = body_of(make_batch(range(300)))
+    headers = {**protocol.BODY_HEADERS, **protocol.sign_request(KEY, "POST", protocol.INGEST_PATH, body,
+                                                                 now_ms(), node_id=NODE)}
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if v is not None)
+    with caplog.at_level(logging.DEBUG, logger="streetnode.central"):
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=10) as s:
+                s.sendall(f"POST {protocol.INGEST_PATH} HTTP/1.1\r\nHost: x\r\n{head}"
+                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+                time.sleep(0.2)  # the server is reading the body when the link drops
+            # the server still answers the next client at once
+            assert requests.get(url + "/healthz", timeout=10).status_code == 200
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert errors == [], errors
+    assert sum("client gone" in rec.getMessage() for rec in caplog.records) >= 1, caplog.text
 
 
 def test_store_outage_is_503_with_retry_after_and_logged(tmp_path, caplog):
