@@ -222,6 +222,25 @@ def test_install_central_and_node_and_both_units_are_active(pole):
     FIGURES["systemctl start to READY=1, first start after install"] = f"{ready_s(c):.2f} s"
 
 
+def test_the_daemon_runs_the_optimized_byte_code_its_exec_start_pre_wrote(pole):
+    """The unit's ``-``-prefixed ExecStartPre (``python -m node.bytecode``) must really write the
+    -OO byte code into the cache directory (a failure there is silent by design), and the daemon
+    must run with the environment that makes Python use it (docs/agent.md, #22)."""
+    c = pole
+    cache = c.path("/var/cache/streetnode/pycache")
+    manifest = cache / "streetnode-bytecode.txt"
+    assert manifest.is_file(), "ExecStartPre wrote no byte code manifest"
+    sources = manifest.read_text().splitlines()
+    assert any(s.endswith("/node/agent.py") for s in sources), sources[:5]
+    agent_pyc = [p for p in cache.rglob("agent.*.opt-2.pyc") if p.parent.name == "node"]
+    assert agent_pyc, "no -OO byte code of node/agent.py in the cache"
+    pid = main_pid(c, "streetnode")
+    read = f"import sys; sys.stdout.write(open('/proc/{pid}/environ', 'rb').read().decode())"
+    env = dict(item.split("=", 1) for item in c.run("python3", "-c", read).stdout.split("\0") if "=" in item)
+    assert env.get("PYTHONOPTIMIZE") == "2", env
+    assert env.get("PYTHONPYCACHEPREFIX") == "/var/cache/streetnode/pycache", env
+
+
 def test_readiness_comes_through_notify_and_watchdog_pings_arrive(pole):
     c = pole
     c.path("/etc/systemd/system/streetnode.service.d").mkdir(parents=True, exist_ok=True)
