@@ -146,15 +146,18 @@ async def check_signature(keys: NodeKeys, request: Request, auth: protocol.AuthH
                           body: bytes) -> None:
     """Refuse (401) a body whose signature does not verify before it waits for an ingest slot, so
     that requests without the key never queue while holding their bodies; a key rotated since it
-    was cached is read again once. (`authenticate` checks it again against the store.)"""
+    was cached is read again once. (`authenticate` checks it again against the store.)
+
+    The HMAC runs in the event loop: about 1 ms for the largest body (`IngestLimits.max_body`), less
+    than a hop to a worker thread costs, and no thread of the shared pool (busy with reads) is needed."""
     def verify(with_key: bytes) -> bool:
         return protocol.verify_signature(with_key, request.method, request.url.path, body, auth.timestamp,
                                          auth.signature, node_id=auth.node_id)
 
-    if await run_in_threadpool(verify, key):
+    if verify(key):
         return
     fresh = await run_in_threadpool(keys.load, auth.node_id)
-    if fresh is None or fresh == key or not await run_in_threadpool(verify, fresh):
+    if fresh is None or fresh == key or not verify(fresh):
         raise Rejected("bad_signature", "signature does not match (wrong key, path or body?)")
 
 
@@ -361,18 +364,29 @@ class IngestSlots:
             if self.quotas is not None:
                 claim = await anyio.to_thread.run_sync(self.quotas.admit, node_id, limiter=self.threads)
             cost: dict[str, int] = {}
+            finished = False
+
+            def store_and_charge() -> Any:  # one thread hop for both (the drain's requests, #22)
+                nonlocal finished
+                try:
+                    return fn(*args, cost)
+                finally:
+                    if claim is not None:
+                        finished = True
+                        self._finish(node_id, claim, cost)
+
             try:
                 await self._acquire(lock.acquire(), deadline)
                 try:
                     await self._acquire(self._semaphore.acquire(), deadline)
                     try:
-                        return await anyio.to_thread.run_sync(fn, *args, cost, limiter=self.threads)
+                        return await anyio.to_thread.run_sync(store_and_charge, limiter=self.threads)
                     finally:
                         self._semaphore.release()
                 finally:
                     lock.release()
             finally:
-                if claim is not None:
+                if claim is not None and not finished:  # refused before it ran (no slot in time)
                     await anyio.to_thread.run_sync(self._finish, node_id, claim, cost, limiter=self.threads)
         finally:
             users[0] -= 1
