@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
@@ -129,14 +130,18 @@ def test_one_nodes_quota_is_one_quota_over_two_workers(store_url, cli_env, tmp_p
         store.close()
 
 
-def test_a_worker_process_gets_the_short_gil_switch_interval(monkeypatch, sqlite_url):
+def test_a_worker_process_gets_the_short_gil_switch_interval_and_its_collector_settings(monkeypatch,
+                                                                                       sqlite_url):
     """Each worker sets what `serve` without --workers sets: at Python's default 5 ms, a read's
-    every step waits that long for the GIL behind a thread decoding or storing a batch."""
+    every step waits that long for the GIL behind a thread decoding or storing a batch; and the
+    collector leaves the process's long-lived objects alone (`central.server.prepare_process`)."""
     seen: list[float] = []
+    collector: list[tuple[int, int]] = []
 
     class RecordingServer:
         def run(self, sockets) -> None:
             seen.append(sys.getswitchinterval())
+            collector.append((gc.get_threshold()[0], gc.get_freeze_count()))
 
     class InProcessWorkers:  # runs the one worker's body here instead of in a forked child
         def __init__(self, sock, count, serve_one) -> None:
@@ -148,12 +153,15 @@ def test_a_worker_process_gets_the_short_gil_switch_interval(monkeypatch, sqlite
 
     monkeypatch.setattr(server, "make_server", lambda app, **options: RecordingServer())
     monkeypatch.setattr(workers, "Workers", InProcessWorkers)
-    before = sys.getswitchinterval()
+    before, threshold = sys.getswitchinterval(), gc.get_threshold()
     sys.setswitchinterval(0.005)  # the interpreter's default, as a fresh process has it
     try:
         status = server.serve_workers(lambda: open_store(sqlite_url), "127.0.0.1:0", 1,
                                       announce=lambda line: None)
-    finally:
+    finally:  # this is the test process: give it back what a worker sets for itself
         sys.setswitchinterval(before)
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
     assert status == 0
     assert seen == [server.SWITCH_INTERVAL_S]
+    assert collector[0][0] == server.GC_YOUNG_THRESHOLD and collector[0][1] > 10_000
