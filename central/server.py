@@ -138,7 +138,8 @@ def prepare_process(app: Any) -> None:
     what exists now (modules, the app) lives as long as the process, so it is moved out of the
     collector's sight (``gc.freeze``), and the youngest generation is collected after
     `GC_YOUNG_THRESHOLD` new objects rather than 700, so the rows of a batch, gone when its request
-    ends, are not walked over and over while it is stored (#22: a fifth of a drain's collector time)."""
+    ends, are not walked over and over while it is stored (#22: collector time per 60 drain batches
+    90-140 ms before, 25-70 ms after)."""
     raise_file_limit(app.state.central.limits)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.collect()
