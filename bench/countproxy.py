@@ -7,13 +7,19 @@ segment, ``ceil(chunk / MSS)`` segments per chunk relayed, one ACK the other way
 
 ``drop_idle()`` closes every open connection, as the central does with one idle longer than its
 keep-alive: emulated time can then skip minutes between two upload rounds.
+
+With a ``link`` (`Link`) the relay also behaves like a slow uplink: each chunk waits its turn
+on a line of the given rate in its direction, then half the round-trip time, before it is passed
+on (no loss, no TCP slow start: a floor for what a real cellular link costs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from bench.tls_cost import MSS, TCP_CONTROL_SEGMENTS, TCP_IP_HEADER
@@ -30,11 +36,25 @@ class Counts:
         return self.up + self.down + self.segments * TCP_IP_HEADER
 
 
+@dataclass(frozen=True)
+class Link:
+    """A link's round-trip time and rate each way (bits/s)."""
+
+    rtt_s: float
+    up_bps: float
+    down_bps: float
+
+    def describe(self) -> str:
+        return (f"RTT {self.rtt_s * 1000:g} ms, {self.up_bps / 1e6:g} Mbit/s up, "
+                f"{self.down_bps / 1e6:g} Mbit/s down")
+
+
 class CountingProxy:
     """``with CountingProxy(upstream_port) as proxy:`` then connect to ``proxy.port``."""
 
-    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1", *, link: Link | None = None) -> None:
         self._upstream = (host, upstream_port)
+        self._link = link
         self._listener = socket.create_server((host, 0))
         self.port = self._listener.getsockname()[1]
         self.counts = Counts()
@@ -51,6 +71,8 @@ class CountingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._stopped = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (a close alone does not)
         with contextlib.suppress(OSError):
             self._listener.close()
         self.drop_idle()
@@ -96,6 +118,13 @@ class CountingProxy:
                 self._threads.append(t)
 
     def _pump(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
+        if self._link is not None:  # chunks go through a line of the link's rate and delay
+            line: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+            t = threading.Thread(target=self._deliver, args=(line, dst), daemon=True)
+            t.start()
+            self._threads.append(t)
+            rate = self._link.up_bps if up else self._link.down_bps
+            free_at = 0.0  # when the line has sent what it holds
         while True:
             try:
                 data = src.recv(65536)
@@ -109,10 +138,31 @@ class CountingProxy:
                 else:
                     self.counts.down += len(data)
                 self.counts.segments += -(-len(data) // MSS) + 1  # data segments + one ACK back
+            if self._link is not None:
+                free_at = max(time.monotonic(), free_at) + len(data) * 8 / rate
+                line.put((free_at + self._link.rtt_s / 2, data))
+                continue
             try:
                 dst.sendall(data)
             except OSError:
                 break
+        if self._link is not None:
+            line.put((0.0, b""))  # the delivery thread closes both once the line is empty
+            return
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+    @staticmethod
+    def _deliver(line: queue.SimpleQueue[tuple[float, bytes]], dst: socket.socket) -> None:
+        while True:
+            at, data = line.get()
+            if not data:
+                break
+            time.sleep(max(0.0, at - time.monotonic()))
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)

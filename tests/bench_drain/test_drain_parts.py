@@ -62,3 +62,37 @@ def test_quick_drain_bench_runs_end_to_end():
     by = {r["metric"].split(" (")[0]: r for r in rows}
     assert by["wire bytes per reading during drain"]["value"] < 2
     assert all(r["value"] > 0 for r in rows)
+
+
+def test_a_shaped_relay_delays_by_the_round_trip_and_paces_by_the_rate_without_changing_a_byte():
+    import socket
+    import threading
+    import time
+
+    from bench.countproxy import CountingProxy, Link
+
+    echo = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = echo.accept()
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    payload = os.urandom(5000)  # 0.1 s on a 400 kbit/s uplink
+    link = Link(rtt_s=0.2, up_bps=400_000, down_bps=10_000_000)
+    with CountingProxy(echo.getsockname()[1], link=link) as proxy, \
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        t0 = time.monotonic()
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            got += s.recv(65536)
+        elapsed = time.monotonic() - t0
+    echo.close()
+    assert got == payload
+    # up: 0.1 s on the line + 0.1 s; down: 4 ms on the line + 0.1 s (a floor: never faster)
+    assert elapsed >= 0.2 + 0.1
+    assert proxy.counts.up == proxy.counts.down == len(payload)
+    assert link.describe() == "RTT 200 ms, 0.4 Mbit/s up, 10 Mbit/s down"
