@@ -167,32 +167,25 @@ class BusDeviceAdapter:
         pass
 
 
+def _standin(name: str, **names: Any) -> None:
+    """Put a module ``name`` holding ``names`` in sys.modules, unless the real one is loaded."""
+    if name in sys.modules:
+        return
+    module = types.ModuleType(name, "streetnode stand-in: type names only (no Blinka)")
+    for attr, value in names.items():
+        setattr(module, attr, value)
+    module.__streetnode_standin__ = True  # type: ignore[attr-defined]
+    sys.modules[name] = module
+
+
 def _install_blinka_standins() -> None:
-    if "busio" not in sys.modules:
-        busio = types.ModuleType("busio", "streetnode stand-in: type names only (no Blinka)")
-        busio.I2C = type("I2C", (), {})  # type: ignore[attr-defined]
-        busio.SPI = type("SPI", (), {})  # type: ignore[attr-defined]
-        busio.__streetnode_standin__ = True  # type: ignore[attr-defined]
-        sys.modules["busio"] = busio
-    if "digitalio" not in sys.modules:
-        dio = types.ModuleType("digitalio", "streetnode stand-in: type names only (no Blinka)")
-
-        class Direction:
-            INPUT = "input"
-            OUTPUT = "output"
-
-        dio.Direction = Direction  # type: ignore[attr-defined]
-        dio.DigitalInOut = type("DigitalInOut", (), {})  # type: ignore[attr-defined]
-        dio.DriveMode = type("DriveMode", (), {"PUSH_PULL": 0, "OPEN_DRAIN": 1})  # type: ignore[attr-defined]
-        dio.Pull = type("Pull", (), {"UP": 1, "DOWN": 2})  # type: ignore[attr-defined]
-        dio.__streetnode_standin__ = True  # type: ignore[attr-defined]
-        sys.modules["digitalio"] = dio
-    if "circuitpython_typing" not in sys.modules:
-        typing_names = types.ModuleType("circuitpython_typing", "streetnode stand-in: type names only")
-        typing_names.ReadableBuffer = type("ReadableBuffer", (), {})  # type: ignore[attr-defined]
-        typing_names.WriteableBuffer = type("WriteableBuffer", (), {})  # type: ignore[attr-defined]
-        typing_names.__streetnode_standin__ = True  # type: ignore[attr-defined]
-        sys.modules["circuitpython_typing"] = typing_names
+    _standin("busio", I2C=type("I2C", (), {}), SPI=type("SPI", (), {}))
+    _standin("digitalio", Direction=type("Direction", (), {"INPUT": "input", "OUTPUT": "output"}),
+             DigitalInOut=type("DigitalInOut", (), {}),
+             DriveMode=type("DriveMode", (), {"PUSH_PULL": 0, "OPEN_DRAIN": 1}),
+             Pull=type("Pull", (), {"UP": 1, "DOWN": 2}))
+    _standin("circuitpython_typing", ReadableBuffer=type("ReadableBuffer", (), {}),
+             WriteableBuffer=type("WriteableBuffer", (), {}))
 
 
 def load_adafruit(module: str) -> types.ModuleType:

@@ -696,14 +696,20 @@ class Shows:
 CLONE = Shows(("conflict", "clash", "identit", "rollback"), ("conflict", "identit"))
 
 
-def fault_clone_fresh(run: FaultRun) -> Shows:
-    """Two Pis from one fresh card image: same node id, key and (empty) state dir, both online."""
-    a = run.agent("pole-a")
-    a.write_card()
+def second_pi(run: FaultRun, a: Agent) -> Agent:
+    """"pole-b": a second Pi with its own board and proxy, booting from a copy of ``a``'s card."""
     b = run.agent("pole-b")
     clone_card(a, b, run.truth)
     b.url = run.proxies["pole-b"].url
     b.write_card()
+    return b
+
+
+def fault_clone_fresh(run: FaultRun) -> Shows:
+    """Two Pis from one fresh card image: same node id, key and (empty) state dir, both online."""
+    a = run.agent("pole-a")
+    a.write_card()
+    b = second_pi(run, a)
     run.start(a)
     run.start(b)
     run.sleep(8)
@@ -720,10 +726,7 @@ def fault_clone_used(run: FaultRun) -> Shows:
     run.online(a, False)
     run.sleep(1.5)  # a backlog on the card when it is copied
     run.stop(a)
-    b = run.agent("pole-b")
-    clone_card(a, b, run.truth)
-    b.url = run.proxies["pole-b"].url
-    b.write_card()
+    b = second_pi(run, a)
     run.start(a, armed=True)
     run.start(b, armed=True)
     run.sleep(7)
