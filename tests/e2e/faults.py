@@ -697,7 +697,7 @@ CLONE = Shows(("conflict", "clash", "identit", "rollback"), ("conflict", "identi
 
 
 def second_pi(run: FaultRun, a: Agent) -> Agent:
-    """"pole-b": a second Pi with its own board and proxy, booting from a copy of ``a``'s card."""
+    """The Pi "pole-b", with its own board and proxy, booting from a copy of ``a``'s card."""
     b = run.agent("pole-b")
     clone_card(a, b, run.truth)
     b.url = run.proxies["pole-b"].url
