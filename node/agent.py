@@ -165,6 +165,7 @@ class Agent:
         self.storm = StormDetector(cfg.storm)
         self.storm.stale_after_s = self._storm_stale_after(cfg)
         self._stop = threading.Event()
+        self._signalled = False  # SIGTERM/SIGINT seen (`signal_stop`); the loop turns it into `stop()`
         self._reload_cfg: Config | None = None
         self._upload_loop: UploadLoop | None = None
         self._upload_thread: threading.Thread | None = None
@@ -270,17 +271,29 @@ class Agent:
             log.warning("status LED on GPIO %s unavailable: %s", pin, e)
 
     def stop(self) -> None:
-        """Ask the loop to finish the current cycle and return (signal-handler safe)."""
+        """Ask the loop to finish the current cycle and return (from any thread; a signal handler
+        calls `signal_stop` instead)."""
         self._stop.set()
         if self._upload_loop is not None:
             self._upload_loop.stop()
+
+    def signal_stop(self) -> None:
+        """`stop()` for a signal handler: set a flag and nothing else; the loop sees it within
+        ``TICK_S`` and calls `stop()`.
+
+        The handler runs on the main thread between two bytecodes, possibly inside the loop's own
+        ``_stop.wait()`` while that holds the event's lock: ``Event.set()`` there waits for that lock
+        forever (a SIGTERM that hung the agent ~1 stop in 300; cpython#126434 is the same for
+        multiprocessing). central/workers.py stops on a flag for the same reason.
+        """
+        self._signalled = True
 
     def request_reload(self, cfg: Config) -> None:
         self._reload_cfg = cfg
 
     @property
     def stopping(self) -> bool:
-        return self._stop.is_set()
+        return self._stop.is_set() or self._signalled
 
     def run(self, *, until: Callable[[], bool] | None = None, drain_s: float = 0.0) -> int:
         """The sampling loop; returns 0 after `stop()` (or when ``until()`` is true).
@@ -297,7 +310,7 @@ class Agent:
                                       self.cfg.fleet["health_window"], self.fleet.trial.get("sensors", ()), 0)
         self._status_line(force=True)
         try:
-            while not self._stop.is_set() and not (until and until()):
+            while not self.stopping and not (until and until()):
                 self._pass()
                 self._sleep()
         finally:

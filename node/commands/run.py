@@ -68,7 +68,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     path = fleet.source if fleet is not None else cfg.source
 
     def on_term(signum: int, frame: Any) -> None:
-        agent.stop()
+        agent.signal_stop()  # a flag only: see Agent.signal_stop
 
     def on_hup(signum: int, frame: Any) -> None:
         # parse outside the handler's frame: a thread keeps the signal handler short
@@ -78,7 +78,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
     if early_stop.is_set():
-        agent.stop()
+        agent.signal_stop()
     agent.start()
     where = f"emulated hardware ({agent.scenario}, x{agent.speed:g})" if agent.scenario else "hardware"
     log.info("node %s running on %s with %d sensors; buffer %s; central %s", cfg.node["id"], where,
