@@ -314,7 +314,8 @@ speed = 60
 """)
 
     def env(self) -> dict[str, str]:
-        return {**_env(), "STREETNODE_IDENTITY_ROOT": str(self.root)}
+        # PYTHONFAULTHANDLER: a SIGABRT (a stop that hangs, below) prints every thread's stack to the log
+        return {**_env(), "STREETNODE_IDENTITY_ROOT": str(self.root), "PYTHONFAULTHANDLER": "1"}
 
     @property
     def config(self) -> Path:
@@ -353,9 +354,15 @@ speed = 60
         try:
             return p.wait(15)
         except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-            raise FaultError(f"agent {self.name} did not stop within 15 s of signal {sig}") from None
+            p.send_signal(signal.SIGABRT)  # like systemd's TimeoutAbortSec: the stacks go to the log
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+            tail = self.log.read_text(errors="replace").splitlines()[-60:]
+            raise FaultError(f"agent {self.name} did not stop within 15 s of signal {sig}; its log ends:\n"
+                             + "\n".join(tail)) from None
 
     def backlog(self) -> int:
         from node.buffer import SqliteBuffer
