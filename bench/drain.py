@@ -144,10 +144,9 @@ def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver, link: Link | None =
         if first.error or not first.live_readings:
             raise RuntimeError(f"live batch not acknowledged: {first.error}")
         newest = max(store.seqs(NODE, buf.epoch))
-        sent, sent_bytes, attempts = first.readings, first.bytes_sent, first.attempts
+        sent_bytes, attempts = first.bytes_sent, first.attempts
         for _ in range(10_000):
             res = up.run_round()
-            sent += res.readings
             sent_bytes += res.bytes_sent
             attempts += res.attempts
             if res.error:
@@ -164,8 +163,7 @@ def _drain(db_url: str, buf: SqliteBuffer, n: int, receiver, link: Link | None =
     if newest != max(seqs):
         raise RuntimeError(f"the live batch's newest seq {newest} is not the backlog's newest {max(seqs)}")
     return {"rate": n / elapsed, "wire": sent_bytes / n, "requests": attempts,
-            "received": status["bytes_received"] / n, "live_s": live_s, "live": first.live_readings,
-            "total_s": elapsed}
+            "received": status["bytes_received"] / n, "live_s": live_s, "live": first.live_readings}
 
 
 def _ceilings(db_url: str, buf: SqliteBuffer, receiver) -> tuple[float, float]:
@@ -274,7 +272,7 @@ def run(quick: bool = False) -> list[dict]:
             rows.append(_row(f"newest {d['live']:.0f} readings stored after the uplink returns ({name})",
                              d["live_s"] * 1000, "ms", goal="≤ 1,000 ms"))
             rows.append(_row(f"whole backlog stored after the uplink returns ({name}, {n} readings)",
-                             d["total_s"], "s", goal="≤ 60 s"))
+                             n / d["rate"], "s", goal="≤ 60 s"))
             if name == "sqlite":
                 buf = _copy_buffer(template, tmp / "buffer-ceiling.db")
                 node_side, central_side = _ceilings(db_url("ceiling"), buf, receiver)
@@ -294,7 +292,7 @@ def run(quick: bool = False) -> list[dict]:
                 rows.append(_row(f"newest {c['live']:.0f} readings stored after the uplink returns ({where})",
                                  c["live_s"] * 1000, "ms", goal="≤ 1,000 ms"))
                 rows.append(_row(f"whole backlog stored after the uplink returns ({where}, {n} readings)",
-                                 c["total_s"], "s", "the same over loopback", d["total_s"], "≤ 60 s"))
+                                 n / c["rate"], "s", "the same over loopback", n / d["rate"], "≤ 60 s"))
         rounds = 20 if quick else 120
         s = _steady_state(backends[0][1]("steady"), tmp, receiver, rounds)
     gc.unfreeze()

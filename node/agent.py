@@ -790,9 +790,7 @@ class Agent:
 
     def _shutdown(self, drain_s: float = 0.0) -> None:
         self.notifier.stopping()
-        self._stop.set()
-        if self._upload_loop is not None:
-            self._upload_loop.stop()
+        self.stop()  # a signalled stop (`signal_stop`) becomes a real one here, on the main thread
         t = self._upload_thread
         if t is not None:
             t.join(STOP_GRACE_S)

@@ -354,7 +354,7 @@ speed = 60
         try:
             return p.wait(15)
         except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGABRT)  # like systemd's TimeoutAbortSec: the stacks go to the log
+            p.send_signal(signal.SIGABRT)  # as systemd's watchdog does: faulthandler logs the stacks
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:
