@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -166,11 +167,20 @@ class SqlStore(Store):
             raise
 
     def _failed(self, conn: Any) -> None:
-        """Roll back after a driver error; a broken connection is reopened on next use."""
+        """Roll back after a driver error; a connection that cannot even roll back is closed and
+        forgotten, so the next use opens a new one.
+
+        The driver's own "broken" flag is not enough: after the server ended the session
+        (pg_terminate_backend, a restart) psycopg can be left mid-command, not flagged broken, and
+        every later statement failed with "another command is already in progress" (503s until the
+        process restarted; seen in CI as test_postgres_connection_lost_then_recovers)."""
         try:
             conn.rollback()
-        except Exception:  # the connection is gone; _connection() replaces it
-            pass
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.close()
+            if self._conn is conn:
+                self._conn = None
 
     def transaction(self, fn: Callable[[Tx], T], *, write: bool = False, wait: bool = True) -> T:
         """``fn(tx)`` in one transaction (a write one when ``write``), committed when it returns and

@@ -284,6 +284,28 @@ def test_postgres_connection_lost_then_recovers(pg_url):
         store.close()
 
 
+@pytest.mark.postgres
+def test_postgres_connection_left_mid_command_is_replaced(pg_url):
+    """What an ended session can leave behind (seen in CI after pg_terminate_backend): libpq busy
+    with a command nobody reads, the connection not flagged broken. Here the state is made on purpose
+    (a query sent through libpq and never read): one batch gets a 503, the next one a new connection."""
+    store = open_store(pg_url)
+    store.add_node(NODE, KEY, now_ms())
+    url, stop = serve_in_thread(store)
+    try:
+        assert post(url, body_of(make_batch(range(3)))).status_code == 200
+        store._conn.pgconn.send_query(b"SELECT 1")
+        assert not store._conn.broken
+        r = post(url, body_of(make_batch(range(6))))
+        assert r.status_code == 503, r.text  # never a 500
+        r = post(url, body_of(make_batch(range(6))))
+        assert r.status_code == 200, r.text
+        assert store.seqs(NODE, 1) == list(range(6))
+    finally:
+        stop()
+        store.close()
+
+
 def test_tls(tmp_path):
     import shutil
 
