@@ -34,6 +34,27 @@ def test_the_daemon_uploads_without_loading_charset_detection(tmp_path, central,
     assert "RequestsDependencyWarning" not in err and "Traceback" not in err
 
 
+def test_the_daemon_imports_no_other_command_and_no_test_buffer(tmp_path, central, node_env):
+    """Every module the daemon imports stays for its years: `run` registers only itself (#22)."""
+    url, store_, key = central
+    entry = ("import atexit, sys; from node.cli import main; "  # node/__main__.py, telling what it imported
+             "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr)); "
+             "sys.exit(main(sys.argv[1:]))")
+    cfg = write_config(tmp_path, url=url, key=key)
+    p = subprocess.Popen([sys.executable, "-c", entry, "--config", str(cfg), "run"], cwd=ROOT, env=node_env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: store_.count_readings(NODE) >= 10, what="uploads", proc=p)
+    finally:
+        rc, err = stop_node(p, signal.SIGTERM)
+    assert rc == 0, err[-2000:]
+    imported = next(line.split()[1:] for line in err.splitlines() if line.startswith("MODULES "))
+    assert {"node.commands.run", "node.buffer.sqlite", "node.uploader"} <= set(imported)  # the check sees
+    assert [m for m in imported if m.startswith("node.commands.")] == ["node.commands.options",
+                                                                       "node.commands.run"]
+    assert "node.buffer.memory" not in imported and "node.diag.context" not in imported
+
+
 def test_registering_the_commands_does_not_import_the_checks(cli_env):
     code = ("import sys, node.cli; node.cli.build_parser(); "
             "print(sorted(m for m in ('node.diag.checks', 'ssl', 'subprocess') if m in sys.modules)); "

@@ -16,7 +16,8 @@ SUBCOMMANDS = [["config", "check"], ["run"], ["status"], ["demo"], ["diag"], ["s
 
 
 def parse(argv: list[str]):
-    args = cli.merge_global_options(cli.build_parser().parse_args(argv))
+    """As `cli.main` parses: with only the named command's parser when it can tell which."""
+    args = cli.merge_global_options(cli.build_parser(cli.command_in(argv)).parse_args(argv))
     options.settle_emulate(args)
     return args
 
@@ -34,6 +35,38 @@ def test_config_and_verbose_before_and_after_every_subcommand(command, where):
     assert args.config == "/x.toml"
     assert args.verbose == (2 if where == "both" else 1)
     assert not [k for k in vars(args) if k.startswith("_g")]
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["run"], "run"),
+    (["-c", "/x.toml", "-vv", "run", "--emulate"], "run"),
+    (["--config=/x.toml", "--lang", "vi", "--verbose", "status"], "status"),
+    (["-c", "run", "status"], "status"),  # a config file called "run"
+    (["config", "check"], "config"),
+    (["--conf", "run", "status"], None),  # an abbreviation: the whole parser knows what it takes
+    (["-cF", "run"], None),
+    (["--", "run"], None),
+    (["-h"], None),
+    ([], None),
+    (["runn"], "runn"),  # not a command: build_parser registers them all, argparse names them
+])
+def test_the_command_is_found_only_behind_plain_global_options(argv, command):
+    assert cli.command_in(argv) == command
+
+
+def test_every_command_is_registered_and_each_alone():
+    assert [c[0] for c in SUBCOMMANDS] == list(cli.COMMANDS)
+    whole = cli.build_parser()._subparsers._group_actions[0].choices
+    assert list(whole) == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        assert list(cli.build_parser(name)._subparsers._group_actions[0].choices) == [name]
+
+
+def test_a_word_that_is_no_command_names_every_command(cli_env):
+    r = subprocess.run([PYTHON, "-m", "node", "runn"], cwd=ROOT, env=cli_env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2
+    assert "invalid choice: 'runn'" in r.stderr and "'provision'" in r.stderr and "'status'" in r.stderr
 
 
 def test_defaults_without_global_options():
