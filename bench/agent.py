@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import tls_cost
@@ -88,7 +89,7 @@ def compile_project() -> None:
 
 
 def example_config(tmp: Path, url: str, key: bytes, *, fast: float | None = None, speed: float = 1.0,
-                   ca: Path | None = None) -> Path:
+                   ca: Path | None = None, node_id: str = NODE_ID) -> Path:
     """The example config, pointed at tmp and the local receiver, on emulated hardware; ``ca``:
     the test root the receiver's HTTPS certificate chains to."""
     text = EXAMPLE.read_text()
@@ -97,6 +98,7 @@ def example_config(tmp: Path, url: str, key: bytes, *, fast: float | None = None
     kf.chmod(0o600)
     subs = [
         ('state_dir = "/var/lib/streetnode"', f'state_dir = "{tmp / "state"}"'),
+        (f'id = "{NODE_ID}"', f'id = "{node_id}"'),
         ('url = "https://central.example.org"', f'url = "{url}"'),
         ('key_file = "/etc/streetnode/node.key"', f'key_file = "{kf}"'),
         ("enabled = false         # true: run on emulated", "enabled = true         # true: run on emulated"),
@@ -152,12 +154,13 @@ def _start(cfg: Path) -> subprocess.Popen:
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def cold_start_s(url: str, key: bytes, n: int, ca: Path | None = None) -> float:
+def cold_start_s(url: str, key: bytes, n: int, ca: Path | None = None,
+                 new_node: Callable[[], str] = lambda: NODE_ID) -> float:
     """Process start to the log line of the first durable reading, fresh state dir each time."""
     times = []
     for _ in range(n):
         with tempfile.TemporaryDirectory() as td:
-            cfg = example_config(Path(td), url, key, ca=ca)
+            cfg = example_config(Path(td), url, key, ca=ca, node_id=new_node())
             t0 = time.perf_counter()
             p = _start(cfg)
             assert p.stderr is not None
@@ -181,10 +184,10 @@ def _drain_stderr(p: subprocess.Popen) -> threading.Thread:
 
 
 def soak(url: str, key: bytes, seconds: float, *, fast: float | None, speed: float,
-         ca: Path | None = None) -> tuple[int, int, int]:
+         ca: Path | None = None, node_id: str = NODE_ID) -> tuple[int, int, int]:
     """(RSS after warm-up, RSS at the end, max RSS seen) in KiB of a node running ``seconds``."""
     with tempfile.TemporaryDirectory() as td:
-        cfg = example_config(Path(td), url, key, fast=fast, speed=speed, ca=ca)
+        cfg = example_config(Path(td), url, key, fast=fast, speed=speed, ca=ca, node_id=node_id)
         p = _start(cfg)
         _drain_stderr(p)
         time.sleep(1.0)
@@ -215,7 +218,15 @@ def run(quick: bool = False) -> list[dict]:
     with tempfile.TemporaryDirectory() as td:
         store = open_store(f"sqlite:///{Path(td) / 'central.db'}")
         key = secrets.token_bytes(32)
-        store.add_node(NODE_ID, key, int(time.time() * 1000))
+        nodes: list[str] = []
+
+        def new_node() -> str:
+            """A node id of its own for each start: each starts with a fresh state directory, and one
+            id restarted on an empty buffer is what a rolled-back SD card looks like to the central."""
+            nodes.append(f"hn-bench-{len(nodes) + 1:04d}")
+            store.add_node(nodes[-1], key, int(time.time() * 1000))
+            return nodes[-1]
+
         ca: Path | None = None
         tls: dict[str, str] = {}
         if shutil.which("openssl") is not None:  # HTTPS, as on a pole (#22): TLS costs RAM too
@@ -233,22 +244,23 @@ def run(quick: bool = False) -> list[dict]:
             prestart_s = statistics.median(unit_prestart() for _ in range(3 if quick else 7))
             bare_s = bare_start_s(5 if quick else 15)
             bare_rss = bare_rss_kib()
-            cold = cold_start_s(url, key, 3 if quick else 7, ca)
+            cold = cold_start_s(url, key, 3 if quick else 7, ca, new_node)
             rows.append(_row("cold start to first durable reading", cold * 1000, "ms",
                              "python -c pass", bare_s * 1000, "<= 500 ms"))
             rows.append(_row("unit ExecStartPre before it (python -m node.bytecode, cache current)",
                              prestart_s * 1000, "ms", "python -c pass", bare_s * 1000, "report"))
-            w, e, peak = soak(url, key, 15 if quick else 60, fast=None, speed=1.0, ca=ca)
+            w, e, peak = soak(url, key, 15 if quick else 60, fast=None, speed=1.0, ca=ca, node_id=new_node())
             rows.append(_row(f"steady RSS, example config, {scheme} to the central", e / 1024, "MiB",
                              "idle python", bare_rss / 1024, "<= 33 MiB"))
             secs = 60 if quick else 300
-            w, e, peak = soak(url, key, secs, fast=100, speed=720.0, ca=ca)
+            w, e, peak = soak(url, key, secs, fast=100, speed=720.0, ca=ca, node_id=new_node())
             rows.append(_row(f"RSS growth over {secs}s, sampling 100x the example rate",
                              (e - w) / 1024, "MiB", "RSS after warm-up", w / 1024, "~0 (no growth)"))
             rows.append(_row(f"peak RSS in the long run, {scheme}", peak / 1024, "MiB", "idle python",
                              bare_rss / 1024, "<= 35 MiB"))
-            rows.append(_row("readings stored at the central", store.count_readings(NODE_ID), "readings",
-                             "-", 0, "all uploads landed"))
+            stored = sum(map(store.count_readings, nodes))
+            rows.append(_row("readings stored at the central", stored, "readings", "-", 0,
+                             "all uploads landed"))
         finally:
             stop()
             store.close()
