@@ -89,7 +89,7 @@ def compile_project() -> None:
 
 
 def example_config(tmp: Path, url: str, key: bytes, *, fast: float | None = None, speed: float = 1.0,
-                   ca: Path | None = None, node_id: str = NODE_ID) -> Path:
+                   ca: Path | None, node_id: str) -> Path:
     """The example config, pointed at tmp and the local receiver, on emulated hardware; ``ca``:
     the test root the receiver's HTTPS certificate chains to."""
     text = EXAMPLE.read_text()
@@ -154,8 +154,7 @@ def _start(cfg: Path) -> subprocess.Popen:
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def cold_start_s(url: str, key: bytes, n: int, ca: Path | None = None,
-                 new_node: Callable[[], str] = lambda: NODE_ID) -> float:
+def cold_start_s(url: str, key: bytes, n: int, ca: Path | None, new_node: Callable[[], str]) -> float:
     """Process start to the log line of the first durable reading, fresh state dir each time."""
     times = []
     for _ in range(n):
@@ -184,7 +183,7 @@ def _drain_stderr(p: subprocess.Popen) -> threading.Thread:
 
 
 def soak(url: str, key: bytes, seconds: float, *, fast: float | None, speed: float,
-         ca: Path | None = None, node_id: str = NODE_ID) -> tuple[int, int, int]:
+         ca: Path | None, node_id: str) -> tuple[int, int, int]:
     """(RSS after warm-up, RSS at the end, max RSS seen) in KiB of a node running ``seconds``."""
     with tempfile.TemporaryDirectory() as td:
         cfg = example_config(Path(td), url, key, fast=fast, speed=speed, ca=ca, node_id=node_id)
